@@ -1,0 +1,5 @@
+import sys
+
+from rnaret.cli import main
+
+sys.exit(main())

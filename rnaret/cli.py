@@ -1,0 +1,59 @@
+"""The `rnaret` command line: one subcommand per module under ``rnaret.commands``.
+
+Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``.
+Modules are imported only when their command runs, so `rnaret --help` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> module; add a line here when adding a command module
+COMMANDS = {
+    "embed": "rnaret.commands.embed",
+}
+
+
+def _command_help(module_name: str) -> str:
+    try:
+        return importlib.import_module(module_name).HELP
+    except Exception as exc:  # a broken optional dependency must not hide the other commands
+        return f"(unavailable: {exc})"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rnaret", description="RNAret RNA language model tools")
+    parser.add_argument("--version", action="version", version=f"rnaret {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def _version() -> str:
+    from rnaret import __version__
+
+    return __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rnaret.io.errors import InputError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._module.run(args) or 0)
+    except InputError as exc:
+        print(f"rnaret {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

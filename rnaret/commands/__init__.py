@@ -1,0 +1,1 @@
+"""Subcommands of the `rnaret` command line (see rnaret.cli)."""

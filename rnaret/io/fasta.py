@@ -1,0 +1,139 @@
+"""Streaming FASTA reading (plain or gzip) with checks that name file, record and line.
+
+Biopython's ``SimpleFastaParser`` does the parsing; a thin line-counting wrapper around the
+handle remembers where each header was, so that every error can point at a line.
+Windows line endings are accepted. Nucleotide letters are the IUPAC codes (either case),
+U or T, and the gap symbols '-' and '.'; anything else is an error.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import re
+import zlib
+from dataclasses import dataclass
+from typing import Iterator
+
+from Bio.SeqIO.FastaIO import SimpleFastaParser
+
+from rnaret.io.errors import InputError
+
+IUPAC_NUCLEOTIDES = "ACGTUNRYSWKMBDHV-."
+_BAD_LETTER = re.compile(f"[^{re.escape(IUPAC_NUCLEOTIDES + IUPAC_NUCLEOTIDES.lower())}]")
+_NON_ACGTU = re.compile("[^ACGTUacgtu]")
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass(frozen=True)
+class FastaRecord:
+    id: str           # first word of the header
+    description: str  # the whole header line without '>'
+    sequence: str     # as written, line breaks and spaces removed
+    line: int         # 1-based line number of the header
+
+    @property
+    def n_non_acgtu(self) -> int:
+        return len(_NON_ACGTU.findall(self.sequence))
+
+
+def is_gzip(path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(2) == GZIP_MAGIC
+
+
+def open_text(path):
+    """Open a plain or gzipped text file for reading, universal newlines."""
+    if is_gzip(path):
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline=None)
+    return open(path, encoding="utf-8", newline=None)
+
+
+class _LineCounter:
+    """Iterates a text handle, counting lines and noting where headers start."""
+
+    def __init__(self, handle, path):
+        self.handle, self.path = handle, path
+        self.line = 0
+        self.header_lines: list[int] = []
+        self.first_content: tuple[int, str] | None = None
+
+    def __iter__(self):
+        while True:
+            try:
+                text = self.handle.readline()
+            except UnicodeDecodeError as exc:
+                raise InputError(self.path, f"not a text FASTA file (undecodable bytes: {exc.reason})",
+                                 line=self.line + 1) from exc
+            except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+                raise InputError(self.path, f"truncated or corrupt gzip stream ({exc})",
+                                 line=self.line + 1) from exc
+            if not text:
+                return
+            self.line += 1
+            if "\x00" in text:
+                raise InputError(self.path, "binary data (NUL bytes) in a FASTA file", line=self.line)
+            if text.startswith(">"):
+                self.header_lines.append(self.line)
+            elif text.strip() and self.first_content is None and not self.header_lines:
+                self.first_content = (self.line, text.strip())
+            yield text
+
+
+def read_fasta(path, *, check_letters: bool = True, allow_empty_sequence: bool = False,
+               duplicate_ids: str = "error") -> Iterator[FastaRecord]:
+    """Yield the records of a FASTA file (plain or gzipped), streaming.
+
+    Raises ``InputError`` for: a missing or empty file, text before the first header, no
+    records, a header with no sequence (unless ``allow_empty_sequence``), letters that are not
+    IUPAC nucleotides (when ``check_letters``), binary data, a truncated gzip, and duplicate ids
+    (``duplicate_ids``: "error", "ignore"; "warn" is the caller's to count via ``seen``).
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise InputError(path, "no such file")
+    if os.path.getsize(path) == 0:
+        raise InputError(path, "the file is empty")
+    seen: set[str] = set()
+    n = 0
+    with open_text(path) as handle:
+        lines = _LineCounter(handle, path)
+        for index, (title, sequence) in enumerate(SimpleFastaParser(lines)):
+            if lines.first_content is not None:
+                ln, text = lines.first_content
+                raise InputError(path, f"text before the first '>' header: {text[:40]!r}", line=ln)
+            line = lines.header_lines[index]
+            rec_id = title.split(None, 1)[0] if title.strip() else ""
+            if not rec_id:
+                raise InputError(path, "a header with no id", line=line)
+            sequence = sequence.replace("\t", "")
+            if not sequence and not allow_empty_sequence:
+                raise InputError(path, "the header has no sequence", record=rec_id, line=line)
+            if check_letters:
+                bad = _BAD_LETTER.search(sequence)
+                if bad:
+                    raise InputError(path, f"{bad.group()!r} at position {bad.start() + 1} is not an "
+                                           f"IUPAC nucleotide letter", record=rec_id, line=line)
+            if duplicate_ids == "error":
+                if rec_id in seen:
+                    raise InputError(path, "duplicate id (ids must be unique)", record=rec_id, line=line)
+                seen.add(rec_id)
+            n += 1
+            yield FastaRecord(rec_id, title, sequence, line)
+        if n == 0:
+            if lines.first_content is not None:
+                ln, text = lines.first_content
+                raise InputError(path, f"no FASTA records: text before any '>' header: {text[:40]!r}",
+                                 line=ln)
+            raise InputError(path, "no FASTA records (no '>' header line)")
+
+
+def write_fasta(records, handle, width: int = 60) -> int:
+    """Write (id_or_description, sequence) pairs as FASTA; returns the number written."""
+    n = 0
+    for header, sequence in records:
+        handle.write(f">{header}\n")
+        for start in range(0, len(sequence), width):
+            handle.write(sequence[start:start + width] + "\n")
+        n += 1
+    return n
