@@ -12,6 +12,22 @@ import sys
 # name -> module; add a line here when adding a command module
 COMMANDS = {
     "embed": "rnaret.commands.embed",
+    "finetune": "rnaret.commands.finetune",
+    "evaluate": "rnaret.commands.evaluate",
+    "classify": "rnaret.commands.classify",
+    "vienna": "rnaret.commands.vienna",
+    "launch": "rnaret.commands.launch",
+    "ddp-check": "rnaret.commands.ddp_check",
+    "pretrain": "rnaret.commands.pretrain",
+    "download": "rnaret.commands.download",
+    "normalize": "rnaret.commands.normalize",
+    "leakage": "rnaret.commands.leakage",
+    "filter": "rnaret.commands.filter",
+    "shard": "rnaret.commands.shard",
+    "corpus-summary": "rnaret.commands.corpus_summary",
+    "scaling": "rnaret.commands.scaling",
+    "tables": "rnaret.commands.tables",
+    "structure-figures": "rnaret.commands.structure_figures",
 }
 
 

@@ -11,6 +11,7 @@ import gzip
 import io
 import os
 import re
+import warnings
 import zlib
 from dataclasses import dataclass
 from typing import Iterator
@@ -49,6 +50,10 @@ def open_text(path):
     return open(path, encoding="utf-8", newline=None)
 
 
+class DuplicateIdWarning(UserWarning):
+    """A FASTA id seen twice, when the caller asked for duplicates to be reported, not fatal."""
+
+
 class _LineCounter:
     """Iterates a text handle, counting lines and noting where headers start."""
 
@@ -57,6 +62,7 @@ class _LineCounter:
         self.line = 0
         self.header_lines: list[int] = []
         self.first_content: tuple[int, str] | None = None
+        self.last_header = ""
 
     def __iter__(self):
         while True:
@@ -66,8 +72,10 @@ class _LineCounter:
                 raise InputError(self.path, f"not a text FASTA file (undecodable bytes: {exc.reason})",
                                  line=self.line + 1) from exc
             except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-                raise InputError(self.path, f"truncated or corrupt gzip stream ({exc})",
-                                 line=self.line + 1) from exc
+                # decompression reads ahead, so the damage lies somewhere after the last good line
+                last = self.last_header or None
+                raise InputError(self.path, f"truncated or corrupt gzip stream after line {self.line} "
+                                            f"({exc})", record=last) from exc
             if not text:
                 return
             self.line += 1
@@ -75,6 +83,7 @@ class _LineCounter:
                 raise InputError(self.path, "binary data (NUL bytes) in a FASTA file", line=self.line)
             if text.startswith(">"):
                 self.header_lines.append(self.line)
+                self.last_header = text[1:].split(None, 1)[0] if text[1:].strip() else ""
             elif text.strip() and self.first_content is None and not self.header_lines:
                 self.first_content = (self.line, text.strip())
             yield text
@@ -86,15 +95,19 @@ def read_fasta(path, *, check_letters: bool = True, allow_empty_sequence: bool =
 
     Raises ``InputError`` for: a missing or empty file, text before the first header, no
     records, a header with no sequence (unless ``allow_empty_sequence``), letters that are not
-    IUPAC nucleotides (when ``check_letters``), binary data, a truncated gzip, and duplicate ids
-    (``duplicate_ids``: "error", "ignore"; "warn" is the caller's to count via ``seen``).
+    IUPAC nucleotides (when ``check_letters``), binary data, a truncated gzip, and duplicate ids.
+    ``duplicate_ids``: "error" raises naming both lines; "warn" emits a ``DuplicateIdWarning``
+    naming both lines and goes on; "ignore" keeps no id set (constant memory on huge files).
+    Windows line endings are accepted.
     """
+    if duplicate_ids not in ("error", "warn", "ignore"):
+        raise ValueError(f"duplicate_ids must be 'error', 'warn' or 'ignore', got {duplicate_ids!r}")
     path = os.fspath(path)
     if not os.path.exists(path):
         raise InputError(path, "no such file")
     if os.path.getsize(path) == 0:
         raise InputError(path, "the file is empty")
-    seen: set[str] = set()
+    seen: dict[str, int] = {}  # id -> header line of its first occurrence
     n = 0
     with open_text(path) as handle:
         lines = _LineCounter(handle, path)
@@ -114,10 +127,14 @@ def read_fasta(path, *, check_letters: bool = True, allow_empty_sequence: bool =
                 if bad:
                     raise InputError(path, f"{bad.group()!r} at position {bad.start() + 1} is not an "
                                            f"IUPAC nucleotide letter", record=rec_id, line=line)
-            if duplicate_ids == "error":
-                if rec_id in seen:
-                    raise InputError(path, "duplicate id (ids must be unique)", record=rec_id, line=line)
-                seen.add(rec_id)
+            if duplicate_ids != "ignore":
+                first = seen.setdefault(rec_id, line)
+                if first != line:
+                    what = f"duplicate id (first seen at line {first}; ids must be unique)"
+                    if duplicate_ids == "error":
+                        raise InputError(path, what, record=rec_id, line=line)
+                    warnings.warn(str(InputError(path, what, record=rec_id, line=line)),
+                                  DuplicateIdWarning, stacklevel=2)
             n += 1
             yield FastaRecord(rec_id, title, sequence, line)
         if n == 0:

@@ -1,0 +1,27 @@
+# rnaret: RNAret pretraining corpus -> pretraining -> fine-tuning -> evaluation -> report.
+# Run `snakemake --cores 2` (defaults: the small real data in resources/), or
+# `snakemake --profile slurm` on a cluster. Stages live in workflow/rules/<stage>.smk.
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+
+
+rule all:
+    input:
+        all_targets,
+    default_target: True
+
+
+include: "workflow/rules/data.smk"
+include: "workflow/rules/baselines.smk"
+include: "workflow/rules/report.smk"

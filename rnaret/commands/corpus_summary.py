@@ -1,0 +1,74 @@
+"""`rnaret corpus-summary`: one table of record and nucleotide counts through the data stages."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+HELP = "write a TSV of record/nucleotide counts through normalize, dedupe, leakage, filter and shard"
+COLUMNS = ("stage", "records_in", "records_out", "records_removed", "nucleotides_in",
+           "nucleotides_out", "detail")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--normalize", required=True, help="counts JSON of `rnaret normalize`")
+    parser.add_argument("--dup-num", required=True, help="seqkit rmdup --dup-num-file output")
+    parser.add_argument("--leakage", required=True, help="counts JSON of `rnaret leakage`")
+    parser.add_argument("--filter", required=True, help="counts JSON of `rnaret filter`")
+    parser.add_argument("--shards", nargs="*", default=[], help="shard folders (with manifest.json)")
+    parser.add_argument("-o", "--output", required=True, help="summary TSV")
+
+
+def duplicates_removed(dup_num_path) -> int:
+    """Records removed by seqkit rmdup: sum of (count - 1) over its '<count>\\t<ids>' lines."""
+    removed = 0
+    for line in Path(dup_num_path).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            removed += int(line.split("\t", 1)[0]) - 1
+    return removed
+
+
+def summary_rows(normalize: dict, dup_removed: int, leakage: dict, filt: dict, manifests: list[dict]):
+    """Rows (dicts over COLUMNS) of the stage table, in pipeline order."""
+    rows = [dict(stage="normalize", records_in=normalize["records_in"], records_out=normalize["records_out"],
+                 nucleotides_in=normalize["nucleotides_in"], nucleotides_out=normalize["nucleotides_out"],
+                 detail=f"records written in U: {normalize['records_with_U']}; with non-ACGTU letters: "
+                        f"{normalize['records_with_non_ACGTU']}; duplicate ids: {normalize['duplicate_ids']}"),
+            dict(stage="dedupe", records_in=normalize["records_out"],
+                 records_out=normalize["records_out"] - dup_removed,
+                 nucleotides_in=normalize["nucleotides_out"], nucleotides_out=leakage["nucleotides_in"],
+                 detail="seqkit rmdup -s -i -P after U->T"),
+            dict(stage="leakage", records_in=leakage["records_in"], records_out=leakage["records_out"],
+                 nucleotides_in=leakage["nucleotides_in"], nucleotides_out=leakage["nucleotides_out"],
+                 detail=f"{len(leakage['splits_checked'])} downstream splits checked"),
+            dict(stage="filter", records_in=filt["records_in"], records_out=filt["records_out"],
+                 nucleotides_in=filt["nucleotides_in"], nucleotides_out=filt["nucleotides_out"],
+                 detail=f"too short: {filt['too_short']}; long: {filt['long']} "
+                        f"({filt['policy']['long']}: {filt['windows_written']} windows)")]
+    for m in manifests:
+        splits = m["splits"]
+        rows.append(dict(stage=f"shard k{m['k']}", records_in=filt["records_out"],
+                         records_out=sum(s["records"] for s in splits.values()),
+                         nucleotides_in=filt["nucleotides_out"],
+                         nucleotides_out=sum(s["nucleotides"] for s in splits.values()),
+                         detail="; ".join(f"{name}: {s['records']} records, {s['tokens']} tokens, "
+                                          f"{len(s['files'])} shards, {s['unk_tokens']} UNK"
+                                          for name, s in splits.items())))
+    for row in rows:
+        row["records_removed"] = row["records_in"] - row["records_out"]
+    return rows
+
+
+def run(args) -> int:
+    from rnaret.io.atomic import atomic_open
+
+    def load(path):
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+
+    manifests = [load(Path(p) / "manifest.json") for p in args.shards]
+    rows = summary_rows(load(args.normalize), duplicates_removed(args.dup_num), load(args.leakage),
+                        load(args.filter), manifests)
+    with atomic_open(args.output, "w", encoding="utf-8") as handle:
+        handle.write("\t".join(COLUMNS) + "\n")
+        for row in rows:
+            handle.write("\t".join(str(row[c]) for c in COLUMNS) + "\n")
+    return 0

@@ -1,0 +1,55 @@
+"""`rnaret finetune`: fine-tune a task head (and the encoder) on a dataset; keep the best checkpoint.
+
+Writes ``--out`` (a folder, atomically): ``task.json``, ``encoder/``, ``head.safetensors``,
+``train_log.tsv`` (one row per validation). ``rnaret evaluate --checkpoint OUT`` scores it.
+"""
+from __future__ import annotations
+
+HELP = "fine-tune a downstream task (interaction, coding, ...) from a pretrained checkpoint or onehot"
+
+
+def add_split_arguments(parser) -> None:
+    """The dataset options shared by finetune and evaluate."""
+    parser.add_argument("--dataset-config", metavar="YAML",
+                        help="pipeline config (uses datasets.TASK.DATASET) or a file holding one dataset "
+                             "entry {train: PATH, valid: PATH, test: PATH}")
+    parser.add_argument("--dataset", help="dataset name inside --dataset-config")
+    parser.add_argument("--split", action="append", default=[], metavar="NAME=PATH[#VALUE]",
+                        help="add or replace a split (repeatable), e.g. --split train=a.tsv; with "
+                             "#VALUE only the rows whose split column is VALUE (train=t.tsv#train)")
+    parser.add_argument("--settings", metavar="YAML",
+                        help="pipeline config (uses tasks.TASK.settings) or a mapping of task settings")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one task setting (repeatable), e.g. --set epochs=2")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_arguments(parser) -> None:
+    from rnaret.tasks import TASKS
+
+    parser.add_argument("--task", required=True, choices=sorted(TASKS), help="the downstream task")
+    parser.add_argument("--init", required=True, metavar="CHECKPOINT|onehot",
+                        help="pretrained encoder (our checkpoint folder or a published .pth), a fine-tuned "
+                             "checkpoint to continue, or 'onehot' for the one-hot control")
+    parser.add_argument("--out", required=True, help="output folder of the fine-tuned checkpoint")
+    parser.add_argument("--model-name", default=None,
+                        help="model name whose tasks.TASK.model_settings apply (with --settings)")
+    add_split_arguments(parser)
+
+
+def run(args) -> int:
+    from rnaret.io.errors import InputError
+    from rnaret.tasks.run import dataset_entry, run_finetune, task_settings
+
+    entry = dataset_entry(args.task, args.dataset_config, args.dataset, args.split)
+    model_name = args.model_name or ("onehot" if args.init == "onehot" else None)
+    settings = task_settings(args.task, args.settings, args.set, model=model_name)
+    try:
+        run_finetune(args.task, entry, args.init, args.out, settings=settings, device=args.device,
+                     progress=not args.quiet)
+    except ValueError as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(args.settings, str(exc)) from None
+    return 0

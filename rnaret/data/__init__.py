@@ -1,0 +1,8 @@
+"""Data stages of the pretraining corpus (streaming: memory does not grow with the corpus).
+
+Modules: ``download`` (HTTP(S)/local fetch with resume and md5), ``corpus`` (validation and U→T
+normalisation before seqkit dedupe), ``datasets`` (the config's downstream datasets),
+``leakage`` (drop corpus sequences found in downstream valid/test splits), ``lengths`` (the
+length policy), ``shards`` (tokenize + shard writer and the ``ShardCorpus`` reader; the on-disk
+format is in ``SHARDS.md``), ``batching`` (``TokenBudgetBatchSampler``, ``collate``).
+"""

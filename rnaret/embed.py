@@ -1,0 +1,147 @@
+"""Embeddings of nucleotide sequences with an encoder: per sequence and per nucleotide.
+
+Output file (safetensors, written atomically; open with ``safetensors.numpy.load_file``):
+
+* ``per_sequence``   float32 (N, d): the pooled (``pool``: mean or max over the sequence's
+  positions) ``representation`` of each of the N sequences, in FASTA order;
+* ``per_nucleotide`` float32 (T, d), T = total nucleotides (only with per-nucleotide output):
+  the rows ``offsets[i]:offsets[i+1]`` belong to sequence i, one row per nucleotide;
+* ``offsets`` int64 (N + 1,), ``lengths`` int64 (N,) (nucleotides per sequence);
+* metadata (``safe_open(path, "np").metadata()``): ``ids`` (JSON list of the FASTA ids, in
+  order), ``format``, ``k``, ``pool``, ``representation``, ``checkpoint``, ``fasta``.
+
+With odd k a sequence of n >= k nt gives n tokens, token i being the k-mer centred on
+nucleotide i, so per-nucleotide rows are token rows. A sequence shorter than k gives only
+k - 1 FILL tokens (no sequence information at that k): its rows are the first n of those.
+``representation`` is ``last_inner_state`` (before the final norm, what task heads read; the
+default) or ``hidden`` (after it).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from rnaret.tokenizer import encode
+
+FORMAT = "rnaret-embeddings/1"
+POOLS = ("mean", "max")
+REPRESENTATIONS = ("last_inner_state", "hidden")
+
+
+@dataclass
+class Embeddings:
+    """Embeddings of N sequences: ``per_sequence`` (N, d), ``per_nucleotide`` (T, d) or None,
+    ``offsets`` (N + 1,), ``lengths`` (N,), ``ids`` (N,), ``n_shorter_than_k``, ``metadata``."""
+    ids: list[str]
+    per_sequence: np.ndarray
+    per_nucleotide: np.ndarray | None
+    offsets: np.ndarray
+    lengths: np.ndarray
+    n_shorter_than_k: int = 0
+    metadata: dict = field(default_factory=dict)
+
+
+def length_batches(lengths, batch_tokens: int) -> list[list[int]]:
+    """Group indices into batches by length: longest first, each batch's (count x longest)
+    at most ``batch_tokens`` (a longer sequence gets a batch of its own). Padding is then
+    only to the longest sequence of each batch."""
+    if batch_tokens < 1:
+        raise ValueError(f"batch_tokens must be >= 1, got {batch_tokens}")
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches, current, longest = [], [], 0
+    for i in order:
+        n = max(lengths[i], 1)
+        if current and max(longest, n) * (len(current) + 1) > batch_tokens:
+            batches.append(current)
+            current, longest = [], 0
+        current.append(i)
+        longest = max(longest, n)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _pool(states: np.ndarray, pool: str) -> np.ndarray:
+    return states.mean(axis=0) if pool == "mean" else states.max(axis=0)
+
+
+@torch.no_grad()
+def embed_sequences(model, ids, sequences, *, batch_tokens: int = 16384, device=None,
+                    per_nucleotide: bool = True, pool: str = "mean",
+                    representation: str = "last_inner_state", progress: bool = True) -> Embeddings:
+    """Embed ``sequences`` (strings, ids alongside) with ``model`` (an encoder in eval mode).
+
+    Batches by length (``length_batches``), the form chosen by length inside the encoder,
+    bf16 autocast on CUDA. Returns ``Embeddings`` (float32 arrays, FASTA order).
+    """
+    if pool not in POOLS:
+        raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
+    if representation not in REPRESENTATIONS:
+        raise ValueError(f"representation must be one of {REPRESENTATIONS}, got {representation!r}")
+    from tqdm import tqdm
+
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model = model.to(device).eval()
+    k = model.config.k
+    d = model.config.retnet_embed_dim
+    lengths = np.array([len(s) for s in sequences], dtype=np.int64)
+    offsets = np.zeros(len(sequences) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    per_seq = np.zeros((len(sequences), d), dtype=np.float32)
+    per_nt = np.zeros((int(offsets[-1]), d), dtype=np.float32) if per_nucleotide else None
+    token_lists = [encode(s, k) for s in sequences]
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    bar = tqdm(total=int(lengths.sum()), unit="nt", unit_scale=True, file=sys.stderr,
+               disable=not progress, desc="embed")
+    for batch in length_batches([len(t) for t in token_lists], batch_tokens):
+        longest = max(max(len(token_lists[i]) for i in batch), 1)
+        tokens = torch.zeros(len(batch), longest, dtype=torch.long)
+        mask = torch.zeros(len(batch), longest, dtype=torch.bool)
+        for row, i in enumerate(batch):
+            tokens[row, :len(token_lists[i])] = torch.from_numpy(token_lists[i])
+            mask[row, :len(token_lists[i])] = True
+        with autocast:
+            out = model(tokens.to(device), padding_mask=mask.to(device), return_logits=False)
+        states = getattr(out, representation).float().cpu().numpy()
+        for row, i in enumerate(batch):
+            n_tok = len(token_lists[i])
+            if n_tok == 0:  # k = 1 and an empty sequence: read_fasta never gives one
+                continue
+            per_seq[i] = _pool(states[row, :n_tok], pool)
+            if per_nt is not None:
+                per_nt[offsets[i]:offsets[i + 1]] = states[row, :lengths[i]]
+        bar.update(int(sum(lengths[i] for i in batch)))
+    bar.close()
+    return Embeddings(list(ids), per_seq, per_nt, offsets, lengths,
+                      n_shorter_than_k=int((lengths < k).sum()),
+                      metadata={"format": FORMAT, "k": str(k), "pool": pool,
+                                "representation": representation})
+
+
+def write_embeddings(embeddings: Embeddings, path, extra_metadata: dict | None = None) -> None:
+    """Write ``embeddings`` to a safetensors file at ``path``, atomically (layout: module doc)."""
+    from safetensors.numpy import save_file
+
+    from rnaret.io.atomic import atomic_path
+
+    tensors = {"per_sequence": embeddings.per_sequence, "offsets": embeddings.offsets,
+               "lengths": embeddings.lengths}
+    if embeddings.per_nucleotide is not None:
+        tensors["per_nucleotide"] = embeddings.per_nucleotide
+    metadata = {**embeddings.metadata, **(extra_metadata or {}), "ids": json.dumps(embeddings.ids)}
+    with atomic_path(path, suffix=".safetensors") as tmp:
+        save_file(tensors, str(tmp), metadata={k: str(v) for k, v in metadata.items()})
+
+
+def read_embeddings(path) -> tuple[list[str], dict[str, np.ndarray], dict[str, str]]:
+    """(ids, arrays, metadata) of a file written by ``write_embeddings``."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file
+
+    with safe_open(str(path), "np") as handle:
+        metadata = handle.metadata() or {}
+    return json.loads(metadata.get("ids", "[]")), load_file(str(path)), metadata

@@ -1,0 +1,650 @@
+"""RNA secondary structures: dot-bracket, .dbn, .bpseq, .ct and structure tables.
+
+Every reader yields ``StructureRecord(id, sequence, pairs)`` where ``pairs`` is a sorted list of
+1-based ``(i, j)`` with ``i < j`` and no base in two pairs, and raises ``InputError`` naming the
+file, the record and what is wrong. ``read_structures(path)`` picks the reader from the path:
+
+| path | reader |
+|---|---|
+| folder of ``*.bpseq`` (or ``*.ct``) | one record per file, id = file stem, files in name order |
+| ``.csv`` / ``.tsv`` | table with ``id, sequence`` and ``structure`` and/or ``base_pairs`` |
+| ``.dbn`` / ``.db`` / ``.dot`` | 3-line records ``>id``, sequence, dot-bracket (bpRNA ``#Name:`` too) |
+| ``.bpseq`` | one record, id = file stem |
+| ``.ct`` | one or more CT records |
+
+each optionally gzipped (``.gz``). Sequences are kept as written (case included: bpRNA has
+lower-case letters); consumers that check pairing rules uppercase them.
+
+Dot-bracket: ``()`` is the nested page, ``[]``, ``{}``, ``<>`` and then ``Aa`` .. ``Zz`` (upper
+case opens, lower case closes) are further pseudoknot pages. ``.`` marks an unpaired base
+(``-``, ``_``, ``,`` and ``:`` are accepted as well). Writing pairs as dot-bracket assigns each
+pair, in 5'->3' order of its opening base, the lowest page on which it crosses no pair already
+placed (greedy page assignment), so nested structures use ``()`` only.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from rnaret.io.atomic import atomic_open
+from rnaret.io.errors import InputError
+from rnaret.io.fasta import open_text
+
+# page k uses BRACKETS[k]; letters follow the four bracket kinds (bpRNA/.dbn convention)
+BRACKETS: tuple[tuple[str, str], ...] = (("(", ")"), ("[", "]"), ("{", "}"), ("<", ">")) + tuple(
+    (chr(c), chr(c).lower()) for c in range(ord("A"), ord("Z") + 1))
+_OPEN = {o: k for k, (o, _) in enumerate(BRACKETS)}
+_CLOSE = {c: k for k, (_, c) in enumerate(BRACKETS)}
+UNPAIRED = ".-_,:"
+
+TABLE_EXTENSIONS = (".csv", ".tsv")
+DBN_EXTENSIONS = (".dbn", ".db", ".dot")
+_SEQUENCE_OK = re.compile(r"[A-Za-z]+")
+
+Pair = tuple[int, int]
+
+
+@dataclass
+class StructureRecord:
+    """One RNA with its secondary structure.
+
+    ``pairs``: sorted list of 1-based ``(i, j)``, ``i < j``, each base in at most one pair.
+    """
+
+    id: str
+    sequence: str
+    pairs: list[Pair] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.sequence)
+
+    @property
+    def dot_bracket(self) -> str:
+        """The structure as dot-bracket (greedy page assignment, see module doc)."""
+        return pairs_to_dot_bracket(self.pairs, len(self.sequence))
+
+
+# --------------------------------------------------------------------------- pairs and brackets
+
+def check_pairs(pairs: Iterable[Sequence[int]], n: int, *, path=None, record: str | None = None) -> list[Pair]:
+    """Validate 1-based pairs for a sequence of length ``n``; return them sorted, ``i < j``.
+
+    Accepts either orientation; the same pair listed twice (e.g. ``[1, 9]`` and ``[9, 1]``) is
+    kept once. Raises ``InputError`` for non-integers, positions outside 1..n, a base paired
+    with itself and a base in two different pairs.
+    """
+    partner: dict[int, int] = {}
+    out: set[Pair] = set()
+    for raw in pairs:
+        if not isinstance(raw, (list, tuple)) or len(raw) != 2:
+            raise InputError(path, f"a base pair must be two positions, got {raw!r}", record=record)
+        a, b = raw
+        if isinstance(a, bool) or isinstance(b, bool) or not all(
+                isinstance(x, (int, np.integer)) for x in (a, b)):
+            raise InputError(path, f"base pair {list(raw)!r} is not two integers", record=record)
+        a, b = int(a), int(b)
+        if not (1 <= a <= n and 1 <= b <= n):
+            raise InputError(path, f"base pair ({a}, {b}) is outside positions 1..{n}", record=record)
+        if a == b:
+            raise InputError(path, f"base {a} is paired with itself", record=record)
+        i, j = min(a, b), max(a, b)
+        for x, y in ((i, j), (j, i)):
+            if partner.get(x, y) != y:
+                raise InputError(path, f"base {x} is paired twice (with {partner[x]} and {y})",
+                                 record=record)
+            partner[x] = y
+        out.add((i, j))
+    return sorted(out)
+
+
+def parse_dot_bracket(structure: str, *, path=None, record: str | None = None) -> list[Pair]:
+    """Dot-bracket string -> sorted 1-based pairs ``(i, j)``, ``i < j``.
+
+    Raises ``InputError`` for an unknown character, a closing bracket with nothing open and an
+    opening bracket never closed (each naming the 1-based position).
+    """
+    stacks: list[list[int]] = [[] for _ in BRACKETS]
+    pairs: list[Pair] = []
+    for pos, ch in enumerate(structure, start=1):
+        if ch in UNPAIRED:
+            continue
+        if ch in _OPEN:
+            stacks[_OPEN[ch]].append(pos)
+        elif ch in _CLOSE:
+            stack = stacks[_CLOSE[ch]]
+            if not stack:
+                raise InputError(path, f"unbalanced brackets: {ch!r} at position {pos} closes nothing",
+                                 record=record)
+            pairs.append((stack.pop(), pos))
+        else:
+            raise InputError(path, f"{ch!r} at position {pos} is not a dot-bracket character",
+                             record=record)
+    for k, stack in enumerate(stacks):
+        if stack:
+            raise InputError(path, f"unbalanced brackets: {BRACKETS[k][0]!r} at position {stack[-1]} "
+                                   f"is never closed", record=record)
+    pairs.sort()
+    return pairs
+
+
+def pairs_to_dot_bracket(pairs: Iterable[Sequence[int]], n: int, *, path=None,
+                         record: str | None = None) -> str:
+    """Sorted or unsorted 1-based pairs -> dot-bracket string of length ``n``.
+
+    Greedy page assignment: pairs in order of their opening base each go to the lowest page on
+    which they cross nothing placed before. Raises ``InputError`` for invalid pairs or when more
+    than ``len(BRACKETS)`` (30) pages would be needed.
+    """
+    pairs = check_pairs(pairs, n, path=path, record=record)
+    chars = ["."] * n
+    # per page: stack of closing positions of pairs still open at the current opening base;
+    # pages are nested, so the innermost open pair has the smallest closing position
+    open_ends: list[list[int]] = []
+    for i, j in pairs:
+        for page, ends in enumerate(open_ends):
+            while ends and ends[-1] < i:
+                ends.pop()
+            if not ends or ends[-1] > j:
+                break
+        else:
+            page = len(open_ends)
+            if page >= len(BRACKETS):
+                raise InputError(path, f"the structure needs more than {len(BRACKETS)} bracket pages",
+                                 record=record)
+            open_ends.append([])
+        open_ends[page].append(j)
+        chars[i - 1], chars[j - 1] = BRACKETS[page]
+    return "".join(chars)
+
+
+def crossing_pairs(pairs: Sequence[Sequence[int]]) -> list[Pair]:
+    """The pseudoknotted pairs: those that cross at least one other pair of the same structure.
+
+    ``(i, j)`` and ``(k, l)`` cross when ``i < k < j < l``. Input: pairs with ``i < j``; output
+    sorted. Vectorised: O(P^2) memory for P pairs (fine for thousands of pairs).
+    """
+    if len(pairs) < 2:
+        return []
+    arr = np.asarray(pairs, dtype=np.int64)
+    i, j = arr[:, 0][:, None], arr[:, 1][:, None]
+    k, l = arr[:, 0][None, :], arr[:, 1][None, :]
+    cross = ((i < k) & (k < j) & (j < l)) | ((k < i) & (i < l) & (l < j))
+    hit = cross.any(axis=1)
+    return sorted((int(a), int(b)) for a, b in arr[hit])
+
+
+def pairs_to_matrix(pairs: Iterable[Sequence[int]], n: int, *, as_torch: bool = False, dtype=None):
+    """1-based pairs -> symmetric ``(n, n)`` 0/1 contact matrix (numpy, or torch if ``as_torch``).
+
+    ``dtype`` defaults to float32. Entry ``[i-1, j-1]`` and ``[j-1, i-1]`` are 1 for each pair.
+    """
+    idx = np.asarray(list(pairs), dtype=np.int64).reshape(-1, 2) - 1
+    if as_torch:
+        import torch
+
+        mat = torch.zeros((n, n), dtype=dtype or torch.float32)
+        if len(idx):
+            t = torch.from_numpy(idx)
+            mat[t[:, 0], t[:, 1]] = 1
+            mat[t[:, 1], t[:, 0]] = 1
+        return mat
+    mat = np.zeros((n, n), dtype=dtype or np.float32)
+    if len(idx):
+        mat[idx[:, 0], idx[:, 1]] = 1
+        mat[idx[:, 1], idx[:, 0]] = 1
+    return mat
+
+
+def matrix_to_pairs(matrix) -> list[Pair]:
+    """Symmetric ``(n, n)`` 0/1 (or boolean) matrix, numpy or torch -> sorted 1-based pairs.
+
+    Reads the upper triangle (nonzero = paired). Raises ``ValueError`` when the matrix is not
+    square and symmetric or a base has more than one partner (decode probabilities first).
+    """
+    if hasattr(matrix, "detach"):
+        matrix = matrix.detach().cpu().numpy()
+    mat = np.asarray(matrix) != 0
+    if mat.ndim != 2 or mat.shape[0] != mat.shape[1]:
+        raise ValueError(f"expected a square matrix, got shape {mat.shape}")
+    if not np.array_equal(mat, mat.T):
+        raise ValueError("the contact matrix is not symmetric")
+    if np.diag(mat).any():
+        raise ValueError("the contact matrix pairs a base with itself")
+    degree = mat.sum(axis=1)
+    if (degree > 1).any():
+        base = int(np.argmax(degree > 1)) + 1
+        raise ValueError(f"base {base} has {int(degree[base - 1])} partners in the contact matrix")
+    ii, jj = np.nonzero(np.triu(mat, k=1))
+    return [(int(a) + 1, int(b) + 1) for a, b in zip(ii, jj)]
+
+
+def _check_sequence(sequence: str, *, path, record) -> None:
+    if not sequence:
+        raise InputError(path, "empty sequence", record=record)
+    if not _SEQUENCE_OK.fullmatch(sequence):
+        bad = re.search(r"[^A-Za-z]", sequence)
+        raise InputError(path, f"{bad.group()!r} at position {bad.start() + 1} of the sequence is "
+                               f"not a letter", record=record)
+
+
+def record_from_dot_bracket(id: str, sequence: str, structure: str, *, path=None) -> StructureRecord:
+    """Build a ``StructureRecord`` from a sequence and its dot-bracket, checking both lengths."""
+    _check_sequence(sequence, path=path, record=id)
+    if len(structure) != len(sequence):
+        raise InputError(path, f"length mismatch: sequence has {len(sequence)} nt, structure "
+                               f"{len(structure)} characters", record=id)
+    return StructureRecord(id, sequence, parse_dot_bracket(structure, path=path, record=id))
+
+
+# --------------------------------------------------------------------------- readers
+
+def _lines(path) -> Iterator[tuple[int, str]]:
+    """(1-based line number, line without newline) of a plain or gzipped text file."""
+    try:
+        with open_text(path) as handle:
+            for number, line in enumerate(handle, start=1):
+                yield number, line.rstrip("\r\n")
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"not a text file (undecodable bytes: {exc.reason})") from exc
+
+
+def _require_file(path) -> str:
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise InputError(path, "no such file or folder")
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise InputError(path, "the file is empty")
+    return path
+
+
+def _stem(path) -> str:
+    name = Path(path).name
+    if name.endswith(".gz"):
+        name = name[:-3]
+    return name.rsplit(".", 1)[0] if "." in name else name
+
+
+def read_dbn(path) -> Iterator[StructureRecord]:
+    """Yield the records of a dot-bracket file.
+
+    Format: ``>id`` (first word), then the sequence line, then the structure line (anything after
+    whitespace on it, e.g. an RNAfold energy ``(-3.40)``, is ignored); blank lines between
+    records are skipped. bpRNA's layout (``#Name: id`` header, other ``#`` lines ignored) is read
+    too. Raises ``InputError`` for missing lines, length mismatch, bad brackets, duplicate ids.
+    """
+    path = _require_file(path)
+    seen: set[str] = set()
+    header: tuple[int, str] | None = None
+    body: list[str] = []
+    n = 0
+
+    def finish():
+        line, rec_id = header
+        if len(body) != 2:
+            raise InputError(path, f"a record needs a sequence line and a structure line, found "
+                                   f"{len(body)} line(s)", record=rec_id, line=line)
+        if rec_id in seen:
+            raise InputError(path, "duplicate id (ids must be unique)", record=rec_id, line=line)
+        seen.add(rec_id)
+        sequence = body[0].strip()
+        structure = body[1].split()[0]
+        return record_from_dot_bracket(rec_id, sequence, structure, path=path)
+
+    for number, line in _lines(path):
+        stripped = line.strip()
+        if stripped.startswith(">") or stripped.startswith("#Name:"):
+            if header is not None:
+                n += 1
+                yield finish()
+            rec_id = stripped[1:] if stripped.startswith(">") else stripped[len("#Name:"):]
+            rec_id = rec_id.split()[0] if rec_id.split() else ""
+            if not rec_id:
+                raise InputError(path, "a header with no id", line=number)
+            header, body = (number, rec_id), []
+        elif not stripped or stripped.startswith("#"):
+            continue
+        elif header is None:
+            raise InputError(path, f"text before the first '>' header: {stripped[:40]!r}", line=number)
+        else:
+            body.append(stripped)
+    if header is not None:
+        n += 1
+        yield finish()
+    if n == 0:
+        raise InputError(path, "no dot-bracket records (no '>' header line)")
+
+
+def _ints(fields: list[str], *, path, record, line) -> list[int]:
+    try:
+        return [int(f) for f in fields]
+    except ValueError:
+        raise InputError(path, f"expected integers, got {' '.join(fields)!r}", record=record,
+                         line=line) from None
+
+
+def _pairs_from_partners(partner: list[int], *, path, record, lines: list[int]) -> list[Pair]:
+    """partner[i-1] = j (0 = unpaired) -> pairs, checking range and symmetry."""
+    n = len(partner)
+    pairs = []
+    for i, j in enumerate(partner, start=1):
+        if j == 0:
+            continue
+        if not 1 <= j <= n:
+            raise InputError(path, f"base {i} has partner {j} outside 1..{n}", record=record,
+                             line=lines[i - 1])
+        if j == i:
+            raise InputError(path, f"base {i} is paired with itself", record=record, line=lines[i - 1])
+        if partner[j - 1] != i:
+            raise InputError(path, f"not symmetric: base {i} pairs with {j} but base {j} pairs with "
+                                   f"{partner[j - 1] or 'nothing'}", record=record, line=lines[i - 1])
+        if i < j:
+            pairs.append((i, j))
+    return pairs
+
+
+def read_bpseq(path) -> StructureRecord:
+    """Read one ``.bpseq`` file (``i base j`` per line, ``j = 0`` when unpaired); id = file stem.
+
+    Header lines before the first numbered line (``Filename:``, ``Organism:`` ... as in CRW
+    files) and ``#`` lines are skipped. Raises ``InputError`` for bad numbers, positions not
+    1, 2, 3 ..., partners out of range, a non-symmetric pairing and a base that is not a letter.
+    """
+    path = _require_file(path)
+    rec_id = _stem(path)
+    bases: list[str] = []
+    partner: list[int] = []
+    lines: list[int] = []
+    for number, line in _lines(path):
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        if not bases and not fields[0].lstrip("-").isdigit():
+            continue  # free-text header before the table
+        if len(fields) != 3:
+            raise InputError(path, f"expected 3 columns 'i base j', got {len(fields)}: {line.strip()!r}",
+                             record=rec_id, line=number)
+        i, j = _ints([fields[0], fields[2]], path=path, record=rec_id, line=number)
+        if i != len(bases) + 1:
+            raise InputError(path, f"position {i} where {len(bases) + 1} was expected", record=rec_id,
+                             line=number)
+        if len(fields[1]) != 1 or not fields[1].isalpha():
+            raise InputError(path, f"base {fields[1]!r} is not one letter", record=rec_id, line=number)
+        bases.append(fields[1])
+        partner.append(j)
+        lines.append(number)
+    if not bases:
+        raise InputError(path, "no 'i base j' lines", record=rec_id)
+    pairs = _pairs_from_partners(partner, path=path, record=rec_id, lines=lines)
+    return StructureRecord(rec_id, "".join(bases), pairs)
+
+
+def _ct_title(rest: str) -> str:
+    """The record name in a CT header after the length: drops an 'ENERGY = x' / 'dG = x' part."""
+    rest = re.sub(r"^\s*(ENERGY|dG)\s*=\s*\S+\s*", "", rest, flags=re.IGNORECASE)
+    return rest.split()[0] if rest.split() else ""
+
+
+def read_ct(path) -> Iterator[StructureRecord]:
+    """Yield the records of a connectivity table (``.ct``) file.
+
+    Each record: a header ``N  name`` (an ``ENERGY = x`` before the name is skipped; no name ->
+    file stem, numbered from the second record on), then N lines ``i base i-1 i+1 j i``; column 5
+    is the partner (0 = unpaired). Raises ``InputError`` for a bad header, bad numbers, too few
+    columns, positions out of order, partners out of range, non-symmetric pairing, a truncated
+    record and duplicate names.
+    """
+    path = _require_file(path)
+    stem = _stem(path)
+    seen: set[str] = set()
+    state = None  # (name, n, header line, bases, partners, lines) of the record being read
+    n_records = 0
+
+    def finish(st):
+        name, _, line, bases, partner, lines = st
+        if name in seen:
+            raise InputError(path, "duplicate record name (names must be unique)", record=name, line=line)
+        seen.add(name)
+        return StructureRecord(name, "".join(bases),
+                               _pairs_from_partners(partner, path=path, record=name, lines=lines))
+
+    for number, line in _lines(path):
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        if state is None:
+            try:
+                n = int(fields[0])
+            except ValueError:
+                raise InputError(path, f"a CT header must start with the sequence length, got "
+                                       f"{line.strip()[:40]!r}", line=number) from None
+            if n <= 0:
+                raise InputError(path, f"a CT header gives length {n}", line=number)
+            name = _ct_title(line.strip()[len(fields[0]):]) or (
+                stem if n_records == 0 else f"{stem}_{n_records + 1}")
+            state = (name, n, number, [], [], [])
+            continue
+        name, n, _, bases, partner, lines = state
+        if len(fields) < 5:
+            raise InputError(path, f"expected 6 columns 'i base i-1 i+1 j i', got {len(fields)}",
+                             record=name, line=number)
+        i, _, _, j = _ints([fields[0], fields[2], fields[3], fields[4]], path=path, record=name,
+                           line=number)
+        if i != len(bases) + 1:
+            raise InputError(path, f"position {i} where {len(bases) + 1} was expected", record=name,
+                             line=number)
+        if len(fields[1]) != 1 or not fields[1].isalpha():
+            raise InputError(path, f"base {fields[1]!r} is not one letter", record=name, line=number)
+        bases.append(fields[1])
+        partner.append(j)
+        lines.append(number)
+        if len(bases) == n:
+            n_records += 1
+            yield finish(state)
+            state = None
+    if state is not None:
+        raise InputError(path, f"truncated record: header says {state[1]} nt, found {len(state[3])} "
+                               f"lines", record=state[0], line=state[2])
+    if n_records == 0:
+        raise InputError(path, "no CT records")
+
+
+def read_structure_table(path, split: str | None = None) -> Iterator[StructureRecord]:
+    """Yield the rows of a CSV/TSV structure table (delimiter from the extension).
+
+    Columns: ``id``, ``sequence`` and ``structure`` (dot-bracket) and/or ``base_pairs`` (JSON list
+    of 1-based ``[i, j]``); a non-empty ``base_pairs`` wins over ``structure`` (DESIGN contract),
+    which is then not read at all. Other columns are ignored, except ``split`` when ``split`` is
+    given: only rows whose ``split`` column equals it are read (the config's
+    ``{path: table, split: value}`` entries). Raises ``InputError`` for missing columns, bad
+    JSON, invalid pairs, bad brackets, length mismatch, duplicate ids, no (selected) rows.
+    """
+    path = _require_file(path)
+    name = Path(path).name.lower().removesuffix(".gz")
+    delimiter = "\t" if name.endswith(".tsv") else ","
+    seen: set[str] = set()
+    rows = (line for _, line in _lines(path))
+    reader = csv.DictReader(rows, delimiter=delimiter)
+    columns = [c.strip() for c in (reader.fieldnames or [])]
+    reader.fieldnames = columns
+    missing = [c for c in ("id", "sequence") if c not in columns]
+    if missing or not ({"structure", "base_pairs"} & set(columns)):
+        want = missing + ([] if {"structure", "base_pairs"} & set(columns) else ["structure or base_pairs"])
+        raise InputError(path, f"missing column(s) {', '.join(want)}; found {', '.join(columns) or 'none'}")
+    if split is not None and "split" not in columns:
+        raise InputError(path, f"rows of split {split!r} were asked for but the table has no 'split' column")
+    n = 0
+    for row in reader:
+        if None in row:
+            raise InputError(path, "more fields than header columns", line=reader.line_num)
+        if split is not None and (row.get("split") or "").strip() != split:
+            continue
+        rec_id = (row.get("id") or "").strip()
+        if not rec_id:
+            raise InputError(path, "empty id", line=reader.line_num)
+        if rec_id in seen:
+            raise InputError(path, "duplicate id (ids must be unique)", record=rec_id, line=reader.line_num)
+        seen.add(rec_id)
+        sequence = (row.get("sequence") or "").strip()
+        _check_sequence(sequence, path=path, record=rec_id)
+        raw_pairs = (row.get("base_pairs") or "").strip()
+        if raw_pairs:
+            try:
+                parsed = json.loads(raw_pairs)
+            except json.JSONDecodeError as exc:
+                raise InputError(path, f"base_pairs is not JSON ({exc.msg})", record=rec_id,
+                                 line=reader.line_num) from None
+            if not isinstance(parsed, list):
+                raise InputError(path, "base_pairs must be a JSON list of [i, j] pairs", record=rec_id,
+                                 line=reader.line_num)
+            pairs = check_pairs(parsed, len(sequence), path=path, record=rec_id)
+            yield StructureRecord(rec_id, sequence, pairs)
+        else:
+            structure = (row.get("structure") or "").strip()
+            if not structure:
+                raise InputError(path, "neither structure nor base_pairs given", record=rec_id,
+                                 line=reader.line_num)
+            yield record_from_dot_bracket(rec_id, sequence, structure, path=path)
+        n += 1
+    if n == 0:
+        raise InputError(path, "the table has no rows" + (f" of split {split!r}" if split is not None else ""))
+
+
+def read_structure_folder(path) -> Iterator[StructureRecord]:
+    """Yield one record per ``*.bpseq`` file of a folder (or ``*.ct`` when it has no .bpseq), in
+    file-name order. Raises ``InputError`` for a folder with neither."""
+    path = os.fspath(path)
+    folder = Path(path)
+    files = sorted(p for p in folder.iterdir() if p.name.endswith((".bpseq", ".bpseq.gz")))
+    if files:
+        for file in files:
+            yield read_bpseq(file)
+        return
+    files = sorted(p for p in folder.iterdir() if p.name.endswith((".ct", ".ct.gz")))
+    if not files:
+        raise InputError(path, "the folder holds no .bpseq or .ct files")
+    seen: set[str] = set()
+    for file in files:
+        for rec in read_ct(file):
+            if rec.id in seen:
+                raise InputError(file, "duplicate record name across the folder", record=rec.id)
+            seen.add(rec.id)
+            yield rec
+
+
+def read_structures(path, split: str | None = None) -> Iterator[StructureRecord]:
+    """Yield ``StructureRecord``s from any supported path (see the module doc for the formats).
+
+    ``split``: keep only the rows of a table whose ``split`` column equals it (tables only).
+    Raises ``InputError`` for a missing path or an extension that names no structure format.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise InputError(path, "no such file or folder")
+    name = Path(path).name.lower().removesuffix(".gz")
+    if split is not None:
+        if os.path.isdir(path) or not name.endswith(TABLE_EXTENSIONS):
+            raise InputError(path, f"a split ({split!r}) can only be selected from a .csv/.tsv table")
+        return read_structure_table(path, split)
+    if os.path.isdir(path):
+        return read_structure_folder(path)
+    if name.endswith(TABLE_EXTENSIONS):
+        return read_structure_table(path)
+    if name.endswith(DBN_EXTENSIONS):
+        return read_dbn(path)
+    if name.endswith(".bpseq"):
+        return iter([read_bpseq(path)])
+    if name.endswith(".ct"):
+        return read_ct(path)
+    raise InputError(path, "unknown structure format: expected .csv, .tsv, .dbn, .bpseq, .ct or a "
+                           "folder of .bpseq files")
+
+
+# --------------------------------------------------------------------------- writers
+
+def format_bpseq(record: StructureRecord) -> str:
+    """One record as ``.bpseq`` text (``i base j`` lines, ``j = 0`` when unpaired)."""
+    partner = _partner_list(record)
+    return "".join(f"{i} {b} {partner[i - 1]}\n" for i, b in enumerate(record.sequence, start=1))
+
+
+def format_ct(record: StructureRecord) -> str:
+    """One record as CT text: header ``N  id``, then ``i base i-1 i+1 j i`` (next = 0 at the end)."""
+    n = len(record.sequence)
+    partner = _partner_list(record)
+    out = [f"{n}\t{record.id}\n"]
+    for i, b in enumerate(record.sequence, start=1):
+        out.append(f"{i}\t{b}\t{i - 1}\t{i + 1 if i < n else 0}\t{partner[i - 1]}\t{i}\n")
+    return "".join(out)
+
+
+def format_dbn(record: StructureRecord) -> str:
+    """One record as a 3-line ``.dbn`` entry."""
+    return f">{record.id}\n{record.sequence}\n{record.dot_bracket}\n"
+
+
+def _partner_list(record: StructureRecord) -> list[int]:
+    partner = [0] * len(record.sequence)
+    for i, j in check_pairs(record.pairs, len(record.sequence), record=record.id):
+        partner[i - 1], partner[j - 1] = j, i
+    return partner
+
+
+def write_dbn(records: Iterable[StructureRecord], path) -> int:
+    """Write records as 3-line ``.dbn`` (atomically); returns the number written."""
+    n = 0
+    with atomic_open(path) as handle:
+        for rec in records:
+            handle.write(format_dbn(rec))
+            n += 1
+    return n
+
+
+def write_bpseq(record: StructureRecord, path) -> None:
+    """Write one record as a ``.bpseq`` file (atomically)."""
+    with atomic_open(path) as handle:
+        handle.write(format_bpseq(record))
+
+
+def write_bpseq_folder(records: Iterable[StructureRecord], path) -> int:
+    """Write one ``{id}.bpseq`` per record into folder ``path`` (each file atomically)."""
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    n = 0
+    for rec in records:
+        if "/" in rec.id or rec.id in (".", ".."):
+            raise InputError(None, "the id cannot be used as a file name", record=rec.id)
+        write_bpseq(rec, folder / f"{rec.id}.bpseq")
+        n += 1
+    return n
+
+
+def write_ct(records: Iterable[StructureRecord], path) -> int:
+    """Write records as one CT file (atomically); returns the number written."""
+    n = 0
+    with atomic_open(path) as handle:
+        for rec in records:
+            handle.write(format_ct(rec))
+            n += 1
+    return n
+
+
+def write_structure_table(records: Iterable[StructureRecord], path) -> int:
+    """Write a structure table (``id, sequence, structure, base_pairs``; TSV when ``path`` ends
+    in ``.tsv``, else CSV) atomically; returns the number of rows."""
+    delimiter = "\t" if os.fspath(path).lower().endswith(".tsv") else ","
+    n = 0
+    with atomic_open(path, newline="") as handle:
+        writer = csv.writer(handle, delimiter=delimiter, lineterminator="\n")
+        writer.writerow(["id", "sequence", "structure", "base_pairs"])
+        for rec in records:
+            writer.writerow([rec.id, rec.sequence, rec.dot_bracket,
+                             json.dumps([list(p) for p in rec.pairs])])
+            n += 1
+    return n

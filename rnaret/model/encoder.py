@@ -1,0 +1,315 @@
+"""The RNAret encoder: a bidirectional RetNet with the published state-dict names and MLM head.
+
+Layout (pre-norm, no biases; names are the published state-dict keys):
+
+    embed_tokens (vocab, d), padding_idx 0, not scaled
+    layers.i:  x + retention(retention_layer_norm(x));  x + ffn(final_layer_norm(x))
+    layer_norm (final RMSNorm)  ->  output_projection (vocab, d), the MLM head
+    retnet_rel_pos.angle (d / heads), retnet_rel_pos.decay (heads): buffers, saved in checkpoints
+
+``EncoderOutput.last_inner_state`` is the last layer's output before the final norm (what the
+published task heads read); ``.hidden`` is after it (what the MLM head reads).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnaret.model.retention import FORMS, decay_log, make_plan, retention, rotary_angle, rotate
+from rnaret.tokenizer import PAD, k_from_vocab_size, vocab_size as _vocab_size
+
+# field names of the published config.json (official_vectors/config.json)
+PUBLISHED_FIELDS = ("vocab_size", "retnet_embed_dim", "retnet_value_embed_dim",
+                    "retnet_ffn_embed_dim", "retnet_layers", "retnet_retention_heads",
+                    "dropout", "activation_dropout")
+ARCHITECTURES = ("retnet", "transformer")
+LAYERNORM_EPS = 1e-6
+
+
+@dataclass
+class EncoderConfig:
+    """Encoder hyper-parameters; the defaults are the paper size at k = 1.
+
+    Published fields (same names as the published config.json): vocab_size (4**k + 6),
+    retnet_embed_dim (d), retnet_value_embed_dim, retnet_ffn_embed_dim, retnet_layers,
+    retnet_retention_heads, dropout, activation_dropout.
+    Ours: ``k`` (None: inferred from vocab_size), ``chunk_size`` (positions per chunk of the
+    chunkwise form), ``parallel_max_len`` (automatic form: parallel up to this many tokens,
+    chunkwise above), ``architecture`` ("retnet", or "transformer" for the baseline).
+    """
+    vocab_size: int = 10
+    retnet_embed_dim: int = 384
+    retnet_value_embed_dim: int = 512
+    retnet_ffn_embed_dim: int = 512
+    retnet_layers: int = 8
+    retnet_retention_heads: int = 4
+    dropout: float = 0.2
+    activation_dropout: float = 0.2
+    k: int | None = None
+    chunk_size: int = 128
+    parallel_max_len: int = 512
+    architecture: str = "retnet"
+
+    def __post_init__(self):
+        inferred = k_from_vocab_size(self.vocab_size)
+        if self.k is None:
+            self.k = inferred
+        elif self.k != inferred:
+            raise ValueError(f"k={self.k} does not match vocab_size={self.vocab_size} (4**k + 6 gives k={inferred})")
+        heads = self.retnet_retention_heads
+        if heads < 1 or self.retnet_embed_dim % heads or (self.retnet_embed_dim // heads) % 2:
+            raise ValueError(f"retnet_embed_dim={self.retnet_embed_dim} must split into "
+                             f"{heads} heads of an even size")
+        if self.retnet_value_embed_dim % heads:
+            raise ValueError(f"retnet_value_embed_dim={self.retnet_value_embed_dim} is not divisible "
+                             f"by {heads} heads")
+        if self.retnet_layers < 1 or self.chunk_size < 1 or self.parallel_max_len < 0:
+            raise ValueError("retnet_layers and chunk_size must be >= 1, parallel_max_len >= 0")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+
+    @classmethod
+    def paper(cls, k: int, **overrides) -> "EncoderConfig":
+        """The paper-size config at k (1, 3 or 5); keyword overrides for any field."""
+        return cls(vocab_size=_vocab_size(k), k=k, **overrides)
+
+    @property
+    def key_dim(self) -> int:
+        """Per-head query/key size (d / heads)."""
+        return self.retnet_embed_dim // self.retnet_retention_heads
+
+    @property
+    def value_dim(self) -> int:
+        """Per-head value size (value_embed_dim / heads)."""
+        return self.retnet_value_embed_dim // self.retnet_retention_heads
+
+    def to_dict(self) -> dict:
+        """All fields as a JSON-ready dict (published names plus ours)."""
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str | None = None) -> "EncoderConfig":
+        """Build from a dict (ours or the published config.json); unknown keys are an error.
+
+        ``source`` (a file name) is named in the error message.
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        where = f"{source}: " if source else ""
+        if unknown:
+            raise ValueError(f"{where}unknown encoder config keys {unknown}; known keys: {sorted(known)}")
+        if "vocab_size" not in data:
+            raise ValueError(f"{where}the encoder config has no 'vocab_size'")
+        return cls(**data)
+
+
+@dataclass
+class EncoderOutput:
+    """What an encoder returns (shapes for tokens (B, L), d = retnet_embed_dim).
+
+    logits: (B, L, vocab) MLM logits, or None when ``return_logits=False``;
+    last_inner_state: (B, L, d) last layer's output before the final RMSNorm (task heads read it);
+    hidden: (B, L, d) after the final RMSNorm;
+    padding_mask: (B, L) bool, True at real positions.
+    All three outputs are zero at PAD positions, and PAD never changes the real positions.
+    """
+    logits: Tensor | None
+    last_inner_state: Tensor
+    hidden: Tensor
+    padding_mask: Tensor
+
+
+class RMSNorm(nn.Module):
+    """x / sqrt(mean(x^2) + eps) over the last dim, computed in float32, times an optional weight."""
+
+    def __init__(self, dim: int, eps: float = LAYERNORM_EPS, elementwise_affine: bool = True):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim)) if elementwise_affine else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        out = (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x)
+        return out * self.weight if self.weight is not None else out
+
+
+class GLU(nn.Module):
+    """Gated FFN: fc2(dropout(gelu(fc1 x) * gate x)), then dropout; (..., d) -> (..., d)."""
+
+    def __init__(self, embed_dim: int, ffn_dim: int, dropout: float, activation_dropout: float):
+        super().__init__()
+        self.fc1 = nn.Linear(embed_dim, ffn_dim, bias=False)
+        self.fc2 = nn.Linear(ffn_dim, embed_dim, bias=False)
+        self.gate = nn.Linear(embed_dim, ffn_dim, bias=False)
+        self.activation_dropout = nn.Dropout(activation_dropout)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        g = self.gate(x)
+        h = self.fc1(x)
+        h = F.gelu(h.float()).type_as(h) * g
+        return self.dropout(self.fc2(self.activation_dropout(h)))
+
+
+class MultiScaleRetention(nn.Module):
+    """q, k, v, g projections, rotary, retention per head, group RMSNorm, swish gate, out_proj.
+
+    forward(x (B, L, d), plan) -> (B, L, d). The retention itself runs with autocast off in
+    float32 (float64 for float64 models); the projections follow autocast.
+    """
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__()
+        d, dv = config.retnet_embed_dim, config.retnet_value_embed_dim
+        self.num_heads = config.retnet_retention_heads
+        self.key_dim, self.head_dim = config.key_dim, config.value_dim
+        self.scaling = self.key_dim ** -0.5
+        self.q_proj = nn.Linear(d, d, bias=False)
+        self.k_proj = nn.Linear(d, d, bias=False)
+        self.v_proj = nn.Linear(d, dv, bias=False)
+        self.g_proj = nn.Linear(d, dv, bias=False)
+        self.out_proj = nn.Linear(dv, d, bias=False)
+        self.group_norm = RMSNorm(self.head_dim, elementwise_affine=False)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """The published initialisation."""
+        for proj in (self.q_proj, self.k_proj, self.v_proj, self.g_proj):
+            nn.init.xavier_uniform_(proj.weight, gain=2 ** -2.5)
+        nn.init.xavier_uniform_(self.out_proj.weight)
+
+    def forward(self, x: Tensor, plan) -> Tensor:
+        bsz, length, _ = x.shape
+        q, k, v, g = self.q_proj(x), self.k_proj(x), self.v_proj(x), self.g_proj(x)
+        dtype = plan.log_decay.dtype
+        heads = (bsz, length, self.num_heads, -1)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            q = rotate(q.to(dtype).view(heads), plan.phasors).transpose(1, 2)  # (B, H, L, dk)
+            # keys scaled by key_dim**-0.5, folded into their rotation
+            k = rotate(k.to(dtype).view(heads), plan.phasors * self.scaling).transpose(1, 2)
+            v = v.to(dtype).view(heads).transpose(1, 2)  # (B, H, L, dv)
+            out = retention(q, k, v, plan)
+            out = self.group_norm(out.transpose(1, 2)).reshape(bsz, length, -1)  # (B, L, dv)
+        return self.out_proj(F.silu(g) * out)
+
+
+class RetNetLayer(nn.Module):
+    """Pre-norm block: x + dropout(retention(norm x)), then x + ffn(norm x). (B, L, d) -> (B, L, d)."""
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__()
+        d = config.retnet_embed_dim
+        self.retention = MultiScaleRetention(config)
+        self.retention_layer_norm = RMSNorm(d)
+        self.ffn = GLU(d, config.retnet_ffn_embed_dim, config.dropout, config.activation_dropout)
+        self.final_layer_norm = RMSNorm(d)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor, plan) -> Tensor:
+        x = x + self.dropout(self.retention(self.retention_layer_norm(x), plan))
+        return x + self.ffn(self.final_layer_norm(x))
+
+
+class RetNetRelPos(nn.Module):
+    """Holds the published buffers ``angle`` (key_dim,) and ``decay`` (heads,) = log(gamma)."""
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__()
+        self.register_buffer("angle", rotary_angle(config.key_dim))
+        self.register_buffer("decay", decay_log(config.retnet_retention_heads))
+
+
+def choose_form(form: str | None, length: int, parallel_max_len: int) -> str:
+    """The execution form: ``form`` when given, else parallel up to ``parallel_max_len`` tokens."""
+    if form is None:
+        return "parallel" if length <= parallel_max_len else "chunkwise"
+    if form not in FORMS:
+        raise ValueError(f"form must be one of {FORMS} or None, got {form!r}")
+    return form
+
+
+def padding_mask_for(tokens: Tensor, padding_mask: Tensor | None) -> Tensor:
+    """(B, L) bool, True at real positions: ``padding_mask`` if given, else tokens != PAD."""
+    if padding_mask is None:
+        return tokens != PAD
+    if padding_mask.shape != tokens.shape:
+        raise ValueError(f"padding_mask shape {tuple(padding_mask.shape)} != tokens shape {tuple(tokens.shape)}")
+    return padding_mask.to(device=tokens.device, dtype=torch.bool)
+
+
+def finish_output(x: Tensor, mask: Tensor, norm: nn.Module, head: nn.Module,
+                  return_logits: bool) -> EncoderOutput:
+    """Final norm and MLM head on the last layer's output x (B, L, d); zeros at PAD positions."""
+    has_pad = not bool(mask.all())
+    if has_pad:
+        x = x.masked_fill(~mask[..., None], 0)
+    hidden = norm(x)
+    logits = head(hidden) if return_logits else None
+    if has_pad:
+        hidden = hidden.masked_fill(~mask[..., None], 0)
+        if logits is not None:
+            logits = logits.masked_fill(~mask[..., None], 0)
+    return EncoderOutput(logits=logits, last_inner_state=x, hidden=hidden, padding_mask=mask)
+
+
+class RetNetEncoder(nn.Module):
+    """The RNAret encoder (published model, padding-aware, parallel or chunkwise retention).
+
+    ``encoder(tokens, form=None, padding_mask=None, return_logits=True)``:
+    tokens LongTensor (B, L); PAD (id 0) is masked unless ``padding_mask`` (B, L) bool, True =
+    real, is given (an all-True mask reproduces the published unmasked model); ``form`` is
+    "parallel", "chunkwise" or None (parallel up to ``config.parallel_max_len`` tokens).
+    Returns ``EncoderOutput``.
+    """
+
+    architecture = "retnet"
+
+    def __init__(self, config: EncoderConfig | None = None):
+        super().__init__()
+        config = config or EncoderConfig()
+        self.config = config
+        d, vocab = config.retnet_embed_dim, config.vocab_size
+        self.embed_tokens = nn.Embedding(vocab, d, padding_idx=PAD)
+        self.output_projection = nn.Linear(d, vocab, bias=False)
+        nn.init.normal_(self.output_projection.weight, mean=0, std=d ** -0.5)
+        self.layers = nn.ModuleList(RetNetLayer(config) for _ in range(config.retnet_layers))
+        self.layer_norm = RMSNorm(d)
+        self.retnet_rel_pos = RetNetRelPos(config)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, tokens: Tensor, form: str | None = None, padding_mask: Tensor | None = None,
+                return_logits: bool = True) -> EncoderOutput:
+        """tokens (B, L) int64 -> EncoderOutput (see the class docstring)."""
+        if tokens.dim() != 2:
+            raise ValueError(f"tokens must be (batch, length), got shape {tuple(tokens.shape)}")
+        mask = padding_mask_for(tokens, padding_mask)
+        return self.forward_embeddings(self.embed_tokens(tokens), mask, form, return_logits)
+
+    def forward_embeddings(self, embeddings: Tensor, padding_mask: Tensor, form: str | None = None,
+                           return_logits: bool = True) -> EncoderOutput:
+        """Run the layers on token embeddings (B, L, d) (e.g. a leaf tensor, for input
+        gradients) with ``padding_mask`` (B, L) bool, True at real positions."""
+        length = embeddings.shape[1]
+        form = choose_form(form, length, self.config.parallel_max_len)
+        # the mask only costs work when something is padded
+        mask_or_none = None if bool(padding_mask.all()) else padding_mask
+        dtype = torch.float64 if embeddings.dtype == torch.float64 else torch.float32
+        rel = self.retnet_rel_pos
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            plan = make_plan(form, length, rel.angle, rel.decay, mask_or_none,
+                             self.config.chunk_size, dtype)
+        x = self.dropout(embeddings)
+        for layer in self.layers:
+            x = layer(x, plan)
+        return finish_output(x, padding_mask, self.layer_norm, self.output_projection, return_logits)
+
+    def num_parameters(self) -> int:
+        """Number of parameters (buffers not counted), as in the paper."""
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,263 @@
+"""Bidirectional multi-scale retention of the published RNAret encoder, in two exact forms.
+
+Per head h with decay gamma_h = 1 - 2**(-5 - h), queries q_n and (scaled) keys k_m after the
+rotary "theta shift", values v_m and a padding mask mu_m (1 real, 0 PAD), the published
+retention is
+
+    D[n, m]  = gamma**|n - m| * mu_m / sqrt(s_n),   s_n = sum_m gamma**|n - m| * mu_m
+    S[n, m]  = (q_n . k_m) * D[n, m]
+    out_n    = sum_m S[n, m] v_m / clamp(|sum_m S[n, m]|, min=1)     (normaliser detached)
+
+(the published code has mu = 1 everywhere, so PAD enters s_n and acts as key/value; with our
+mask a padded row gives exactly what the same row gives unpadded).
+
+* ``parallel_retention``: the readable reference, builds the (L, L) matrices: O(L^2).
+* ``chunkwise_retention``: the same numbers in O(L) time and memory. The numerator
+  sum_m gamma**|n-m| (q_n . k_m) v_m is split into chunks of C positions: inside a chunk an
+  exact (C, C) decay-masked product (the diagonal counted once); across chunks a forward and a
+  backward scan of per-chunk (d_k, d_v) states. The score row sums come from the same pass
+  (a column of ones appended to v), and s_n from the same scans with q = 1, k = mu, v = 1.
+
+Both forms run in float32 (float64 if the inputs are) with autocast disabled, so that the
+decays, normalisers and scan states are never held in bf16/fp16.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+FORMS = ("parallel", "chunkwise")
+
+
+def decay_log(num_heads: int) -> Tensor:
+    """log(gamma_h) for each head, gamma_h = 1 - 2**(-5 - h): float32 (num_heads,), as published."""
+    return torch.log(1 - 2 ** (-5 - torch.arange(num_heads, dtype=torch.float)))
+
+
+def rotary_angle(key_dim: int) -> Tensor:
+    """Rotary angles (key_dim,): 1 / 10000**linspace(0, 1, key_dim/2), each used for a pair of dims."""
+    angle = 1.0 / (10000 ** torch.linspace(0, 1, key_dim // 2))
+    return angle.unsqueeze(-1).repeat(1, 2).flatten()
+
+
+def rotary_tables(length: int, angle: Tensor) -> tuple[Tensor, Tensor]:
+    """(sin, cos), each (length, key_dim) in ``angle``'s dtype and device, for positions 0..length-1."""
+    index = torch.arange(length, device=angle.device).to(angle)
+    phase = index[:, None] * angle[None, :]
+    return torch.sin(phase), torch.cos(phase)
+
+
+def theta_shift(x: Tensor, sin: Tensor, cos: Tensor) -> Tensor:
+    """Rotate pairs of dims (2i, 2i+1) of x (..., L, key_dim) by the position's angles (L, key_dim)."""
+    rotated = torch.stack((-x[..., 1::2], x[..., ::2]), dim=-1).flatten(-2)
+    return x * cos + rotated * sin
+
+
+def rotary_phasors(length: int, angle: Tensor) -> Tensor:
+    """exp(i * position * angle) per pair of dims: complex (length, key_dim / 2)."""
+    sin, cos = rotary_tables(length, angle[::2])
+    return torch.complex(cos, sin)
+
+
+def rotate(x: Tensor, phasors: Tensor) -> Tensor:
+    """``theta_shift`` as one complex product: x (B, L, H, dk) (last dim contiguous),
+    ``phasors`` (L, dk/2) complex -> (B, L, H, dk). (x1 + i x2)(cos + i sin) is exactly
+    (x1 cos - x2 sin, x2 cos + x1 sin), the published pair rotation."""
+    xc = torch.view_as_complex(x.unflatten(-1, (-1, 2)))
+    return torch.view_as_real(xc * phasors[:, None, :]).flatten(-2)
+
+
+# ---------------------------------------------------------------- parallel form (reference)
+
+def decay_matrix(length: int, log_decay: Tensor, padding_mask: Tensor | None = None) -> Tensor:
+    """The row-normalised decay mask D: (H, L, L) without padding mask, (B, H, L, L) with one.
+
+    ``padding_mask`` (B, L) bool, True at real positions: PAD columns are zeroed before the row
+    sums, so PAD positions never count as keys nor in the sqrt(row sum) scale.
+    """
+    index = torch.arange(length, device=log_decay.device).to(log_decay)
+    distance = (index[:, None] - index[None, :]).abs()
+    mask = torch.exp(distance * log_decay[:, None, None])  # (H, L, L)
+    if padding_mask is None:
+        return mask / mask.sum(dim=-1, keepdim=True).sqrt()
+    mask = mask * padding_mask[:, None, None, :].to(mask.dtype)  # (B, H, L, L)
+    # real rows have s_n >= 1 (their own diagonal); the clamp only keeps PAD rows finite
+    return mask / mask.sum(dim=-1, keepdim=True).clamp(min=1).sqrt()
+
+
+def parallel_retention(q: Tensor, k: Tensor, v: Tensor, decay: Tensor) -> Tensor:
+    """Retention, parallel form. q, k (B, H, L, dk) rotated and scaled; v (B, H, L, dv);
+    ``decay`` from ``decay_matrix`` ((H, L, L) or (B, H, L, L)). Returns (B, H, L, dv)."""
+    scores = (q @ k.transpose(-1, -2)) * decay  # (B, H, L, L)
+    # the published normaliser is detached: it rescales without carrying gradient
+    scores = scores / scores.detach().sum(dim=-1, keepdim=True).abs().clamp(min=1)
+    return scores @ v
+
+
+# ---------------------------------------------------------------- chunkwise form (O(L))
+
+SCAN_BLOCK = 32  # chunks per block of the blocked scan
+
+
+def _decay_powers(n: int, log_a: Tensor) -> Tensor:
+    """a**0 .. a**(n-1) per head: (H, n); powers below float's normal range are set to 0 (they
+    are far below rounding and denormals would slow the CPU down)."""
+    powers = torch.exp(torch.arange(n, device=log_a.device).to(log_a)[None, :] * log_a[:, None])
+    return powers.masked_fill(powers < torch.finfo(powers.dtype).tiny, 0)
+
+
+def exclusive_decay_scan(u: Tensor, log_a: Tensor, reverse: bool = False) -> Tensor:
+    """State entering each step of a decaying sum along dim 2 of u (B, H, N, D), decay a (H,):
+
+    forward  out[c] = sum_{c' < c} a**(c - 1 - c') u[c'];
+    reverse  out[c] = sum_{c' > c} a**(c' - c - 1) u[c'].
+
+    Loop-free: blocks of ``SCAN_BLOCK`` steps are scanned by one (G, G) triangular matmul, the
+    block totals by the same function at decay a**G (recursively), then combined.
+    """
+    n = u.shape[2]
+    g = min(n, SCAN_BLOCK)
+    powers = _decay_powers(g + 1, log_a)  # (H, G + 1)
+    idx = torch.arange(g, device=u.device)
+    lag = idx[:, None] - idx[None, :] - 1  # i - 1 - j
+    if reverse:
+        lag = lag.T
+    tri = torch.where(lag >= 0, powers[:, lag.clamp(min=0)], powers.new_zeros(()))  # (H, G, G)
+    m = math.ceil(n / g)
+    if m * g != n:  # zero steps at the end change nothing in either direction
+        u = F.pad(u, (0, 0, 0, m * g - n))
+    blocks = u.reshape(u.shape[0], u.shape[1], m, g, u.shape[-1])
+    out = tri[None, :, None] @ blocks  # within each block
+    if m > 1:
+        weights = powers[:, :g] if reverse else powers[:, :g].flip(-1)  # step -> block edge
+        totals = (weights[None, :, None, None, :] @ blocks).squeeze(-2)  # (B, H, M, D)
+        carry = exclusive_decay_scan(totals, log_a * g, reverse)  # entering each block
+        # carry reaches step i of its block after i (forward) or G - 1 - i (reverse) more steps
+        reach = powers[:, :g].flip(-1) if reverse else powers[:, :g]
+        out = out + reach[None, :, None, :, None] * carry[:, :, :, None, :]
+    out = out.reshape(u.shape[0], u.shape[1], m * g, u.shape[-1])
+    return out[:, :, :n]
+
+
+def decayed_sum(q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor, chunk_size: int) -> Tensor:
+    """out_n = sum_m gamma**|n - m| (q_n . k_m) v_m for every n, exactly, in O(L) time and memory.
+
+    q, k (B, H, L, dk), v (B, H, L, dv), ``log_decay`` (H,). Returns (B, H, L, dv).
+    The diagonal term is counted once (inside the intra-chunk product).
+    """
+    bsz, heads, length, dk = q.shape
+    dv = v.shape[-1]
+    c = min(chunk_size, length)
+    n_chunks = math.ceil(length / c)
+    pad = n_chunks * c - length
+    if pad:  # zero queries/keys/values add nothing and are cut off at the end
+        q, k, v = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v))
+    q = q.reshape(bsz, heads, n_chunks, c, dk)
+    k = k.reshape(bsz, heads, n_chunks, c, dk)
+    v = v.reshape(bsz, heads, n_chunks, c, dv)
+    ld = log_decay.to(q.dtype)[:, None]  # (H, 1)
+    pos = torch.arange(c, device=q.device).to(q.dtype)
+    # inside each chunk: exact bidirectional decay (H, C, C)
+    intra = torch.exp((pos[:, None] - pos[None, :]).abs() * ld[:, :, None])
+    scores = (q @ k.transpose(-1, -2)).mul_(intra[None, :, None])  # (B, H, N, C, C)
+    out = scores @ v  # (B, H, N, C, dv)
+    if n_chunks > 1:
+        decay_to_end = torch.exp((c - 1 - pos) * ld)[None, :, None, :, None]  # key j -> chunk end
+        decay_from_start = torch.exp(pos * ld)[None, :, None, :, None]      # chunk start -> key j
+        # per-chunk summaries (B, H, N, dk * dv), then the states entering each chunk
+        fwd = exclusive_decay_scan(((k * decay_to_end).transpose(-1, -2) @ v).flatten(-2), c * ld[:, 0])
+        bwd = exclusive_decay_scan(((k * decay_from_start).transpose(-1, -2) @ v).flatten(-2), c * ld[:, 0],
+                                   reverse=True)
+        fwd, bwd = fwd.unflatten(-1, (dk, dv)), bwd.unflatten(-1, (dk, dv))
+        q_fwd = q * torch.exp((pos + 1) * ld)[None, :, None, :, None]  # chunk start - 1 -> query i
+        q_bwd = q * torch.exp((c - pos) * ld)[None, :, None, :, None]  # next chunk start -> query i
+        # out += q_fwd @ fwd + q_bwd @ bwd, the adds fused into the matmuls
+        out = torch.baddbmm(out.flatten(0, 2), q_fwd.flatten(0, 2), fwd.flatten(0, 2))
+        out = torch.baddbmm(out, q_bwd.flatten(0, 2), bwd.flatten(0, 2))
+    out = out.reshape(bsz, heads, n_chunks * c, dv)
+    return out[:, :, :length] if pad else out
+
+
+def decay_row_sums(padding_mask: Tensor | None, length: int, log_decay: Tensor,
+                   chunk_size: int) -> Tensor:
+    """s_n = sum over real m of gamma**|n - m|: (B or 1, H, L, 1), by the chunked scans (q=1,
+    k=mask, v=1), in ``log_decay``'s dtype. Without a mask every position is real."""
+    dtype, device = log_decay.dtype, log_decay.device
+    heads = log_decay.shape[0]
+    if padding_mask is None:
+        mu = torch.ones(1, heads, length, 1, dtype=dtype, device=device)
+    else:
+        mu = padding_mask.to(dtype)[:, None, :, None].expand(-1, heads, -1, -1)
+    ones = torch.ones_like(mu)
+    return decayed_sum(ones, mu, ones, log_decay, chunk_size)
+
+
+def chunkwise_retention(q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor, row_scale: Tensor,
+                        padding_mask: Tensor | None, chunk_size: int) -> Tensor:
+    """Retention, chunkwise bidirectional form; equals ``parallel_retention`` to rounding.
+
+    q, k (B, H, L, dk) rotated and scaled; v (B, H, L, dv); ``log_decay`` (H,);
+    ``row_scale`` = 1 / sqrt(s_n) (B or 1, H, L, 1) from ``decay_row_sums``;
+    ``padding_mask`` (B, L) bool or None. Returns (B, H, L, dv).
+    """
+    dv = v.shape[-1]
+    if padding_mask is None:
+        mu = torch.ones_like(v[..., :1])
+    else:
+        mu = padding_mask.to(v.dtype)[:, None, :, None].expand(v.shape[0], v.shape[1], -1, 1)
+        k = k * mu  # PAD never acts as a key
+    # the appended column of ones yields sum_m gamma**|n-m| q_n . k_m, the score row sum
+    total = decayed_sum(q, k, torch.cat((v, mu), dim=-1), log_decay, chunk_size)
+    row_sum = total[..., dv:] * row_scale
+    # the published normaliser is detached: it rescales without carrying gradient
+    return total[..., :dv] * (row_scale / row_sum.detach().abs().clamp(min=1))
+
+
+# ---------------------------------------------------------------- per-forward plan
+
+@dataclass
+class RetentionPlan:
+    """What every layer of one forward pass shares: form, rotary tables, decay normalisation.
+
+    phasors: (L, dk/2) complex rotary factors; decay: (H, L, L) or (B, H, L, L) (parallel
+    form) or None;
+    row_scale: (B or 1, H, L, 1) (chunkwise form) or None; padding_mask (B, L) bool or None.
+    """
+    form: str
+    phasors: Tensor
+    log_decay: Tensor
+    padding_mask: Tensor | None
+    chunk_size: int
+    decay: Tensor | None = None
+    row_scale: Tensor | None = None
+
+
+def make_plan(form: str, length: int, angle: Tensor, log_decay: Tensor,
+              padding_mask: Tensor | None, chunk_size: int, dtype: torch.dtype) -> RetentionPlan:
+    """Precompute, once per forward, what the retention of every layer needs.
+
+    ``angle`` (dk,) and ``log_decay`` (H,) are the encoder's buffers; ``dtype`` is the compute
+    dtype (float32, or float64 for float64 models); ``padding_mask`` (B, L) bool or None
+    (None: every position real, the fast path).
+    """
+    if form not in FORMS:
+        raise ValueError(f"form must be one of {FORMS} or None, got {form!r}")
+    angle, log_decay = angle.to(dtype), log_decay.to(dtype)
+    plan = RetentionPlan(form, rotary_phasors(length, angle), log_decay, padding_mask, chunk_size)
+    if form == "parallel":
+        plan.decay = decay_matrix(length, log_decay, padding_mask)
+    else:
+        plan.row_scale = decay_row_sums(padding_mask, length, log_decay, chunk_size).clamp(min=1).rsqrt()
+    return plan
+
+
+def retention(q: Tensor, k: Tensor, v: Tensor, plan: RetentionPlan) -> Tensor:
+    """Dispatch to the plan's form. q, k (B, H, L, dk) rotated; v (B, H, L, dv) -> (B, H, L, dv)."""
+    if plan.form == "parallel":
+        return parallel_retention(q, k, v, plan.decay)
+    return chunkwise_retention(q, k, v, plan.log_decay, plan.row_scale, plan.padding_mask,
+                               plan.chunk_size)

@@ -1,0 +1,104 @@
+"""mRNA/lncRNA (coding potential), as published: per-position CDS tagging (k = 5 by default).
+
+Input: the transcript's k-mer tokens, no special tokens, whole (no length cap: long transcripts
+run through the encoder's chunkwise form). Per-position labels: 1 inside the CDS (``CDS:a-b``,
+1-based inclusive) else 0; lncRNAs all 0. Loss: BCE per position over real positions.
+Sequence score: the best 30-position window's mean probability; coding when >= 0.5.
+Metrics: accuracy, precision, recall, f1, auc, mcc, n (+ n_pos, n_neg).
+
+Training may see random crops (``train_crop`` tokens, an explicit setting; None = whole
+transcripts): the crop is taken from the whole transcript's tokens and labels, so its k-mers
+and labels are those of the full sequence. Evaluation always runs whole transcripts.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rnaret.heads.coding import CodingHead, position_loss, window_scores
+from rnaret.io.errors import InputError
+from rnaret.metrics import classification_metrics
+from rnaret.tasks.base import Batch, Example, Task, pad_tokens
+from rnaret.tasks.figures import plot_roc
+from rnaret.tasks.transcripts import Transcript, read_transcripts
+from rnaret.tokenizer import encode
+
+
+def transcript_example(transcript: Transcript, k: int, path=None) -> Example:
+    """Tokens (n,) and per-position labels (n,) float32 of one transcript of n >= k nt."""
+    n = len(transcript.sequence)
+    if n < k:
+        raise InputError(path, f"the sequence ({n} nt) is shorter than k={k}", record=transcript.id,
+                         line=transcript.line)
+    tokens = encode(transcript.sequence, k)                           # odd k: one token per nt
+    labels = np.zeros(n, dtype=np.float32)
+    if transcript.cds is not None:
+        labels[transcript.cds[0] - 1: transcript.cds[1]] = 1.0
+    info = {"label": transcript.label, "length": n,
+            "cds_start": transcript.cds[0] if transcript.cds else None,
+            "cds_end": transcript.cds[1] if transcript.cds else None}
+    return Example(transcript.id, tokens, labels, info)
+
+
+class CodingTask(Task):
+    """mRNA/lncRNA classification by CDS tagging (see the module docstring)."""
+
+    name = "coding"
+    selection_metric = "auc"
+    default_settings = {"k": 5, "lr": 5e-5, "batch_size": 50, "epochs": 50, "train_crop": None,
+                        "positive_weight": 1.0, "window": 30, "hidden": 128}
+
+    def read_split(self, path, select: str | None = None) -> list[Example]:
+        """Transcripts of a labelled FASTA -> examples; target = per-position labels (n,)."""
+        if select is not None:
+            raise InputError(path, f"a FASTA has no split column to select {select!r} from")
+        return [transcript_example(t, self.k, path) for t in read_transcripts(path)]
+
+    def train_view(self, example: Example, rng: np.random.Generator) -> Example:
+        """A random crop of ``train_crop`` tokens (and the same labels) when set and shorter."""
+        crop = self.settings.get("train_crop")
+        if not crop or len(example.tokens) <= int(crop):
+            return example
+        start = int(rng.integers(0, len(example.tokens) - int(crop) + 1))
+        stop = start + int(crop)
+        return Example(example.id, example.tokens[start:stop], example.target[start:stop], example.info)
+
+    def collate(self, examples: list[Example]) -> Batch:
+        tokens, padding_mask = pad_tokens([e.tokens for e in examples])
+        labels = torch.zeros(tokens.shape, dtype=torch.float32)
+        for row, example in enumerate(examples):
+            if example.target is not None:
+                labels[row, : len(example.target)] = torch.from_numpy(np.asarray(example.target, dtype=np.float32))
+        return Batch(tokens, padding_mask, labels, examples)
+
+    def build_head(self, d: int) -> CodingHead:
+        return CodingHead(d, hidden=int(self.settings.get("hidden") or 128))
+
+    def loss(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return position_loss(output, batch.targets, batch.padding_mask,
+                             float(self.settings.get("positive_weight") or 1.0))
+
+    def predict(self, output: torch.Tensor, batch: Batch) -> list[dict]:
+        scores = window_scores(output, batch.padding_mask, int(self.settings.get("window") or 30)).cpu().numpy()
+        rows = []
+        for e, s in zip(batch.examples, scores):
+            row = {"id": e.id, **e.info, "score": float(s), "prediction": int(s >= 0.5)}
+            rows.append(row)
+        return rows
+
+    def position_probabilities(self, output: torch.Tensor, batch: Batch) -> list[np.ndarray]:
+        """Per-position CDS probabilities, one (n_i,) float32 array per example (padding cut)."""
+        probs = torch.sigmoid(output.float()).cpu().numpy()
+        return [probs[row, : len(e.tokens)].astype(np.float32) for row, e in enumerate(batch.examples)]
+
+    def metrics(self, rows: list[dict]) -> dict[str, float]:
+        return classification_metrics([r["label"] for r in rows], [r["score"] for r in rows])
+
+    def write_outputs(self, rows: list[dict], metrics: dict, out_dir: Path) -> list[Path]:
+        """predictions.tsv and roc.png in ``out_dir``."""
+        paths = super().write_outputs(rows, metrics, out_dir)
+        paths.append(plot_roc([r["label"] for r in rows], [r["score"] for r in rows],
+                              Path(out_dir) / "roc.png", "mRNA / lncRNA"))
+        return paths

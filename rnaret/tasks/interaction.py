@@ -1,0 +1,73 @@
+"""miRNA-target interaction: classify a (miRNA, target site) pair, as published (k = 5).
+
+Input layout (published ``rri.py``, reproduced exactly, without its right padding to 81):
+``[CLS] + encode(miRNA 5'->3', k) + [SEP] + encode(site, k)`` — the stored 3'->5' miRNA is
+reversed, U read as T, each part with its own k//2 FILL flanks, SEP = the CLS id (3).
+Head: CLS state -> Linear(d, d) -> tanh -> Linear(d, 2); cross-entropy over the 2 classes.
+Score = softmax probability of class 1; prediction = score >= 0.5 (= argmax).
+Metrics: accuracy, precision, recall, f1, auc, mcc, n (+ n_pos, n_neg).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rnaret.heads.interaction import InteractionHead
+from rnaret.metrics import classification_metrics
+from rnaret.tasks.base import Batch, Example, Task, pad_tokens
+from rnaret.tasks.figures import plot_roc
+from rnaret.tasks.mirna_table import read_pair_table
+from rnaret.tokenizer import CLS, SEP, encode
+
+
+def pair_tokens(mirna: str, site: str, k: int) -> np.ndarray:
+    """Token ids (L,) of one pair: CLS, miRNA (5'->3') k-mers, SEP, site k-mers (see module doc)."""
+    return np.concatenate([[CLS], encode(mirna, k), [SEP], encode(site, k)]).astype(np.int64)
+
+
+class InteractionTask(Task):
+    """miRNA-target interaction (see the module docstring)."""
+
+    name = "interaction"
+    selection_metric = "auc"
+    default_settings = {"k": 5, "lr": 1e-5, "batch_size": 64, "epochs": 50, "head_dropout": 0.0}
+
+    def read_split(self, path, select: str | None = None) -> list[Example]:
+        """Pairs of a table (``rnaret.tasks.mirna_table``; ``select`` = split column value) ->
+        examples with target = label and id ``<file>:<line>``."""
+        examples = []
+        for row in read_pair_table(path, select):
+            examples.append(Example(
+                id=f"{Path(path).name}:{row.line}", tokens=pair_tokens(row.mirna, row.site, self.k),
+                target=row.label,
+                info={"line": row.line, "mirna_id": row.mirna_id, "target_id": row.target_id, "label": row.label}))
+        return examples
+
+    def collate(self, examples: list[Example]) -> Batch:
+        tokens, padding_mask = pad_tokens([e.tokens for e in examples])
+        targets = torch.tensor([int(e.target) for e in examples], dtype=torch.long)
+        return Batch(tokens, padding_mask, targets, examples)
+
+    def build_head(self, d: int) -> InteractionHead:
+        return InteractionHead(d, 2, dropout=float(self.settings.get("head_dropout") or 0.0))
+
+    def loss(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return F.cross_entropy(output, batch.targets)
+
+    def predict(self, output: torch.Tensor, batch: Batch) -> list[dict]:
+        scores = torch.softmax(output, dim=-1)[:, 1].cpu().numpy()
+        return [{"id": e.id, **e.info, "score": float(s), "prediction": int(s >= 0.5)}
+                for e, s in zip(batch.examples, scores)]
+
+    def metrics(self, rows: list[dict]) -> dict[str, float]:
+        return classification_metrics([r["label"] for r in rows], [r["score"] for r in rows])
+
+    def write_outputs(self, rows: list[dict], metrics: dict, out_dir: Path) -> list[Path]:
+        """predictions.tsv and roc.png in ``out_dir``."""
+        paths = super().write_outputs(rows, metrics, out_dir)
+        paths.append(plot_roc([r["label"] for r in rows], [r["score"] for r in rows],
+                              Path(out_dir) / "roc.png", "miRNA-target interaction"))
+        return paths

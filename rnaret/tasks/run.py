@@ -1,0 +1,240 @@
+"""Fine-tune and evaluate from paths and settings: what ``rnaret finetune``/``evaluate`` and the
+workflow scripts call.
+
+``init`` of a fine-tuning run is one of:
+- ``onehot``: the one-hot control model (``rnaret.model.onehot``), no pretraining;
+- a pretrained encoder: our checkpoint folder or a published ``pretrain_{k}mer.pth``
+  (``rnaret.checkpoint.load_encoder``);
+- a fine-tuned checkpoint folder of this task (training continues from its encoder and head);
+- a released fine-tuned ``.pth`` of this task (``ret.*`` + ``classifier.*``).
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from torch import nn
+
+from rnaret.io.errors import InputError
+from rnaret.tasks import get_task
+from rnaret.tasks.base import Task
+from rnaret.tasks.finetune import (TaskModel, encoder_k, encoder_width, evaluate, finetune,
+                                   is_finetuned_checkpoint, load_finetuned, load_published_finetuned,
+                                   pick_device, save_finetuned, seed_everything)
+
+ONEHOT = "onehot"
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def is_published_finetuned(path) -> bool:
+    """True when ``path`` is a ``.pth`` whose keys are ``ret.*`` + ``classifier.*``."""
+    path = Path(path)
+    if not path.is_file() or path.suffix not in (".pth", ".pt"):
+        return False
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # not a readable state dict: load_encoder gives the precise error later
+        return False
+    return isinstance(state, dict) and any(str(k).startswith("classifier.") for k in state)
+
+
+def set_dropout(module: nn.Module, p: float) -> None:
+    """Set the probability of every ``nn.Dropout`` inside ``module`` to ``p``."""
+    for child in module.modules():
+        if isinstance(child, nn.Dropout):
+            child.p = float(p)
+
+
+def initial_model(task: Task, init: str) -> tuple[TaskModel, str]:
+    """The model a fine-tuning run starts from -> (TaskModel, encoder kind: "onehot" or the
+    encoder's architecture). Raises InputError when the encoder's k is not the task's."""
+    settings = task.settings
+    if str(init) == ONEHOT:
+        from rnaret.model.onehot import OneHotConfig, OneHotModel
+
+        encoder = OneHotModel(OneHotConfig(k=task.k, project_dim=settings.get("onehot_dim")))
+        head = task.build_head(encoder_width(encoder))
+        model, kind = TaskModel(encoder, head), ONEHOT
+    elif is_finetuned_checkpoint(init):
+        previous, model, meta = load_finetuned(init)
+        if previous.name != task.name:
+            raise InputError(init, f"a fine-tuned {previous.name} checkpoint cannot start a {task.name} run")
+        kind = meta.get("encoder_kind", "retnet")
+    elif is_published_finetuned(init):
+        model, kind = load_published_finetuned(init, task), "retnet"
+    else:
+        from rnaret.checkpoint import load_encoder
+
+        encoder = load_encoder(init)
+        head = task.build_head(encoder_width(encoder))
+        model = TaskModel(encoder, head)
+        kind = getattr(encoder, "architecture", "retnet")
+    if encoder_k(model.encoder) != task.k:
+        raise InputError(init, f"the encoder is k={encoder_k(model.encoder)} but the {task.name} task "
+                               f"is set to k={task.k}")
+    if settings.get("dropout") is not None and kind != ONEHOT:
+        set_dropout(model.encoder, settings["dropout"])
+    model.freeze_encoder = bool(settings.get("freeze_encoder"))
+    for parameter in model.encoder.parameters():
+        parameter.requires_grad_(not model.freeze_encoder)
+    return model, kind
+
+
+def run_finetune(task_name: str, entry: Mapping[str, Any], init: str, out, *,
+                 settings: Mapping[str, Any] | None = None, device: str | None = None,
+                 progress: bool = True) -> dict:
+    """Fine-tune ``task_name`` on a dataset entry from ``init``; write the checkpoint folder ``out``
+    (with ``train_log.tsv`` inside). Returns the best point (``{"epoch", "step", "metric",
+    "value", "valid_metrics"}``)."""
+    task = get_task(task_name, settings)
+    seed_everything(int(task.settings["seed"]))
+    started = time.monotonic()
+    if entry.get("train") in (None, ""):
+        raise InputError(None, f"the {task_name} dataset entry has no train split: it can only be evaluated")
+    data = task.load_dataset(entry, splits=("train", "valid"))
+    _log(f"rnaret finetune: {task_name}: {len(data['train'])} train, {len(data['valid'])} valid examples "
+         f"(read in {time.monotonic() - started:.1f} s); init {init}")
+    model, kind = initial_model(task, init)
+    dev = pick_device(device)
+    out = Path(out)
+    log_path = out.parent / f".{out.name}.train_log.tsv"
+    result = finetune(task, model, data["train"], data["valid"], device=dev, progress=progress, log_path=log_path)
+    model.to("cpu")
+    save_finetuned(model, task, out, encoder_kind=kind, init=str(init), best=result.best, history=result.history)
+    log_path.unlink(missing_ok=True)
+    _log(f"rnaret finetune: best valid {result.best.get('metric')} = {result.best.get('value'):.4f} at epoch "
+         f"{result.best.get('epoch')} (step {result.best.get('step')}); {time.monotonic() - started:.0f} s")
+    return result.best
+
+
+def load_for_evaluation(checkpoint, task_name: str | None = None,
+                        settings: Mapping[str, Any] | None = None) -> tuple[Task, TaskModel]:
+    """A fine-tuned checkpoint folder, or a released fine-tuned ``.pth`` (then ``task_name`` is
+    required) -> (task, model in eval mode)."""
+    if is_finetuned_checkpoint(checkpoint):
+        task, model, _ = load_finetuned(checkpoint, settings_override=_evaluation_overrides(settings))
+        if task_name is not None and task.name != task_name:
+            raise InputError(checkpoint, f"this is a {task.name} checkpoint, not {task_name}")
+        return task, model
+    if not Path(checkpoint).exists():
+        raise InputError(checkpoint, "no such file or folder")
+    if task_name is None:
+        raise InputError(checkpoint, "not a fine-tuned checkpoint folder; a released .pth needs --task")
+    if not is_published_finetuned(checkpoint):
+        raise InputError(checkpoint, "neither a fine-tuned checkpoint folder (task.json) nor a released "
+                                     "fine-tuned .pth (keys ret.* + classifier.*)")
+    task = get_task(task_name, settings)
+    model = load_published_finetuned(checkpoint, task)
+    if encoder_k(model.encoder) != task.k:
+        task = get_task(task_name, {**(settings or {}), "k": encoder_k(model.encoder)})
+    return task, model
+
+
+def _evaluation_overrides(settings: Mapping[str, Any] | None) -> dict:
+    # only settings that change evaluation, never the architecture the checkpoint was trained with
+    keep = ("eval_max_tokens", "window")
+    return {key: value for key, value in (settings or {}).items() if key in keep}
+
+
+def run_evaluate(checkpoint, entry: Mapping[str, Any], out_dir, *, split: str = "test",
+                 task_name: str | None = None, settings: Mapping[str, Any] | None = None,
+                 device: str | None = None, progress: bool = True) -> dict:
+    """Evaluate a fine-tuned model on one split of a dataset entry; write ``metrics.tsv``,
+    ``predictions.tsv`` and the task's figures into ``out_dir``. Returns the metrics."""
+    from rnaret.metrics import write_metrics_tsv
+
+    task, model = load_for_evaluation(checkpoint, task_name, settings)
+    examples = task.load_dataset(entry, splits=(split,))[split]
+    dev = pick_device(device)
+    model.to(dev)
+    started = time.monotonic()
+    rows, metrics = evaluate(task, model, examples, device=dev, progress=progress, desc=f"{task.name} {split}")
+    out_dir = Path(out_dir)
+    task.write_outputs(rows, metrics, out_dir)
+    write_metrics_tsv(metrics, out_dir / "metrics.tsv")
+    _log(f"rnaret evaluate: {task.name} {split} ({len(rows)} examples, {time.monotonic() - started:.0f} s): "
+         + json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
+    return metrics
+
+
+def read_mapping(path) -> dict:
+    """A YAML or JSON file holding a mapping -> dict; InputError otherwise."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "no such file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise InputError(path, f"not valid YAML/JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(path, "must hold a mapping")
+    return data
+
+
+def dataset_entry(task_name: str, dataset_config=None, dataset: str | None = None,
+                  splits: list[str] | tuple[str, ...] = ()) -> dict:
+    """The dataset entry ``{split: path, ...}`` of a run.
+
+    ``dataset_config``: a YAML/JSON file that is either a pipeline config (its
+    ``datasets.<task_name>.<dataset>`` is used) or an entry itself (``{train: ..., test: ...}``,
+    or ``{<dataset>: {...}}`` with ``dataset`` given). ``splits``: ``NAME=PATH`` strings that
+    add or replace splits (``NAME=PATH#VALUE``: the rows of PATH whose split column is VALUE).
+    """
+    entry: dict = {}
+    if dataset_config is not None:
+        data = read_mapping(dataset_config)
+        if "datasets" in data:
+            by_task = (data["datasets"] or {}).get(task_name) or {}
+            if dataset is None or dataset not in by_task:
+                raise InputError(dataset_config, f"give --dataset, one of {sorted(by_task)} (datasets.{task_name})")
+            entry = dict(by_task[dataset])
+        elif dataset is not None:
+            if dataset not in data or not isinstance(data[dataset], dict):
+                raise InputError(dataset_config, f"no dataset {dataset!r} (keys: {sorted(data)})")
+            entry = dict(data[dataset])
+        else:
+            entry = dict(data)
+    for item in splits:
+        name, sep, path = str(item).partition("=")
+        if not sep or not name or not path:
+            raise InputError(None, f"--split must be NAME=PATH or NAME=PATH#VALUE, got {item!r}")
+        path, hash_sign, select = path.partition("#")
+        entry[name] = {"path": path, "split": select} if hash_sign and select else path
+    if not entry:
+        raise InputError(None, "no dataset: give --dataset-config and/or --split NAME=PATH")
+    return entry
+
+
+def task_settings(task_name: str, settings_file=None, overrides: list[str] | tuple[str, ...] = (),
+                  model: str | None = None) -> dict:
+    """Settings of a run: ``settings_file`` (a pipeline config — its ``tasks.<task>.settings``
+    plus ``tasks.<task>.model_settings.<model>`` — or a plain mapping of settings), then
+    ``KEY=VALUE`` overrides (values read as YAML: ``epochs=2``, ``freeze_encoder=true``)."""
+    import yaml
+
+    settings: dict = {}
+    if settings_file is not None:
+        data = read_mapping(settings_file)
+        if "tasks" in data:
+            block = (data["tasks"] or {}).get(task_name) or {}
+            settings.update(block.get("settings") or {})
+            if model is not None:
+                settings.update((block.get("model_settings") or {}).get(model) or {})
+        else:
+            settings.update(data)
+    for item in overrides:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key:
+            raise InputError(None, f"--set must be KEY=VALUE, got {item!r}")
+        settings[key] = yaml.safe_load(value)
+    return settings

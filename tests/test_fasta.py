@@ -1,0 +1,156 @@
+"""rnaret.io.fasta: the streaming FASTA reader on real data and on every bad input of issue 3."""
+from __future__ import annotations
+
+import gzip
+import warnings
+
+import pytest
+
+from rnaret.io.errors import InputError
+from rnaret.io.fasta import DuplicateIdWarning, read_fasta, write_fasta
+
+
+def write(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+def test_reads_the_bundled_rnacentral_sample(resources):
+    records = list(read_fasta(resources / "rnacentral" / "rnacentral_sample.fa.gz"))
+    assert len(records) == 16201  # SOURCE.md
+    assert len({r.id for r in records}) == 16201
+    lengths = sorted(len(r.sequence) for r in records)
+    assert (lengths[0], lengths[-1]) == (15, 10449)
+    assert sum(1 for r in records if r.n_non_acgtu) == 380
+    assert records[0].id.startswith("URS") and records[0].line == 1
+
+
+def test_plain_and_gzip_give_the_same_records(tmp_path, resources):
+    plain = tmp_path / "mouse_test.fa"
+    plain.write_bytes(gzip.decompress((resources / "mrna_lncrna" / "mouse_test.fa.gz").read_bytes()))
+    a = list(read_fasta(plain))
+    b = list(read_fasta(resources / "mrna_lncrna" / "mouse_test.fa.gz"))
+    assert a == b and len(a) == 1000
+
+
+def test_windows_line_endings_are_accepted(tmp_path):
+    path = write(tmp_path / "crlf.fa", b">a first\r\nACGU\r\nacg\r\n>b\r\nNNRY\r\n")
+    records = list(read_fasta(path))
+    assert [(r.id, r.description, r.sequence, r.line) for r in records] == [
+        ("a", "a first", "ACGUacg", 1), ("b", "b", "NNRY", 4)]
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InputError, match="no such file") as err:
+        list(read_fasta(tmp_path / "absent.fa"))
+    assert "absent.fa" in str(err.value)
+
+
+def test_empty_file(tmp_path):
+    path = write(tmp_path / "empty.fa", b"")
+    with pytest.raises(InputError, match="empty") as err:
+        list(read_fasta(path))
+    assert err.value.path == str(path)
+
+
+def test_no_records(tmp_path):
+    path = write(tmp_path / "blank.fa", b"\n\n  \n")
+    with pytest.raises(InputError, match="no FASTA records"):
+        list(read_fasta(path))
+
+
+def test_empty_gzip_has_no_records(tmp_path):
+    path = write(tmp_path / "empty.fa.gz", gzip.compress(b""))
+    with pytest.raises(InputError, match="no FASTA records"):
+        list(read_fasta(path))
+
+
+def test_sequence_without_header(tmp_path):
+    path = write(tmp_path / "noheader.fa", b"ACGT\nACGT\n")
+    with pytest.raises(InputError, match="before any '>' header") as err:
+        list(read_fasta(path))
+    assert err.value.line == 1
+
+
+def test_text_before_the_first_header(tmp_path):
+    path = write(tmp_path / "preamble.fa", b"junk line\n>a\nACGT\n")
+    with pytest.raises(InputError, match="text before the first") as err:
+        list(read_fasta(path))
+    assert err.value.line == 1
+
+
+@pytest.mark.parametrize("data, record, line", [
+    (b">a\nACGT\n>b\n>c\nAC\n", "b", 3),   # in the middle
+    (b">a\nACGT\n>last\n", "last", 3),      # at the end
+])
+def test_header_with_no_sequence(tmp_path, data, record, line):
+    path = write(tmp_path / "noseq.fa", data)
+    with pytest.raises(InputError, match="no sequence") as err:
+        list(read_fasta(path))
+    assert (err.value.record, err.value.line) == (record, line)
+
+
+def test_header_with_no_id(tmp_path):
+    path = write(tmp_path / "noid.fa", b">a\nACGT\n>\nACGT\n")
+    with pytest.raises(InputError, match="no id") as err:
+        list(read_fasta(path))
+    assert err.value.line == 3
+
+
+@pytest.mark.parametrize("letter", ["X", "E", "*", "1", "é"])
+def test_non_iupac_letters_are_rejected(tmp_path, letter):
+    path = write(tmp_path / "bad.fa", f">ok\nACGU\n>bad\nACGU\nAC{letter}GU\n".encode())
+    with pytest.raises(InputError, match="not an IUPAC nucleotide") as err:
+        list(read_fasta(path))
+    assert err.value.record == "bad" and err.value.line == 3
+    assert "position 7" in str(err.value)  # the 7th letter of the record's sequence
+
+
+def test_iupac_ambiguity_codes_and_gaps_are_kept(tmp_path):
+    path = write(tmp_path / "iupac.fa", b">x\nACGUTNRYSWKMBDHV-.acgutnryswkmbdhv\n")
+    (record,) = read_fasta(path)
+    assert record.sequence == "ACGUTNRYSWKMBDHV-.acgutnryswkmbdhv"
+    assert record.n_non_acgtu == 24
+
+
+def test_truncated_gzip(tmp_path, resources):
+    data = (resources / "rnacentral" / "rnacentral_sample.fa.gz").read_bytes()
+    path = write(tmp_path / "cut.fa.gz", data[: len(data) // 3])
+    with pytest.raises(InputError, match="truncated or corrupt gzip") as err:
+        list(read_fasta(path))
+    assert err.value.record and err.value.record.startswith("URS")  # the last record read
+    assert str(path) in str(err.value)
+
+
+def test_duplicate_ids_are_reported_with_both_lines(tmp_path):
+    path = write(tmp_path / "dup.fa", b">a\nACGT\n>b\nGG\n>a x\nCC\n")
+    with pytest.raises(InputError, match="duplicate id") as err:
+        list(read_fasta(path))
+    assert (err.value.record, err.value.line) == ("a", 5)
+    assert "first seen at line 1" in str(err.value)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        records = list(read_fasta(path, duplicate_ids="warn"))
+    assert len(records) == 3
+    assert [w.category for w in caught] == [DuplicateIdWarning]
+    assert "record 'a'" in str(caught[0].message) and "line 5" in str(caught[0].message)
+    assert len(list(read_fasta(path, duplicate_ids="ignore"))) == 3
+
+
+@pytest.mark.parametrize("data, what", [
+    (bytes(range(256)) * 8, "not a text FASTA"),     # arbitrary binary
+    (b">a\nAC\x00\x00GT\n", "binary data"),          # NUL bytes inside
+    (b"\x89PNG\r\n\x1a\n" + bytes(64), "not a text FASTA"),
+])
+def test_binary_data(tmp_path, data, what):
+    path = write(tmp_path / "binary.fa", data)
+    with pytest.raises(InputError, match=what):
+        list(read_fasta(path))
+
+
+def test_write_then_read_round_trip(tmp_path):
+    path = tmp_path / "out.fa"
+    with open(path, "w") as handle:
+        assert write_fasta([("a desc", "ACGU" * 40), ("b", "N")], handle, width=50) == 2
+    assert [(r.id, r.description, r.sequence) for r in read_fasta(path)] == [
+        ("a", "a desc", "ACGU" * 40), ("b", "b", "N")]

@@ -1,0 +1,281 @@
+"""The real Snakemake on the bundled data in a temporary copy of the workflow: the data stages'
+outputs checked against an independent recomputation; bad input; config errors; lint."""
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import ROOT
+from rnaret.data.lengths import windows
+from rnaret.data.shards import ShardCorpus
+from rnaret.io.fasta import read_fasta
+from rnaret.tokenizer import decode, encode
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+# only the data stages' targets: later stages (pretraining, baselines) have their own tests
+DATA_TARGETS = ["results/corpus/summary.tsv"]
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "workflow", "envs")
+
+
+def make_workdir(path):
+    """A copy of the workflow with resources/ linked in (read-only inputs)."""
+    path.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, path / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, path / name)
+    (path / "resources").symlink_to(ROOT / "resources")
+    return path
+
+
+def snakemake(workdir, *args, check=True, timeout=240):
+    result = subprocess.run(SNAKEMAKE + ["--directory", str(workdir), "--snakefile",
+                                         str(workdir / "Snakefile"), *args],
+                            cwd=workdir, capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n"
+                             f"{result.stderr[-6000:]}")
+    return result
+
+
+def write_config(workdir, **changes):
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    for dotted, value in changes.items():
+        node = config
+        *parents, key = dotted.split(".")
+        for part in parents:
+            node = node[part]
+        node[key] = value
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return config
+
+
+def revcomp(seq):
+    return seq[::-1].translate(str.maketrans("ACGTacgt", "TGCAtgca"))
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return list(read_fasta(ROOT / "resources/rnacentral/rnacentral_sample.fa.gz"))
+
+
+@pytest.fixture(scope="module")
+def bprna_valid_seq():
+    return pd.read_csv(ROOT / "resources/structure/bprna_valid.csv")["sequence"].iloc[5]
+
+
+@pytest.fixture(scope="module")
+def corpus_records(sample, bprna_valid_seq):
+    """The bundled sample plus records each stage must handle: exact, U and lower-case
+    duplicates (dedupe), a reverse complement (kept), a downstream valid sequence (leakage)."""
+    injected = [
+        ("dup_exact copy of record 0", sample[0].sequence),
+        ("dup_u written in U", sample[1].sequence.replace("T", "U")),
+        ("dup_lower", sample[2].sequence.lower()),
+        ("revcomp_kept", revcomp(sample[3].sequence)),
+        ("leak_bprna_valid", bprna_valid_seq.lower()),
+        ("too_short", "ACGUACG"),
+    ]
+    return [(r.description, r.sequence) for r in sample] + injected
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, corpus_records):
+    workdir = make_workdir(tmp_path_factory.mktemp("pipeline"))
+    corpus = workdir / "corpus.fa.gz"
+    with gzip.open(corpus, "wt") as handle:
+        for header, seq in corpus_records:
+            handle.write(f">{header}\n{seq}\n")
+    (workdir / "md5.txt").write_text(f"{hashlib.md5(corpus.read_bytes()).hexdigest()}  corpus.fa.gz\n")
+    config = write_config(workdir, **{"corpus.url": str(corpus), "corpus.md5": str(workdir / "md5.txt"),
+                                      "shards.k": [1, 3], "shards.tokens_per_shard": 1_000_000,
+                                      "shards.run_tokens": 500_000})
+    result = snakemake(workdir, "--cores", "2", *DATA_TARGETS)
+    return workdir, config, result
+
+
+def downstream_keys(config, splits=("valid", "test")):
+    """Independent reading (pandas / FASTA) of every downstream valid/test sequence, U as T."""
+    keys = {}
+    for task, entries in config["datasets"].items():
+        for name, entry in entries.items():
+            for split in splits:
+                if split not in entry:
+                    continue
+                value = entry[split]
+                path, row = (value["path"], value.get("split")) if isinstance(value, dict) else (value, None)
+                path = ROOT / path
+                if str(path).endswith((".csv", ".tsv")):
+                    table = pd.read_csv(path, sep="\t" if str(path).endswith(".tsv") else ",")
+                    if row is not None:
+                        table = table[table["split"] == row]
+                    columns = [c for c in ("sequence", "mirna_seq", "target_seq") if c in table]
+                    seqs = [s for c in columns for s in table[c].dropna()]
+                else:
+                    seqs = [r.sequence for r in read_fasta(path)]
+                keys[(task, name, split)] = {s.upper().replace("U", "T") for s in seqs}
+    return keys
+
+
+def expected_corpus(corpus_records, config):
+    """The data stages recomputed in plain Python: (records after each stage, final records)."""
+    seen, deduped = set(), []
+    for header, seq in corpus_records:
+        key = seq.upper().replace("U", "T")
+        if key not in seen:
+            seen.add(key)
+            deduped.append((header.split()[0], seq.replace("U", "T").replace("u", "t")))
+    leaked = set().union(*downstream_keys(config).values())
+    clean = [(i, s) for i, s in deduped if s.upper() not in leaked]
+    final = []
+    for rid, seq in clean:
+        if len(seq) < 10:
+            continue
+        if len(seq) > 2000:
+            final += [(f"{rid}/{a + 1}-{b}", seq[a:b]) for a, b in windows(len(seq), 2000, 200)]
+        else:
+            final.append((rid, seq))
+    return deduped, clean, final
+
+
+def read_tsv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+def test_stage_counts_match_an_independent_recomputation(run, corpus_records):
+    workdir, config, _ = run
+    deduped, clean, final = expected_corpus(corpus_records, config)
+    summary = {row["stage"]: row for row in read_tsv(workdir / "results/corpus/summary.tsv")}
+    assert int(summary["normalize"]["records_in"]) == len(corpus_records) == 16207
+    assert int(summary["dedupe"]["records_removed"]) == 3 == len(corpus_records) - len(deduped)
+    assert int(summary["dedupe"]["records_out"]) == len(deduped)
+    assert int(summary["leakage"]["records_out"]) == len(clean)
+    assert int(summary["leakage"]["records_removed"]) == len(deduped) - len(clean) >= 24
+    assert int(summary["filter"]["records_out"]) == len(final)
+    assert int(summary["filter"]["nucleotides_out"]) == sum(len(s) for _, s in final)
+    duplicates = (workdir / "results/corpus/duplicates.txt").read_text()
+    assert "dup_exact" in duplicates and "dup_u" in duplicates and "dup_lower" in duplicates
+    assert "revcomp_kept" not in duplicates
+    filtered = [(r.id, r.sequence) for r in read_fasta(workdir / "results/corpus/filtered.fa.gz")]
+    assert filtered == final
+
+
+def test_leakage_table_matches_an_independent_count(run, corpus_records):
+    workdir, config, _ = run
+    deduped, _, _ = expected_corpus(corpus_records, config)
+    corpus_keys = [s.upper() for _, s in deduped]
+    rows = {(r["task"], r["dataset"], r["split"]): r for r in read_tsv(workdir / "results/corpus/leakage.tsv")}
+    for key, sequences in downstream_keys(config).items():
+        row = rows[key]
+        assert int(row["unique_sequences"]) == len(sequences), key
+        assert int(row["corpus_records_removed"]) == sum(k in sequences for k in corpus_keys), key
+    assert int(rows[("structure", "bprna", "valid")]["corpus_records_removed"]) >= 1  # the injected one
+    assert set(rows) >= {("interaction", "mirtar", "test"), ("coding", "mouse", "test"), ("all", "all", "all")}
+    assert not any(k[2] == "train" for k in rows)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_shards_round_trip_to_the_filtered_sequences(run, corpus_records, k):
+    workdir, config, _ = run
+    _, _, final = expected_corpus(corpus_records, config)
+    by_id = dict(final)
+    root = workdir / "results" / "shards" / f"k{k}"
+    seen = []
+    for split in ("train", "valid"):
+        corpus = ShardCorpus(root, split)
+        assert corpus.k == k and np.all(np.diff(corpus.lengths) >= 0)
+        for i in range(len(corpus)):
+            rid = corpus.record_id(i)
+            np.testing.assert_array_equal(corpus.tokens(i), encode(by_id[rid], k))
+            if i % 25 == 0 and set(by_id[rid].upper()) <= set("ACGT"):  # UNK k-mers decode to N
+                assert decode(corpus.tokens(i), k) == by_id[rid].upper()
+            seen.append(rid)
+    assert sorted(seen) == sorted(by_id)
+
+
+def test_every_rule_logged_its_progress(run):
+    workdir, _, _ = run
+    logs = workdir / "logs" / "data"
+    for name in ("download_corpus", "normalize_corpus", "dedupe_corpus", "remove_leakage",
+                 "filter_lengths", "shard_tokens/k1", "shard_tokens/k3"):
+        text = (logs / f"{name}.log").read_text()
+        assert text.strip(), name
+    assert "normalize: 16.2krec" in (logs / "normalize_corpus.log").read_text()  # the tqdm display
+    assert "(checked)" in (logs / "download_corpus.log").read_text()
+    assert "duplicated records removed" in (logs / "dedupe_corpus.log").read_text()
+
+
+def test_rerun_has_nothing_to_do(run):
+    workdir, _, _ = run
+    result = snakemake(workdir, "-n", "--cores", "1", *DATA_TARGETS)
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_bad_corpus_fails_naming_the_record_and_leaves_no_output(tmp_path):
+    workdir = make_workdir(tmp_path / "bad")
+    corpus = workdir / "bad.fa"
+    corpus.write_text(">good\nACGUACGUAC\n>URS_bad some rRNA\nACGU\nACJU\n")
+    write_config(workdir, **{"corpus.url": str(corpus), "corpus.md5": "", "shards.k": [1]})
+    result = snakemake(workdir, "--cores", "1", *DATA_TARGETS, check=False)
+    assert result.returncode != 0
+    log = (workdir / "logs/data/normalize_corpus.log").read_text()
+    assert "record 'URS_bad'" in log and "line 2" in log and "'J'" in log and "IUPAC" in log
+    left = sorted(p.name for p in (workdir / "results/corpus").iterdir())
+    assert left == ["download", "download.json"]  # nothing from the failed stage, no partial file
+
+
+def test_wrong_checksum_stops_at_download(tmp_path):
+    workdir = make_workdir(tmp_path / "md5")
+    write_config(workdir, **{"corpus.md5": "0" * 32})
+    result = snakemake(workdir, "--cores", "1", *DATA_TARGETS, check=False)
+    assert result.returncode != 0
+    assert "md5 mismatch" in (workdir / "logs/data/download_corpus.log").read_text()
+    assert not (workdir / "results/corpus/download").exists() or not any(
+        (workdir / "results/corpus/download").iterdir())
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"length_policy.long": "cut"}, ["length_policy", "long", "cut"]),
+    ({"shards.k": [2]}, ["shards", "k"]),
+    ({"corpus.url": 3}, ["corpus", "url"]),
+])
+def test_config_errors_name_the_key(tmp_path, changes, words):
+    workdir = make_workdir(tmp_path / "cfg")
+    write_config(workdir, **changes)
+    result = snakemake(workdir, "-n", check=False)
+    assert result.returncode != 0
+    text = result.stdout + result.stderr
+    for word in words:
+        assert word in text, (word, text[-2000:])
+
+
+def test_unknown_top_level_key_is_an_error(tmp_path):
+    workdir = make_workdir(tmp_path / "typo")
+    with open(workdir / "config.yaml", "a") as handle:
+        handle.write("\nlenght_policy: {min_length: 5}\n")
+    result = snakemake(workdir, "-n", check=False)
+    assert result.returncode != 0 and "lenght_policy" in result.stdout + result.stderr
+
+
+def test_dry_run_and_lint_in_the_repository_root():
+    env = dict(os.environ)
+    dry = subprocess.run(SNAKEMAKE + ["-n", "--nolock", "--cores", "2"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120, env=env)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    lint = subprocess.run(SNAKEMAKE + ["--lint", "--nolock"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert lint.returncode == 0, lint.stdout[-3000:] + lint.stderr[-3000:]
+    assert "Congratulations" in lint.stdout + lint.stderr

@@ -1,0 +1,155 @@
+# Tables and the HTML report: one table per task from every evaluation's metrics.tsv plus the
+# published figures (rnaret tables), the encoder length-scaling table (rnaret scaling), per-sequence
+# F1 distributions and example contact maps of every structure evaluation (rnaret
+# structure-figures). `snakemake --report report.html` collects them with their captions.
+# The evaluations are those the other stages registered for `rule all` (read when the DAG is built).
+
+
+include: "report_common.smk"
+
+
+report: "../report/workflow.rst"
+
+
+rule tables:
+    input:
+        metrics=evaluation_metrics,
+        published=report_settings()["published_results"],
+    output:
+        **{
+            f"{task}_html": report(
+                path,
+                caption="../report/tables.rst",
+                category="Tables",
+                subcategory=task,
+                labels={"task": task, "format": "table (HTML)"},
+            )
+            for task, path in table_outputs("html").items()
+        },
+        **{
+            f"{task}_tsv": report(
+                path,
+                caption="../report/tables.rst",
+                category="Tables",
+                subcategory=task,
+                labels={"task": task, "format": "TSV"},
+            )
+            for task, path in table_outputs("tsv").items()
+        },
+        **{f"{task}_md": path for task, path in table_outputs("md").items()},
+    params:
+        out_dir=table_dir,
+    log:
+        "logs/report/tables.log",
+    conda:
+        conda_env("report")
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=10,
+    shell:
+        "python -m rnaret tables {input.metrics:q} --published {input.published:q}"
+        " --output-dir {params.out_dir:q} > {log:q} 2>&1"
+
+
+rule length_scaling:
+    output:
+        tsv=report(
+            "results/tables/length_scaling.tsv",
+            caption="../report/length_scaling.rst",
+            category="Long sequences",
+            labels={"item": "measurements (TSV)"},
+        ),
+        html=report(
+            "results/tables/length_scaling.html",
+            caption="../report/length_scaling.rst",
+            category="Long sequences",
+            labels={"item": "table"},
+        ),
+        png=report(
+            "results/tables/length_scaling.png",
+            caption="../report/length_scaling.rst",
+            category="Long sequences",
+            labels={"item": "plot"},
+        ),
+        md="results/tables/length_scaling.md",
+    params:
+        models=" ".join(report_settings()["length_scaling"]["models"]),
+        presets=" ".join(report_settings()["length_scaling"]["presets"]),
+        lengths=",".join(str(n) for n in report_settings()["length_scaling"]["lengths"]),
+        repeats=report_settings()["length_scaling"]["repeats"],
+        max_seconds=report_settings()["length_scaling"]["max_seconds"],
+    log:
+        "logs/report/length_scaling.log",
+    conda:
+        conda_env("model")
+    threads: report_settings()["length_scaling"]["threads"]
+    resources:
+        mem_mb=6000,
+        runtime=30,
+    shell:
+        "python -m rnaret scaling --models {params.models} --presets {params.presets}"
+        " --lengths {params.lengths} --repeats {params.repeats} --threads {threads}"
+        " --max-seconds {params.max_seconds} --output-tsv {output.tsv:q} --output-md {output.md:q}"
+        " --output-png {output.png:q} --output-html {output.html:q} > {log:q} 2>&1"
+
+
+rule structure_figures:
+    input:
+        truth=structure_truth,
+        predictions=structure_predictions,
+        per_sequence=structure_per_sequence,
+    output:
+        f1=report(
+            "results/report/structure/{dataset}/{model}/f1_distribution.png",
+            caption="../report/f1_distribution.rst",
+            category="Secondary structure",
+            subcategory="{dataset}",
+            labels={"model": "{model}", "figure": "per-sequence F1"},
+        ),
+        maps=report(
+            "results/report/structure/{dataset}/{model}/contact_maps.png",
+            caption="../report/contact_maps.rst",
+            category="Secondary structure",
+            subcategory="{dataset}",
+            labels={"model": "{model}", "figure": "contact maps"},
+        ),
+    wildcard_constraints:
+        dataset="[^/]+",
+        model="[^/]+",
+    params:
+        label=structure_prediction_label,
+        extra=structure_figure_args,
+        examples=report_settings()["contact_map_examples"],
+    log:
+        "logs/report/structure_figures/{dataset}/{model}.log",
+    conda:
+        conda_env("report")
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "python -m rnaret structure-figures --truth {input.truth:q} --prediction {params.label}={input.predictions:q}"
+        " --title '{wildcards.model} on {wildcards.dataset}' --examples {params.examples}"
+        " --f1-png {output.f1:q} --maps-png {output.maps:q} {params.extra} > {log:q} 2>&1"
+
+
+rule structure_figures_index:
+    input:
+        structure_figure_inputs,
+    output:
+        STRUCTURE_FIGURE_INDEX,
+    log:
+        "logs/report/structure_figures_index.log",
+    conda:
+        conda_env("report")
+    threads: 1
+    resources:
+        mem_mb=100,
+        runtime=5,
+    shell:
+        "printf '%s\\n' {input:q} > {output:q} 2> {log:q}"
+
+
+register_targets("report", report_targets())
