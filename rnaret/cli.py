@@ -28,6 +28,8 @@ COMMANDS = {
     "scaling": "rnaret.commands.scaling",
     "tables": "rnaret.commands.tables",
     "structure-figures": "rnaret.commands.structure_figures",
+    "serve": "rnaret.commands.serve",
+    "fold": "rnaret.commands.fold",
 }
 
 

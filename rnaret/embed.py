@@ -45,21 +45,25 @@ class Embeddings:
     metadata: dict = field(default_factory=dict)
 
 
-def length_batches(lengths, batch_tokens: int) -> list[list[int]]:
-    """Group indices into batches by length: longest first, each batch's (count x longest)
-    at most ``batch_tokens`` (a longer sequence gets a batch of its own). Padding is then
-    only to the longest sequence of each batch."""
+def length_batches(lengths, batch_tokens: int, max_padding: float = 0.25) -> list[list[int]]:
+    """Group indices into batches by length, longest first: each batch's (count x longest) is
+    at most ``batch_tokens`` and at most ``max_padding`` of it is padding (a sequence that
+    would break either starts a new batch; one longer than the budget is a batch alone)."""
     if batch_tokens < 1:
         raise ValueError(f"batch_tokens must be >= 1, got {batch_tokens}")
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches, current, longest = [], [], 0
+    batches, current, longest, real = [], [], 0, 0
     for i in order:
         n = max(lengths[i], 1)
-        if current and max(longest, n) * (len(current) + 1) > batch_tokens:
-            batches.append(current)
-            current, longest = [], 0
+        if current:
+            padded = longest * (len(current) + 1)  # descending: the first is the longest
+            if padded > batch_tokens or (padded - real - n) > max_padding * padded:
+                batches.append(current)
+                current, real = [], 0
+        if not current:
+            longest = n
         current.append(i)
-        longest = max(longest, n)
+        real += n
     if current:
         batches.append(current)
     return batches

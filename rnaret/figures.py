@@ -3,7 +3,8 @@
 - ``pyplot()``: matplotlib.pyplot on the Agg backend (no display needed, safe in workers);
 - ``save_figure(fig, path)``: write a figure atomically (format from the suffix) and close it;
 - ``plot_f1_distribution``: per-sequence base-pair F1 of one model (histogram + violin);
-- ``plot_contact_maps``: predicted against true pair maps of a few sequences.
+- ``plot_contact_maps``: predicted against true pair maps of a few sequences;
+- ``pick_examples``: which sequences those are (evenly spaced length quantiles).
 """
 from __future__ import annotations
 
@@ -32,6 +33,17 @@ def save_figure(fig, path, dpi: int = 120) -> Path:
         fig.savefig(tmp, format=(path.suffix.lstrip(".") or "png"), dpi=dpi, bbox_inches="tight")
     pyplot().close(fig)
     return path
+
+
+def pick_examples(records, count: int) -> list:
+    """``count`` StructureRecords at evenly spaced length quantiles among those with a true pair
+    (all records when none has one); deterministic, ties broken by id."""
+    pool = sorted((r for r in records if r.pairs), key=lambda r: (len(r.sequence), r.id)) or \
+        sorted(records, key=lambda r: (len(r.sequence), r.id))
+    if count >= len(pool):
+        return pool
+    step = len(pool) / count
+    return [pool[int(step * (i + 0.5))] for i in range(count)]
 
 
 def plot_f1_distribution(f1_by_variant: Mapping[str, Sequence[float]], path, title: str) -> Path:

@@ -59,10 +59,22 @@ class Measurement:
     peak_mib: float = math.nan
     status: str = "measured"
     threads: int = 1
-    device: str = field(default_factory=lambda: platform.processor() or platform.machine())
+    device: str = field(default_factory=lambda: cpu_name())
 
     def as_row(self) -> dict:
         return asdict(self)
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else the machine type (e.g. "x86_64")."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def transformer_available() -> bool:
@@ -175,12 +187,13 @@ def _forward_fn(module, form):
 
 
 def measure_series(model: str, preset_name: str, lengths: Sequence[int], *, k: int = 1,
-                   repeats: int = 2, threads: int = 1, max_seconds: float = 20.0,
+                   repeats: int = 2, threads: int = 1, max_seconds: float = 15.0,
                    log=None) -> list[Measurement]:
     """Time and peak memory of one series at each length (ascending), as ``Measurement`` rows.
 
     Once the next forward is expected (quadratic extrapolation) to exceed ``max_seconds``, that
-    length and the longer ones get status ``skipped`` with the reason. ``log`` (a callable taking a string) reports progress.
+    length and the longer ones get status ``skipped`` with the reason. ``log`` (a callable
+    taking a string) reports progress.
     """
     import torch
 
@@ -236,7 +249,7 @@ def measure_series(model: str, preset_name: str, lengths: Sequence[int], *, k: i
 
 
 def measure(models: Sequence[str], presets: Sequence[str], lengths: Sequence[int], *, k: int = 1,
-            repeats: int = 2, threads: int = 1, max_seconds: float = 20.0, log=None) -> list[Measurement]:
+            repeats: int = 2, threads: int = 1, max_seconds: float = 15.0, log=None) -> list[Measurement]:
     """Every (preset, model) series at every length; see ``measure_series``."""
     models = check_models(models)
     if not lengths or min(lengths) < 1:

@@ -123,3 +123,23 @@ def test_dataloader_over_shards(tmp_path, resources):
         assert batch.ndim == 2 and batch.numel() <= 256
         n += int((batch != 0).sum())
     assert n == int(corpus.lengths.sum())
+
+
+def test_resume_point_behind_a_prefetching_dataloader(lengths):
+    from torch.utils.data import DataLoader
+
+    sampler = TokenBudgetBatchSampler(lengths, 2048, seed=2)
+    full = list(sampler)
+    loader = DataLoader(list(range(len(lengths))), batch_sampler=sampler, num_workers=2,
+                        prefetch_factor=4, collate_fn=list)
+    consumed = []
+    for batch in loader:
+        consumed.append(batch)
+        if len(consumed) == 5:
+            break
+    assert sampler.position > 5  # the workers fetched ahead
+    state = sampler.state_dict(consumed=5)
+    assert state["position"] == 5
+    resumed = TokenBudgetBatchSampler(lengths, 2048, seed=2)
+    resumed.load_state_dict(state)
+    assert consumed + [b for b in resumed] == [b.tolist() if hasattr(b, "tolist") else b for b in full]

@@ -130,13 +130,16 @@ def test_a_100k_nt_sequence_is_embedded_chunkwise(records, checkpoint):
     assert np.allclose(other.per_nucleotide[:20_000], result.per_nucleotide[:20_000], atol=1e-4)
 
 
-def test_length_batches_respect_the_budget():
-    lengths = [5, 300, 40, 41, 1000, 2, 299]
-    batches = length_batches(lengths, 600)
+def test_length_batches_respect_the_budget_and_padding():
+    lengths = [5, 300, 40, 41, 1000, 2, 299, 280, 39, 38]
+    batches = length_batches(lengths, 1000, max_padding=0.25)
     assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
     for batch in batches:
-        assert len(batch) == 1 or max(lengths[i] for i in batch) * len(batch) <= 600
-    assert batches[0] == [4]  # longest first, alone when over budget
+        longest = max(lengths[i] for i in batch)
+        assert len(batch) == 1 or longest * len(batch) <= 1000
+        assert sum(lengths[i] for i in batch) >= 0.75 * longest * len(batch)
+    assert batches[0] == [4]  # longest first
+    assert [sorted(b) for b in batches] == [[4], [1, 6, 7], [0, 2, 3, 8, 9], [5]]
     with pytest.raises(ValueError):
         length_batches(lengths, 0)
 

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
+from test_download import Server
 from rnaret.data.lengths import windows
 from rnaret.data.shards import ShardCorpus
 from rnaret.io.fasta import read_fasta
@@ -79,7 +80,8 @@ def bprna_valid_seq():
 @pytest.fixture(scope="module")
 def corpus_records(sample, bprna_valid_seq):
     """The bundled sample plus records each stage must handle: exact, U and lower-case
-    duplicates (dedupe), a reverse complement (kept), a downstream valid sequence (leakage)."""
+    duplicates (dedupe), a reverse complement (kept), downstream valid/test sequences (leakage),
+    a too-short one (filter)."""
     injected = [
         ("dup_exact copy of record 0", sample[0].sequence),
         ("dup_u written in U", sample[1].sequence.replace("T", "U")),
@@ -87,8 +89,12 @@ def corpus_records(sample, bprna_valid_seq):
         ("revcomp_kept", revcomp(sample[3].sequence)),
         ("leak_bprna_valid", bprna_valid_seq.lower()),
         ("too_short", "ACGUACG"),
+        ("leak_url_dataset", "GGGAAACCCTTTGGGAAACCCTTT"),  # the sequence of URL_DATASET, in T
     ]
     return [(r.description, r.sequence) for r in sample] + injected
+
+
+URL_DATASET = b">extra_1\nGGGAAACCCUUUGGGAAACCCUUU\n"
 
 
 @pytest.fixture(scope="module")
@@ -99,10 +105,16 @@ def run(tmp_path_factory, corpus_records):
         for header, seq in corpus_records:
             handle.write(f">{header}\n{seq}\n")
     (workdir / "md5.txt").write_text(f"{hashlib.md5(corpus.read_bytes()).hexdigest()}  corpus.fa.gz\n")
-    config = write_config(workdir, **{"corpus.url": str(corpus), "corpus.md5": str(workdir / "md5.txt"),
-                                      "shards.k": [1, 3], "shards.tokens_per_shard": 1_000_000,
-                                      "shards.run_tokens": 500_000})
-    result = snakemake(workdir, "--cores", "2", *DATA_TARGETS)
+    # a test-only dataset given as a URL: fetched by the download_dataset rule from 127.0.0.1
+    with Server({"extra_test.fa": URL_DATASET}) as server:
+        config = yaml.safe_load((workdir / "config.yaml").read_text())
+        datasets = config["datasets"]
+        datasets["coding"]["from_url"] = {"test": server.url("extra_test.fa"),
+                                          "finetuned_on": "mouse"}
+        config = write_config(workdir, **{"corpus.url": str(corpus), "corpus.md5": str(workdir / "md5.txt"),
+                                          "shards.tokens_per_shard": 1_000_000,
+                                          "shards.run_tokens": 500_000, "datasets": datasets})
+        result = snakemake(workdir, "--cores", "2", *DATA_TARGETS)
     return workdir, config, result
 
 
@@ -116,6 +128,9 @@ def downstream_keys(config, splits=("valid", "test")):
                     continue
                 value = entry[split]
                 path, row = (value["path"], value.get("split")) if isinstance(value, dict) else (value, None)
+                if path.startswith("http://"):  # the test-only URL dataset
+                    keys[(task, name, split)] = {"GGGAAACCCTTTGGGAAACCCTTT"}
+                    continue
                 path = ROOT / path
                 if str(path).endswith((".csv", ".tsv")):
                     table = pd.read_csv(path, sep="\t" if str(path).endswith(".tsv") else ",")
@@ -159,7 +174,7 @@ def test_stage_counts_match_an_independent_recomputation(run, corpus_records):
     workdir, config, _ = run
     deduped, clean, final = expected_corpus(corpus_records, config)
     summary = {row["stage"]: row for row in read_tsv(workdir / "results/corpus/summary.tsv")}
-    assert int(summary["normalize"]["records_in"]) == len(corpus_records) == 16207
+    assert int(summary["normalize"]["records_in"]) == len(corpus_records) == 16208
     assert int(summary["dedupe"]["records_removed"]) == 3 == len(corpus_records) - len(deduped)
     assert int(summary["dedupe"]["records_out"]) == len(deduped)
     assert int(summary["leakage"]["records_out"]) == len(clean)
@@ -183,11 +198,13 @@ def test_leakage_table_matches_an_independent_count(run, corpus_records):
         assert int(row["unique_sequences"]) == len(sequences), key
         assert int(row["corpus_records_removed"]) == sum(k in sequences for k in corpus_keys), key
     assert int(rows[("structure", "bprna", "valid")]["corpus_records_removed"]) >= 1  # the injected one
+    assert int(rows[("coding", "from_url", "test")]["corpus_records_removed"]) == 1
+    assert (workdir / "results/datasets/coding/from_url/test/extra_test.fa").read_bytes() == URL_DATASET
     assert set(rows) >= {("interaction", "mirtar", "test"), ("coding", "mouse", "test"), ("all", "all", "all")}
     assert not any(k[2] == "train" for k in rows)
 
 
-@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("k", [1, 3, 5])
 def test_shards_round_trip_to_the_filtered_sequences(run, corpus_records, k):
     workdir, config, _ = run
     _, _, final = expected_corpus(corpus_records, config)
@@ -210,7 +227,7 @@ def test_every_rule_logged_its_progress(run):
     workdir, _, _ = run
     logs = workdir / "logs" / "data"
     for name in ("download_corpus", "normalize_corpus", "dedupe_corpus", "remove_leakage",
-                 "filter_lengths", "shard_tokens/k1", "shard_tokens/k3"):
+                 "filter_lengths", "shard_tokens/k1", "shard_tokens/k3", "shard_tokens/k5"):
         text = (logs / f"{name}.log").read_text()
         assert text.strip(), name
     assert "normalize: 16.2krec" in (logs / "normalize_corpus.log").read_text()  # the tqdm display
@@ -228,11 +245,11 @@ def test_bad_corpus_fails_naming_the_record_and_leaves_no_output(tmp_path):
     workdir = make_workdir(tmp_path / "bad")
     corpus = workdir / "bad.fa"
     corpus.write_text(">good\nACGUACGUAC\n>URS_bad some rRNA\nACGU\nACJU\n")
-    write_config(workdir, **{"corpus.url": str(corpus), "corpus.md5": "", "shards.k": [1]})
+    write_config(workdir, **{"corpus.url": str(corpus), "corpus.md5": ""})
     result = snakemake(workdir, "--cores", "1", *DATA_TARGETS, check=False)
     assert result.returncode != 0
     log = (workdir / "logs/data/normalize_corpus.log").read_text()
-    assert "record 'URS_bad'" in log and "line 2" in log and "'J'" in log and "IUPAC" in log
+    assert "record 'URS_bad'" in log and "line 3" in log and "'J'" in log and "IUPAC" in log
     left = sorted(p.name for p in (workdir / "results/corpus").iterdir())
     assert left == ["download", "download.json"]  # nothing from the failed stage, no partial file
 

@@ -227,7 +227,8 @@ def test_command_writes_every_task(tmp_path, run_dir):
 def test_structure_figures_f1_from_per_sequence_equals_predictions(run_dir, tmp_path):
     """The F1 distribution read from ViennaRNA's per_sequence.tsv is the one computed from its
     predicted structures by the tables' F1 code; both figures are written."""
-    from rnaret.commands.structure_figures import pick_examples, read_per_sequence_f1
+    from rnaret.commands.structure_figures import read_per_sequence_f1
+    from rnaret.figures import pick_examples
 
     _, subset, metrics = run_dir
     vienna = metrics[0].parent
@@ -251,7 +252,9 @@ def test_structure_figures_f1_from_per_sequence_equals_predictions(run_dir, tmp_
     short = tmp_path / "short.dbn"
     short.write_text("".join((vienna / "predictions.dbn").read_text().splitlines(True)[:3]))
     assert rnaret_main(["structure-figures", "--truth", str(subset), "--prediction", str(short),
-                        "--f1-png", str(f1_png), "--maps-png", str(maps_png)]) == 1
+                        "--f1-png", str(f1_png)]) == 1
+    assert rnaret_main(["structure-figures", "--truth", str(subset), "--per-sequence",
+                        str(vienna / "per_sequence.tsv"), "--maps-png", str(maps_png)]) == 1
 
 
 def test_nan_metrics_are_written_na(written):

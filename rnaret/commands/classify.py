@@ -20,6 +20,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-tokens", type=int, default=None,
                         help="token budget per batch (default: the checkpoint's eval_max_tokens)")
     parser.add_argument("--device", default=None, help="cpu, cuda (default: cuda when available)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads of torch (default: torch's)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -38,6 +39,9 @@ def run(args) -> int:
     from rnaret.tasks.run import load_for_evaluation
     from rnaret.tasks.transcripts import read_transcripts
 
+    from rnaret.commands.finetune import set_threads
+
+    set_threads(args.threads)
     if args.max_tokens is not None and args.max_tokens < 1:
         raise InputError(None, f"--max-tokens must be positive, got {args.max_tokens}")
     task, model = load_for_evaluation(args.checkpoint, "coding")

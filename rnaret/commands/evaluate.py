@@ -27,6 +27,9 @@ def run(args) -> int:
     from rnaret.tasks.finetune import is_finetuned_checkpoint
     from rnaret.tasks.run import dataset_entry, read_mapping, run_evaluate, task_settings
 
+    from rnaret.commands.finetune import set_threads
+
+    set_threads(args.threads)
     task_name = args.task
     if task_name is None:
         if not is_finetuned_checkpoint(args.checkpoint):

@@ -18,11 +18,25 @@ def add_split_arguments(parser) -> None:
                         help="add or replace a split (repeatable), e.g. --split train=a.tsv; with "
                              "#VALUE only the rows whose split column is VALUE (train=t.tsv#train)")
     parser.add_argument("--settings", metavar="YAML",
-                        help="pipeline config (uses tasks.TASK.settings) or a mapping of task settings")
+                        help="pipeline config (uses finetune.TASK.settings) or a mapping of task settings")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one task setting (repeatable), e.g. --set epochs=2")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads of torch (default: torch's)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def set_threads(threads: int | None) -> None:
+    """Give torch ``threads`` CPU threads (None: leave torch's default); InputError when < 1."""
+    from rnaret.io.errors import InputError
+
+    if threads is None:
+        return
+    if threads < 1:
+        raise InputError(None, f"--threads must be at least 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def add_arguments(parser) -> None:
@@ -34,7 +48,7 @@ def add_arguments(parser) -> None:
                              "checkpoint to continue, or 'onehot' for the one-hot control")
     parser.add_argument("--out", required=True, help="output folder of the fine-tuned checkpoint")
     parser.add_argument("--model-name", default=None,
-                        help="model name whose tasks.TASK.model_settings apply (with --settings)")
+                        help="model name whose finetune.TASK.model_settings apply (with --settings)")
     add_split_arguments(parser)
 
 
@@ -42,6 +56,7 @@ def run(args) -> int:
     from rnaret.io.errors import InputError
     from rnaret.tasks.run import dataset_entry, run_finetune, task_settings
 
+    set_threads(args.threads)
     entry = dataset_entry(args.task, args.dataset_config, args.dataset, args.split)
     model_name = args.model_name or ("onehot" if args.init == "onehot" else None)
     settings = task_settings(args.task, args.settings, args.set, model=model_name)

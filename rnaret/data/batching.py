@@ -60,6 +60,7 @@ class TokenBudgetBatchSampler:
         self.rank, self.world_size, self.drop_last = int(rank), int(world_size), bool(drop_last)
         self.epoch = 0
         self.position = 0  # batches of this rank already yielded in the current epoch
+        self.start_position = 0
         self._cache: tuple[int, list[np.ndarray]] | None = None
 
     def set_epoch(self, epoch: int) -> None:
@@ -97,15 +98,22 @@ class TokenBudgetBatchSampler:
 
     def __iter__(self):
         mine = self._all_batches()[self.rank::self.world_size]
+        self.start_position = self.position  # where this pass began (resume point)
         while self.position < len(mine):
             batch = mine[self.position]
             self.position += 1
             yield batch.tolist()
         self.position = 0  # a finished pass; set_epoch picks the next order
 
-    def state_dict(self) -> dict:
-        """{'epoch', 'position', 'seed', 'max_tokens', 'world_size'}: enough to resume exactly."""
-        return {"epoch": self.epoch, "position": self.position, "seed": self.seed,
+    def state_dict(self, consumed: int | None = None) -> dict:
+        """{'epoch', 'position', 'seed', 'max_tokens', 'world_size'}: enough to resume exactly.
+
+        A DataLoader fetches batches ahead of the training loop, so ``position`` (batches handed
+        out) can run ahead of the batches trained on: pass ``consumed``, the batches the loop
+        has trained on since this pass began, to record the exact resume point instead.
+        """
+        position = self.position if consumed is None else self.start_position + int(consumed)
+        return {"epoch": self.epoch, "position": position, "seed": self.seed,
                 "max_tokens": self.max_tokens, "world_size": self.world_size}
 
     def load_state_dict(self, state: dict) -> None:

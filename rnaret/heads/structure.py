@@ -113,7 +113,8 @@ class StructureHead(nn.Module):
         weight = self.linear_in.weight                               # (C, 2d)
         row = F.linear(states, weight[:, :d], self.linear_in.bias)   # (B, L, C): the h_i part
         col = F.linear(states, weight[:, d:])                        # (B, L, C): the h_j part
-        return row.transpose(1, 2).unsqueeze(3) + col.transpose(1, 2).unsqueeze(2)
+        # built as (B, L, L, C) and viewed as (B, C, L, L): channels-last, the faster conv layout on CPU
+        return (row.unsqueeze(2) + col.unsqueeze(1)).permute(0, 3, 1, 2)
 
     def raw_logits(self, states: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         """The unsymmetrised map z (B, L, L), z[i, j] read from concat(h_i, h_j)."""

@@ -135,9 +135,10 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim)) if elementwise_affine else None
 
     def forward(self, x: Tensor) -> Tensor:
-        xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-        out = (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x)
-        return out * self.weight if self.weight is not None else out
+        if x.dtype in (torch.float16, torch.bfloat16):  # normalise in float32, as published
+            out = F.rms_norm(x.float(), (x.shape[-1],), None, self.eps).type_as(x)
+            return out * self.weight if self.weight is not None else out
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
 
 
 class GLU(nn.Module):
@@ -152,8 +153,8 @@ class GLU(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        g = self.gate(x)
-        h = self.fc1(x)
+        # fc1 and gate as one matmul (one read of x); the published modules keep their names
+        h, g = F.linear(x, torch.cat((self.fc1.weight, self.gate.weight))).split(self.fc1.out_features, dim=-1)
         h = F.gelu(h.float()).type_as(h) * g
         return self.dropout(self.fc2(self.activation_dropout(h)))
 
@@ -187,16 +188,19 @@ class MultiScaleRetention(nn.Module):
 
     def forward(self, x: Tensor, plan) -> Tensor:
         bsz, length, _ = x.shape
-        q, k, v, g = self.q_proj(x), self.k_proj(x), self.v_proj(x), self.g_proj(x)
+        # the four projections as one matmul (one read of x); views into its output
+        weights = (self.q_proj.weight, self.k_proj.weight, self.v_proj.weight, self.g_proj.weight)
+        q, k, v, g = F.linear(x, torch.cat(weights)).split([w.shape[0] for w in weights], dim=-1)
         dtype = plan.log_decay.dtype
         heads = (bsz, length, self.num_heads, -1)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            q = rotate(q.to(dtype).view(heads), plan.phasors).transpose(1, 2)  # (B, H, L, dk)
+            # head-major and contiguous, so that the chunked views below need no copies
+            q = rotate(q.to(dtype).view(heads), plan.phasors).transpose(1, 2).contiguous()  # (B, H, L, dk)
             # keys scaled by key_dim**-0.5, folded into their rotation
-            k = rotate(k.to(dtype).view(heads), plan.phasors * self.scaling).transpose(1, 2)
-            v = v.to(dtype).view(heads).transpose(1, 2)  # (B, H, L, dv)
-            out = retention(q, k, v, plan)
-            out = self.group_norm(out.transpose(1, 2)).reshape(bsz, length, -1)  # (B, L, dv)
+            k = rotate(k.to(dtype).view(heads), plan.phasors * self.scaling).transpose(1, 2).contiguous()
+            out = retention(q, k, v.to(dtype).view(heads).transpose(1, 2), plan)  # (B, H, L, dv)
+            del q, k, v
+            out = self.group_norm(out).transpose(1, 2).reshape(bsz, length, -1)  # (B, L, H * dv)
         return self.out_proj(F.silu(g) * out)
 
 
@@ -300,14 +304,25 @@ class RetNetEncoder(nn.Module):
         form = choose_form(form, length, self.config.parallel_max_len)
         # the mask only costs work when something is padded
         mask_or_none = None if bool(padding_mask.all()) else padding_mask
+        chunk = self.config.chunk_size
+        tail = (-length) % chunk if form == "chunkwise" and length > chunk else 0
+        if tail:
+            # align to whole chunks with zero inputs: every layer maps zero to exactly zero
+            # (no biases, RMSNorm(0) = 0), so these positions are never keys; they are only
+            # excluded from the decay row sums (``zero_tail``) and cut off at the end
+            embeddings = F.pad(embeddings, (0, 0, 0, tail))
+            if mask_or_none is not None:
+                mask_or_none = F.pad(mask_or_none, (0, tail), value=False)
         dtype = torch.float64 if embeddings.dtype == torch.float64 else torch.float32
         rel = self.retnet_rel_pos
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
-            plan = make_plan(form, length, rel.angle, rel.decay, mask_or_none,
-                             self.config.chunk_size, dtype)
+            plan = make_plan(form, length + tail, rel.angle, rel.decay, mask_or_none, chunk, dtype,
+                             zero_tail=tail)
         x = self.dropout(embeddings)
         for layer in self.layers:
             x = layer(x, plan)
+        if tail:
+            x = x[:, :length]
         return finish_output(x, padding_mask, self.layer_norm, self.output_projection, return_logits)
 
     def num_parameters(self) -> int:

@@ -92,10 +92,10 @@ def decay_matrix(length: int, log_decay: Tensor, padding_mask: Tensor | None = N
 def parallel_retention(q: Tensor, k: Tensor, v: Tensor, decay: Tensor) -> Tensor:
     """Retention, parallel form. q, k (B, H, L, dk) rotated and scaled; v (B, H, L, dv);
     ``decay`` from ``decay_matrix`` ((H, L, L) or (B, H, L, L)). Returns (B, H, L, dv)."""
-    scores = (q @ k.transpose(-1, -2)) * decay  # (B, H, L, L)
-    # the published normaliser is detached: it rescales without carrying gradient
-    scores = scores / scores.detach().sum(dim=-1, keepdim=True).abs().clamp(min=1)
-    return scores @ v
+    scores = (q @ k.transpose(-1, -2)).mul_(decay)  # (B, H, L, L)
+    # the published normaliser is detached: it rescales without carrying gradient; dividing
+    # the (L, dv) output instead of the (L, L) scores is the same per-row scaling
+    return (scores @ v) / scores.detach().sum(dim=-1, keepdim=True).abs().clamp(min=1)
 
 
 # ---------------------------------------------------------------- chunkwise form (O(L))
@@ -165,6 +165,7 @@ def decayed_sum(q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor, chunk_size: 
     intra = torch.exp((pos[:, None] - pos[None, :]).abs() * ld[:, :, None])
     scores = (q @ k.transpose(-1, -2)).mul_(intra[None, :, None])  # (B, H, N, C, C)
     out = scores @ v  # (B, H, N, C, dv)
+    del scores  # long inputs: free each temporary as soon as it is used
     if n_chunks > 1:
         decay_to_end = torch.exp((c - 1 - pos) * ld)[None, :, None, :, None]  # key j -> chunk end
         decay_from_start = torch.exp(pos * ld)[None, :, None, :, None]      # chunk start -> key j
@@ -172,12 +173,13 @@ def decayed_sum(q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor, chunk_size: 
         fwd = exclusive_decay_scan(((k * decay_to_end).transpose(-1, -2) @ v).flatten(-2), c * ld[:, 0])
         bwd = exclusive_decay_scan(((k * decay_from_start).transpose(-1, -2) @ v).flatten(-2), c * ld[:, 0],
                                    reverse=True)
-        fwd, bwd = fwd.unflatten(-1, (dk, dv)), bwd.unflatten(-1, (dk, dv))
-        q_fwd = q * torch.exp((pos + 1) * ld)[None, :, None, :, None]  # chunk start - 1 -> query i
-        q_bwd = q * torch.exp((c - pos) * ld)[None, :, None, :, None]  # next chunk start -> query i
-        # out += q_fwd @ fwd + q_bwd @ bwd, the adds fused into the matmuls
-        out = torch.baddbmm(out.flatten(0, 2), q_fwd.flatten(0, 2), fwd.flatten(0, 2))
-        out = torch.baddbmm(out, q_bwd.flatten(0, 2), bwd.flatten(0, 2))
+        flat = out.flatten(0, 2)  # a view: the adds below land in ``out``
+        # out += (q * gamma**(i+1)) @ fwd: the state leaving chunk c-1 reaches query i
+        flat.baddbmm_((q * torch.exp((pos + 1) * ld)[None, :, None, :, None]).flatten(0, 2),
+                      fwd.unflatten(-1, (dk, dv)).flatten(0, 2))
+        # out += (q * gamma**(C-i)) @ bwd: the state at chunk c+1's start reaches query i
+        flat.baddbmm_((q * torch.exp((c - pos) * ld)[None, :, None, :, None]).flatten(0, 2),
+                      bwd.unflatten(-1, (dk, dv)).flatten(0, 2))
     out = out.reshape(bsz, heads, n_chunks * c, dv)
     return out[:, :, :length] if pad else out
 
@@ -237,12 +239,15 @@ class RetentionPlan:
 
 
 def make_plan(form: str, length: int, angle: Tensor, log_decay: Tensor,
-              padding_mask: Tensor | None, chunk_size: int, dtype: torch.dtype) -> RetentionPlan:
+              padding_mask: Tensor | None, chunk_size: int, dtype: torch.dtype,
+              zero_tail: int = 0) -> RetentionPlan:
     """Precompute, once per forward, what the retention of every layer needs.
 
     ``angle`` (dk,) and ``log_decay`` (H,) are the encoder's buffers; ``dtype`` is the compute
     dtype (float32, or float64 for float64 models); ``padding_mask`` (B, L) bool or None
-    (None: every position real, the fast path).
+    (None: every position real, the fast path). ``zero_tail``: the last positions are
+    chunk-alignment padding whose keys and values are exactly zero: they only need to be left
+    out of the decay row sums (chunkwise form).
     """
     if form not in FORMS:
         raise ValueError(f"form must be one of {FORMS} or None, got {form!r}")
@@ -251,7 +256,11 @@ def make_plan(form: str, length: int, angle: Tensor, log_decay: Tensor,
     if form == "parallel":
         plan.decay = decay_matrix(length, log_decay, padding_mask)
     else:
-        plan.row_scale = decay_row_sums(padding_mask, length, log_decay, chunk_size).clamp(min=1).rsqrt()
+        real = padding_mask
+        if zero_tail:
+            real = torch.ones(1, length, dtype=torch.bool, device=angle.device) if real is None else real.clone()
+            real[:, length - zero_tail:] = False
+        plan.row_scale = decay_row_sums(real, length, log_decay, chunk_size).clamp(min=1).rsqrt()
     return plan
 
 

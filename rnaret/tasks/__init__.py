@@ -24,7 +24,7 @@ def task_class(name: str):
 
 
 def get_task(name: str, settings: Mapping[str, Any] | None = None):
-    """An instance of task ``name`` with ``settings`` (the config's ``tasks.<name>``) over its defaults."""
+    """An instance of task ``name`` with ``settings`` (the config's ``finetune.<name>.settings``) over its defaults."""
     return task_class(name)(settings)
 
 

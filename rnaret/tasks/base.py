@@ -4,9 +4,10 @@ A task (``interaction``, ``coding``, ``structure``) is a subclass of :class:`Tas
 loop in :mod:`rnaret.tasks.finetune` never looks inside examples, targets or head outputs; it
 only calls these methods, in this order:
 
-1. ``Task(settings)`` — ``settings`` is the config's ``tasks.<name>`` mapping (merged over
-   ``default_settings``); ``task.k`` is the tokenizer k the task needs (checked against the
-   encoder's ``k``).
+1. ``Task(settings)`` — ``settings`` is the config's ``finetune.<name>.settings`` mapping,
+   applied over ``COMMON_SETTINGS``, the task's ``default_settings`` (the published recipe) and
+   the preset it names (``presets[settings["preset"]]``: "paper" or "laptop"); unknown keys are
+   an error. ``task.k`` is the tokenizer k the task needs (checked against the encoder's ``k``).
 2. ``task.load_dataset(entry)`` — ``entry`` is one ``datasets.<task>.<name>`` mapping of the
    config (``{train: path, valid: path, test: path, ...}``); it calls ``read_split(path, split)``
    per split and returns ``{split: [Example, ...]}``. When an entry has ``train`` but no
@@ -48,6 +49,7 @@ from rnaret.tokenizer import PAD
 
 # Settings every task understands (the generic loop reads them); tasks add their own.
 COMMON_SETTINGS: dict[str, Any] = {
+    "preset": "paper",            # a key of the task's ``presets`` applied over its defaults
     "k": 5,                       # tokenizer k; must equal the encoder's k
     "epochs": 3,                  # passes over the (sub-sampled) training set
     "max_steps": None,            # when set, stop after this many optimiser steps
@@ -148,8 +150,11 @@ class Task(abc.ABC):
     """Base class of a downstream task; see the module docstring for the call order."""
 
     name: ClassVar[str]
-    #: task-specific defaults merged over COMMON_SETTINGS; the config's tasks.<name> wins
+    #: task-specific defaults (the published recipe) merged over COMMON_SETTINGS
     default_settings: ClassVar[dict[str, Any]] = {}
+    #: named budgets applied over the defaults: "paper" (the published recipe) and "laptop"
+    #: (the default pipeline run on 2 CPU cores); explicit settings win over both
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}}
     #: validation metric that picks the best checkpoint (higher is better)
     selection_metric: ClassVar[str]
     #: splits an entry may name; others are rejected with an error naming the key
@@ -157,7 +162,11 @@ class Task(abc.ABC):
 
     def __init__(self, settings: Mapping[str, Any] | None = None):
         merged = {**COMMON_SETTINGS, **self.default_settings}
-        for key, value in (settings or {}).items():
+        settings = dict(settings or {})
+        preset = settings.get("preset") or merged["preset"]
+        if preset not in self.presets:
+            raise ValueError(f"unknown {self.name} preset {preset!r}; known: {', '.join(sorted(self.presets))}")
+        for key, value in {**self.presets[preset], **settings, "preset": preset}.items():
             if key not in merged:
                 raise ValueError(f"unknown {self.name} setting {key!r}; known: {', '.join(sorted(merged))}")
             merged[key] = value

@@ -357,12 +357,18 @@ def load_finetuned(path, *, settings_override: dict | None = None) -> tuple[Task
 
 def load_published_finetuned(path, task: Task) -> TaskModel:
     """A released fine-tuned ``.pth`` (keys ``ret.*`` + ``classifier.*``) -> TaskModel in eval mode."""
-    from rnaret.checkpoint import encoder_from_state_dict, load_published_state_dict
+    from rnaret.checkpoint import load_encoder, load_published_state_dict
+    from rnaret.io.errors import InputError
 
-    encoder_state, head_state = load_published_state_dict(path)
-    encoder = encoder_from_state_dict(encoder_state)
+    _, head_state = load_published_state_dict(path)
+    if not head_state:
+        raise InputError(path, "no classifier.* weights: a pretraining file, not a fine-tuned one")
+    encoder = load_encoder(path)  # the ret.* part
     head = task.build_head(encoder_width(encoder))
-    task.load_published_head(head, head_state)
+    try:
+        task.load_published_head(head, head_state)
+    except ValueError as exc:
+        raise InputError(path, str(exc)) from None
     model = TaskModel(encoder, head)
     model.eval()
     return model

@@ -70,7 +70,7 @@ def read_pair_table(path, select: str | None = None) -> list[PairRow]:
     if not lines:
         raise InputError(path, "no rows")
     header = [c.strip() for c in lines[0][1]]
-    if "target_seq" in header:
+    if {"target_seq", "label", "mirna_seq", "mirna_seq_3to5"} & set(header):
         rows, splits = _read_with_header(path, header, lines[1:])
     elif len(header) == 5 and header[4].strip() in ("0", "1"):
         rows, splits = _read_published(path, lines), None

@@ -34,16 +34,12 @@ def _log(message: str) -> None:
 
 def is_published_finetuned(path) -> bool:
     """True when ``path`` is a ``.pth`` whose keys are ``ret.*`` + ``classifier.*``."""
+    from rnaret.checkpoint import read_pth
+
     path = Path(path)
     if not path.is_file() or path.suffix not in (".pth", ".pt"):
         return False
-    import torch
-
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # not a readable state dict: load_encoder gives the precise error later
-        return False
-    return isinstance(state, dict) and any(str(k).startswith("classifier.") for k in state)
+    return any(key.startswith("classifier.") for key in read_pth(path))
 
 
 def set_dropout(module: nn.Module, p: float) -> None:
@@ -122,7 +118,7 @@ def load_for_evaluation(checkpoint, task_name: str | None = None,
     if is_finetuned_checkpoint(checkpoint):
         task, model, _ = load_finetuned(checkpoint, settings_override=_evaluation_overrides(settings))
         if task_name is not None and task.name != task_name:
-            raise InputError(checkpoint, f"this is a {task.name} checkpoint, not {task_name}")
+            raise InputError(checkpoint, f"this is a {task.name} checkpoint, not a {task_name} one")
         return task, model
     if not Path(checkpoint).exists():
         raise InputError(checkpoint, "no such file or folder")
@@ -217,16 +213,16 @@ def dataset_entry(task_name: str, dataset_config=None, dataset: str | None = Non
 
 def task_settings(task_name: str, settings_file=None, overrides: list[str] | tuple[str, ...] = (),
                   model: str | None = None) -> dict:
-    """Settings of a run: ``settings_file`` (a pipeline config — its ``tasks.<task>.settings``
-    plus ``tasks.<task>.model_settings.<model>`` — or a plain mapping of settings), then
+    """Settings of a run: ``settings_file`` (a pipeline config — its ``finetune.<task>.settings``
+    plus ``finetune.<task>.model_settings.<model>`` — or a plain mapping of settings), then
     ``KEY=VALUE`` overrides (values read as YAML: ``epochs=2``, ``freeze_encoder=true``)."""
     import yaml
 
     settings: dict = {}
     if settings_file is not None:
         data = read_mapping(settings_file)
-        if "tasks" in data:
-            block = (data["tasks"] or {}).get(task_name) or {}
+        if "finetune" in data:
+            block = (data["finetune"] or {}).get(task_name) or {}
             settings.update(block.get("settings") or {})
             if model is not None:
                 settings.update((block.get("model_settings") or {}).get(model) or {})

@@ -32,7 +32,8 @@ Outputs (``write_outputs``): ``predictions.dbn``, ``predictions.ct`` (one multi-
 knotted for the 30 bracket pages of dot-bracket keeps, in ``.dbn`` only, the pairs that fit (see
 :func:`dot_bracket_of`); the bpseq and CT files always hold every pair.
 
-Settings (defaults = published, paper-size head): ``head_channels`` 128, ``head_blocks`` 16,
+Settings (``default_settings`` = the published recipe and paper-size head; the ``laptop``
+preset in ``presets`` shrinks the head and the budget for 2 CPU cores): ``head_channels`` 128, ``head_blocks`` 16,
 ``head_kernel`` 3, ``symmetrize`` ("mean", or "lower" = published orientation),
 ``positive_weight`` 10, ``min_pair_distance`` 4, ``threshold`` 0.5, ``train_max_len`` 600
 (training sequences longer than this are left out, as published; valid/test are never cut),
@@ -151,6 +152,14 @@ class StructureTask(Task):
         "head_channels": 128, "head_blocks": 16, "head_kernel": 3, "symmetrize": "mean",
         "positive_weight": 10.0, "min_pair_distance": 4, "threshold": 0.5,
         "train_max_len": 600, "train_crop": None, "contact_map_examples": 4,
+    }
+    presets = {
+        "paper": {},
+        # 2 CPU cores, a few minutes: a small head (C = 32, N = 4), random 128-nt windows in
+        # batches of 8 at a larger lr, validation on a fixed subset of whole sequences
+        "laptop": {"head_channels": 32, "head_blocks": 4, "lr": 1e-3, "epochs": 2, "batch_size": 8,
+                   "train_crop": 128, "warmup_steps": 10, "grad_clip": 1.0, "valid_max_examples": 100,
+                   "eval_max_tokens": 4096},
     }
 
     # -- data -----------------------------------------------------------------------------
@@ -281,8 +290,7 @@ class StructureTask(Task):
     def plot_contact_maps(self, rows: list[dict], path: Path) -> Path:
         """Predicted vs true pair maps of ``contact_map_examples`` sequences picked at evenly
         spaced length quantiles among those with a true pair."""
-        from rnaret.commands.structure_figures import pick_examples
-        from rnaret.figures import plot_contact_maps
+        from rnaret.figures import pick_examples, plot_contact_maps
 
         by_id = {r["id"]: r for r in rows}
         truth = [StructureRecord(r["id"], r["sequence"], list(r["true_pairs"])) for r in rows]

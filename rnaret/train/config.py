@@ -69,8 +69,17 @@ class PretrainConfig:
     precision: str = "auto"  # auto = bf16 autocast on CUDA, float32 on CPU
 
     def __post_init__(self):
+        # YAML 1.1 reads "3e-4" (no dot) as a string: accept it for the float fields
+        for name in ("lr", "weight_decay", "eps", "grad_clip", "eta_min", "mask_prob",
+                     "mask_token_prob", "random_token_prob"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                try:
+                    setattr(self, name, float(value))
+                except ValueError:
+                    raise ValueError(f"{name} must be a number, got {value!r}") from None
         if isinstance(self.betas, list):
-            self.betas = tuple(self.betas)
+            self.betas = tuple(float(b) for b in self.betas)
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
         if self.k not in SUPPORTED_K:
@@ -149,7 +158,7 @@ def _tiny(k: int) -> dict:
         k=k,
         encoder=dict(retnet_embed_dim=16, retnet_value_embed_dim=16, retnet_ffn_embed_dim=32,
                      retnet_layers=2, retnet_retention_heads=2, dropout=0.0,
-                     activation_dropout=0.0, chunk_size=32, parallel_max_len=64),
+                     activation_dropout=0.0, chunk_size=32, parallel_max_len=256),
         lr=3e-3, weight_decay=0.01, grad_clip=1.0, schedule="warmup_cosine", warmup_steps=2,
         eta_min=1e-4, max_steps=20, max_tokens=2048, accumulate=1, max_train_len=200,
         eval_every=5, valid_max_batches=2, valid_max_tokens=2048,
@@ -189,7 +198,9 @@ def parse_assignments(items: list[str]) -> dict:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-        value = yaml.safe_load(raw) if raw != "" else None
+        value = _number(raw)
+        if value is None:
+            value = yaml.safe_load(raw) if raw != "" else None
         if "." in key:
             head, sub = key.split(".", 1)
             if head != "encoder":
@@ -198,6 +209,16 @@ def parse_assignments(items: list[str]) -> dict:
         else:
             out[key] = value
     return out
+
+
+def _number(raw: str):
+    """int or float when ``raw`` spells one (YAML would keep "3e-4" a string), else None."""
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return None
 
 
 def replace(config: PretrainConfig, **changes) -> PretrainConfig:

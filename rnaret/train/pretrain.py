@@ -71,7 +71,13 @@ def build_model(config: PretrainConfig) -> torch.nn.Module:
 
     init_from = config.init_from
     if init_from is None:
-        return build_encoder(config.encoder_config())
+        try:
+            return build_encoder(config.encoder_config())
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith("rnaret.model"):
+                raise ValueError(f"architecture {config.architecture!r} is not available in this "
+                                 f"installation ({exc.name} is missing)") from exc
+            raise
     from rnaret.checkpoint import load_encoder
 
     path = Path(init_from)
@@ -248,11 +254,11 @@ def _pretrain(config, shards, out, ctx, threads, show_progress, restart) -> Pret
             inputs, labels = m.local.inputs.to(ctx.device), m.local.labels.to(ctx.device)
             with _autocast(config, ctx.device):
                 logits = model(inputs).logits
-            loss_sum, correct = masked_lm_loss(logits, labels)
+            loss_sum, _ = masked_lm_loss(logits, labels)
             # the global mean: gradients summed over ranks equal the one-process gradient
             (loss_sum / max(n_chosen, 1)).backward()
-            acc["loss_sum"] += float(loss_sum.detach())
-            acc["correct"] += float(correct)
+            # kept on the device: no host sync per micro-batch
+            acc["loss_sum"] = acc["loss_sum"] + loss_sum.detach().double()
         dist_utils.all_reduce_gradients(params, ctx)
         if config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
@@ -270,7 +276,7 @@ def _pretrain(config, shards, out, ctx, threads, show_progress, restart) -> Pret
         do_eval = step % config.eval_every == 0 or final
         if step % config.log_every == 0 or do_eval:
             elapsed = time.perf_counter() - interval_start
-            loss_sum, correct = dist_utils.all_reduce_sum([acc["loss_sum"], acc["correct"]], ctx)
+            (loss_sum,) = dist_utils.all_reduce_sum([float(acc["loss_sum"])], ctx)
             row = {"step": step, "train_loss": loss_sum / max(acc["chosen"], 1),
                    "tokens_per_s": acc["tokens"] / max(elapsed, 1e-9), "lr": acc["lr"],
                    "masked_fraction": acc["chosen"] / max(acc["maskable"], 1)}
@@ -286,16 +292,17 @@ def _pretrain(config, shards, out, ctx, threads, show_progress, restart) -> Pret
             progress.set_postfix(loss=f"{row['train_loss']:.3f}", lr=f"{lr:.2e}", refresh=False)
             if ctx.is_main:
                 write_metrics(run_dir / "metrics.tsv", rows)
-            interval_start = time.perf_counter()
         if step % config.checkpoint_every == 0 or final:
             rng = dist_utils.gather_objects(ckpt.rng_state(), ctx)
             if ctx.is_main:
                 state = {"step": step, "optimizer": optimizer.state_dict(),
                          "scheduler": scheduler.state_dict(), "data": stream.state(), "rng": rng,
-                         "metrics": rows, "accumulators": acc, "world_size": ctx.world_size,
-                         "config": config.to_dict()}
+                         "metrics": rows, "accumulators": {**acc, "loss_sum": float(acc["loss_sum"])},
+                         "world_size": ctx.world_size, "config": config.to_dict()}
                 ckpt.save_checkpoint(run_dir, step, model, state, config.keep_last)
             dist_utils.barrier(ctx)
+        if not acc["chosen"]:  # a row was just written: time the next interval from here
+            interval_start = time.perf_counter()
     progress.close()
 
     if last_eval is None:  # resumed at the end, or max_steps == 0: report the current model
@@ -314,7 +321,8 @@ def _pretrain(config, shards, out, ctx, threads, show_progress, restart) -> Pret
 
 
 def _fresh_accumulators() -> dict:
-    return {"loss_sum": 0.0, "correct": 0.0, "chosen": 0, "maskable": 0, "tokens": 0, "lr": 0.0}
+    """Sums over the steps since the last metrics row (loss_sum: this rank's, the rest global)."""
+    return {"loss_sum": 0.0, "chosen": 0, "maskable": 0, "tokens": 0, "lr": 0.0}
 
 
 def _valid_cells(result: dict) -> dict:

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -159,14 +160,26 @@ class SlurmCluster:
         self.run("scancel", job_id)
         return self.wait_until_finished(job_id, timeout=wait, poll=0.3).state
 
-    def cancel_rule_when_running(self, rule: str, timeout: float = 120,
-                                 after: float = 0.0) -> tuple[SlurmJob, str]:
-        """Wait for a job of ``rule`` to run, let it run ``after`` more seconds, scancel it.
+    def cancel_rule_when_running(self, rule: str, timeout: float = 120, after: float = 0.0,
+                                 ready: Callable[[], bool] | None = None) -> tuple[SlurmJob, str]:
+        """Wait for a job of ``rule`` to run, then for ``ready()`` to hold (e.g. "a checkpoint
+        file exists") or ``after`` seconds, and scancel it, as a preemption would end it.
 
         Returns the job and its final state (CANCELLED). For the preemption test of pretraining:
-        cancel once a checkpoint exists, then check that the retry resumed from it.
+        cancel once a checkpoint exists, let the profile's retry resubmit it (a new job id:
+        ``wait_for_rule(rule, exclude={job.job_id})``), check it resumed from the checkpoint.
+        Raises TimeoutError when the job does not run, or ``ready()`` stays false, in time.
         """
+        deadline = time.monotonic() + timeout
         job = self.wait_for_rule(rule, "RUNNING", timeout=timeout)
+        if ready is not None:
+            while not ready():
+                current = self.job(job.job_id)
+                if current is None or current.state in FINISHED_STATES:
+                    raise RuntimeError(f"job {job.job_id} of {rule!r} ended before it was ready: {current}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"job {job.job_id} of {rule!r} not ready within {timeout:g} s")
+                time.sleep(0.2)
         if after:
             time.sleep(after)
         return job, self.scancel(job.job_id)

@@ -1,7 +1,7 @@
 # Tables and the HTML report: one table per task from every evaluation's metrics.tsv plus the
-# published figures (rnaret tables), the encoder length-scaling table (rnaret scaling), per-sequence
-# F1 distributions and example contact maps of every structure evaluation (rnaret
-# structure-figures). `snakemake --report report.html` collects them with their captions.
+# published figures (rnaret tables), the encoder length-scaling table (rnaret scaling), the
+# per-sequence F1 distribution of every structure evaluation and ViennaRNA's example contact maps
+# (rnaret structure-figures; the fine-tuned models' contact maps come from their evaluations). `snakemake --report report.html` collects them with their captions.
 # The evaluations are those the other stages registered for `rule all` (read when the DAG is built).
 
 
@@ -94,35 +94,25 @@ rule length_scaling:
         " --output-png {output.png:q} --output-html {output.html:q} > {log:q} 2>&1"
 
 
-rule structure_figures:
+rule f1_distribution:
     input:
         truth=structure_truth,
-        predictions=structure_predictions,
         per_sequence=structure_per_sequence,
     output:
-        f1=report(
+        report(
             "results/report/structure/{dataset}/{model}/f1_distribution.png",
             caption="../report/f1_distribution.rst",
             category="Secondary structure",
             subcategory="{dataset}",
             labels={"model": "{model}", "figure": "per-sequence F1"},
         ),
-        maps=report(
-            "results/report/structure/{dataset}/{model}/contact_maps.png",
-            caption="../report/contact_maps.rst",
-            category="Secondary structure",
-            subcategory="{dataset}",
-            labels={"model": "{model}", "figure": "contact maps"},
-        ),
     wildcard_constraints:
         dataset="[^/]+",
         model="[^/]+",
     params:
-        label=structure_prediction_label,
-        extra=structure_figure_args,
-        examples=report_settings()["contact_map_examples"],
+        split=structure_split_args,
     log:
-        "logs/report/structure_figures/{dataset}/{model}.log",
+        "logs/report/f1_distribution/{dataset}/{model}.log",
     conda:
         conda_env("report")
     threads: 1
@@ -130,9 +120,41 @@ rule structure_figures:
         mem_mb=1000,
         runtime=10,
     shell:
-        "python -m rnaret structure-figures --truth {input.truth:q} --prediction {params.label}={input.predictions:q}"
-        " --title '{wildcards.model} on {wildcards.dataset}' --examples {params.examples}"
-        " --f1-png {output.f1:q} --maps-png {output.maps:q} {params.extra} > {log:q} 2>&1"
+        "python -m rnaret structure-figures --truth {input.truth:q} {params.split}"
+        " --per-sequence {input.per_sequence:q} --label {wildcards.model}"
+        " --title '{wildcards.model} on {wildcards.dataset}' --f1-png {output:q} > {log:q} 2>&1"
+
+
+# the fine-tuned models' evaluations draw their own contact maps; ViennaRNA's are drawn here
+rule vienna_contact_maps:
+    input:
+        truth=structure_truth,
+        predictions="results/structure/{dataset}/vienna/predictions.dbn",
+    output:
+        report(
+            "results/report/structure/{dataset}/vienna/contact_maps.png",
+            caption="../report/contact_maps.rst",
+            category="Secondary structure",
+            subcategory="{dataset}",
+            labels={"model": "vienna", "figure": "contact maps"},
+        ),
+    wildcard_constraints:
+        dataset="[^/]+",
+    params:
+        split=structure_split_args,
+        examples=report_settings()["contact_map_examples"],
+    log:
+        "logs/report/vienna_contact_maps/{dataset}.log",
+    conda:
+        conda_env("report")
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "python -m rnaret structure-figures --truth {input.truth:q} {params.split}"
+        " --prediction MFE={input.predictions:q} --title 'vienna on {wildcards.dataset}'"
+        " --examples {params.examples} --maps-png {output:q} > {log:q} 2>&1"
 
 
 rule structure_figures_index:

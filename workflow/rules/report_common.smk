@@ -60,41 +60,27 @@ def structure_truth(wildcards):
     return dataset_path("structure", wildcards.dataset, "test")
 
 
-def structure_predictions(wildcards):
-    """The evaluation's predicted structures (.dbn; ViennaRNA's MFE structures for `vienna`)."""
-    return f"results/structure/{wildcards.dataset}/{wildcards.model}/predictions.dbn"
-
-
-def structure_prediction_label(wildcards):
-    """The label of the predicted structures in the figures: ViennaRNA's are its MFE structures."""
-    return "MFE" if wildcards.model == "vienna" else wildcards.model
-
-
 def structure_per_sequence(wildcards):
-    """ViennaRNA's per-sequence scores (MFE and MEA F1); other models' F1 come from predictions."""
-    if wildcards.model == "vienna":
-        return [f"results/structure/{wildcards.dataset}/vienna/per_sequence.tsv"]
-    return []
+    """The evaluation's per-sequence scores: ViennaRNA's per_sequence.tsv (MFE and MEA F1), the
+    fine-tuned models' predictions.tsv (F1 per sequence, written by their evaluation)."""
+    name = "per_sequence.tsv" if wildcards.model == "vienna" else "predictions.tsv"
+    return f"results/structure/{wildcards.dataset}/{wildcards.model}/{name}"
 
 
-def structure_figure_args(wildcards, input):
-    """Extra arguments of `rnaret structure-figures`: the test rows' split, the per-sequence TSV."""
-    args = []
+def structure_split_args(wildcards):
+    """`--split VALUE` when the test split is the rows of a table selected by its split column."""
     row_split = dataset_row_split("structure", wildcards.dataset, "test")
-    if row_split is not None:
-        args += ["--split", row_split]
-    if input.per_sequence:
-        args += ["--per-sequence", str(input.per_sequence)]
-    return " ".join(shlex.quote(a) for a in args)
+    return "" if row_split is None else f"--split {shlex.quote(row_split)}"
 
 
 def structure_figure_targets():
-    """The F1-distribution and contact-map figures of every structure evaluation."""
-    return [
-        f"results/report/structure/{dataset}/{model}/{name}.png"
-        for dataset, model in structure_evaluations()
-        for name in ("f1_distribution", "contact_maps")
-    ]
+    """The F1 distribution of every structure evaluation, and ViennaRNA's contact maps."""
+    targets = []
+    for dataset, model in structure_evaluations():
+        targets.append(f"results/report/structure/{dataset}/{model}/f1_distribution.png")
+        if model == "vienna":
+            targets.append(f"results/report/structure/{dataset}/vienna/contact_maps.png")
+    return targets
 
 
 def structure_figure_inputs(wildcards):

@@ -1,0 +1,110 @@
+"""Fold RNA sequences with a fine-tuned structure model: what ``rnaret fold`` (and a web server)
+calls.
+
+    from rnaret.fold import load_structure_model, predict_structure
+    task, model = load_structure_model("results/structure/bprna/rnaret-k1/checkpoint")
+    for folded in predict_structure(model, ["GGGGAAACCCC", "ACGU..."], task=task):
+        folded.pairs          # [(i, j), ...] 1-based, i < j, no base twice
+        folded.dot_bracket    # "((((...))))"
+        folded.probabilities  # (L, L) float32, symmetric; 0 outside the pairing constraint
+
+A checkpoint is a fine-tuned folder written by ``rnaret finetune --task structure`` or a
+released ``RNAStrAlign_1mer.pth`` (encoder from ``ret.*``, head from ``classifier.*``).
+Decoding and the constraint are the structure task's (``rnaret.tasks.structure``): canonical
+and wobble pairs, ``|i - j| >= 4``, probability > threshold (0.5), one partner per base.
+Memory grows with L^2 (the pair map): sequences are batched so that ``n * L_max^2 <= max_pairs``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from rnaret.io.errors import InputError
+from rnaret.io.structure import StructureRecord
+
+# pair-map pixels per batch: ~256 MB per activation of the paper-size (C = 128) head in float32
+DEFAULT_MAX_PAIRS = 2**19
+
+
+@dataclass
+class FoldedStructure:
+    """One predicted structure: ``pairs`` 1-based (i < j), ``dot_bracket`` (pseudoknots on further
+    bracket pages), ``probabilities`` (L, L) float32 pair probabilities (None when not asked for)."""
+
+    sequence: str
+    pairs: list[tuple[int, int]]
+    dot_bracket: str
+    probabilities: np.ndarray | None = None
+
+
+def load_structure_model(checkpoint, device: str | None = None):
+    """A fine-tuned structure checkpoint folder or a released ``RNAStrAlign_1mer.pth`` ->
+    ``(task, model)``: the ``StructureTask`` (settings as trained) and the ``TaskModel`` in eval
+    mode on ``device`` (default: CUDA when available, else CPU). InputError for anything else."""
+    from rnaret.tasks.finetune import pick_device
+    from rnaret.tasks.run import load_for_evaluation
+
+    task, model = load_for_evaluation(checkpoint, "structure")
+    model.to(pick_device(device)).eval()
+    return task, model
+
+
+def check_sequence(sequence: str, *, path=None, record: str | None = None, line: int | None = None) -> None:
+    """InputError unless ``sequence`` is non-empty letters (no gaps: a structure needs the bare
+    sequence; IUPAC letters other than ACGU/T are kept and pair with nothing)."""
+    if not isinstance(sequence, str) or not sequence:
+        raise InputError(path, "empty sequence", record=record, line=line)
+    for position, letter in enumerate(sequence, start=1):
+        if not letter.isascii() or not letter.isalpha():
+            what = "a gap symbol" if letter in "-." else "not a letter"
+            raise InputError(path, f"{letter!r} at position {position} is {what}; give the ungapped "
+                                   f"sequence", record=record, line=line)
+
+
+@torch.no_grad()
+def predict_structure(model, sequences: Sequence[str], *, task=None, threshold: float | None = None,
+                      max_pairs: int | None = None, device: str | torch.device | None = None,
+                      return_probabilities: bool = True, progress: bool = False) -> list[FoldedStructure]:
+    """Predict the secondary structure of each sequence.
+
+    ``model``: a structure ``TaskModel`` (``load_structure_model``); ``sequences``: strings of
+    letters (either case, U or T); ``task``: its ``StructureTask`` (default: a default one, k = 1,
+    threshold 0.5, min pair distance 4); ``threshold`` overrides the task's; ``max_pairs``:
+    pair-map pixels per batch (default 2**19); ``device``: where to run (default: where the model
+    is). Returns one :class:`FoldedStructure` per sequence, in input order. Raises InputError
+    (a ValueError) naming the sequence (``#n``, 1-based) when one is empty or not letters.
+    """
+    from rnaret.data.progress import progress as progress_bar
+    from rnaret.tasks.finetune import autocast, make_batches
+    from rnaret.tasks.structure import StructureTask, decode_pairs, dot_bracket_of
+
+    task = task or StructureTask()
+    threshold = float(task.settings["threshold"] if threshold is None else threshold)
+    sequences = list(sequences)
+    for index, sequence in enumerate(sequences, start=1):
+        check_sequence(sequence, record=f"#{index}")
+    if device is None:
+        device = next(model.parameters()).device
+    device = torch.device(device)
+    model.to(device).eval()
+    examples = [task.example(StructureRecord(f"#{i}", s, [])) for i, s in enumerate(sequences, start=1)]
+    budget = int(max_pairs or DEFAULT_MAX_PAIRS)
+    batches = make_batches([len(e.tokens) ** 2 for e in examples], max_tokens=budget)
+    out: list[FoldedStructure | None] = [None] * len(examples)
+    with progress_bar(total=len(examples), desc="fold", unit="seq", disable=not progress) as bar:
+        for indices in batches:
+            batch = task.collate([examples[i] for i in indices]).to(device)
+            with autocast(device):
+                logits = model(batch.tokens, batch.padding_mask)
+            for i, probs in zip(indices, task.probabilities(logits.float(), batch)):
+                pairs = decode_pairs(probs, probs > 0, threshold)
+                out[i] = FoldedStructure(sequences[i], pairs, dot_bracket_of(pairs, len(sequences[i])),
+                                         probs.astype(np.float32) if return_probabilities else None)
+            bar.update(len(indices))
+    return out  # type: ignore[return-value]
+
+
+__all__ = ["FoldedStructure", "load_structure_model", "predict_structure", "check_sequence", "DEFAULT_MAX_PAIRS"]

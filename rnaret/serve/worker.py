@@ -1,0 +1,300 @@
+"""The worker-process side of ``rnaret serve``: loads the models once, then runs one *stage* of
+one sequence per call and writes that stage's files into the sequence's folder.
+
+All model and ViennaRNA work happens here, never in the web server's process: ViennaRNA's
+bindings hold the GIL for the whole fold (a 1.5 kb MFE took 6 s in which a Python thread of the
+same process ran once), so a fold in a server thread would freeze every other request.
+
+Stages (``STAGES``), each independent of the others so that one sequence's stages spread over
+the workers:
+
+- ``structure``: the fine-tuned structure model (``rnaret.fold.predict_structure``, what
+  ``rnaret fold`` runs): pairs, dot-bracket,
+  the (n, n) pair-probability map (``.npy`` and a heat map), a drawing, .dbn/.bpseq/.ct;
+- ``vienna``: ViennaRNA MFE structure and energy, a drawing, .dbn/.bpseq/.ct;
+- ``coding``: the fine-tuned coding model (the path ``rnaret classify`` runs): coding
+  probability (best 30-nt window mean), per-position CDS probabilities (a plot and a TSV);
+- ``embed``: per-sequence and per-nucleotide embeddings (``rnaret embed``'s safetensors layout).
+
+Every stage returns a plain dict (it crosses processes): ``{"ok": True, ...}`` or
+``{"ok": False, "error": message}``; a message never holds a stack trace (that goes to the
+worker's stderr).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+STAGES = ("structure", "vienna", "coding", "embed")
+
+# file names inside a sequence's folder -> (media type, what it is); the download route
+# serves only these names
+FILES = {
+    "model.dbn": ("text/plain", "model structure, dot-bracket"),
+    "model.bpseq": ("text/plain", "model structure, bpseq"),
+    "model.ct": ("text/plain", "model structure, CT"),
+    "model_pair_probabilities.npy": ("application/octet-stream", "model pair probabilities (n, n) float32"),
+    "model_heatmap.png": ("image/png", "model pair-probability heat map"),
+    "model_drawing.svg": ("image/svg+xml", "model structure drawing"),
+    "vienna.dbn": ("text/plain", "ViennaRNA MFE structure, dot-bracket"),
+    "vienna.bpseq": ("text/plain", "ViennaRNA MFE structure, bpseq"),
+    "vienna.ct": ("text/plain", "ViennaRNA MFE structure, CT"),
+    "vienna_drawing.svg": ("image/svg+xml", "ViennaRNA MFE structure drawing"),
+    "coding_track.tsv": ("text/tab-separated-values", "per-position CDS probabilities"),
+    "coding_plot.png": ("image/png", "per-position CDS probability plot"),
+    "embeddings.safetensors": ("application/octet-stream", "embeddings (rnaret embed layout)"),
+}
+
+# the models of this worker process, loaded once by ``init_worker``
+_MODELS: dict = {}
+
+
+def init_worker(spec: dict) -> None:
+    """Load the models named by ``spec`` (``ServeConfig.worker_spec()``) into this process.
+
+    ``structure``/``coding``: fine-tuned checkpoint folder or released ``.pth`` (None: stage
+    off); ``embed``: encoder path, or None for the structure (else coding) model's encoder;
+    ``threads``: torch intra-op threads; ``device``: "cpu" (default) or "cuda".
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle (it stops us)
+    _MODELS.clear()
+    _MODELS["spec"] = dict(spec)
+    try:
+        _load(spec)
+    except Exception as exc:  # kept for describe(): the server then refuses to start, saying why
+        traceback.print_exc(file=sys.stderr)
+        _MODELS["load_error"] = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+
+
+def _load(spec: dict) -> None:
+    import torch
+
+    from rnaret.tasks.run import load_for_evaluation
+
+    torch.set_num_threads(int(spec.get("threads") or 1))
+    device = torch.device(spec.get("device") or "cpu")
+    for name in ("structure", "coding"):
+        if spec.get(name):
+            task, model = load_for_evaluation(spec[name], name)
+            _MODELS[name] = (task, model.to(device).eval())
+    encoder, source = None, None
+    if spec.get("embed"):
+        from rnaret.checkpoint import load_encoder
+
+        encoder, source = load_encoder(spec["embed"], device=device), spec["embed"]
+    else:
+        for name in ("structure", "coding"):
+            if name in _MODELS and _embeddable(_MODELS[name][1].encoder):
+                encoder, source = _MODELS[name][1].encoder, f"{spec[name]} (the {name} model's encoder)"
+                break
+    if encoder is not None and _embeddable(encoder):
+        _MODELS["embed"] = (encoder.eval(), source)
+
+
+def _embeddable(encoder) -> bool:
+    # embed_sequences reads config.k and config.retnet_embed_dim; the one-hot control has neither
+    config = getattr(encoder, "config", None)
+    return config is not None and hasattr(config, "retnet_embed_dim") and hasattr(config, "k")
+
+
+def describe() -> dict:
+    """What this worker loaded: ``{stage: {checkpoint, k, d, layers, parameters, ...}}`` for the
+    stages it can run (``vienna`` always), and its process id; ``{"error": ...}`` when the
+    models could not be loaded."""
+    if "load_error" in _MODELS:
+        return {"pid": os.getpid(), "error": _MODELS["load_error"]}
+    out: dict = {"pid": os.getpid(), "stages": {"vienna": {"checkpoint": None, "what": "ViennaRNA MFE"}}}
+    for name in ("structure", "coding"):
+        if name in _MODELS:
+            task, model = _MODELS[name]
+            out["stages"][name] = {"checkpoint": _display_name(_MODELS["spec"][name]), "task": task.name,
+                                   "k": task.k, **_encoder_facts(model.encoder),
+                                   "parameters": sum(p.numel() for p in model.parameters())}
+    if "embed" in _MODELS:
+        encoder, source = _MODELS["embed"]
+        out["stages"]["embed"] = {"checkpoint": _display_name(source), "k": int(encoder.config.k),
+                                  **_encoder_facts(encoder),
+                                  "parameters": sum(p.numel() for p in encoder.parameters())}
+    return out
+
+
+def _display_name(source: str) -> str:
+    # the last three path parts (e.g. bprna/rnaret-k1/checkpoint): enough to tell models apart
+    # without showing the server's whole folder layout
+    head, _, tail = source.partition(" (")
+    return "/".join(Path(head).parts[-3:]) + (f" ({tail}" if tail else "")
+
+
+def _encoder_facts(encoder) -> dict:
+    config = getattr(encoder, "config", None)
+    facts = {"encoder": type(encoder).__name__}
+    if config is not None and hasattr(config, "retnet_embed_dim"):
+        facts.update(d=int(config.retnet_embed_dim), layers=int(config.retnet_layers))
+    return facts
+
+
+def run_stage(stage: str, folder: str, seq_id: str, sequence: str) -> dict:
+    """Run ``stage`` on one sequence (upper-case, U not T, IUPAC letters) and write its files
+    into ``folder`` (created). Returns the stage's result dict (see the module docstring) with
+    ``started``/``finished`` (epoch seconds) and ``pid``."""
+    started = time.time()
+    try:
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}")
+        if stage != "vienna" and stage not in _MODELS:
+            raise LookupError(f"this server has no {stage} model")
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        result = {"ok": True, **_RUNNERS[stage](Path(folder), seq_id, sequence)}
+    except (ValueError, LookupError) as exc:  # InputError is a ValueError: a message for the user
+        result = {"ok": False, "error": str(exc)}
+    except MemoryError:
+        result = {"ok": False, "error": f"not enough memory for the {stage} of a {len(sequence)}-nt sequence"}
+    except Exception as exc:  # anything else: the trace to the server's log, a plain line to the user
+        traceback.print_exc(file=sys.stderr)
+        out_of_memory = "memory" in str(exc).lower()
+        result = {"ok": False, "error": (f"not enough memory for the {stage} of a {len(sequence)}-nt sequence"
+                                         if out_of_memory else f"internal error in the {stage} stage "
+                                         f"({type(exc).__name__}); see the server log")}
+    result.update(stage=stage, started=started, finished=time.time(), pid=os.getpid())
+    return result
+
+
+# -- stages -----------------------------------------------------------------------------------
+def _structure(folder: Path, seq_id: str, sequence: str) -> dict:
+    import numpy as np
+
+    from rnaret.fold import predict_structure
+    from rnaret.io.atomic import atomic_path
+
+    task, model = _MODELS["structure"]
+    folded = predict_structure(model, [sequence], task=task)[0]   # the path `rnaret fold` runs
+    probabilities = folded.probabilities                           # (n, n) float32, 0 outside the constraint
+    pairs = [tuple(map(int, p)) for p in folded.pairs]
+    _write_structure_files(folder, "model", seq_id, sequence, pairs)
+    with atomic_path(folder / "model_pair_probabilities.npy", suffix=".npy") as tmp:
+        np.save(tmp, probabilities.astype(np.float32))
+    _heatmap(probabilities, folder / "model_heatmap.png", seq_id)
+    drawn = _draw(sequence, folded.dot_bracket, folder / "model_drawing.svg")
+    return {"dot_bracket": folded.dot_bracket, "pairs": [list(p) for p in pairs],
+            "threshold": float(task.settings["threshold"]), "drawn_pairs": drawn,
+            "max_probability": float(probabilities.max()) if probabilities.size else 0.0}
+
+
+def _vienna(folder: Path, seq_id: str, sequence: str) -> dict:
+    from rnaret.io.structure import parse_dot_bracket
+    from rnaret.vienna import fold_mfe
+
+    dot_bracket, energy = fold_mfe(sequence)
+    pairs = parse_dot_bracket(dot_bracket)
+    _write_structure_files(folder, "vienna", seq_id, sequence, pairs)
+    _draw(sequence, dot_bracket, folder / "vienna_drawing.svg")
+    return {"dot_bracket": dot_bracket, "energy": energy, "pairs": [list(p) for p in pairs]}
+
+
+def _coding(folder: Path, seq_id: str, sequence: str) -> dict:
+    import numpy as np
+    import torch
+
+    from rnaret.io.atomic import atomic_open
+    from rnaret.tasks.coding import transcript_example
+    from rnaret.tasks.transcripts import Transcript
+
+    from rnaret.tasks.finetune import autocast
+
+    task, model = _MODELS["coding"]
+    device = next(model.parameters()).device
+    batch = task.collate([transcript_example(Transcript(seq_id, sequence, None, 1), task.k)]).to(device)
+    with torch.no_grad(), autocast(device):
+        output = model(batch.tokens, batch.padding_mask).float()     # (1, n) CDS logits
+    track = task.position_probabilities(output, batch)[0]          # (n,) float32
+    row = task.predict(output, batch)[0]
+    window = int(task.settings.get("window") or 30)
+    # the best window's start, as `rnaret classify` reports it
+    padded = np.pad(track, (0, max(0, window - len(track))))
+    window_start = int(np.argmax(np.convolve(padded, np.ones(window) / window, mode="valid"))) + 1
+    prediction = "coding" if row["score"] >= 0.5 else "noncoding"
+    with atomic_open(folder / "coding_track.tsv") as handle:
+        handle.write("position\tnucleotide\tcds_probability\n")
+        for i, (base, p) in enumerate(zip(sequence, track), start=1):
+            handle.write(f"{i}\t{base}\t{p:.4f}\n")
+    _coding_plot(track, float(row["score"]), prediction, window_start, window, folder / "coding_plot.png")
+    return {"probability": float(row["score"]), "prediction": prediction, "window_start": window_start,
+            "window": window, "track": [round(float(p), 3) for p in track]}
+
+
+def _embed(folder: Path, seq_id: str, sequence: str) -> dict:
+    from rnaret.embed import embed_sequences, write_embeddings
+
+    encoder, source = _MODELS["embed"]
+    result = embed_sequences(encoder, [seq_id], [sequence], per_nucleotide=True, progress=False)
+    write_embeddings(result, folder / "embeddings.safetensors", {"checkpoint": _display_name(source)})
+    return {"dim": int(result.per_sequence.shape[1]), "k": int(encoder.config.k)}
+
+
+_RUNNERS = {"structure": _structure, "vienna": _vienna, "coding": _coding, "embed": _embed}
+
+
+# -- files and pictures ------------------------------------------------------------------------
+def _write_structure_files(folder: Path, stem: str, seq_id: str, sequence: str, pairs) -> None:
+    from rnaret.io.atomic import atomic_open
+    from rnaret.io.structure import StructureRecord, format_bpseq, format_ct
+    from rnaret.tasks.structure import dot_bracket_of
+
+    record = StructureRecord(seq_id, sequence, list(pairs))
+    texts = {"dbn": f">{seq_id}\n{sequence}\n{dot_bracket_of(record.pairs, len(sequence))}\n",
+             "bpseq": format_bpseq(record), "ct": format_ct(record)}
+    for suffix, text in texts.items():
+        with atomic_open(folder / f"{stem}.{suffix}") as handle:
+            handle.write(text)
+
+
+def _draw(sequence: str, dot_bracket: str, path: Path) -> int:
+    """ViennaRNA's SVG drawing of the nested pairs (``()``; pseudoknot pages are not drawn)
+    -> the number of pairs drawn. The SVG holds ``<script>``: show it as an image only."""
+    import RNA
+
+    nested = "".join(c if c in "()" else "." for c in dot_bracket)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if not RNA.svg_rna_plot(sequence, nested, str(tmp)):
+        raise RuntimeError(f"ViennaRNA could not draw {path.name}")
+    os.replace(tmp, path)
+    return nested.count("(")
+
+
+def _heatmap(probabilities, path: Path, seq_id: str) -> None:
+    from rnaret.figures import pyplot, save_figure
+
+    plt = pyplot()
+    n = probabilities.shape[0]
+    fig, ax = plt.subplots(figsize=(4.6, 4.0), dpi=110)
+    image = ax.imshow(probabilities, cmap="magma_r", vmin=0.0, vmax=1.0, origin="upper",
+                      extent=(0.5, n + 0.5, n + 0.5, 0.5), interpolation="nearest" if n <= 400 else "antialiased")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="pair probability")
+    ax.set(xlabel="position", ylabel="position", title=f"{seq_id[:40]}: model pair probabilities")
+    ax.title.set_fontsize(9)
+    save_figure(fig, path, dpi=110)
+
+
+def _coding_plot(track, score: float, prediction: str, window_start: int, window: int, path: Path) -> None:
+    import numpy as np
+
+    from rnaret.figures import pyplot, save_figure
+
+    plt = pyplot()
+    positions = np.arange(1, len(track) + 1)
+    fig, ax = plt.subplots(figsize=(8.0, 2.4), dpi=110)
+    ax.fill_between(positions, 0, track, step="mid", color="#2b7bba", alpha=0.35, linewidth=0)
+    ax.plot(positions, track, drawstyle="steps-mid", color="#2b7bba", linewidth=1.0, label="CDS probability")
+    ax.axhline(0.5, color="0.5", linestyle="--", linewidth=0.8)
+    ax.axvspan(window_start - 0.5, min(len(track), window_start + window - 1) + 0.5, color="#f4a261",
+               alpha=0.35, label=f"best {window}-nt window")
+    ax.set(xlim=(0.5, len(track) + 0.5), ylim=(0, 1.02), xlabel="position", ylabel="P(CDS)",
+           title=f"coding probability {score:.3f} ({prediction})")
+    ax.title.set_fontsize(9)
+    ax.legend(loc="upper right", fontsize=7, frameon=False)
+    save_figure(fig, path, dpi=110)

@@ -1,0 +1,150 @@
+"""The generic fine-tuning loop: batching, seeding, best-on-validation, freezing, checkpoints."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from rnaret.io.errors import InputError
+from rnaret.model import EncoderConfig, build_encoder
+from rnaret.model.onehot import OneHotConfig, OneHotModel
+from rnaret.tasks import TASKS, get_task
+from rnaret.tasks.finetune import (TaskModel, evaluate, finetune, load_finetuned, make_batches, pick_device,
+                                   save_finetuned)
+from rnaret.tasks.run import initial_model
+
+MAIN = "mirna_target/mirtar_deepmirtar_miraw.tsv"
+
+
+def tiny_encoder(seed: int = 0, k: int = 5):
+    torch.manual_seed(seed)
+    return build_encoder(EncoderConfig.paper(k, retnet_embed_dim=16, retnet_value_embed_dim=16,
+                                             retnet_ffn_embed_dim=32, retnet_layers=2, retnet_retention_heads=2,
+                                             dropout=0.0, activation_dropout=0.0))
+
+
+@pytest.fixture(scope="module")
+def pairs(resources):
+    """Small real train/valid sets of miRNA-target pairs (both labels in each)."""
+    task = get_task("interaction")
+    table = pd.read_csv(resources / MAIN, sep="\t", dtype=str)
+    out = {}
+    for split, n in (("train", 96), ("valid", 64)):
+        rows = pd.concat([table[(table.split == split) & (table.label == lab)].head(n // 2) for lab in "01"])
+        out[split] = [e for e in task.read_split(resources / MAIN, split) if e.info["line"] - 2 in set(rows.index)]
+    return out
+
+
+def test_make_batches_respects_the_token_budget_and_covers_every_example():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 300, size=500)
+    for batches in (make_batches(lengths, max_tokens=1000), make_batches(lengths, max_tokens=1000, rng=rng)):
+        assert sorted(i for b in batches for i in b) == list(range(500))
+        for b in batches:
+            assert len(b) == 1 or len(b) * max(lengths[b]) <= 1000
+    evaluation = make_batches(lengths, max_tokens=1000)
+    flat = [i for b in evaluation for i in b]
+    assert list(lengths[flat]) == sorted(lengths)
+    fixed = make_batches(lengths, batch_size=32, rng=np.random.default_rng(1))
+    assert sorted(len(b) for b in fixed)[:-1] == [32] * (len(fixed) - 1) or all(len(b) == 32 for b in fixed[:-1])
+    assert make_batches(lengths, batch_size=32, rng=np.random.default_rng(2)) != fixed
+    # long examples alone exceed the budget but still form a batch
+    assert make_batches([5000, 10], max_tokens=1000) == [[1], [0]]
+
+
+def test_same_seed_same_weights(pairs):
+    states = []
+    for _ in range(2):
+        task = get_task("interaction", {"epochs": 1, "lr": 1e-3, "batch_size": 32, "seed": 3})
+        model = TaskModel(tiny_encoder(), task.build_head(16))
+        finetune(task, model, pairs["train"], pairs["valid"], progress=False, device=torch.device("cpu"))
+        states.append(model.state_dict())
+    for key in states[0]:
+        assert torch.equal(states[0][key], states[1][key]), key
+
+
+def test_best_checkpoint_is_chosen_on_validation_not_the_last(pairs):
+    # training on flipped labels drives the validation AUC down: the first evaluation is the best
+    flipped = [type(e)(e.id, e.tokens, 1 - e.target, e.info) for e in pairs["train"]]
+    task = get_task("interaction", {"epochs": 6, "lr": 3e-3, "batch_size": 16, "evals_per_epoch": 1})
+    model = TaskModel(tiny_encoder(), task.build_head(16))
+    result = finetune(task, model, flipped, pairs["valid"], progress=False, device=torch.device("cpu"))
+    aucs = [h["valid_auc"] for h in result.history]
+    assert result.best["value"] == max(aucs)
+    assert result.best["step"] == result.history[int(np.argmax(aucs))]["step"]
+    assert result.best["step"] < result.history[-1]["step"] and aucs[-1] < max(aucs)
+    # the returned model holds the best weights: it reproduces the best validation metrics
+    _, metrics = evaluate(task, result.model, pairs["valid"], device=torch.device("cpu"), progress=False)
+    assert metrics["auc"] == pytest.approx(result.best["value"], abs=1e-9)
+
+
+def test_frozen_encoder_keeps_its_weights(pairs):
+    task = get_task("interaction", {"epochs": 1, "lr": 1e-2, "batch_size": 32, "freeze_encoder": True})
+    encoder = tiny_encoder()
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    head = task.build_head(16)
+    head_before = {k: v.clone() for k, v in head.state_dict().items()}
+    finetune(task, TaskModel(encoder, head, freeze_encoder=True), pairs["train"], pairs["valid"], progress=False,
+             device=torch.device("cpu"))
+    assert all(torch.equal(before[k], v) for k, v in encoder.state_dict().items())
+    assert any(not torch.equal(head_before[k], v) for k, v in head.state_dict().items())
+
+
+def test_saved_checkpoint_reloads_to_the_same_predictions(pairs, tmp_path):
+    task = get_task("interaction", {"epochs": 1, "lr": 1e-3, "batch_size": 32})
+    model = TaskModel(tiny_encoder(), task.build_head(16))
+    result = finetune(task, model, pairs["train"], pairs["valid"], progress=False, device=torch.device("cpu"))
+    path = save_finetuned(result.model, task, tmp_path / "ckpt", encoder_kind="retnet", init="tiny",
+                          best=result.best, history=result.history)
+    loaded_task, loaded, meta = load_finetuned(path)
+    assert meta["best"]["step"] == result.best["step"] and loaded_task.settings == task.settings
+    a, _ = evaluate(task, result.model, pairs["valid"], device=pick_device("cpu"), progress=False)
+    b, _ = evaluate(loaded_task, loaded, pairs["valid"], device=pick_device("cpu"), progress=False)
+    assert [r["score"] for r in a] == [r["score"] for r in b]
+
+
+def test_onehot_control_trains_and_round_trips(resources, tmp_path):
+    task = get_task("coding", {"epochs": 1, "lr": 3e-3, "max_tokens": 4000, "train_crop": 200, "onehot_dim": 32})
+    examples = task.read_split(resources / "mrna_lncrna/mouse_test.fa.gz")[:40]
+    model, kind = initial_model(task, "onehot")
+    assert kind == "onehot" and model.encoder.output_dim == 32
+    assert sum(p.numel() for p in model.encoder.parameters()) == 0  # nothing learned in the encoder
+    result = finetune(task, model, examples[:30], examples[30:], progress=False, device=torch.device("cpu"))
+    path = save_finetuned(result.model, task, tmp_path / "onehot", encoder_kind=kind, init="onehot")
+    _, loaded, _ = load_finetuned(path)
+    assert isinstance(loaded.encoder, OneHotModel)
+    a, _ = evaluate(task, result.model, examples[30:], device=torch.device("cpu"), progress=False)
+    b, _ = evaluate(task, loaded, examples[30:], device=torch.device("cpu"), progress=False)
+    assert [r["score"] for r in a] == [r["score"] for r in b]
+
+
+def test_onehot_states_are_one_hot_and_zero_at_padding():
+    model = OneHotModel(OneHotConfig(k=1))
+    tokens = torch.tensor([[6, 7, 9, 0]])
+    states = model(tokens).last_inner_state
+    assert states.shape == (1, 4, 10)
+    assert states[0, :3].argmax(-1).tolist() == [6, 7, 9] and states[0, :3].sum().item() == 3
+    assert states[0, 3].abs().sum() == 0
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match="unknown interaction setting 'epoch'"):
+        get_task("interaction", {"epoch": 3})
+    with pytest.raises(ValueError, match="unknown coding preset 'huge'"):
+        get_task("coding", {"preset": "huge"})
+    laptop = get_task("interaction", {"preset": "laptop", "epochs": 7})
+    assert laptop.settings["epochs"] == 7 and laptop.settings["lr"] == 1e-3
+    paper = get_task("interaction")
+    assert (paper.settings["lr"], paper.settings["batch_size"], paper.settings["epochs"]) == (1e-5, 64, 50)
+    with pytest.raises(ValueError, match="unknown task 'folding'"):
+        get_task("folding")
+    assert {"interaction", "coding"} <= set(TASKS)
+
+
+def test_encoder_k_must_match_the_task(tmp_path):
+    from rnaret.checkpoint import save_encoder
+
+    save_encoder(tiny_encoder(k=1), tmp_path / "k1")
+    with pytest.raises(InputError, match="the encoder is k=1 but the coding task is set to k=5"):
+        initial_model(get_task("coding"), str(tmp_path / "k1"))

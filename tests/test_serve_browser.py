@@ -1,0 +1,168 @@
+"""`rnaret serve` in a real browser: the command starts uvicorn on 127.0.0.1, headless Chromium
+(Debian's, driven by Playwright) pastes a bundled sequence, sees the drawings and the coding plot,
+downloads a bpseq, and sees the message for bad input; stopping the server removes its folders.
+
+Set RNARET_SERVE_SCREENSHOT=PATH to keep the screenshot of the result page (docs/serve.png).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from rnaret.io.structure import parse_dot_bracket, read_bpseq, read_structures
+
+CHROMIUM = "/usr/bin/chromium"
+# flags that work on this kind of machine (MACHINE_FACTS.md, "Web and browser tests")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`python -m rnaret serve` on a free loopback port with small real checkpoints; yields
+    (base URL, process, jobs folder)."""
+    from rnaret.serve.demo import tiny_checkpoints
+
+    checkpoints = tiny_checkpoints(tmp_path_factory.mktemp("checkpoints"))
+    jobs = tmp_path_factory.mktemp("jobs")
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("log") / "serve.log", "w+")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rnaret", "serve", "--checkpoint", str(checkpoints["structure"]),
+         "--checkpoint", str(checkpoints["coding"]), "--embed-checkpoint", str(checkpoints["embed"]),
+         "--port", str(port), "--workers", "2", "--threads-per-worker", "1", "--tmp-dir", str(jobs),
+         "--log-level", "warning"],
+        stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/api/health", timeout=2) as answer:
+                if answer.status == 200:
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            log.seek(0)
+            pytest.fail(f"rnaret serve did not start:\n{log.read()[-3000:]}")
+        time.sleep(0.3)
+    yield base, process, jobs
+    if process.poll() is None:
+        process.kill()
+        process.wait(10)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser_page(tmp_path_factory):
+    """A fresh headless Chromium profile (its own user-data-dir) and one page in it."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+            headless=True, accept_downloads=True, viewport={"width": 1200, "height": 900})
+        try:
+            yield context.new_page()
+        finally:
+            context.close()
+
+
+@pytest.fixture(scope="module")
+def bundled(resources):
+    """The first bpRNA test record (bundled in resources/structure)."""
+    return next(iter(read_structures(resources / "structure" / "bprna_test.csv")))
+
+
+def images_loaded(page, selector: str) -> None:
+    page.wait_for_function(
+        "s => { const i = document.querySelector(s); return i && i.complete && i.naturalWidth > 0; }",
+        arg=selector, timeout=60_000)
+
+
+def test_paste_predict_see_drawings_and_download_bpseq(server, browser_page, bundled, tmp_path):
+    base, _, _ = server
+    page = browser_page
+    failed = []
+    page.on("requestfailed", lambda request: failed.append(request.url))
+    page.goto(f"{base}/")
+    page.wait_for_function("document.getElementById('limits').textContent.includes('sequences')")
+    page.fill("#sequence-input", f">{bundled.id}\n{bundled.sequence}\n")
+    page.click("#submit-button")
+    page.wait_for_selector("article.result", timeout=120_000)
+    for selector in ("img.model-drawing", "img.vienna-drawing", "img.heatmap", "img.coding-plot"):
+        images_loaded(page, selector)
+    assert page.locator("#progress").evaluate("p => p.value") == 1
+    assert page.locator("#error").is_hidden()
+    card = page.locator("article.result")
+    assert card.get_attribute("data-id") == bundled.id
+    alignment = card.locator("pre.alignment").inner_text().splitlines()
+    sequence = bundled.sequence.upper().replace("T", "U")
+    assert alignment[0].split()[-1] == sequence
+    model_dot_bracket = alignment[1].split()[1]
+    assert len(model_dot_bracket) == len(sequence)
+    assert "coding probability" in card.locator(".coding-summary").inner_text()
+
+    with page.expect_download() as download_info:
+        card.locator("a.download[data-name='model.bpseq']").click()
+    download = download_info.value
+    assert download.suggested_filename == f"{bundled.id}.model.bpseq"
+    saved = tmp_path / download.suggested_filename
+    download.save_as(saved)
+    record = read_bpseq(saved)
+    assert record.sequence == sequence
+    assert record.pairs == parse_dot_bracket(model_dot_bracket)
+
+    shot = tmp_path / "serve.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.read_bytes().startswith(b"\x89PNG")
+    if os.environ.get("RNARET_SERVE_SCREENSHOT"):
+        shutil.copyfile(shot, os.environ["RNARET_SERVE_SCREENSHOT"])
+    assert failed == []  # nothing the page asked for failed to load (nothing external either)
+
+
+def test_bad_input_shows_the_message_on_the_page(server, browser_page):
+    base, _, _ = server
+    page = browser_page
+    page.goto(f"{base}/")
+    page.fill("#sequence-input", ">my_rna\nGGGAAAUCCJCCC\n")
+    page.click("#submit-button")
+    page.wait_for_selector("#error:not([hidden])", timeout=30_000)
+    message = page.locator("#error").inner_text()
+    assert "record 'my_rna'" in message and "'J' at position 10" in message
+    assert page.locator("article.result").count() == 0
+    assert "Traceback" not in page.content()
+
+
+def test_stopping_the_server_removes_its_temporary_folders(server):
+    base, process, jobs = server
+    request = urllib.request.Request(f"{base}/api/jobs", data=b'{"fasta": ">kept\\nGGGGAAAUCCCC"}',
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        assert answer.status == 202
+    assert any(jobs.iterdir())  # the job's folder exists while the server runs
+    process.send_signal(signal.SIGTERM)
+    # uvicorn shuts down gracefully, then re-raises the signal it caught: exit status -SIGTERM
+    assert process.wait(60) in (0, -signal.SIGTERM)
+    assert list(jobs.iterdir()) == []

@@ -1,0 +1,70 @@
+# Downstream tasks: fine-tune each configured model on each dataset (rule finetune: the
+# checkpoint folder, best on the validation split), then evaluate it on the test split (rule
+# evaluate_classifier for interaction and coding: metrics.tsv, predictions.tsv, ROC figure).
+# `snakemake results/{task}/{dataset}/{model}/metrics.tsv` reruns only what is missing or stale:
+# deleting metrics.tsv reruns the evaluation alone. Settings: config.yaml `finetune:`.
+
+
+include: "finetune_common.smk"
+
+
+rule finetune:
+    input:
+        unpack(finetune_inputs),
+    output:
+        checkpoint=directory("results/{task}/{dataset}/{model}/checkpoint"),
+    params:
+        args=finetune_args,
+    wildcard_constraints:
+        task="|".join(FINETUNE_TASKS),
+        dataset="[^/]+",
+        model=TRAINED_MODEL,
+    log:
+        "logs/{task}/{dataset}/{model}/finetune.log",
+    conda:
+        conda_env("model")
+    threads: finetune_settings()["threads"]
+    resources:
+        gpu=finetune_settings()["gpus"],
+        mem_mb=finetune_settings()["mem_mb"],
+        runtime=finetune_settings()["runtime"],
+    shell:
+        "python -m rnaret finetune --task {wildcards.task} --out {output.checkpoint:q} {params.args}"
+        " > {log:q} 2>&1"
+
+
+rule evaluate_classifier:
+    input:
+        unpack(evaluate_inputs),
+    output:
+        metrics="results/{task}/{dataset}/{model}/metrics.tsv",
+        predictions="results/{task}/{dataset}/{model}/predictions.tsv",
+        roc=report(
+            "results/{task}/{dataset}/{model}/roc.png",
+            caption="../report/roc_curve.rst",
+            category="ROC curves",
+            subcategory="{task}",
+            labels={"task": "{task}", "dataset": "{dataset}", "model": "{model}"},
+        ),
+    params:
+        out_dir=evaluation_dir,
+        args=evaluate_args,
+    wildcard_constraints:
+        task="interaction|coding",
+        dataset="[^/]+",
+        model=f"{TRAINED_MODEL}|{PUBLISHED_MODEL}",
+    log:
+        "logs/{task}/{dataset}/{model}/evaluate.log",
+    conda:
+        conda_env("model")
+    threads: finetune_settings()["threads"]
+    resources:
+        gpu=finetune_settings()["gpus"],
+        mem_mb=finetune_settings()["mem_mb"],
+        runtime=finetune_settings()["runtime"],
+    shell:
+        "python -m rnaret evaluate --checkpoint {input.checkpoint:q} --out {params.out_dir:q} {params.args}"
+        " > {log:q} 2>&1"
+
+
+register_targets("finetune", finetune_targets())
