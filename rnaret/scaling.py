@@ -8,13 +8,15 @@ length, eval mode, ``torch.inference_mode``, the final MLM projection skipped wh
 allows it (the encoder's cost is measured, not the vocabulary's).
 
 Time: the fastest of ``repeats`` forwards (forwards over 1 s are run once) after one warm-up
-forward per series. Memory (of the same forwards, the smallest): the rise of the process's resident set during the forward (Linux ``VmHWM`` after the
-peak was reset through ``/proc/self/clear_refs`` and freed heap pages were handed back with
-``malloc_trim``), i.e. every byte the forward touched, activations and workspaces included, not
-the weights. Without ``/proc`` (not Linux) the memory column is NaN.
+forward per series. Memory (of the same forwards, the smallest): the rise of the process's
+resident set during the forward (Linux ``VmHWM`` after the peak was reset through
+``/proc/self/clear_refs`` and freed heap pages were handed back with ``malloc_trim``), i.e.
+every byte the forward touched, activations and workspaces included, not the weights. Without
+``/proc`` (not Linux) the memory column is NaN.
 
 A series stops growing once the next forward is expected to take longer than ``max_seconds``
-(the last time scaled quadratically with length): the longer lengths are reported with status
+(the last time scaled with the form's complexity: linearly for chunkwise retention,
+quadratically for parallel retention and attention): the longer lengths are reported with status
 ``skipped`` and the reason, so the table never pretends to a measurement and the whole run stays
 within a few minutes on a laptop CPU.
 """
@@ -36,6 +38,9 @@ MODELS = ("rnaret-chunkwise", "rnaret-parallel", "transformer")
 # model name -> (architecture, retention form)
 _MODEL_SPEC = {"rnaret-chunkwise": ("retnet", "chunkwise"), "rnaret-parallel": ("retnet", "parallel"),
                "transformer": ("transformer", None)}
+# how a form's forward time grows with length (for the time budget's extrapolation)
+TIME_EXPONENT = {"chunkwise": 1, "parallel": 2, "attention": 2}
+COMPLEXITY = {1: "linear", 2: "quadratic"}
 # forwards slower than this are not repeated
 REPEAT_BELOW_SECONDS = 1.0
 COLUMNS = ("preset", "model", "architecture", "form", "embed_dim", "layers", "heads", "parameters",
@@ -191,7 +196,7 @@ def measure_series(model: str, preset_name: str, lengths: Sequence[int], *, k: i
                    log=None) -> list[Measurement]:
     """Time and peak memory of one series at each length (ascending), as ``Measurement`` rows.
 
-    Once the next forward is expected (quadratic extrapolation) to exceed ``max_seconds``, that
+    Once the next forward is expected (extrapolated by ``TIME_EXPONENT``) to exceed ``max_seconds``, that
     length and the longer ones get status ``skipped`` with the reason. ``log`` (a callable
     taking a string) reports progress.
     """
@@ -213,6 +218,7 @@ def measure_series(model: str, preset_name: str, lengths: Sequence[int], *, k: i
     def tokens_of(length):
         return torch.randint(6, vocab, (1, length), generator=generator)  # k-mer ids, no PAD
 
+    exponent = TIME_EXPONENT.get(form or "attention", 2)
     rows: list[Measurement] = []
     too_slow: str | None = None
     previous: tuple[int, float] | None = None
@@ -220,11 +226,11 @@ def measure_series(model: str, preset_name: str, lengths: Sequence[int], *, k: i
         forward(tokens_of(min(lengths)))  # warm-up: first-call allocations and kernel selection
         for length in sorted(lengths):
             if previous and not too_slow:
-                # quadratic extrapolation: an upper bound for the linear forms, exact for parallel
-                expected = previous[1] * (length / previous[0]) ** 2
+                # extrapolate with the form's complexity: O(n) chunkwise, O(n^2) parallel/attention
+                expected = previous[1] * (length / previous[0]) ** exponent
                 if expected > max_seconds:
                     too_slow = (f"expected ~{expected:.0f} s from {previous[1]:.1f} s at L={previous[0]} "
-                                f"(quadratic extrapolation) > {max_seconds:g} s budget")
+                                f"({COMPLEXITY[exponent]} extrapolation) > {max_seconds:g} s budget")
             if too_slow:
                 rows.append(Measurement(**base, length=length, status=f"skipped: {too_slow}"))
                 continue

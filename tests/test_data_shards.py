@@ -137,3 +137,28 @@ def test_reader_survives_pickling_for_dataloader_workers(shards_k3):
 def test_reader_rejects_a_folder_without_manifest(tmp_path):
     with pytest.raises(InputError, match="manifest"):
         ShardCorpus(tmp_path / "train")
+
+
+def test_sigterm_leaves_no_partial_output(tmp_path, resources):
+    """A job stopped by SIGTERM (Snakemake, SLURM) removes its temporary runs and writes nothing."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    records = list(read_fasta(resources / "rnacentral" / "rnacentral_sample.fa.gz"))
+    fasta = tmp_path / "big.fa"
+    with open(fasta, "w") as out:
+        for copy in range(6):
+            for r in records:
+                out.write(f">{r.id}_{copy}\n{r.sequence}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "rnaret", "shard", str(fasta), "--output",
+                             str(tmp_path / "k3"), "--k", "3", "--run-tokens", "1000000"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp_path.glob(".k3.runs.*/*.bin")):
+        time.sleep(0.05)
+    assert proc.poll() is None, "finished before it could be stopped"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.fa"]

@@ -22,6 +22,8 @@ from rnaret.data.shards import ShardCorpus
 from rnaret.io.fasta import read_fasta
 from rnaret.tokenizer import decode, encode
 
+pytestmark = pytest.mark.slow  # runs the real Snakemake several times
+
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 # only the data stages' targets: later stages (pretraining, baselines) have their own tests
 DATA_TARGETS = ["results/corpus/summary.tsv"]
@@ -180,6 +182,7 @@ def test_stage_counts_match_an_independent_recomputation(run, corpus_records):
     assert int(summary["leakage"]["records_out"]) == len(clean)
     assert int(summary["leakage"]["records_removed"]) == len(deduped) - len(clean) >= 24
     assert int(summary["filter"]["records_out"]) == len(final)
+    assert int(summary["filter"]["records_removed"]) == 1  # the injected 7-nt record
     assert int(summary["filter"]["nucleotides_out"]) == sum(len(s) for _, s in final)
     duplicates = (workdir / "results/corpus/duplicates.txt").read_text()
     assert "dup_exact" in duplicates and "dup_u" in duplicates and "dup_lower" in duplicates
@@ -296,3 +299,31 @@ def test_dry_run_and_lint_in_the_repository_root():
                           timeout=120, env=env)
     assert lint.returncode == 0, lint.stdout[-3000:] + lint.stderr[-3000:]
     assert "Congratulations" in lint.stdout + lint.stderr
+
+
+def test_seqkit_wrapper_creates_every_declared_output(tmp_path):
+    """Our wrapper, used as the official bio/seqkit one is: rmdup with no duplicates still
+    yields the (empty) --dup-num-file, and the main output appears only when seqkit succeeded."""
+    (tmp_path / "in.fa").write_text(">a x\nACGT\n>b\nACGA\n>c\nTCGT\n")
+    wrapper = (ROOT / "workflow/wrappers/seqkit").as_uri()
+    (tmp_path / "Snakefile").write_text(f'''
+rule rmdup:
+    input:
+        fastx="in.fa",
+    output:
+        fastx="out/unique.fa.gz",
+        dup_num="out/dup_num.txt",
+    params:
+        command="rmdup",
+        extra="--by-seq --ignore-case --only-positive-strand",
+    log:
+        "logs/rmdup.log",
+    threads: 1
+    wrapper:
+        "{wrapper}"
+''')
+    snakemake(tmp_path, "--cores", "1")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["dup_num.txt", "unique.fa.gz"]
+    assert (tmp_path / "out/dup_num.txt").read_text() == ""
+    assert [r.id for r in read_fasta(tmp_path / "out/unique.fa.gz")] == ["a", "b", "c"]
+    assert "0 duplicated records removed" in (tmp_path / "logs/rmdup.log").read_text()

@@ -27,7 +27,7 @@ def test_lengths_over_the_time_budget_are_skipped_not_invented():
     rows = scaling.measure(["rnaret-chunkwise"], ["tiny"], [16, 32, 64], repeats=1, max_seconds=1e-9)
     assert rows[0].status == "measured"
     for r in rows[1:]:
-        assert r.status.startswith("skipped: expected") and "L=16" in r.status
+        assert r.status.startswith("skipped: expected") and "L=16" in r.status and "linear" in r.status
         assert math.isnan(r.seconds) and math.isnan(r.peak_mib)
 
 

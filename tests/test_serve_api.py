@@ -269,6 +269,9 @@ def test_bad_uploads_are_422(client, resources, name, data, words):
 def test_malformed_json_is_422(client):
     response = client.post("/api/jobs", content=b'{"fasta": ">a\\nGGG"', headers={"content-type": "application/json"})
     assert response.status_code == 422 and response.json()["detail"] == "invalid request: the request body is not valid JSON"
+    form = client.post("/api/jobs", content=b'{"fasta": ">a\\nGGG"}',
+                       headers={"content-type": "application/x-www-form-urlencoded"})  # curl -d without -H
+    assert form.status_code == 422 and "Content-Type: application/json" in form.json()["detail"]
 
 
 def test_unknown_job_and_file_are_404(client, trna_like):
@@ -349,10 +352,12 @@ def test_a_long_fold_does_not_block_a_second_request(client, transcripts, trna_l
 
 
 def test_busy_server_answers_429(client, transcripts, jobs_root):
-    """max_jobs jobs with seconds of ViennaRNA each are still running when one more arrives."""
+    """max_jobs jobs are still running when one more arrives: no job can finish before every
+    job's first stage (an 800-nt structure and heat map) and one ViennaRNA fold have run, since
+    stages are taken round-robin over the jobs."""
     mid, _ = transcripts
     before = folders(jobs_root)
-    created = [client.post("/api/jobs", json={"fasta": f">j{i}\n{mid.sequence}\n", "embeddings": False})
+    created = [client.post("/api/jobs", json={"fasta": f">j{i}\n{mid.sequence[:800]}\n", "embeddings": False})
                for i in range(LIMITS.max_jobs)]
     try:
         assert [r.status_code for r in created] == [202] * LIMITS.max_jobs
@@ -386,6 +391,7 @@ def test_serve_command_sorts_checkpoints_by_task(checkpoints, tmp_path):
     for argv, words in ((["--checkpoint", str(tmp_path / "missing")], "no such checkpoint"),
                         (["--checkpoint", str(checkpoints["structure"]), "--structure-checkpoint",
                           str(checkpoints["structure"])], "a second structure checkpoint"),
+                        (["--structure-checkpoint", str(checkpoints["coding"])], "a fine-tuned coding checkpoint"),
                         (["--checkpoint", str(checkpoints["embed"])], "at least one")):
         with pytest.raises(InputError, match=words):
             resolve_checkpoints(parser.parse_args(argv))

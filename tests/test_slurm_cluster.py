@@ -1,8 +1,10 @@
 """The pipeline on a real single-node SLURM cluster (Debian's slurmctld/slurmd + munge), brought
 up by tests/slurm_cluster/start.sh for the test session and always stopped again.
 
-`snakemake --profile slurm` runs the default target with the repository's own profile; only the
-site values the test cluster differs in are set, through the profile's RNARET_SLURM_* variables.
+`snakemake --profile slurm` runs the default pipeline's data stage and a pretraining with the
+repository's own profile (only the site values the test cluster differs in are set, through the
+profile's RNARET_SLURM_* variables); the pretraining job is scancelled once it has a checkpoint
+and must resume from it; the results must equal those of a local run.
 """
 from __future__ import annotations
 
@@ -14,10 +16,11 @@ import re
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from slurm_cluster.cluster import SlurmCluster, copy_repository, missing_binaries
+from slurm_cluster.cluster import SlurmCluster, SlurmJob, copy_repository, missing_binaries
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 _missing = missing_binaries()
@@ -30,15 +33,26 @@ elif os.geteuid() != 0:
 
 # a hung snakemake ignores SIGTERM: every run is under `timeout -s KILL`
 SNAKEMAKE_TIMEOUT_S = 300
-# The default pipeline's data stage (download -> normalize -> dedupe -> leakage -> filter ->
-# shards per k -> summary: 9 jobs; `corpus_summary` needs every other one): what fits this
-# file's budget (~4 min on 2 cores, each job once through SLURM and once locally). The later
-# stages' rules go through the same profile and plugin; pretraining gets its own test (scancel a
-# running job, check that the retry resumed from the checkpoint).
-TARGET_RULE = "corpus_summary"
 # the plugin's first status check, shortened for the test: slurmctld's MinJobAge (300 s)
 # stays above 3 x this, so the squeue status check is kept
 INIT_SECONDS = 2
+# What the runs build, sized for this file's budget (~4 min on 2 cores; each job once through
+# SLURM and once locally): the default pipeline's data stage (download -> normalize -> dedupe ->
+# leakage -> filter -> shards per k -> summary; `corpus_summary` needs all of it) and one
+# pretraining (tiny preset, 30 steps, a checkpoint every 5) on one (fake) GPU, which the test
+# cancels with scancel once it has written a checkpoint, as a preemption would.
+TARGETS = ("corpus_summary", "results/pretrain/rnaret-k1/checkpoint")
+PRETRAIN_CONFIG = """\
+pretrain:
+  preset: tiny
+  models: [rnaret-k1]
+  gpus: 1
+  threads: 1
+  overrides: {max_steps: 30, checkpoint_every: 5, eval_every: 1000}
+"""
+PRETRAIN_RUN = Path("results/pretrain/rnaret-k1")
+# result columns that measure speed, not what was computed
+TIMING_COLUMNS = {"tokens_per_s"}
 
 
 def _alive(pid: int, name: str) -> bool:
@@ -75,7 +89,6 @@ def site_env(slurm_cluster):
         "RNARET_SLURM_PARTITION": "debug",
         "RNARET_SLURM_GPU_PARTITION": "debug",
         "RNARET_SLURM_GPU_MODEL": "fake",
-        "RNARET_SLURM_CPUS_PER_GPU": "1",
         "RNARET_SLURM_MAX_THREADS": node["CPUTot"],
     })
     env.pop("RNARET_SLURM_ACCOUNT", None)
@@ -109,9 +122,9 @@ def test_gpu_job_starts_one_worker_per_allocated_gpu(slurm_cluster, tmp_path):
     output = tmp_path / "ddp.json"
     inner = f"{sys.executable} -m rnaret launch --nproc auto -- ddp-check --output {output} --device cpu"
     job_id = slurm_cluster.run(
-        "sbatch", "--parsable", "--gpus=fake:2", "--cpus-per-gpu=1", "--mem=2000",
+        "sbatch", "--parsable", "--gpus=fake:2", "--cpus-per-task=2", "--mem=2000",
         "--comment=rule_ddp_check", f"--output={tmp_path / 'job.log'}", f"-D{tmp_path}",
-        f"--wrap=srun -n1 --gpus=2 --cpus-per-gpu=1 {inner}",
+        f"--wrap=srun -n1 --cpus-per-task=2 --gpus=2 --nodes=1 {inner}",
     ).strip()
     job = slurm_cluster.wait_until_finished(job_id, timeout=150)
     log = (tmp_path / "job.log").read_text()
@@ -133,61 +146,137 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _without_timing(path: Path) -> bytes:
+    """A TSV's bytes without its TIMING_COLUMNS; other files unchanged."""
+    if path.suffix != ".tsv":
+        return path.read_bytes()
+    rows = [line.split("\t") for line in path.read_text().splitlines()]
+    keep = [i for i, name in enumerate(rows[0]) if name not in TIMING_COLUMNS] if rows else []
+    return "\n".join("\t".join(row[i] for i in keep if i < len(row)) for row in rows).encode()
+
+
 def _result_files(repo: Path) -> dict[str, str]:
-    return {str(p.relative_to(repo)): _sha256(p) for p in sorted((repo / "results").rglob("*")) if p.is_file()}
+    return {str(p.relative_to(repo)): hashlib.sha256(_without_timing(p)).hexdigest()
+            for p in sorted((repo / "results").rglob("*")) if p.is_file()}
 
 
-def test_pipeline_data_stage_through_slurm_equals_a_local_run(slurm_cluster, site_env, root, tmp_path_factory):
+@dataclass
+class PipelineRuns:
+    """The SLURM run (with its pretraining cancelled once) and the local reference run."""
+
+    slurm_repo: Path
+    local_repo: Path
+    slurm_rc: int
+    local_rc: int
+    slurm_log: str
+    local_log: str
+    slurm_seconds: float
+    cancelled: SlurmJob | None
+    cancelled_state: str
+    cancel_error: str
+
+
+@pytest.fixture(scope="module")
+def pipeline_runs(slurm_cluster, site_env, root, tmp_path_factory) -> PipelineRuns:
+    """Run TARGETS with `snakemake --profile slurm` on the test cluster and, meanwhile, with
+    `snakemake --cores 2` locally, each in its own copy of the repository. During the SLURM run
+    the pretraining job is scancelled as soon as it has written a checkpoint; the profile's
+    retries resubmit it."""
     slurm_repo = copy_repository(root, tmp_path_factory.mktemp("slurm-run"))
     local_repo = copy_repository(root, tmp_path_factory.mktemp("local-run"))
+    configfile = tmp_path_factory.mktemp("config") / "pretrain_test.yaml"
+    configfile.write_text(PRETRAIN_CONFIG)
+    snakemake = ["timeout", "-s", "KILL", str(SNAKEMAKE_TIMEOUT_S), sys.executable, "-m", "snakemake",
+                 *TARGETS, "--configfile", str(configfile)]
     local_env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM")}
-    snakemake = ["timeout", "-s", "KILL", str(SNAKEMAKE_TIMEOUT_S), sys.executable, "-m", "snakemake", TARGET_RULE]
 
-    # the local reference run meanwhile (the SLURM run mostly waits for its polls)
-    with open(local_repo / "snakemake.log", "w") as local_log:
+    with open(local_repo / "snakemake.log", "w") as local_out, open(slurm_repo / "snakemake.log", "w") as slurm_out:
         local = subprocess.Popen(snakemake + ["--cores", "2"], cwd=local_repo, env=local_env,
-                                 stdout=local_log, stderr=subprocess.STDOUT)
-    started = time.monotonic()
-    slurm = subprocess.run(
-        snakemake + ["--profile", "slurm",
-                     "--slurm-init-seconds-before-status-checks", str(INIT_SECONDS),
-                     "--slurm-keep-successful-logs"],
-        cwd=slurm_repo, env=site_env, capture_output=True, text=True,
+                                 stdout=local_out, stderr=subprocess.STDOUT)
+        started = time.monotonic()
+        slurm = subprocess.Popen(
+            snakemake + ["--profile", "slurm", "--slurm-init-seconds-before-status-checks", str(INIT_SECONDS),
+                         "--slurm-keep-successful-logs"],
+            cwd=slurm_repo, env=site_env, stdout=slurm_out, stderr=subprocess.STDOUT,
+        )
+        cancelled, cancelled_state, cancel_error = None, "", ""
+        try:
+            cancelled, cancelled_state = slurm_cluster.cancel_rule_when_running(
+                "pretrain", timeout=SNAKEMAKE_TIMEOUT_S - 60,
+                ready=lambda: any((slurm_repo / PRETRAIN_RUN / "train").glob("step-*")),
+            )
+        except (TimeoutError, RuntimeError) as exc:
+            cancel_error = str(exc)
+        slurm_rc = slurm.wait(timeout=SNAKEMAKE_TIMEOUT_S + 30)
+        slurm_seconds = time.monotonic() - started
+        local_rc = local.wait(timeout=SNAKEMAKE_TIMEOUT_S + 30)
+    return PipelineRuns(
+        slurm_repo=slurm_repo, local_repo=local_repo, slurm_rc=slurm_rc, local_rc=local_rc,
+        slurm_log=(slurm_repo / "snakemake.log").read_text(), local_log=(local_repo / "snakemake.log").read_text(),
+        slurm_seconds=slurm_seconds, cancelled=cancelled, cancelled_state=cancelled_state, cancel_error=cancel_error,
     )
-    slurm_seconds = time.monotonic() - started
-    local_rc = local.wait(timeout=SNAKEMAKE_TIMEOUT_S + 30)
-    slurm_log = slurm.stdout + slurm.stderr
-    local_text = (local_repo / "snakemake.log").read_text()
-    assert slurm.returncode == 0, slurm_log[-5000:]
-    assert local_rc == 0, local_text[-5000:]
 
-    # the same jobs as the local run; all but the workflow's local rules (none up to here) went
-    # through sbatch, each a SLURM job of its rule that squeue saw complete
-    local_jobs = re.findall(r"^localrule (\w+):$", local_text, flags=re.M)
-    remote_jobs = re.findall(r"^rule (\w+):$", slurm_log, flags=re.M)
-    login_node_jobs = re.findall(r"^localrule (\w+):$", slurm_log, flags=re.M)
-    assert sorted(remote_jobs + login_node_jobs) == sorted(local_jobs)
-    assert TARGET_RULE in remote_jobs and len(remote_jobs) > 1, remote_jobs
-    submitted = dict(re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.", slurm_log))
+
+def _succeeded(runs: PipelineRuns) -> None:
+    assert runs.local_rc == 0, runs.local_log[-5000:]
+    assert runs.slurm_rc == 0, runs.slurm_log[-5000:]
+
+
+def test_every_job_went_through_sbatch(pipeline_runs, slurm_cluster):
+    runs = pipeline_runs
+    _succeeded(runs)
+    # the same jobs as the local run (plus the cancelled attempt); none ran on the login node
+    local_jobs = re.findall(r"^localrule (\w+):$", runs.local_log, flags=re.M)
+    remote_jobs = re.findall(r"^rule (\w+):$", runs.slurm_log, flags=re.M)
+    assert not re.findall(r"^localrule (\w+):$", runs.slurm_log, flags=re.M)
+    assert sorted(remote_jobs) == sorted(local_jobs + ["pretrain"])
+    submitted = dict(re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.", runs.slurm_log))
     jobs = {job.job_id: job for job in slurm_cluster.jobs() if job.job_id in submitted}
     assert sorted(jobs) == sorted(submitted), "a submitted job is unknown to squeue"
     assert sorted(job.rule for job in jobs.values()) == sorted(remote_jobs)
     for job_id, job in jobs.items():
-        assert job.state == "COMPLETED", job
+        expected = "CANCELLED" if runs.cancelled and job_id == runs.cancelled.job_id else "COMPLETED"
+        assert job.state == expected, job
         assert job.partition == "debug"
         # the plugin's SLURM log of the job, kept: the job's own Snakemake ran the rule
         assert f"rule {job.rule}:" in Path(submitted[job_id]).read_text()
+    # the pretraining asked for its GPU: `--gpus=fake:1` reached srun inside the job
+    pretrain_logs = [Path(submitted[i]).read_text() for i, job in jobs.items() if job.rule == "pretrain"]
+    assert pretrain_logs and all("gpu=1" in log and "gpu_model=fake" in log for log in pretrain_logs)
 
-    # the same results, byte for byte
-    slurm_files, local_files = _result_files(slurm_repo), _result_files(local_repo)
+
+def test_cancelled_pretraining_resumed_from_its_checkpoint(pipeline_runs, slurm_cluster):
+    runs = pipeline_runs
+    assert not runs.cancel_error, runs.cancel_error
+    assert runs.cancelled_state == "CANCELLED"
+    _succeeded(runs)
+    # the profile's retries submitted it again, as a new job
+    pretrain_jobs = [job for job in slurm_cluster.jobs() if job.rule == "pretrain"]
+    assert [job.state for job in pretrain_jobs if job.job_id != runs.cancelled.job_id] == ["COMPLETED"]
+    # the rerun continued from the newest checkpoint, not from step 0
+    log = (runs.slurm_repo / "logs" / "pretrain" / "rnaret-k1.log").read_text()
+    resumed = re.search(r"resuming from \S+ \(step (\d+)\)", log)
+    assert resumed, log[-3000:]
+    assert 5 <= int(resumed.group(1)) < 30
+    summary = json.loads((runs.slurm_repo / PRETRAIN_RUN / "summary.json").read_text())
+    assert summary["steps"] == 30
+
+
+def test_results_equal_those_of_a_local_run(pipeline_runs):
+    """Byte for byte (TSV columns of speed aside): the data stage, and a pretraining cancelled
+    and resumed on SLURM against one run without interruption."""
+    runs = pipeline_runs
+    _succeeded(runs)
+    slurm_files, local_files = _result_files(runs.slurm_repo), _result_files(runs.local_repo)
     assert sorted(slurm_files) == sorted(local_files)
+    assert any(name.startswith(str(PRETRAIN_RUN / "checkpoint")) for name in local_files)
     differing = sorted(name for name in local_files if slurm_files[name] != local_files[name])
     hints = [
         f"{name}: same data, different gzip header (time stamp / temporary file name): "
         "write it with gzip.GzipFile(filename='', mtime=0)"
         for name in differing
-        if name.endswith(".gz")
-        and gzip.decompress((slurm_repo / name).read_bytes()) == gzip.decompress((local_repo / name).read_bytes())
+        if name.endswith(".gz") and gzip.decompress((runs.slurm_repo / name).read_bytes())
+        == gzip.decompress((runs.local_repo / name).read_bytes())
     ]
     assert not differing, f"results differ between the SLURM and the local run: {differing}; {hints}"
-    print(f"SLURM run: {len(jobs)} jobs in {slurm_seconds:.0f} s")
+    print(f"SLURM run: {runs.slurm_seconds:.0f} s")

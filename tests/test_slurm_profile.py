@@ -15,7 +15,7 @@ from snakemake.profiles import ProfileConfigFileParser  # noqa: E402
 
 SITE_VARIABLES = (
     "RNARET_SLURM_PARTITION", "RNARET_SLURM_GPU_PARTITION", "RNARET_SLURM_ACCOUNT",
-    "RNARET_SLURM_GPU_MODEL", "RNARET_SLURM_CPUS_PER_GPU", "RNARET_SLURM_MAX_THREADS",
+    "RNARET_SLURM_GPU_MODEL", "RNARET_SLURM_MAX_THREADS",
     "RNARET_SLURM_PRETRAIN_RUNTIME",
 )
 # slurmctld's default MinJobAge: the plugin needs it >= 3 x its first-check delay for squeue
@@ -57,9 +57,12 @@ def test_site_defaults_and_no_account_unless_given(root, monkeypatch):
     assert {"runtime", "mem_mb"} <= set(default)
     gpu_rules = _pairs(profile["set-resources"])
     assert gpu_rules["pretrain:slurm_partition"] == "gpu"
-    assert gpu_rules["pretrain:cpus_per_gpu"] == "8"
     # no model named: any GPU (sbatch --gpus=N)
     assert not any(key.endswith(":gpu_model") for key in gpu_rules)
+    # CPUs are the rules' threads: a cpus_per_task/cpus_per_gpu would override them, and
+    # cpus_per_gpu breaks a 0-GPU job's srun when a GPU model is set
+    assert not any(key.split(":")[-1].startswith("cpus_per") for key in gpu_rules)
+    assert not any(key.startswith("cpus_per") for key in default)
     assert profile["max-threads"] == "32"
 
 
@@ -67,16 +70,15 @@ def test_every_site_value_is_set_in_one_place(root, monkeypatch):
     profile = _profile(
         root, monkeypatch,
         RNARET_SLURM_PARTITION="short", RNARET_SLURM_GPU_PARTITION="a100q", RNARET_SLURM_ACCOUNT="rna_lab",
-        RNARET_SLURM_GPU_MODEL="a100", RNARET_SLURM_CPUS_PER_GPU="12", RNARET_SLURM_MAX_THREADS="4",
+        RNARET_SLURM_GPU_MODEL="a100", RNARET_SLURM_MAX_THREADS="4",
         RNARET_SLURM_PRETRAIN_RUNTIME="2880",
     )
     default = _pairs(profile["default-resources"])
     assert (default["slurm_partition"], default["slurm_account"]) == ("short", "rna_lab")
     per_rule = _pairs(profile["set-resources"])
-    for rule in ("pretrain", "finetune"):
+    for rule in ("pretrain", "finetune", "evaluate_classifier"):
         assert per_rule[f"{rule}:slurm_partition"] == "a100q"
         assert per_rule[f"{rule}:gpu_model"] == "a100"
-        assert per_rule[f"{rule}:cpus_per_gpu"] == "12"
     assert per_rule["pretrain:runtime"] == "2880"
     assert profile["max-threads"] == "4"
     # the site block is the only place the values appear
@@ -85,11 +87,11 @@ def test_every_site_value_is_set_in_one_place(root, monkeypatch):
         assert len(re.findall(rf'"{name}"', text)) == 1, name
 
 
-def test_profile_is_found_from_the_repository_root(root, tmp_path):
+def test_profile_is_found_from_the_repository_root(root, tmp_path, monkeypatch):
     """`snakemake --profile slurm` in a copy of the repository plans every job for the cluster."""
     copy = copy_repository(root, tmp_path / "repo")
     env = {k: v for k, v in os.environ.items() if k not in SITE_VARIABLES}
-    env["RNARET_SLURM_PARTITION"] = "short"
+    env.update(RNARET_SLURM_PARTITION="short", RNARET_SLURM_GPU_PARTITION="gpuq")
     proc = subprocess.run(
         ["timeout", "-s", "KILL", "120", sys.executable, "-m", "snakemake", "--profile", "slurm", "--dry-run"],
         cwd=copy, env=env, capture_output=True, text=True,
@@ -98,7 +100,11 @@ def test_profile_is_found_from_the_repository_root(root, tmp_path):
     assert proc.returncode == 0, log[-3000:]
     planned = re.findall(r"^rule (\w+):\n(?:    .*\n)*?    resources: (.*)$", log, flags=re.M)
     assert planned, log[-3000:]
+    gpu_rules = {key.split(":")[0] for key in _pairs(_profile(root, monkeypatch)["set-resources"])
+                 if key.endswith(":slurm_partition")}
+    assert gpu_rules & {rule for rule, _ in planned}, "no GPU rule in the default pipeline"
     for rule, resources in planned:
-        assert "slurm_partition=short" in resources, (rule, resources)
+        partition = "gpuq" if rule in gpu_rules else "short"
+        assert f"slurm_partition={partition}" in resources, (rule, resources)
         # memory may depend on input sizes not known before the run (<TBD>)
         assert re.search(r"\bmem_mb=(\d+|<TBD>)", resources) and re.search(r"\bruntime=\d+", resources), (rule, resources)

@@ -30,7 +30,8 @@ def test_labels_and_cds_agree_with_the_index_table(resources):
     assert [t.id.split("|")[0] for t in transcripts] == index["transcript_id"].tolist()
     assert [t.label for t in transcripts] == (index["label"] == "pc").astype(int).tolist()
     coding = index[index["label"] == "pc"]
-    assert [t.cds for t in transcripts if t.cds] == list(zip(coding["cds_start"].astype(int), coding["cds_end"].astype(int)))
+    expected = list(zip(coding["cds_start"].astype(int), coding["cds_end"].astype(int)))
+    assert [t.cds for t in transcripts if t.cds] == expected
 
 
 def test_per_position_labels_mark_the_cds_one_token_per_nucleotide(resources):
@@ -175,4 +176,4 @@ def test_classify_rejects_bad_input(tmp_path, tiny_k5_checkpoint, capsys):
     other = save_finetuned(TaskModel(encoder, interaction.build_head(16)), interaction, tmp_path / "int",
                            encoder_kind="retnet", init=str(tiny_k5_checkpoint))
     assert main(["classify", str(bad), "--checkpoint", str(other), "--output", str(output)]) == 1
-    assert "this is a interaction checkpoint, not a coding one" in capsys.readouterr().err
+    assert "a fine-tuned interaction checkpoint, not a coding one" in capsys.readouterr().err

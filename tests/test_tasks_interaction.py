@@ -149,3 +149,31 @@ def test_evaluate_rejects_a_folder_that_is_not_a_checkpoint(tmp_path, resources,
                "--split", f"test={resources / INDTEST}"])
     assert rc == 1
     assert "not a fine-tuned checkpoint folder" in capsys.readouterr().err
+
+
+def test_evaluate_a_released_finetuned_file(resources, tmp_path, tiny_k5_checkpoint):
+    """A MirTar_5mer.pth-style file (ret.* + classifier.0/2.*) is evaluated without training."""
+    from rnaret.checkpoint import load_encoder
+
+    encoder = load_encoder(tiny_k5_checkpoint)
+    g = torch.Generator().manual_seed(0)
+    classifier = {"0.weight": torch.randn(16, 16, generator=g), "0.bias": torch.randn(16, generator=g),
+                  "2.weight": torch.randn(2, 16, generator=g), "2.bias": torch.randn(2, generator=g)}
+    state = {f"ret.{k}": v for k, v in encoder.state_dict().items()}
+    state.update({f"classifier.{k}": v for k, v in classifier.items()})
+    released = tmp_path / "MirTar_5mer.pth"
+    torch.save(state, released)
+    subset = tmp_path / "indtest.tsv"
+    pd.read_csv(resources / INDTEST, sep="\t").head(40).to_csv(subset, sep="\t", index=False)
+    out = tmp_path / "published-k5"
+    assert main(["evaluate", "--task", "interaction", "--checkpoint", str(released), "--out", str(out),
+                 "--split", f"test={subset}", "--quiet"]) == 0
+    assert read_metrics_tsv(out / "metrics.tsv")["n"] == 40
+    predictions = pd.read_csv(out / "predictions.tsv", sep="\t")
+    rows = read_pair_table(subset)
+    tokens = torch.from_numpy(pair_tokens(rows[0].mirna, rows[0].site, 5))[None]
+    with torch.no_grad():
+        cls = encoder(tokens, return_logits=False).last_inner_state[:, 0]
+        logits = torch.tanh(cls @ classifier["0.weight"].T + classifier["0.bias"]) @ classifier["2.weight"].T \
+            + classifier["2.bias"]
+    assert predictions["score"][0] == pytest.approx(float(torch.softmax(logits, -1)[0, 1]), abs=1e-5)

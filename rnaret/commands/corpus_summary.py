@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 HELP = "write a TSV of record/nucleotide counts through normalize, dedupe, leakage, filter and shard"
+# records_removed: records dropped by the stage (the filter's windows add records besides)
 COLUMNS = ("stage", "records_in", "records_out", "records_removed", "nucleotides_in",
            "nucleotides_out", "detail")
 
@@ -40,7 +41,9 @@ def summary_rows(normalize: dict, dup_removed: int, leakage: dict, filt: dict, m
             dict(stage="leakage", records_in=leakage["records_in"], records_out=leakage["records_out"],
                  nucleotides_in=leakage["nucleotides_in"], nucleotides_out=leakage["nucleotides_out"],
                  detail=f"{len(leakage['splits_checked'])} downstream splits checked"),
+            # windows add records, so the filter's removals are counted, not inferred
             dict(stage="filter", records_in=filt["records_in"], records_out=filt["records_out"],
+                 records_removed=filt["too_short"] + filt["long_dropped"],
                  nucleotides_in=filt["nucleotides_in"], nucleotides_out=filt["nucleotides_out"],
                  detail=f"too short: {filt['too_short']}; long: {filt['long']} "
                         f"({filt['policy']['long']}: {filt['windows_written']} windows)")]
@@ -54,7 +57,7 @@ def summary_rows(normalize: dict, dup_removed: int, leakage: dict, filt: dict, m
                                           f"{len(s['files'])} shards, {s['unk_tokens']} UNK"
                                           for name, s in splits.items())))
     for row in rows:
-        row["records_removed"] = row["records_in"] - row["records_out"]
+        row.setdefault("records_removed", row["records_in"] - row["records_out"])
     return rows
 
 

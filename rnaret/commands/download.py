@@ -21,6 +21,9 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from rnaret.data.cleanup import exit_on_sigterm
+
+    exit_on_sigterm()
     from rnaret.data.download import fetch, resolve_md5, source_name
     from rnaret.io.atomic import atomic_open
 

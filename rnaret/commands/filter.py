@@ -16,6 +16,9 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from rnaret.data.cleanup import exit_on_sigterm
+
+    exit_on_sigterm()
     from rnaret.data.lengths import LengthPolicy, apply_length_policy
 
     policy = LengthPolicy(args.min_length, args.max_length, args.long, args.window, args.overlap)

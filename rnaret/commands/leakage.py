@@ -27,6 +27,9 @@ def load_mapping(text: str) -> dict:
 
 
 def run(args) -> int:
+    from rnaret.data.cleanup import exit_on_sigterm
+
+    exit_on_sigterm()
     from rnaret.data.datasets import split_sources
     from rnaret.data.leakage import remove_leakage
 

@@ -11,6 +11,9 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from rnaret.data.cleanup import exit_on_sigterm
+
+    exit_on_sigterm()
     from rnaret.data.corpus import normalize_corpus
 
     counts = normalize_corpus(args.input, args.output, args.counts)

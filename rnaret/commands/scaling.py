@@ -35,8 +35,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--repeats", type=int, default=2, help="forwards per length; the fastest counts (default 2)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--max-seconds", type=float, default=15.0,
-                        help="a series stops before a forward expected (quadratic extrapolation "
-                             "from the last length) to take longer than this (default 15 s)")
+                        help="a series stops before a forward expected (extrapolated from the last "
+                             "length by the form's complexity) to take longer than this (default 15 s)")
     parser.add_argument("--output-tsv", required=True, help="the measurements (TSV)")
     parser.add_argument("--output-md", default=None, help="Markdown table")
     parser.add_argument("--output-png", default=None, help="time and memory plot")

@@ -87,6 +87,10 @@ def resolve_checkpoints(args) -> dict[str, str | None]:
     for role, path in chosen.items():
         if path is not None and not Path(path).exists():
             raise InputError(path, f"no such {role} checkpoint")
+        if role != "embed" and path is not None and is_finetuned_checkpoint(path):
+            task = json.loads((Path(path) / "task.json").read_text()).get("task")
+            if task != role:
+                raise InputError(path, f"a fine-tuned {task} checkpoint given as the {role} checkpoint")
     if chosen["structure"] is None and chosen["coding"] is None:
         raise InputError(None, "give at least one fine-tuned structure or coding checkpoint (--checkpoint DIR)")
     return chosen

@@ -22,6 +22,9 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from rnaret.data.cleanup import exit_on_sigterm
+
+    exit_on_sigterm()
     from rnaret.data.shards import write_shards
 
     provenance = {Path(p).stem: json.loads(Path(p).read_text(encoding="utf-8")) for p in args.provenance}

@@ -44,6 +44,7 @@ class SplitSource:
 
     @property
     def label(self) -> str:
+        """'task/dataset/split', as in log lines and counts."""
         return f"{self.task}/{self.dataset}/{self.split}"
 
 
@@ -72,7 +73,8 @@ def split_sources(datasets: dict, splits=SPLITS) -> list[SplitSource]:
 
 
 def dataset_format(path) -> str:
-    """'table', 'fasta', 'dbn', 'ct', 'bpseq_dir' from a path's extension (or folder)."""
+    """'table', 'fasta', 'dbn', 'ct', 'bpseq' or 'structure_dir' (a folder of .bpseq/.ct files),
+    from a path's extension; ``InputError`` for anything else."""
     text = str(path).lower()
     if os.path.isdir(path):
         return "structure_dir"

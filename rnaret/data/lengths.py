@@ -39,9 +39,11 @@ class LengthPolicy:
 
     @property
     def window_size(self) -> int:
+        """The window length in nt (``window``, or ``max_length`` when not set)."""
         return self.max_length if self.window is None else self.window
 
     def as_dict(self) -> dict:
+        """The policy as a plain dict (window filled in), for counts and manifests."""
         return asdict(self) | {"window": self.window_size}
 
 

@@ -308,6 +308,7 @@ class ShardCorpus:
         return decode(self.tokens(i), self.k)
 
     def __getitem__(self, i: int) -> np.ndarray:
+        """``tokens(i)``: lets a DataLoader use the corpus as a map-style dataset."""
         return self.tokens(i)
 
     def __getstate__(self):

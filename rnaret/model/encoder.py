@@ -51,7 +51,7 @@ class EncoderConfig:
     activation_dropout: float = 0.2
     k: int | None = None
     chunk_size: int = 128
-    parallel_max_len: int = 512
+    parallel_max_len: int = 256
     architecture: str = "retnet"
 
     def __post_init__(self):

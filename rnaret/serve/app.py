@@ -265,6 +265,11 @@ def _safe(text: str) -> str:
 def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        content_type = request.headers.get("content-type", "")
+        if request.url.path in ("/api/jobs", "/api/predict") and "json" not in content_type:
+            detail = (f"send the body as JSON with the header 'Content-Type: application/json' "
+                      f"(this request says {content_type or 'nothing'!r})")
+            return JSONResponse({"detail": detail}, status_code=422)
         problems = []
         for error in exc.errors():
             where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")

@@ -23,8 +23,8 @@ only calls these methods, in this order:
    dict per example (the rows of ``predictions.tsv``; must hold ``id``), then
    ``task.metrics(rows)`` -> ``{name: float}`` (written as ``metrics.tsv``), and
    ``task.write_outputs(rows, metrics, out_dir)`` for predictions and figures.
-   The best checkpoint is the one with the highest ``metrics[task.selection]`` (``select_on``, default the task's ``selection_metric``) on the
-   validation split.
+   The best checkpoint is the one with the highest ``metrics[task.selection]`` on the
+   validation split (``select_on``, by default the task's ``selection_metric``).
 6. Published fine-tuned weights (``ret.*`` + ``classifier.*``): ``task.load_published_head(head,
    classifier_state)`` loads the ``classifier.*`` part (prefix stripped) strictly.
 

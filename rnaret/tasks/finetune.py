@@ -14,10 +14,10 @@ A fine-tuned checkpoint is a folder::
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import math
 import random
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +28,8 @@ import torch
 from torch import nn
 
 from rnaret.data.progress import progress as progress_bar
-
 from rnaret.io.atomic import atomic_dir, atomic_open
-from rnaret.tasks.base import Batch, Example, Task
+from rnaret.tasks.base import Example, Task
 
 
 class TaskModel(nn.Module):
@@ -230,6 +229,9 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
             best_state = trainable_state()
         if log_path is not None:
             _write_history(history, log_path)
+        print(f"{task.name}: epoch {record['epoch']} step {step} train_loss {train_loss:.4f} valid "
+              f"{task.selection} {value:.4f} (best {best['value']:.4f}) {record['seconds']} s",
+              file=sys.stderr, flush=True)
         model.train()
 
     done = False

@@ -118,7 +118,7 @@ def load_for_evaluation(checkpoint, task_name: str | None = None,
     if is_finetuned_checkpoint(checkpoint):
         task, model, _ = load_finetuned(checkpoint, settings_override=_evaluation_overrides(settings))
         if task_name is not None and task.name != task_name:
-            raise InputError(checkpoint, f"this is a {task.name} checkpoint, not a {task_name} one")
+            raise InputError(checkpoint, f"a fine-tuned {task.name} checkpoint, not a {task_name} one")
         return task, model
     if not Path(checkpoint).exists():
         raise InputError(checkpoint, "no such file or folder")

@@ -45,7 +45,8 @@ def parse_cds(path, record_id: str, line: int, description: str, length: int) ->
         return None
     match = _CDS.match(found[0])
     if not match:
-        raise InputError(path, f"malformed CDS field {found[0]!r} (expected CDS:start-end)", record=record_id, line=line)
+        raise InputError(path, f"malformed CDS field {found[0]!r} (expected CDS:start-end)",
+                         record=record_id, line=line)
     start, end = int(match.group(1)), int(match.group(2))
     if not 1 <= start <= end <= length:
         raise InputError(path, f"CDS {start}-{end} is not inside the sequence (length {length})",

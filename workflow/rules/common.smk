@@ -95,6 +95,7 @@ def _split_value(task, dataset, split):
 
 
 def dataset_download_path(task, dataset, split, url):
+    """Where the download_dataset rule puts a split given as a URL."""
     return f"results/datasets/{task}/{dataset}/{split}/{url_name(url)}"
 
 
@@ -152,4 +153,5 @@ def dataset_download_url(wildcards):
 
 
 def dataset_download_md5(wildcards):
+    """The md5 (or checksum file) given with a URL split as {path: URL, md5: ...}, or ''."""
     return _split_value(wildcards.task, wildcards.dataset, wildcards.split).get("md5", "")

@@ -28,6 +28,8 @@ rule download_corpus:
 rule download_dataset:
     output:
         "results/datasets/{task}/{dataset}/{split}/{filename}",
+    wildcard_constraints:
+        split="train|valid|test",
     params:
         source=dataset_download_url,
         md5=dataset_download_md5,

@@ -77,7 +77,7 @@ def finetune_args(wildcards, input, threads):
     """The `rnaret finetune` options: init, splits, settings, threads."""
     init = "onehot" if wildcards.model == "onehot" else input.init
     args = ["--init", init] + split_args(wildcards.task, wildcards.dataset, ("train", "valid"))
-    args += settings_args(wildcards.task, wildcards.model) + ["--threads", str(threads), "--quiet"]
+    args += settings_args(wildcards.task, wildcards.model) + ["--threads", str(threads)]
     return " ".join(shlex.quote(a) for a in args)
 
 
@@ -114,7 +114,7 @@ def evaluate_args(wildcards, input, threads):
     args = ["--task", wildcards.task] + split_args(wildcards.task, wildcards.dataset, ("test",))
     if re.fullmatch(PUBLISHED_MODEL, wildcards.model):
         args += settings_args(wildcards.task, wildcards.model)
-    args += ["--threads", str(threads), "--quiet"]
+    args += ["--threads", str(threads)]
     return " ".join(shlex.quote(a) for a in args)
 
 

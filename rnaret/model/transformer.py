@@ -1,0 +1,123 @@
+"""The Transformer baseline: a BERT-style bidirectional encoder with the RetNet's interface.
+
+Same tokenizer and vocabulary, embed dim, depth, heads, GLU FFN, pre-norm RMSNorm, final norm
+and untied MLM head (``output_projection``) as the RetNet of the same ``EncoderConfig``
+(``architecture: "transformer"``); multi-head softmax attention replaces the retention:
+
+    layers.i:  x + dropout(attention(attention_layer_norm(x)));  x + ffn(final_layer_norm(x))
+    attention: q_proj, k_proj (d -> d), v_proj (d -> value_embed_dim), out_proj; no gate
+
+Positions: rotary embeddings on q and k with the RetNet's angles (1 / 10000**linspace(0, 1,
+key_dim/2)), so attention sees relative positions only and any length works (no learned
+table). Padding: PAD keys are masked through ``scaled_dot_product_attention``, so a padded row
+gives what it gives alone. Softmax attention has one form (``form`` is accepted and ignored);
+its memory is O(L^2) unless torch picks a fused kernel. Paper size, k = 1: 10,237,824
+parameters (no g_proj: 1,572,864 fewer than the RetNet).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnaret.model.encoder import (GLU, EncoderConfig, EncoderOutput, RMSNorm, choose_form,
+                                  finish_output, padding_mask_for)
+from rnaret.model.retention import rotary_angle, rotary_phasors, rotate
+from rnaret.tokenizer import PAD
+
+
+class MultiHeadAttention(nn.Module):
+    """Softmax attention with rotary q/k and a key padding mask. (B, L, d) -> (B, L, d)."""
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__()
+        d, dv = config.retnet_embed_dim, config.retnet_value_embed_dim
+        self.num_heads = config.retnet_retention_heads
+        self.q_proj = nn.Linear(d, d, bias=False)
+        self.k_proj = nn.Linear(d, d, bias=False)
+        self.v_proj = nn.Linear(d, dv, bias=False)
+        self.out_proj = nn.Linear(dv, d, bias=False)
+        for proj in (self.q_proj, self.k_proj, self.v_proj, self.out_proj):
+            nn.init.xavier_uniform_(proj.weight)
+
+    def forward(self, x: Tensor, phasors: Tensor, key_mask: Tensor | None, dropout_p: float) -> Tensor:
+        """x (B, L, d); phasors (L, dk/2) complex; key_mask (B, 1, 1, L) bool (True = attend) or None."""
+        bsz, length, _ = x.shape
+        heads = (bsz, length, self.num_heads, -1)
+        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        with torch.autocast(device_type=x.device.type, enabled=False):  # rotation in float32
+            q = rotate(q.to(dtype).view(heads), phasors).to(v.dtype).transpose(1, 2)  # (B, H, L, dk)
+            k = rotate(k.to(dtype).view(heads), phasors).to(v.dtype).transpose(1, 2)
+        out = F.scaled_dot_product_attention(q, k, v.view(heads).transpose(1, 2), attn_mask=key_mask,
+                                             dropout_p=dropout_p)
+        return self.out_proj(out.transpose(1, 2).reshape(bsz, length, -1))
+
+
+class TransformerLayer(nn.Module):
+    """Pre-norm block: x + dropout(attention(norm x)), then x + ffn(norm x)."""
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__()
+        d = config.retnet_embed_dim
+        self.attention = MultiHeadAttention(config)
+        self.attention_layer_norm = RMSNorm(d)
+        self.ffn = GLU(d, config.retnet_ffn_embed_dim, config.dropout, config.activation_dropout)
+        self.final_layer_norm = RMSNorm(d)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor, phasors: Tensor, key_mask: Tensor | None) -> Tensor:
+        x = x + self.dropout(self.attention(self.attention_layer_norm(x), phasors, key_mask, 0.0))
+        return x + self.ffn(self.final_layer_norm(x))
+
+
+class TransformerEncoder(nn.Module):
+    """BERT-style baseline with the RetNetEncoder interface:
+    ``encoder(tokens, form=None, padding_mask=None, return_logits=True)`` -> ``EncoderOutput``
+    (tokens LongTensor (B, L); PAD masked unless ``padding_mask`` (B, L) bool is given)."""
+
+    architecture = "transformer"
+
+    def __init__(self, config: EncoderConfig | None = None):
+        super().__init__()
+        config = config or EncoderConfig(architecture="transformer")
+        if config.architecture != "transformer":
+            raise ValueError(f"TransformerEncoder needs architecture='transformer', got {config.architecture!r}")
+        self.config = config
+        d, vocab = config.retnet_embed_dim, config.vocab_size
+        self.embed_tokens = nn.Embedding(vocab, d, padding_idx=PAD)
+        self.output_projection = nn.Linear(d, vocab, bias=False)
+        nn.init.normal_(self.output_projection.weight, mean=0, std=d ** -0.5)
+        self.layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.retnet_layers))
+        self.layer_norm = RMSNorm(d)
+        self.dropout = nn.Dropout(config.dropout)
+        # derived from the config, so not part of the state dict
+        self.register_buffer("rotary_angle", rotary_angle(config.key_dim), persistent=False)
+
+    def forward(self, tokens: Tensor, form: str | None = None, padding_mask: Tensor | None = None,
+                return_logits: bool = True) -> EncoderOutput:
+        """tokens (B, L) int64 -> EncoderOutput; ``form`` is validated and otherwise ignored."""
+        if tokens.dim() != 2:
+            raise ValueError(f"tokens must be (batch, length), got shape {tuple(tokens.shape)}")
+        mask = padding_mask_for(tokens, padding_mask)
+        return self.forward_embeddings(self.embed_tokens(tokens), mask, form, return_logits)
+
+    def forward_embeddings(self, embeddings: Tensor, padding_mask: Tensor, form: str | None = None,
+                           return_logits: bool = True) -> EncoderOutput:
+        """Run the layers on token embeddings (B, L, d) with ``padding_mask`` (B, L) bool."""
+        choose_form(form, embeddings.shape[1], self.config.parallel_max_len)  # validates ``form``
+        key_mask = None
+        if not bool(padding_mask.all()):
+            # a row with no real token attends everywhere (its outputs are zeroed) instead of NaN
+            keys = padding_mask | ~padding_mask.any(dim=1, keepdim=True)
+            key_mask = keys[:, None, None, :]
+        angle = self.rotary_angle.double() if embeddings.dtype == torch.float64 else self.rotary_angle.float()
+        phasors = rotary_phasors(embeddings.shape[1], angle)
+        x = self.dropout(embeddings)
+        for layer in self.layers:
+            x = layer(x, phasors, key_mask)
+        return finish_output(x, padding_mask, self.layer_norm, self.output_projection, return_logits)
+
+    def num_parameters(self) -> int:
+        """Number of parameters (buffers not counted)."""
+        return sum(p.numel() for p in self.parameters())
