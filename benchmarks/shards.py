@@ -2,10 +2,11 @@
 
 The sample (16,201 RNAcentral records, 8.7 M nt) is repeated with ids made unique
 (``<id>_r<n>``). Each size runs ``rnaret.data.shards.write_shards`` in a fresh subprocess, which
-reports its own peak resident memory (``ru_maxrss``) and tracemalloc's peak of Python/numpy
-allocations. Flat memory and linear time are shown as ratios to the 1x run.
+reports its own peak resident memory (``ru_maxrss``), and with ``--tracemalloc`` also
+tracemalloc's peak of Python/numpy allocations (which slows the run). Flat memory and linear
+time are shown as ratios to the 1x run.
 
-    python benchmarks/shards.py [--k 3] [--scales 1 10 50] [--out benchmarks/out]
+    python benchmarks/shards.py [--k 3] [--scales 1 10 50] [--out benchmarks/out] [--tracemalloc]
 """
 from __future__ import annotations
 
@@ -23,13 +24,14 @@ SAMPLE = ROOT / "resources" / "rnacentral" / "rnacentral_sample.fa.gz"
 CHILD = r"""
 import json, resource, sys, time, tracemalloc
 from rnaret.data.shards import write_shards
-fasta, out, k, tokens_per_shard, run_tokens = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-tracemalloc.start()
+fasta, out, k, tokens_per_shard, run_tokens, trace = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6] == "1"
+if trace:
+    tracemalloc.start()
 start = time.perf_counter()
 manifest = write_shards(fasta, out, k, tokens_per_shard=tokens_per_shard, run_tokens=run_tokens,
                         valid_fraction=0.01, seed=0, show_progress=False)
 seconds = time.perf_counter() - start
-_, traced_peak = tracemalloc.get_traced_memory()
+traced_peak = tracemalloc.get_traced_memory()[1] if trace else float("nan")
 print(json.dumps({"seconds": seconds, "traced_peak_mib": traced_peak / 2**20,
                   "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "records": sum(s["records"] for s in manifest["splits"].values()),
@@ -59,6 +61,8 @@ def main() -> int:
     parser.add_argument("--tokens-per-shard", type=int, default=4_000_000)
     parser.add_argument("--run-tokens", type=int, default=2_000_000)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
+    parser.add_argument("--tracemalloc", action="store_true",
+                        help="also report tracemalloc's peak (slows allocation-heavy code ~2x)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -69,7 +73,8 @@ def main() -> int:
         shutil.rmtree(shard_dir, ignore_errors=True)
         wall = time.perf_counter()
         result = subprocess.run([sys.executable, "-c", CHILD, str(fasta), str(shard_dir), str(args.k),
-                                 str(args.tokens_per_shard), str(args.run_tokens)],
+                                 str(args.tokens_per_shard), str(args.run_tokens),
+                                 "1" if args.tracemalloc else "0"],
                                 capture_output=True, text=True, check=True)
         row = json.loads(result.stdout.strip().splitlines()[-1])
         row["scale"] = scale

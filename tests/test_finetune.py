@@ -151,3 +151,21 @@ def test_encoder_k_must_match_the_task(tmp_path):
     save_encoder(tiny_encoder(k=1), tmp_path / "k1")
     with pytest.raises(InputError, match="the encoder is k=1 but the coding task is set to k=5"):
         initial_model(get_task("coding"), str(tmp_path / "k1"))
+
+
+def test_dataset_entry_and_settings_from_the_pipeline_config(root):
+    from rnaret.tasks.run import dataset_entry, task_settings
+
+    config = root / "config.yaml"
+    assert dataset_entry("interaction", config, "mirtar_indtest")["finetuned_on"] == "mirtar"
+    entry = dataset_entry("interaction", config, "mirtar", ["test=other.tsv#indtest"])
+    assert entry["train"] == {"path": "resources/mirna_target/mirtar_deepmirtar_miraw.tsv", "split": "train"}
+    assert entry["test"] == {"path": "other.tsv", "split": "indtest"}
+    assert dataset_entry("coding", None, None, ["train=a.fa"]) == {"train": "a.fa"}
+    with pytest.raises(InputError, match="give --dataset"):
+        dataset_entry("coding", config, "human")
+    with pytest.raises(InputError, match="NAME=PATH"):
+        dataset_entry("coding", None, None, ["a.fa"])
+    settings = task_settings("coding", config, ["epochs=2", "freeze_encoder=true", "train_crop=null"])
+    assert settings == {"preset": "laptop", "epochs": 2, "freeze_encoder": True, "train_crop": None}
+    assert get_task("coding", settings).settings["lr"] == get_task("coding", {"preset": "laptop"}).settings["lr"]

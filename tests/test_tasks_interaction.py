@@ -164,7 +164,9 @@ def test_evaluate_a_released_finetuned_file(resources, tmp_path, tiny_k5_checkpo
     released = tmp_path / "MirTar_5mer.pth"
     torch.save(state, released)
     subset = tmp_path / "indtest.tsv"
-    pd.read_csv(resources / INDTEST, sep="\t").head(40).to_csv(subset, sep="\t", index=False)
+    table = pd.read_csv(resources / INDTEST, sep="\t")
+    both = pd.concat([table[table.label == 1].head(20), table[table.label == 0].head(20)])
+    both.to_csv(subset, sep="\t", index=False)
     out = tmp_path / "published-k5"
     assert main(["evaluate", "--task", "interaction", "--checkpoint", str(released), "--out", str(out),
                  "--split", f"test={subset}", "--quiet"]) == 0

@@ -92,6 +92,7 @@ class EncoderConfig:
         return asdict(self)
 
     def to_json(self) -> str:
+        """``to_dict()`` as indented JSON text (what ``save_encoder`` writes to config.json)."""
         return json.dumps(self.to_dict(), indent=1)
 
     @classmethod

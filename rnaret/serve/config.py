@@ -31,6 +31,7 @@ class Limits:
                 raise ValueError(f"limit {name} must be a positive integer, got {value!r}")
 
     def as_dict(self) -> dict[str, int]:
+        """The limits as ``{name: value}`` (what ``GET /api/info`` shows)."""
         return asdict(self)
 
 

@@ -80,10 +80,12 @@ class Job:
 
     @property
     def folder(self) -> Path:
+        """The job's temporary folder."""
         return Path(self.tmp.name)
 
     @property
     def steps_total(self) -> int:
+        """Stages in the job, all sequences together (the progress bar's 100 %)."""
         return sum(len(s) for s in self.stages)
 
     def sequence_folder(self, index: int) -> Path:
@@ -91,6 +93,7 @@ class Job:
         return self.folder / f"seq-{index}"
 
     def cleanup(self) -> None:
+        """Remove the job's folder and everything in it (idempotent)."""
         self.tmp.cleanup()
 
 

@@ -176,7 +176,7 @@ def _structure(folder: Path, seq_id: str, sequence: str) -> dict:
     folded = predict_structure(model, [sequence], task=task)[0]   # the path `rnaret fold` runs
     probabilities = folded.probabilities                           # (n, n) float32, 0 outside the constraint
     pairs = [tuple(map(int, p)) for p in folded.pairs]
-    _write_structure_files(folder, "model", seq_id, sequence, pairs)
+    _write_structure_files(folder, "model", seq_id, sequence, pairs, folded.dot_bracket)
     with atomic_path(folder / "model_pair_probabilities.npy", suffix=".npy") as tmp:
         np.save(tmp, probabilities.astype(np.float32))
     _heatmap(probabilities, folder / "model_heatmap.png", seq_id)
@@ -192,7 +192,7 @@ def _vienna(folder: Path, seq_id: str, sequence: str) -> dict:
 
     dot_bracket, energy = fold_mfe(sequence)
     pairs = parse_dot_bracket(dot_bracket)
-    _write_structure_files(folder, "vienna", seq_id, sequence, pairs)
+    _write_structure_files(folder, "vienna", seq_id, sequence, pairs, dot_bracket)
     _draw(sequence, dot_bracket, folder / "vienna_drawing.svg")
     return {"dot_bracket": dot_bracket, "energy": energy, "pairs": [list(p) for p in pairs]}
 
@@ -241,13 +241,14 @@ _RUNNERS = {"structure": _structure, "vienna": _vienna, "coding": _coding, "embe
 
 
 # -- files and pictures ------------------------------------------------------------------------
-def _write_structure_files(folder: Path, stem: str, seq_id: str, sequence: str, pairs) -> None:
+def _write_structure_files(folder: Path, stem: str, seq_id: str, sequence: str, pairs, dot_bracket: str) -> None:
+    """``<stem>.dbn`` (``dot_bracket``: may leave out pairs beyond the 30 bracket pages),
+    ``<stem>.bpseq`` and ``<stem>.ct`` (every pair) in ``folder``."""
     from rnaret.io.atomic import atomic_open
     from rnaret.io.structure import StructureRecord, format_bpseq, format_ct
-    from rnaret.tasks.structure import dot_bracket_of
 
     record = StructureRecord(seq_id, sequence, list(pairs))
-    texts = {"dbn": f">{seq_id}\n{sequence}\n{dot_bracket_of(record.pairs, len(sequence))}\n",
+    texts = {"dbn": f">{seq_id}\n{sequence}\n{dot_bracket}\n",
              "bpseq": format_bpseq(record), "ct": format_ct(record)}
     for suffix, text in texts.items():
         with atomic_open(folder / f"{stem}.{suffix}") as handle:

@@ -213,8 +213,9 @@ def dataset_entry(task_name: str, dataset_config=None, dataset: str | None = Non
 
 def task_settings(task_name: str, settings_file=None, overrides: list[str] | tuple[str, ...] = (),
                   model: str | None = None) -> dict:
-    """Settings of a run: ``settings_file`` (a pipeline config — its ``finetune.<task>.settings``
-    plus ``finetune.<task>.model_settings.<model>`` — or a plain mapping of settings), then
+    """Settings of a run: ``settings_file`` (a pipeline config — its ``finetune.preset``,
+    ``finetune.<task>.settings`` and ``finetune.<task>.model_settings.<model>`` — or a plain
+    mapping of settings), then
     ``KEY=VALUE`` overrides (values read as YAML: ``epochs=2``, ``freeze_encoder=true``)."""
     import yaml
 
@@ -222,6 +223,8 @@ def task_settings(task_name: str, settings_file=None, overrides: list[str] | tup
     if settings_file is not None:
         data = read_mapping(settings_file)
         if "finetune" in data:
+            if (data["finetune"] or {}).get("preset"):
+                settings["preset"] = data["finetune"]["preset"]
             block = (data["finetune"] or {}).get(task_name) or {}
             settings.update(block.get("settings") or {})
             if model is not None:

@@ -3,7 +3,7 @@
 # Models (the {model} wildcard of results/{task}/{dataset}/{model}/):
 #   rnaret-k{k}, transformer-k{k}: fine-tuned from results/pretrain/{model}/checkpoint;
 #   onehot: the one-hot control (no pretraining), same head and budget;
-#   published-k{k}: a released fine-tuned .pth (finetune.{task}.published.{k}), evaluation only.
+#   published-k{k}: a released fine-tuned .pth (finetune.{task}.published.k{k}), evaluation only.
 # A dataset with only `test` and `finetuned_on: other` is evaluated with the checkpoints
 # fine-tuned on `other`.
 
@@ -90,13 +90,12 @@ def source_dataset(task, dataset):
 
 
 def published_checkpoint(task, model):
-    """The released fine-tuned .pth of published-k{k} (finetune.{task}.published.{k})."""
+    """The released fine-tuned .pth of published-k{k} (finetune.{task}.published.k{k})."""
     published = finetune_settings(task)["published"] or {}
-    k = model_k(model)
-    path = published.get(k, published.get(str(k)))
-    if not path:
-        raise ValueError(f"{model}: set finetune.{task}.published.{k} to a released fine-tuned .pth")
-    return path
+    key = f"k{model_k(model)}"
+    if not published.get(key):
+        raise ValueError(f"{model}: set finetune.{task}.published.{key} to a released fine-tuned .pth")
+    return published[key]
 
 
 def evaluate_inputs(wildcards):
