@@ -112,11 +112,25 @@ def test_output_does_not_depend_on_run_size(tmp_path, shards_k3, filtered):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # temporary runs removed
 
 
+def test_multi_level_merge_gives_the_same_shards(tmp_path, shards_k3, filtered, monkeypatch):
+    """With a fan-in of 3 the ~35 runs take several merge levels; the result must not change."""
+    import rnaret.data.shards as shards
+
+    monkeypatch.setattr(shards, "MERGE_FAN_IN", 3)
+    root, _ = shards_k3
+    write_shards(filtered, tmp_path / "k3", 3, tokens_per_shard=1_000_000, valid_fraction=0.05,
+                 seed=7, run_tokens=300_000, show_progress=False)
+    for split in ("train", "valid"):
+        for path in sorted((root / split).iterdir()):
+            assert path.read_bytes() == (tmp_path / "k3" / split / path.name).read_bytes(), path.name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k3"]
+
+
 def test_a_record_longer_than_a_shard_gets_its_own(tmp_path):
     fasta = tmp_path / "in.fa"
     fasta.write_text(">a\nACGUACGU\n>b\nACG\n>long\n" + "ACGU" * 30 + "\n>c\nACGUA\n")
     manifest = write_shards(fasta, tmp_path / "k1", 1, tokens_per_shard=16, valid_fraction=0.0,
-                            show_progress=False)
+                            run_tokens=50, show_progress=False)  # 'long' exceeds a run too
     files = manifest["splits"]["train"]["files"]
     assert [(f["records"], f["tokens"]) for f in files] == [(3, 16), (1, 120)]  # b+c+a fill one
     corpus = ShardCorpus(tmp_path / "k1" / "train")

@@ -39,22 +39,23 @@ def published_encoder(reference):
 
 def _small(k, **overrides):
     fields = dict(retnet_embed_dim=32, retnet_value_embed_dim=48, retnet_ffn_embed_dim=40,
-                  retnet_layers=2, dropout=0.0, activation_dropout=0.0, chunk_size=16)
+                  retnet_layers=2, dropout=0.0, activation_dropout=0.0, chunk_size=16, segment_len=32)
     fields.update(overrides)
     return EncoderConfig.paper(k, **fields)
 
 
 # ------------------------------------------------------------------ the published model
 
-@pytest.mark.parametrize("form,tol,chunk", [("parallel", 1e-5, 128), ("chunkwise", 5e-5, 128),
-                                             ("chunkwise", 5e-5, 64), ("chunkwise", 5e-5, 16)])
-def test_reproduces_published_outputs(published_encoder, vectors, form, tol, chunk):
-    published_encoder.config.chunk_size = chunk
+@pytest.mark.parametrize("form,tol,chunk,segment", [
+    ("parallel", 1e-5, 128, 1024), ("chunkwise", 5e-5, 128, 1024), ("chunkwise", 5e-5, 64, 1024),
+    ("chunkwise", 5e-5, 16, 48)])  # 48: the chunkwise layers run in 5 segments of 3 chunks
+def test_reproduces_published_outputs(published_encoder, vectors, form, tol, chunk, segment):
+    published_encoder.config.chunk_size, published_encoder.config.segment_len = chunk, segment
     try:
         with torch.no_grad():
             out = published_encoder(vectors["tokens"], form=form)
     finally:
-        published_encoder.config.chunk_size = 128
+        published_encoder.config.chunk_size, published_encoder.config.segment_len = 128, 1024
     for row in (0, 2):  # the unpadded rows
         assert torch.allclose(out.logits[row], vectors["logits"][row], atol=tol, rtol=0)
         assert torch.allclose(out.last_inner_state[row], vectors["last_inner_state"][row], atol=tol, rtol=0)
@@ -188,6 +189,30 @@ def test_padded_batch_equals_each_row_alone(form):
             assert torch.allclose(together.logits[i, :n], alone.logits[0], atol=2e-5, rtol=0)
             assert torch.allclose(together.last_inner_state[i, :n], alone.last_inner_state[0], atol=2e-5, rtol=0)
             assert (together.hidden[i, n:] == 0).all()
+
+
+def test_segments_do_not_change_the_numbers():
+    """The chunkwise layers' segment passes equal the whole-sequence retention block."""
+    torch.manual_seed(4)
+    model = RetNetEncoder(_small(3)).double().eval()
+    tokens = torch.randint(5, model.config.vocab_size, (2, 150))
+    tokens[1, 100:] = PAD
+    with torch.no_grad():
+        outputs = []
+        for segment in (16, 48, 10_000):
+            model.config.segment_len = segment
+            outputs.append(model(tokens, form="chunkwise").last_inner_state)
+        for other in outputs[1:]:
+            assert torch.allclose(other, outputs[0], atol=1e-12, rtol=0)
+        # the block itself, whole sequence, both forms
+        from rnaret.model.retention import make_plan
+        layer, x = model.layers[0], torch.randn(2, 160, 32, dtype=torch.float64)
+        mask = torch.ones(2, 160, dtype=torch.bool)
+        mask[1, 100:] = False
+        rel = model.retnet_rel_pos
+        blocks = [layer.retention(x, make_plan(form, 160, rel.angle, rel.decay, mask, 16, torch.float64))
+                  for form in ("parallel", "chunkwise")]
+        assert torch.allclose(blocks[0][mask], blocks[1][mask], atol=1e-12, rtol=0)
 
 
 def test_explicit_padding_mask_overrides_the_pad_id():

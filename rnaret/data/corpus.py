@@ -7,6 +7,7 @@ to find duplicate ids (a 64-bit hash per id, sorted once at the end).
 from __future__ import annotations
 
 import gzip
+import io
 import hashlib
 import json
 from array import array
@@ -34,12 +35,20 @@ def fasta_writer(path, compresslevel: int = 1):
     """Open ``path`` for writing FASTA text atomically; gzip when it ends with ``.gz``."""
     with atomic_path(path) as tmp:
         if str(path).endswith(".gz"):
-            # level 1: the intermediates are large and short-lived; speed matters more than size
-            handle = gzip.open(tmp, "wt", compresslevel=compresslevel, encoding="ascii")
+            # level 1: the intermediates are large and short-lived; speed matters more than size.
+            # No name and mtime 0 in the gzip header: identical runs give identical bytes.
+            raw = open(tmp, "wb")
+            handle = io.TextIOWrapper(
+                gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=compresslevel),
+                encoding="ascii")
         else:
-            handle = open(tmp, "w", encoding="ascii")
-        with handle:
-            yield handle
+            raw, handle = None, open(tmp, "w", encoding="ascii")
+        try:
+            with handle:
+                yield handle
+        finally:
+            if raw is not None:
+                raw.close()
 
 
 def write_counts(path, counts: dict) -> None:

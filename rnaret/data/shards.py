@@ -11,8 +11,10 @@ On-disk format (see ``rnaret/data/SHARDS.md``)::
 Records are sorted by token length (ascending; ties in a seeded pseudo-random order) across
 all shards of a split, so a batch of similar lengths lies in one place on disk.
 Writing is streamed: tokens go to sorted runs of at most ``run_tokens`` tokens in a temporary
-folder, then a k-way merge fills one shard buffer at a time. Memory is bounded by
-``run_tokens`` and ``tokens_per_shard`` (plus one record per run), not by the corpus.
+folder, runs are merged at most ``MERGE_FAN_IN`` at a time (more levels for a larger corpus),
+and the last merge fills one shard buffer at a time. Memory is bounded by ``run_tokens``,
+``tokens_per_shard`` and the fan-in (one read buffer and one record per merged run), not by
+the corpus.
 """
 from __future__ import annotations
 
@@ -43,6 +45,8 @@ SPLIT_NAMES = ("train", "valid")
 TOKEN_DTYPE = np.uint16  # ids < 4**5 + 6 = 1030
 INDEX_DTYPE = np.dtype([("shard", "<u4"), ("offset", "<u8"), ("length", "<u4")])
 _RUN_HEADER = struct.Struct("<IQI")  # token length, sort key, id byte length
+MERGE_FAN_IN = 32                    # runs merged at once: bounds the merge's read buffers
+RUN_READ_BUFFER = 1 << 18            # bytes of read buffer per open run
 _WINDOW_SUFFIX = re.compile(r"/\d+-\d+$")
 _ACGTU = "ACGTUacgtu"
 
@@ -62,38 +66,46 @@ def assign_split(record_id: str, valid_fraction: float, seed: int) -> str:
 
 
 class _RunWriter:
-    """Collects records of one split; writes each full batch, sorted, as a run file."""
+    """Collects records of one split in a fixed token buffer; writes each full buffer, sorted
+    by (length, key), as a run file. The buffer is reused, so memory stays constant."""
 
     def __init__(self, folder: Path, split: str, run_tokens: int):
         self.folder, self.split, self.run_tokens = folder, split, run_tokens
-        self.buffer: list[tuple[int, int, bytes, bytes]] = []
-        self.buffered_tokens = 0
+        self.tokens = np.empty(run_tokens, dtype=TOKEN_DTYPE)
+        self.filled = 0
+        self.records: list[tuple[int, int, int, bytes]] = []  # (length, key, offset, id)
         self.paths: list[Path] = []
 
-    def add(self, length: int, key: int, rid: bytes, tokens: bytes) -> None:
-        self.buffer.append((length, key, rid, tokens))
-        self.buffered_tokens += length
-        if self.buffered_tokens >= self.run_tokens:
+    def add(self, length: int, key: int, rid: bytes, tokens: np.ndarray) -> None:
+        if self.filled + length > self.run_tokens:
             self.flush()
+        if length > self.run_tokens:  # longer than a whole run: a run of its own
+            self._write([(length, key, 0, rid)], tokens.astype(TOKEN_DTYPE))
+            return
+        self.tokens[self.filled:self.filled + length] = tokens
+        self.records.append((length, key, self.filled, rid))
+        self.filled += length
 
     def flush(self) -> None:
-        if not self.buffer:
-            return
-        self.buffer.sort(key=lambda r: (r[0], r[1]))
+        if self.records:
+            self.records.sort(key=lambda r: (r[0], r[1]))
+            self._write(self.records, self.tokens)
+        self.records = []
+        self.filled = 0
+
+    def _write(self, records, tokens: np.ndarray) -> None:
         path = self.folder / f"{self.split}-run-{len(self.paths):05d}.bin"
         with open(path, "wb", buffering=1 << 20) as out:
-            for length, key, rid, tokens in self.buffer:
+            for length, key, offset, rid in records:
                 out.write(_RUN_HEADER.pack(length, key, len(rid)))
                 out.write(rid)
-                out.write(tokens)
+                out.write(tokens[offset:offset + length].tobytes())
         self.paths.append(path)
-        self.buffer.clear()
-        self.buffered_tokens = 0
 
 
 def _read_run(path: Path) -> Iterator[tuple[int, int, bytes, bytes]]:
     itemsize = np.dtype(TOKEN_DTYPE).itemsize
-    with open(path, "rb", buffering=1 << 20) as handle:
+    with open(path, "rb", buffering=RUN_READ_BUFFER) as handle:
         while True:
             head = handle.read(_RUN_HEADER.size)
             if not head:
@@ -101,6 +113,36 @@ def _read_run(path: Path) -> Iterator[tuple[int, int, bytes, bytes]]:
             length, key, id_len = _RUN_HEADER.unpack(head)
             rid = handle.read(id_len)
             yield length, key, rid, handle.read(length * itemsize)
+
+
+def _merged(paths: list[Path]) -> Iterator[tuple[int, int, bytes, bytes]]:
+    """Records of sorted runs in (length, key) order."""
+    return heapq.merge(*(_read_run(p) for p in paths), key=lambda r: (r[0], r[1]))
+
+
+def _reduce_runs(paths: list[Path], fan_in: int) -> list[Path]:
+    """Merge runs in groups of ``fan_in`` until at most ``fan_in`` remain.
+
+    A k-way merge holds one read buffer per run, so capping k keeps memory independent of the
+    number of runs (which grows with the corpus); each level costs one more pass over the data.
+    """
+    level = 0
+    while len(paths) > fan_in:
+        merged = []
+        for start in range(0, len(paths), fan_in):
+            group = paths[start:start + fan_in]
+            out_path = group[0].with_name(f"{group[0].stem}.m{level}-{start // fan_in:05d}.bin")
+            with open(out_path, "wb", buffering=1 << 20) as out:
+                for length, key, rid, tokens in _merged(group):
+                    out.write(_RUN_HEADER.pack(length, key, len(rid)))
+                    out.write(rid)
+                    out.write(tokens)
+            for path in group:
+                path.unlink()
+            merged.append(out_path)
+        paths = merged
+        level += 1
+    return paths
 
 
 def _npy_header(fp, dtype, shape) -> None:
@@ -211,21 +253,19 @@ def write_shards(fasta, out_dir, k: int, *, tokens_per_shard: int = 50_000_000,
             st["non_acgtu_letters"] += len(seq) - sum(seq.count(c) for c in _ACGTU)
             st["min_length"] = n if st["min_length"] is None else min(st["min_length"], n)
             st["max_length"] = n if st["max_length"] is None else max(st["max_length"], n)
-            writers[split].add(n, id_hash(f"{seed}:{record.id}"), record.id.encode(),
-                               tokens.astype(TOKEN_DTYPE).tobytes())
+            writers[split].add(n, id_hash(f"{seed}:{record.id}"), record.id.encode(), tokens)
         for writer in writers.values():
             writer.flush()
         with atomic_dir(out_dir) as tmp:
             for split in SPLIT_NAMES:
                 sw = _SplitWriter(tmp / split, stats[split]["records"], tokens_per_shard)
-                merged = heapq.merge(*(_read_run(p) for p in writers[split].paths),
-                                     key=lambda r: (r[0], r[1]))
-                for length, _key, rid, tokens in progress(merged, total=stats[split]["records"],
+                runs = _reduce_runs(writers[split].paths, MERGE_FAN_IN)
+                for length, _key, rid, tokens in progress(_merged(runs), total=stats[split]["records"],
                                                           desc=f"shard {split} k={k}",
                                                           disable=not show_progress):
                     sw.add(length, rid, tokens)
                 stats[split]["files"] = sw.close()
-                for path in writers[split].paths:
+                for path in runs:
                     path.unlink()
             manifest = {
                 "format": FORMAT, "format_version": FORMAT_VERSION, "created_by": f"rnaret {__version__}",

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnaret.model.retention import FORMS, decay_log, make_plan, retention, rotary_angle, rotate
+from rnaret.model.retention import (FORMS, add_inter_chunks_, chunk_states, decay_log, decayed_sum,
+                                    intra_chunks, make_plan, parallel_retention, rotary_angle, rotate)
 from rnaret.tokenizer import PAD, k_from_vocab_size, vocab_size as _vocab_size
 
 # field names of the published config.json (official_vectors/config.json)
@@ -39,7 +40,9 @@ class EncoderConfig:
     retnet_retention_heads, dropout, activation_dropout.
     Ours: ``k`` (None: inferred from vocab_size), ``chunk_size`` (positions per chunk of the
     chunkwise form), ``parallel_max_len`` (automatic form: parallel up to this many tokens,
-    chunkwise above), ``architecture`` ("retnet", or "transformer" for the baseline).
+    chunkwise above), ``segment_len`` (chunkwise form: positions per pass, so that long
+    inputs are processed in cache-sized pieces; the results do not depend on it),
+    ``architecture`` ("retnet", or "transformer" for the baseline).
     """
     vocab_size: int = 10
     retnet_embed_dim: int = 384
@@ -52,6 +55,7 @@ class EncoderConfig:
     k: int | None = None
     chunk_size: int = 128
     parallel_max_len: int = 256
+    segment_len: int = 1024
     architecture: str = "retnet"
 
     def __post_init__(self):
@@ -67,8 +71,8 @@ class EncoderConfig:
         if self.retnet_value_embed_dim % heads:
             raise ValueError(f"retnet_value_embed_dim={self.retnet_value_embed_dim} is not divisible "
                              f"by {heads} heads")
-        if self.retnet_layers < 1 or self.chunk_size < 1 or self.parallel_max_len < 0:
-            raise ValueError("retnet_layers and chunk_size must be >= 1, parallel_max_len >= 0")
+        if self.retnet_layers < 1 or self.chunk_size < 1 or self.segment_len < 1 or self.parallel_max_len < 0:
+            raise ValueError("retnet_layers, chunk_size and segment_len must be >= 1, parallel_max_len >= 0")
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
 
@@ -187,26 +191,72 @@ class MultiScaleRetention(nn.Module):
             nn.init.xavier_uniform_(proj.weight, gain=2 ** -2.5)
         nn.init.xavier_uniform_(self.out_proj.weight)
 
-    def forward(self, x: Tensor, plan) -> Tensor:
+    def project(self, x: Tensor, plan, start: int = 0, ones_column: bool = False
+                ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Projections of x (B, S, d), positions start..start+S of the plan, ->
+        q, k (B, H, S, dk) rotated (k scaled by key_dim**-0.5), contiguous, in the plan's dtype;
+        v (B, H, S, dv), with a last column = the real-position mask when ``ones_column``
+        (its decayed sums are the score row sums); silu(g) (B, S, H * dv)."""
         bsz, length, _ = x.shape
         # the four projections as one matmul (one read of x); views into its output
         weights = (self.q_proj.weight, self.k_proj.weight, self.v_proj.weight, self.g_proj.weight)
         q, k, v, g = F.linear(x, torch.cat(weights)).split([w.shape[0] for w in weights], dim=-1)
         dtype = plan.log_decay.dtype
         heads = (bsz, length, self.num_heads, -1)
+        phasors = plan.phasors[start:start + length]
         with torch.autocast(device_type=x.device.type, enabled=False):
-            # head-major and contiguous, so that the chunked views below need no copies
-            q = rotate(q.to(dtype).view(heads), plan.phasors).transpose(1, 2).contiguous()  # (B, H, L, dk)
+            # head-major and contiguous, so that the chunked views need no copies
+            q = rotate(q.to(dtype).view(heads), phasors).transpose(1, 2).contiguous()
             # keys scaled by key_dim**-0.5, folded into their rotation
-            k = rotate(k.to(dtype).view(heads), plan.phasors * self.scaling).transpose(1, 2).contiguous()
-            out = retention(q, k, v.to(dtype).view(heads).transpose(1, 2), plan)  # (B, H, L, dv)
-            del q, k, v
-            out = self.group_norm(out).transpose(1, 2).reshape(bsz, length, -1)  # (B, L, H * dv)
-        return self.out_proj(F.silu(g) * out)
+            k = rotate(k.to(dtype).view(heads), phasors * self.scaling).transpose(1, 2).contiguous()
+            v = v.to(dtype).view(heads).transpose(1, 2)
+            if plan.padding_mask is not None:
+                mu = plan.padding_mask[:, None, start:start + length, None].to(dtype)  # (B, 1, S, 1)
+                k = k * mu  # PAD never acts as a key
+            if ones_column:
+                mu = mu if plan.padding_mask is not None else v.new_ones(())
+                v = torch.cat((v, mu.expand(bsz, self.num_heads, length, 1)), dim=-1)
+        return q, k, v, F.silu(g)
+
+    def gate_out(self, out: Tensor, silu_g: Tensor) -> Tensor:
+        """Group norm per head of out (B, H, S, dv), times silu(g) (B, S, H * dv), out_proj -> (B, S, d)."""
+        bsz, _, length, _ = out.shape
+        with torch.autocast(device_type=out.device.type, enabled=False):
+            out = self.group_norm(out).transpose(1, 2).reshape(bsz, length, -1)
+        return self.out_proj(silu_g * out)
+
+    def normalise(self, total: Tensor, row_scale: Tensor) -> Tensor:
+        """Chunkwise form: decayed sums with the ones column (B, H, S, dv + 1) and 1/sqrt(s_n)
+        (B or 1, H, S, 1) -> the retention output (B, H, S, dv), as published: scaled by the
+        D row normalisation, divided by clamp(|score row sum|, 1) (detached)."""
+        dv = self.head_dim
+        row_sum = total[..., dv:] * row_scale
+        return total[..., :dv] * (row_scale / row_sum.detach().abs().clamp(min=1))
+
+    def forward(self, x: Tensor, plan) -> Tensor:
+        """Whole-sequence retention block, either form: x (B, L, d) -> (B, L, d)."""
+        if plan.form == "parallel":
+            q, k, v, silu_g = self.project(x, plan)
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                out = parallel_retention(q, k, v, plan.decay)
+        else:
+            q, k, v, silu_g = self.project(x, plan, ones_column=True)
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                total = decayed_sum(q, k, v, plan.log_decay, plan.chunk_size)
+                out = self.normalise(total, plan.row_scale)
+        del q, k, v
+        return self.gate_out(out, silu_g)
 
 
 class RetNetLayer(nn.Module):
-    """Pre-norm block: x + dropout(retention(norm x)), then x + ffn(norm x). (B, L, d) -> (B, L, d)."""
+    """Pre-norm block: x + dropout(retention(norm x)), then x + ffn(norm x). (B, L, d) -> (B, L, d).
+
+    The chunkwise form runs in two passes over segments of ``plan.segment`` positions (whole
+    chunks) so that long inputs are processed in cache-sized pieces: pass 1 projects each
+    segment and computes its within-chunk part and chunk summaries; the chunk states are scanned
+    over the whole sequence; pass 2 adds the other chunks' part and runs the rest of the block.
+    The numbers are those of the whole-sequence form.
+    """
 
     def __init__(self, config: EncoderConfig):
         super().__init__()
@@ -218,8 +268,48 @@ class RetNetLayer(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: Tensor, plan) -> Tensor:
+        if plan.form == "chunkwise":
+            return self._forward_segments(x, plan)
         x = x + self.dropout(self.retention(self.retention_layer_norm(x), plan))
         return x + self.ffn(self.final_layer_norm(x))
+
+    def _forward_segments(self, x: Tensor, plan) -> Tensor:
+        bsz, length, _ = x.shape
+        decays, retention = plan.decays, self.retention
+        c = decays.size
+        assert length % c == 0, "the encoder aligns chunkwise inputs to whole chunks"
+        starts = list(range(0, length, plan.segment))
+        device = x.device.type
+        pending, fwd_parts, bwd_parts = [], [], []
+        for start in starts:  # pass 1
+            seg = x[:, start:start + plan.segment]
+            q, k, v, silu_g = retention.project(self.retention_layer_norm(seg), plan, start, ones_column=True)
+            chunked = lambda t: t.view(bsz, t.shape[1], -1, c, t.shape[-1])  # noqa: E731
+            with torch.autocast(device_type=device, enabled=False):
+                q, k, v = chunked(q), chunked(k), chunked(v)
+                out, u_fwd, u_bwd = intra_chunks(q, k, v, decays)
+            pending.append((q, out, silu_g))
+            fwd_parts.append(u_fwd)
+            bwd_parts.append(u_bwd)
+            del k, v
+        n_chunks = length // c
+        if n_chunks > 1:
+            with torch.autocast(device_type=device, enabled=False):
+                fwd, bwd = chunk_states(torch.cat(fwd_parts, 2), torch.cat(bwd_parts, 2), decays)
+        del fwd_parts, bwd_parts
+        outputs, chunk = [], 0
+        for start in starts:  # pass 2
+            q, out, silu_g = pending.pop(0)
+            n = q.shape[2]
+            with torch.autocast(device_type=device, enabled=False):
+                if n_chunks > 1:
+                    add_inter_chunks_(out, q, fwd[:, :, chunk:chunk + n], bwd[:, :, chunk:chunk + n], decays)
+                out = retention.normalise(out.flatten(2, 3), plan.row_scale[:, :, start:start + n * c])
+            chunk += n
+            del q
+            seg = x[:, start:start + n * c] + self.dropout(retention.gate_out(out, silu_g))
+            outputs.append(seg + self.ffn(self.final_layer_norm(seg)))
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
 
 
 class RetNetRelPos(nn.Module):
@@ -318,7 +408,7 @@ class RetNetEncoder(nn.Module):
         rel = self.retnet_rel_pos
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
             plan = make_plan(form, length + tail, rel.angle, rel.decay, mask_or_none, chunk, dtype,
-                             zero_tail=tail)
+                             zero_tail=tail, segment_len=self.config.segment_len)
         x = self.dropout(embeddings)
         for layer in self.layers:
             x = layer(x, plan)

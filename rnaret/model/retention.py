@@ -143,11 +143,73 @@ def exclusive_decay_scan(u: Tensor, log_a: Tensor, reverse: bool = False) -> Ten
     return out[:, :, :n]
 
 
+@dataclass
+class ChunkDecays:
+    """The decay factors of chunks of C positions, per head (``chunk_decays``):
+
+    intra (H, C, C) gamma**|i - j|; to_end / from_start (H, C, 1) gamma**(C-1-j) / gamma**j
+    (key j -> its chunk's end / its chunk's start); q_fwd / q_bwd (H, C, 1) gamma**(i+1) /
+    gamma**(C-i) (state before the chunk / after it -> query i); log_chunk (H,) C log gamma.
+    """
+    size: int
+    intra: Tensor
+    to_end: Tensor
+    from_start: Tensor
+    q_fwd: Tensor
+    q_bwd: Tensor
+    log_chunk: Tensor
+
+
+def chunk_decays(chunk_size: int, log_decay: Tensor) -> ChunkDecays:
+    """``ChunkDecays`` for chunks of ``chunk_size`` in ``log_decay``'s dtype and device."""
+    ld = log_decay[:, None]  # (H, 1)
+    pos = torch.arange(chunk_size, device=log_decay.device).to(log_decay.dtype)
+    column = lambda power: torch.exp(power * ld)[:, :, None]  # noqa: E731  (H, C, 1)
+    return ChunkDecays(chunk_size, torch.exp((pos[:, None] - pos[None, :]).abs() * ld[:, :, None]),
+                       column(chunk_size - 1 - pos), column(pos), column(pos + 1), column(chunk_size - pos),
+                       chunk_size * log_decay)
+
+
+def intra_chunks(q: Tensor, k: Tensor, v: Tensor, decays: ChunkDecays) -> tuple[Tensor, Tensor, Tensor]:
+    """The exact within-chunk part and the per-chunk summaries of the decayed sum.
+
+    q, k (B, H, N, C, dk), v (B, H, N, C, dv): whole chunks. Returns out (B, H, N, C, dv) =
+    sum over m in the same chunk of gamma**|n - m| (q_n . k_m) v_m (the diagonal once), and the
+    summaries u_fwd = sum_j gamma**(C-1-j) k_j v_j^T, u_bwd = sum_j gamma**j k_j v_j^T
+    (B, H, N, dk, dv).
+    """
+    scores = (q @ k.transpose(-1, -2)).mul_(decays.intra[None, :, None])  # (B, H, N, C, C)
+    out = scores @ v
+    del scores  # long inputs: free each temporary as soon as it is used
+    kt = k.transpose(-1, -2)
+    u_fwd = (kt * decays.to_end[None, :, None].transpose(-1, -2)) @ v
+    u_bwd = (kt * decays.from_start[None, :, None].transpose(-1, -2)) @ v
+    return out, u_fwd, u_bwd
+
+
+def chunk_states(u_fwd: Tensor, u_bwd: Tensor, decays: ChunkDecays) -> tuple[Tensor, Tensor]:
+    """States entering each chunk from the left (fwd) and the right (bwd), (B, H, N, dk, dv),
+    from the summaries of ``intra_chunks`` (N chunks in order)."""
+    shape = u_fwd.shape
+    fwd = exclusive_decay_scan(u_fwd.flatten(-2), decays.log_chunk)
+    bwd = exclusive_decay_scan(u_bwd.flatten(-2), decays.log_chunk, reverse=True)
+    return fwd.view(shape), bwd.view(shape)
+
+
+def add_inter_chunks_(out: Tensor, q: Tensor, fwd: Tensor, bwd: Tensor, decays: ChunkDecays) -> Tensor:
+    """out += the other chunks' part: (q * gamma**(i+1)) @ fwd + (q * gamma**(C-i)) @ bwd,
+    in place. out (B, H, N, C, dv) contiguous, q (B, H, N, C, dk), fwd/bwd (B, H, N, dk, dv)."""
+    flat = out.flatten(0, 2)  # a view: the adds land in ``out``
+    flat.baddbmm_((q * decays.q_fwd[None, :, None]).flatten(0, 2), fwd.flatten(0, 2))
+    flat.baddbmm_((q * decays.q_bwd[None, :, None]).flatten(0, 2), bwd.flatten(0, 2))
+    return out
+
+
 def decayed_sum(q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor, chunk_size: int) -> Tensor:
     """out_n = sum_m gamma**|n - m| (q_n . k_m) v_m for every n, exactly, in O(L) time and memory.
 
     q, k (B, H, L, dk), v (B, H, L, dv), ``log_decay`` (H,). Returns (B, H, L, dv).
-    The diagonal term is counted once (inside the intra-chunk product).
+    Whole-tensor composition of ``intra_chunks``, ``chunk_states`` and ``add_inter_chunks_``.
     """
     bsz, heads, length, dk = q.shape
     dv = v.shape[-1]
@@ -159,27 +221,10 @@ def decayed_sum(q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor, chunk_size: 
     q = q.reshape(bsz, heads, n_chunks, c, dk)
     k = k.reshape(bsz, heads, n_chunks, c, dk)
     v = v.reshape(bsz, heads, n_chunks, c, dv)
-    ld = log_decay.to(q.dtype)[:, None]  # (H, 1)
-    pos = torch.arange(c, device=q.device).to(q.dtype)
-    # inside each chunk: exact bidirectional decay (H, C, C)
-    intra = torch.exp((pos[:, None] - pos[None, :]).abs() * ld[:, :, None])
-    scores = (q @ k.transpose(-1, -2)).mul_(intra[None, :, None])  # (B, H, N, C, C)
-    out = scores @ v  # (B, H, N, C, dv)
-    del scores  # long inputs: free each temporary as soon as it is used
+    decays = chunk_decays(c, log_decay.to(q.dtype))
+    out, u_fwd, u_bwd = intra_chunks(q, k, v, decays)
     if n_chunks > 1:
-        decay_to_end = torch.exp((c - 1 - pos) * ld)[None, :, None, :, None]  # key j -> chunk end
-        decay_from_start = torch.exp(pos * ld)[None, :, None, :, None]      # chunk start -> key j
-        # per-chunk summaries (B, H, N, dk * dv), then the states entering each chunk
-        fwd = exclusive_decay_scan(((k * decay_to_end).transpose(-1, -2) @ v).flatten(-2), c * ld[:, 0])
-        bwd = exclusive_decay_scan(((k * decay_from_start).transpose(-1, -2) @ v).flatten(-2), c * ld[:, 0],
-                                   reverse=True)
-        flat = out.flatten(0, 2)  # a view: the adds below land in ``out``
-        # out += (q * gamma**(i+1)) @ fwd: the state leaving chunk c-1 reaches query i
-        flat.baddbmm_((q * torch.exp((pos + 1) * ld)[None, :, None, :, None]).flatten(0, 2),
-                      fwd.unflatten(-1, (dk, dv)).flatten(0, 2))
-        # out += (q * gamma**(C-i)) @ bwd: the state at chunk c+1's start reaches query i
-        flat.baddbmm_((q * torch.exp((c - pos) * ld)[None, :, None, :, None]).flatten(0, 2),
-                      bwd.unflatten(-1, (dk, dv)).flatten(0, 2))
+        add_inter_chunks_(out, q, *chunk_states(u_fwd, u_bwd, decays), decays)
     out = out.reshape(bsz, heads, n_chunks * c, dv)
     return out[:, :, :length] if pad else out
 
@@ -227,7 +272,8 @@ class RetentionPlan:
 
     phasors: (L, dk/2) complex rotary factors; decay: (H, L, L) or (B, H, L, L) (parallel
     form) or None;
-    row_scale: (B or 1, H, L, 1) (chunkwise form) or None; padding_mask (B, L) bool or None.
+    row_scale: (B or 1, H, L, 1), decays (``ChunkDecays``) and segment (positions per pass, whole
+    chunks) for the chunkwise form; padding_mask (B, L) bool or None.
     """
     form: str
     phasors: Tensor
@@ -236,18 +282,21 @@ class RetentionPlan:
     chunk_size: int
     decay: Tensor | None = None
     row_scale: Tensor | None = None
+    decays: ChunkDecays | None = None
+    segment: int = 0
 
 
 def make_plan(form: str, length: int, angle: Tensor, log_decay: Tensor,
               padding_mask: Tensor | None, chunk_size: int, dtype: torch.dtype,
-              zero_tail: int = 0) -> RetentionPlan:
+              zero_tail: int = 0, segment_len: int = 1024) -> RetentionPlan:
     """Precompute, once per forward, what the retention of every layer needs.
 
     ``angle`` (dk,) and ``log_decay`` (H,) are the encoder's buffers; ``dtype`` is the compute
     dtype (float32, or float64 for float64 models); ``padding_mask`` (B, L) bool or None
     (None: every position real, the fast path). ``zero_tail``: the last positions are
     chunk-alignment padding whose keys and values are exactly zero: they only need to be left
-    out of the decay row sums (chunkwise form).
+    out of the decay row sums (chunkwise form). ``segment_len``: positions the chunkwise
+    layers process per pass (rounded down to whole chunks, at least one).
     """
     if form not in FORMS:
         raise ValueError(f"form must be one of {FORMS} or None, got {form!r}")
@@ -261,6 +310,8 @@ def make_plan(form: str, length: int, angle: Tensor, log_decay: Tensor,
             real = torch.ones(1, length, dtype=torch.bool, device=angle.device) if real is None else real.clone()
             real[:, length - zero_tail:] = False
         plan.row_scale = decay_row_sums(real, length, log_decay, chunk_size).clamp(min=1).rsqrt()
+        plan.decays = chunk_decays(min(chunk_size, length), log_decay)
+        plan.segment = max(1, segment_len // plan.decays.size) * plan.decays.size
     return plan
 
 
