@@ -85,13 +85,14 @@ def main() -> int:
     base = rows[0]
     print(f"tokenize + shard, k={args.k}, tokens_per_shard={args.tokens_per_shard:,}, "
           f"run_tokens={args.run_tokens:,}")
+    traced = f" {'traced peak MiB':>15}" if args.tracemalloc else ""
     print(f"{'scale':>5} {'records':>10} {'tokens':>13} {'shards':>6} {'time s':>8} {'time/1x':>8} "
-          f"{'peak RSS MiB':>12} {'RSS/1x':>7} {'traced peak MiB':>15}")
+          f"{'peak RSS MiB':>12} {'RSS/1x':>7}{traced}")
     for row in rows:
+        traced = f" {row['traced_peak_mib']:>15.0f}" if args.tracemalloc else ""
         print(f"{row['scale']:>5} {row['records']:>10,} {row['tokens']:>13,} {row['shards']:>6} "
               f"{row['seconds']:>8.1f} {row['seconds'] / base['seconds']:>8.1f} "
-              f"{row['maxrss_mib']:>12.0f} {row['maxrss_mib'] / base['maxrss_mib']:>7.2f} "
-              f"{row['traced_peak_mib']:>15.0f}")
+              f"{row['maxrss_mib']:>12.0f} {row['maxrss_mib'] / base['maxrss_mib']:>7.2f}{traced}")
     last = rows[-1]
     print(f"{last['scale']}x the records: time x{last['seconds'] / base['seconds']:.1f} "
           f"(linear would be x{last['scale'] / base['scale']:.0f}), peak RSS "

@@ -40,11 +40,21 @@ def _command_help(module_name: str) -> str:
         return f"(unavailable: {exc})"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``command`` given, only that command's module is imported, so one
+    command's missing optional dependency never breaks another command."""
     parser = argparse.ArgumentParser(prog="rnaret", description="RNAret RNA language model tools")
     parser.add_argument("--version", action="version", version=f"rnaret {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS.items():
+        if command is not None and name != command:
+            sub.add_parser(name)
+            continue
+        if command is None:  # the full listing: a broken module shows as unavailable
+            help_text = _command_help(module_name)
+            if help_text.startswith("(unavailable"):
+                sub.add_parser(name, help=help_text)
+                continue
         module = importlib.import_module(module_name)
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
@@ -61,7 +71,9 @@ def _version() -> str:
 def main(argv: list[str] | None = None) -> int:
     from rnaret.io.errors import InputError
 
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(chosen if chosen in COMMANDS else None)
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()

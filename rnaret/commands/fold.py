@@ -107,7 +107,6 @@ def write_probabilities(path, ids: list[str], folded: list) -> None:
 
 def run(args) -> int:
     import sys
-    from pathlib import Path
 
     from rnaret.fold import load_structure_model, predict_structure
     from rnaret.io.atomic import atomic_dir, atomic_open
@@ -130,7 +129,7 @@ def run(args) -> int:
     records = read_sequences(args.fasta, args.max_length)
     task, model = load_structure_model(args.checkpoint, args.device)
     print(f"rnaret fold: {len(records)} sequences from {args.fasta} (longest {max(len(r.sequence) for r in records)}"
-          f" nt), {Path(args.checkpoint).name}", file=sys.stderr)
+          f" nt), model {args.checkpoint}", file=sys.stderr)
     folded = predict_structure(model, [r.sequence for r in records], task=task, threshold=args.threshold,
                                max_pairs=args.max_pairs, return_probabilities=bool(args.pair_probabilities),
                                progress=not args.quiet)

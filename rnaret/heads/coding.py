@@ -43,6 +43,7 @@ class CodingHead(nn.Module):
         self.conv_out = nn.Conv1d(hidden, 1, kernel_size, padding=kernel_size // 2)
 
     def forward(self, states: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """states (B, L, d), padding_mask (B, L) True at real positions -> logits (B, L)."""
         x = self.linear_in(states)                                   # (B, L, hidden)
         if padding_mask is not None:
             x = x.masked_fill(~padding_mask.unsqueeze(-1), 0.0)

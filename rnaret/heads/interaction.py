@@ -35,6 +35,7 @@ class InteractionHead(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, states: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """states (B, L, d) -> logits (B, n_classes) from position 0 (padding_mask unused)."""
         cls = self.dropout(states[:, 0])                             # (B, d): position 0 is CLS
         return self.out_proj(self.dropout(torch.tanh(self.dense(cls))))  # (B, n_classes)
 

@@ -13,6 +13,7 @@ import os
 import re
 import warnings
 import zlib
+from collections import deque
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -60,7 +61,10 @@ class _LineCounter:
     def __init__(self, handle, path):
         self.handle, self.path = handle, path
         self.line = 0
-        self.header_lines: list[int] = []
+        # header lines read but not yet handed out: the parser reads one header ahead, so this
+        # stays at one or two entries (a list of every header would grow with the file)
+        self.header_lines: deque[int] = deque()
+        self.seen_header = False
         self.first_content: tuple[int, str] | None = None
         self.last_header = ""
 
@@ -83,8 +87,9 @@ class _LineCounter:
                 raise InputError(self.path, "binary data (NUL bytes) in a FASTA file", line=self.line)
             if text.startswith(">"):
                 self.header_lines.append(self.line)
+                self.seen_header = True
                 self.last_header = text[1:].split(None, 1)[0] if text[1:].strip() else ""
-            elif text.strip() and self.first_content is None and not self.header_lines:
+            elif text.strip() and self.first_content is None and not self.seen_header:
                 self.first_content = (self.line, text.strip())
             yield text
 
@@ -111,11 +116,11 @@ def read_fasta(path, *, check_letters: bool = True, allow_empty_sequence: bool =
     n = 0
     with open_text(path) as handle:
         lines = _LineCounter(handle, path)
-        for index, (title, sequence) in enumerate(SimpleFastaParser(lines)):
+        for title, sequence in SimpleFastaParser(lines):
             if lines.first_content is not None:
                 ln, text = lines.first_content
                 raise InputError(path, f"text before the first '>' header: {text[:40]!r}", line=ln)
-            line = lines.header_lines[index]
+            line = lines.header_lines.popleft()
             rec_id = title.split(None, 1)[0] if title.strip() else ""
             if not rec_id:
                 raise InputError(path, "a header with no id", line=line)

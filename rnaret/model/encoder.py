@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnaret.model.retention import (FORMS, add_inter_chunks_, chunk_states, decay_log, decayed_sum,
-                                    intra_chunks, make_plan, parallel_retention, rotary_angle, rotate)
+from rnaret.model.retention import (FORMS, add_inter_chunks_, decay_log, decayed_sum, intra_chunks,
+                                    make_plan, parallel_retention, rotary_angle, rotate, segment_carries,
+                                    segment_states, segment_totals)
 from rnaret.tokenizer import PAD, k_from_vocab_size, vocab_size as _vocab_size
 
 # field names of the published config.json (official_vectors/config.json)
@@ -280,35 +281,41 @@ class RetNetLayer(nn.Module):
         assert length % c == 0, "the encoder aligns chunkwise inputs to whole chunks"
         starts = list(range(0, length, plan.segment))
         device = x.device.type
-        pending, fwd_parts, bwd_parts = [], [], []
-        for start in starts:  # pass 1
+        pending, totals = [], []
+        for start in starts:  # pass 1: projections, within-chunk part, chunk summaries
             seg = x[:, start:start + plan.segment]
             q, k, v, silu_g = retention.project(self.retention_layer_norm(seg), plan, start, ones_column=True)
-            chunked = lambda t: t.view(bsz, t.shape[1], -1, c, t.shape[-1])  # noqa: E731
             with torch.autocast(device_type=device, enabled=False):
-                q, k, v = chunked(q), chunked(k), chunked(v)
+                q, k, v = (t.view(bsz, t.shape[1], -1, c, t.shape[-1]) for t in (q, k, v))
                 out, u_fwd, u_bwd = intra_chunks(q, k, v, decays)
-            pending.append((q, out, silu_g))
-            fwd_parts.append(u_fwd)
-            bwd_parts.append(u_bwd)
+                totals.append(segment_totals(u_fwd, u_bwd, decays))
+            pending.append((q, out, silu_g, u_fwd, u_bwd))
             del k, v
-        n_chunks = length // c
-        if n_chunks > 1:
+        with torch.autocast(device_type=device, enabled=False):  # the other segments' states
+            carry_fwd, carry_bwd = segment_carries(torch.stack([t[0] for t in totals], 2),
+                                                   torch.stack([t[1] for t in totals], 2),
+                                                   plan.segment // c, decays)
+        del totals
+        # no autograd: write into one tensor instead of concatenating the segments
+        result = torch.empty_like(x) if not torch.is_grad_enabled() else None
+        outputs = []
+        for index, start in enumerate(starts):  # pass 2: other chunks' part, rest of the block
+            q, out, silu_g, u_fwd, u_bwd = pending[index]
+            pending[index] = None
+            end = start + out.shape[2] * c
             with torch.autocast(device_type=device, enabled=False):
-                fwd, bwd = chunk_states(torch.cat(fwd_parts, 2), torch.cat(bwd_parts, 2), decays)
-        del fwd_parts, bwd_parts
-        outputs, chunk = [], 0
-        for start in starts:  # pass 2
-            q, out, silu_g = pending.pop(0)
-            n = q.shape[2]
-            with torch.autocast(device_type=device, enabled=False):
-                if n_chunks > 1:
-                    add_inter_chunks_(out, q, fwd[:, :, chunk:chunk + n], bwd[:, :, chunk:chunk + n], decays)
-                out = retention.normalise(out.flatten(2, 3), plan.row_scale[:, :, start:start + n * c])
-            chunk += n
-            del q
-            seg = x[:, start:start + n * c] + self.dropout(retention.gate_out(out, silu_g))
-            outputs.append(seg + self.ffn(self.final_layer_norm(seg)))
+                fwd, bwd = segment_states(u_fwd, u_bwd, carry_fwd[:, :, index], carry_bwd[:, :, index], decays)
+                add_inter_chunks_(out, q, fwd, bwd, decays)
+                del q, u_fwd, u_bwd, fwd, bwd
+                out = retention.normalise(out.flatten(2, 3), plan.row_scale[:, :, start:end])
+            seg = x[:, start:end] + self.dropout(retention.gate_out(out, silu_g))
+            seg = seg + self.ffn(self.final_layer_norm(seg))
+            if result is None:
+                outputs.append(seg)
+            else:
+                result[:, start:end] = seg
+        if result is not None:
+            return result
         return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
 
 

@@ -50,6 +50,7 @@ class OneHotModel(nn.Module):
 
     @property
     def k(self) -> int:
+        """Tokenizer k of the inputs."""
         return self.config.k
 
     @property

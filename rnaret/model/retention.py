@@ -205,6 +205,39 @@ def add_inter_chunks_(out: Tensor, q: Tensor, fwd: Tensor, bwd: Tensor, decays: 
     return out
 
 
+def segment_totals(u_fwd: Tensor, u_bwd: Tensor, decays: ChunkDecays) -> tuple[Tensor, Tensor]:
+    """Totals of one segment of n chunks' summaries (B, H, n, dk, dv), decayed to the segment's
+    right edge (fwd: a**(n-1-j) u_fwd[j]) and left edge (bwd: a**j u_bwd[j]), a = gamma**C.
+    Returns two (B, H, dk * dv)."""
+    n = u_fwd.shape[2]
+    powers = _decay_powers(n, decays.log_chunk)[None, :, None, :]  # (1, H, 1, n)
+    t_fwd = (powers.flip(-1) @ u_fwd.flatten(-2)).squeeze(-2)
+    t_bwd = (powers @ u_bwd.flatten(-2)).squeeze(-2)
+    return t_fwd, t_bwd
+
+
+def segment_carries(t_fwd: Tensor, t_bwd: Tensor, chunks_per_segment: int, decays: ChunkDecays
+                    ) -> tuple[Tensor, Tensor]:
+    """States entering each segment from the left and from the right, (B, H, S, dk * dv), from
+    the totals (B, H, S, dk * dv) of S segments of ``chunks_per_segment`` chunks (the last may
+    be shorter: it is only ever a source)."""
+    log_a = decays.log_chunk * chunks_per_segment
+    return exclusive_decay_scan(t_fwd, log_a), exclusive_decay_scan(t_bwd, log_a, reverse=True)
+
+
+def segment_states(u_fwd: Tensor, u_bwd: Tensor, carry_fwd: Tensor, carry_bwd: Tensor,
+                   decays: ChunkDecays) -> tuple[Tensor, Tensor]:
+    """States entering each chunk of one segment (B, H, n, dk, dv): the exclusive scans of the
+    segment's own summaries plus the carries from the other segments (B, H, dk * dv), decayed
+    to each chunk. Together they equal ``chunk_states`` over the whole sequence."""
+    shape, n = u_fwd.shape, u_fwd.shape[2]
+    powers = _decay_powers(n, decays.log_chunk)[None, :, :, None]  # (1, H, n, 1)
+    fwd = exclusive_decay_scan(u_fwd.flatten(-2), decays.log_chunk) + powers * carry_fwd[:, :, None]
+    bwd = exclusive_decay_scan(u_bwd.flatten(-2), decays.log_chunk, reverse=True) \
+        + powers.flip(2) * carry_bwd[:, :, None]
+    return fwd.view(shape), bwd.view(shape)
+
+
 def decayed_sum(q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor, chunk_size: int) -> Tensor:
     """out_n = sum_m gamma**|n - m| (q_n . k_m) v_m for every n, exactly, in O(L) time and memory.
 

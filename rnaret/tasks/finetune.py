@@ -49,12 +49,14 @@ class TaskModel(nn.Module):
                 parameter.requires_grad_(False)
 
     def train(self, mode: bool = True):
+        """Train mode for the head (and the encoder unless frozen)."""
         super().train(mode)
         if self.freeze_encoder:
             self.encoder.eval()
         return self
 
     def forward(self, tokens: torch.Tensor, padding_mask: torch.Tensor):
+        """tokens (B, L) int64, padding_mask (B, L) bool True at real positions -> head output."""
         context = torch.no_grad() if self.freeze_encoder else contextlib.nullcontext()
         with context:
             states = self.encoder(tokens, padding_mask=padding_mask, return_logits=False).last_inner_state

@@ -56,22 +56,27 @@ class InteractionTask(Task):
         return examples
 
     def collate(self, examples: list[Example]) -> Batch:
+        """Padded pairs; targets (B,) int64 labels."""
         tokens, padding_mask = pad_tokens([e.tokens for e in examples])
         targets = torch.tensor([int(e.target) for e in examples], dtype=torch.long)
         return Batch(tokens, padding_mask, targets, examples)
 
     def build_head(self, d: int) -> InteractionHead:
+        """The published CLS head for width d (logits (B, 2))."""
         return InteractionHead(d, 2, dropout=float(self.settings.get("head_dropout") or 0.0))
 
     def loss(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Cross-entropy of logits (B, 2) against the labels."""
         return F.cross_entropy(output, batch.targets)
 
     def predict(self, output: torch.Tensor, batch: Batch) -> list[dict]:
+        """Rows: id, line, mirna_id, target_id, label, score (P(class 1)), prediction (score >= 0.5)."""
         scores = torch.softmax(output, dim=-1)[:, 1].cpu().numpy()
         return [{"id": e.id, **e.info, "score": float(s), "prediction": int(s >= 0.5)}
                 for e, s in zip(batch.examples, scores)]
 
     def metrics(self, rows: list[dict]) -> dict[str, float]:
+        """accuracy, precision, recall, f1, auc, mcc, n, n_pos, n_neg (``rnaret.metrics``)."""
         return classification_metrics([r["label"] for r in rows], [r["score"] for r in rows])
 
     def write_outputs(self, rows: list[dict], metrics: dict, out_dir: Path) -> list[Path]:

@@ -33,12 +33,12 @@ knotted for the 30 bracket pages of dot-bracket keeps, in ``.dbn`` only, the pai
 :func:`dot_bracket_of`); the bpseq and CT files always hold every pair.
 
 Settings (``default_settings`` = the published recipe and paper-size head; the ``laptop``
-preset in ``presets`` shrinks the head and the budget for 2 CPU cores): ``head_channels`` 128, ``head_blocks`` 16,
-``head_kernel`` 3, ``symmetrize`` ("mean", or "lower" = published orientation),
+preset in ``presets`` shrinks the head and the budget for 2 CPU cores): ``head_channels`` 128,
+``head_blocks`` 16, ``head_kernel`` 3, ``symmetrize`` ("mean", or "lower" = published orientation),
 ``positive_weight`` 10, ``min_pair_distance`` 4, ``threshold`` 0.5, ``train_max_len`` 600
 (training sequences longer than this are left out, as published; valid/test are never cut),
 ``train_crop`` None (a random window of this many nt per training step, pairs leaving the window
-dropped; for CPU budgets), ``lr`` 1e-5, ``batch_size`` 1, ``epochs`` 50.
+dropped; for CPU budgets), ``lr`` 1e-5, ``batch_size`` 1, ``epochs`` 50, no gradient clipping.
 """
 from __future__ import annotations
 
@@ -148,7 +148,8 @@ class StructureTask(Task):
     name = "structure"
     selection_metric = "f1"
     default_settings = {
-        "k": 1, "lr": 1e-5, "batch_size": 1, "epochs": 50, "eval_max_tokens": 2048,
+        # the published recipe (ssp.py): lr 1e-5, batch 1, 50 epochs, weight_factor 10, no clipping
+        "k": 1, "lr": 1e-5, "batch_size": 1, "epochs": 50, "grad_clip": None, "eval_max_tokens": 2048,
         "head_channels": 128, "head_blocks": 16, "head_kernel": 3, "symmetrize": "mean",
         "positive_weight": 10.0, "min_pair_distance": 4, "threshold": 0.5,
         "train_max_len": 600, "train_crop": None, "contact_map_examples": 4,

@@ -29,6 +29,7 @@ class Transcript:
 
     @property
     def label(self) -> int:
+        """1 for a coding transcript (it has a CDS), else 0."""
         return int(self.cds is not None)
 
 

@@ -33,7 +33,7 @@ rule pretrain:
         conda_env("model")
     threads: pretrain_settings()["threads"]
     resources:
-        gpu=pretrain_settings()["gpus"],
+        gpu=pretrain_gpus,
         mem_mb=pretrain_settings()["mem_mb"],
         runtime=pretrain_settings()["runtime"],
     shell:

@@ -53,9 +53,15 @@ def pretrain_out_dir(wildcards, output):
     return os.path.dirname(output.metrics)
 
 
+def pretrain_gpus(wildcards):
+    """GPUs of the job: pretrain.gpus, at most one for converting released weights."""
+    gpus = int(pretrain_settings()["gpus"])
+    return min(gpus, 1) if pretrain_init_from(wildcards.model) else gpus
+
+
 def pretrain_nproc(wildcards):
-    """Worker processes: one per configured GPU (DDP through torchrun), else one."""
-    return max(1, int(pretrain_settings()["gpus"]))
+    """Worker processes: one per GPU of the job (DDP through torchrun), else one."""
+    return max(1, pretrain_gpus(wildcards))
 
 
 def pretrain_args(wildcards, threads):
