@@ -155,3 +155,24 @@ def test_chunkwise_never_builds_length_squared_matrices():
 def test_bad_form_is_refused():
     with pytest.raises(ValueError, match="form must be one of"):
         ret.make_plan("recurrent", 10, ret.rotary_angle(8), ret.decay_log(4), None, 16, torch.float32)
+
+
+@pytest.mark.parametrize("n_chunks,per_segment", [(7, 3), (9, 3), (5, 8), (40, 6)])
+def test_segment_states_equal_whole_sequence_states(n_chunks, per_segment):
+    """Chunk states assembled segment by segment (the encoder's two-pass layers) equal the
+    whole-sequence scan, a short last segment included."""
+    g = torch.Generator().manual_seed(n_chunks)
+    u_fwd = torch.randn(2, 4, n_chunks, 3, 5, generator=g, dtype=torch.float64)
+    u_bwd = torch.randn(2, 4, n_chunks, 3, 5, generator=g, dtype=torch.float64)
+    decays = ret.chunk_decays(16, ret.decay_log(4).double())
+    fwd, bwd = ret.chunk_states(u_fwd, u_bwd, decays)
+    bounds = list(range(0, n_chunks, per_segment))
+    totals = [ret.segment_totals(u_fwd[:, :, b:b + per_segment], u_bwd[:, :, b:b + per_segment], decays)
+              for b in bounds]
+    carry_fwd, carry_bwd = ret.segment_carries(torch.stack([t[0] for t in totals], 2),
+                                               torch.stack([t[1] for t in totals], 2), per_segment, decays)
+    for i, b in enumerate(bounds):
+        seg = slice(b, b + per_segment)
+        f, r = ret.segment_states(u_fwd[:, :, seg], u_bwd[:, :, seg], carry_fwd[:, :, i], carry_bwd[:, :, i], decays)
+        assert torch.allclose(f, fwd[:, :, seg], atol=1e-12, rtol=1e-12)
+        assert torch.allclose(r, bwd[:, :, seg], atol=1e-12, rtol=1e-12)

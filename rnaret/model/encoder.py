@@ -55,7 +55,7 @@ class EncoderConfig:
     activation_dropout: float = 0.2
     k: int | None = None
     chunk_size: int = 128
-    parallel_max_len: int = 256
+    parallel_max_len: int = 512
     segment_len: int = 1024
     architecture: str = "retnet"
 

@@ -17,6 +17,12 @@ mask a padded row gives exactly what the same row gives unpadded).
   exact (C, C) decay-masked product (the diagonal counted once); across chunks a forward and a
   backward scan of per-chunk (d_k, d_v) states. The score row sums come from the same pass
   (a column of ones appended to v), and s_n from the same scans with q = 1, k = mu, v = 1.
+  The scans are loop-free (``exclusive_decay_scan``: blocked triangular matmuls).
+
+``decayed_sum`` composes the chunk-level pieces (``intra_chunks``, ``chunk_states``,
+``add_inter_chunks_``) over a whole sequence; the encoder's chunkwise layers drive the same
+pieces segment by segment (``segment_totals``, ``segment_carries``, ``segment_states``) so that
+long inputs are processed in cache-sized pieces, with the same numbers.
 
 Both forms run in float32 (float64 if the inputs are) with autocast disabled, so that the
 decays, normalisers and scan states are never held in bf16/fp16.
