@@ -8,7 +8,8 @@ Prints, on the machine it runs on (paper-size RetNet, k = 1 by default, eval mod
     form, no mask). The published way's cost does not depend on the sequences (every batch is
     8 x 2,000), so it is timed on a few batches and scaled to the sample; ours runs the whole
     sample. With ``--sample N`` a seeded random subsample of N records is used (2 CPU cores:
-    the whole sample would take hours the published way).
+    the whole sample would take hours the published way). Also printed: the bound on the ratio
+    if ours ran all its matmul FLOPs at the machine's fp32 matmul rate.
 (b) one sequence of each of ``--lengths`` nt: chunkwise, and parallel where it fits in memory;
     time and peak memory (each case in a fresh subprocess: peak RSS on CPU, peak allocated on
     CUDA), with the ratios at 8k and the 100k checks (memory, time per nt against 2k).
@@ -122,7 +123,7 @@ def parallel_fits(length: int, heads: int, device: str) -> tuple[bool, float]:
 
 # ---------------------------------------------------------------- (a) the real length mix
 
-def length_mix(args) -> None:
+def length_mix(args, rate: float, per_token: float) -> None:
     from rnaret.embed import length_batches
     from rnaret.io.fasta import read_fasta
     from rnaret.tokenizer import encode
@@ -176,6 +177,10 @@ def length_mix(args) -> None:
           f"= {published_nt / published:9.0f} nt/s")
     print(f"    ratio: ours is {published / ours:.1f}x faster in wall time and "
           f"{(sum(lengths) / ours) / (published_nt / published):.1f}x in nt/s   (target >= 20x)")
+    # ours can at best run its matmul FLOPs at the machine's matmul rate
+    ideal = sum(len(t) for t in token_lists) * per_token / rate
+    print(f"    bound: ours at 100% of the fp32 matmul rate would take {ideal:.1f} s, so on this machine "
+          f"the wall-time ratio cannot exceed {published / ideal:.1f}x")
 
 
 # ---------------------------------------------------------------- (b) single long sequences
@@ -245,14 +250,12 @@ def flops_per_token(args, length: int) -> float:
     return counter.get_total_flops() / length
 
 
-def matmul_share(args, results: dict) -> None:
-    rate = matmul_rate(args.device)
+def matmul_share(args, results: dict, rate: float, per_token: float) -> None:
     print(f"\n(c) fp32 matmul rate of this machine ({args.device}, {args.threads} threads): {rate / 1e9:.1f} GFLOP/s")
     r = results.get(("chunkwise", 32000))
     if not r or "error" in r:
         print("    (no 32k chunkwise run to compare)")
         return
-    per_token = flops_per_token(args, 3200)
     achieved = per_token * 32000 / r["seconds"]
     print(f"    encoder at 32k: {per_token / 1e6:.1f} MFLOP per token (matmuls, counted at 3,200 and scaled), "
           f"{achieved / 1e9:.1f} GFLOP/s = {100 * achieved / rate:.0f}% of the matmul rate")
@@ -282,11 +285,13 @@ def main() -> None:
     print(f"rnaret encoder benchmark: {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, torch {torch.__version__}, {args.threads} threads, device {args.device}"
           + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else ""))
+    rate = matmul_rate(args.device)
+    per_token = flops_per_token(args, 3200)
     if "a" in args.parts:
-        length_mix(args)
+        length_mix(args, rate, per_token)
     results = single_sequences(args) if "b" in args.parts or "c" in args.parts else {}
     if "c" in args.parts:
-        matmul_share(args, results)
+        matmul_share(args, results, rate, per_token)
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ class EncoderConfig:
     k: int | None = None
     chunk_size: int = 128
     parallel_max_len: int = 512
-    segment_len: int = 1024
+    segment_len: int = 4096
     architecture: str = "retnet"
 
     def __post_init__(self):
@@ -254,9 +254,10 @@ class RetNetLayer(nn.Module):
 
     The chunkwise form runs in two passes over segments of ``plan.segment`` positions (whole
     chunks) so that long inputs are processed in cache-sized pieces: pass 1 projects each
-    segment and computes its within-chunk part and chunk summaries; the chunk states are scanned
-    over the whole sequence; pass 2 adds the other chunks' part and runs the rest of the block.
-    The numbers are those of the whole-sequence form.
+    segment and computes its within-chunk part, its chunk summaries and their segment totals;
+    the totals are scanned into the states entering each segment; pass 2 builds each
+    segment's chunk states, adds the other chunks' part and runs the rest of the block.
+    The numbers are those of the whole-sequence form (``MultiScaleRetention.forward``).
     """
 
     def __init__(self, config: EncoderConfig):

@@ -327,7 +327,7 @@ class RetentionPlan:
 
 def make_plan(form: str, length: int, angle: Tensor, log_decay: Tensor,
               padding_mask: Tensor | None, chunk_size: int, dtype: torch.dtype,
-              zero_tail: int = 0, segment_len: int = 1024) -> RetentionPlan:
+              zero_tail: int = 0, segment_len: int = 4096) -> RetentionPlan:
     """Precompute, once per forward, what the retention of every layer needs.
 
     ``angle`` (dk,) and ``log_decay`` (H,) are the encoder's buffers; ``dtype`` is the compute

@@ -56,7 +56,8 @@ COMMON_SETTINGS: dict[str, Any] = {
     "lr": 1e-4,                   # AdamW learning rate of the encoder (and of the head unless head_lr)
     "head_lr": None,              # AdamW learning rate of the head; None = lr
     "weight_decay": 0.01,
-    "warmup_steps": 0,            # linear warm-up, then constant
+    "warmup_steps": 0,            # linear warm-up, then lr_schedule
+    "lr_schedule": "constant",    # constant | cosine (from lr down to lr/10 at the last step)
     "grad_clip": 1.0,             # max global grad norm; None or 0 = no clipping
     "batch_size": 32,             # examples per batch (ignored when max_tokens is set)
     "max_tokens": None,           # token budget per batch: n_examples * padded length <= max_tokens

@@ -56,9 +56,9 @@ class CodingTask(Task):
         # token-budget batches; validation on a fixed subset of whole transcripts
         # positives up-weighted and the checkpoint chosen on validation accuracy, so that the
         # fixed 0.5 threshold of the window score falls between the classes after short training
-        "laptop": {"lr": 2e-3, "epochs": 3, "train_samples_per_epoch": 800, "train_crop": 512,
-                   "max_tokens": 8192, "warmup_steps": 20, "grad_clip": 1.0, "valid_max_examples": 200,
-                   "positive_weight": 1.5, "select_on": "accuracy"},
+        "laptop": {"lr": 3e-3, "lr_schedule": "cosine", "epochs": 8, "train_samples_per_epoch": 800,
+                   "train_crop": 512, "max_tokens": 8192, "warmup_steps": 20, "grad_clip": 1.0,
+                   "valid_max_examples": 300, "positive_weight": 1.5, "select_on": "accuracy"},
     }
 
     def read_split(self, path, select: str | None = None) -> list[Example]:

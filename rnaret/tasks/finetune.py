@@ -206,6 +206,9 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
     warmup = int(settings.get("warmup_steps") or 0)
     max_steps = settings.get("max_steps")
     epochs = int(settings["epochs"]) if max_steps is None else 10**9
+    schedule = settings.get("lr_schedule") or "constant"
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"lr_schedule must be constant or cosine, got {schedule!r}")
     clip = settings.get("grad_clip")
 
     def trainable_state() -> dict[str, torch.Tensor]:
@@ -250,10 +253,14 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
                            leave=False)
         for position, indices in enumerate(bar, start=1):
             batch = task.collate([views[i] for i in indices]).to(device)
-            if warmup:
-                scale = min(1.0, (step + 1) / warmup)
-                for group, lr in zip(optimizer.param_groups, base_lrs):
-                    group["lr"] = lr * scale
+            scale = min(1.0, (step + 1) / warmup) if warmup else 1.0
+            if schedule == "cosine":
+                # progress through the run: by steps when max_steps is set, else by epochs
+                done_fraction = (step / int(max_steps) if max_steps is not None
+                                 else (epoch + (position - 1) / len(batches)) / epochs)
+                scale *= 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, done_fraction)))
+            for group, lr in zip(optimizer.param_groups, base_lrs):
+                group["lr"] = lr * scale
             with autocast(device):
                 output = model(batch.tokens, batch.padding_mask)
             loss = task.loss(_to_float(output), batch)
