@@ -23,4 +23,5 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 "$PY" -m pip install -q --disable-pip-version-check "torch==2.13.0"
-"$PY" -m pip install -q --disable-pip-version-check -e "$here[all]"
+# the versions the conda environments pin (envs/*.yaml), so both ways of running agree
+"$PY" -m pip install -q --disable-pip-version-check -c "$here/constraints.txt" -e "$here[all]"
