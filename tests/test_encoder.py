@@ -14,13 +14,7 @@ from rnaret.tokenizer import PAD
 PAPER_PARAMETERS = {1: 11_810_688, 3: 11_856_768, 5: 12_594_048}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads; one avoids OpenMP hand-offs on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,7 @@ from rnaret.model.transformer import TransformerEncoder
 from rnaret.tokenizer import PAD, encode
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads; one avoids OpenMP hand-offs on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _config(k=3, **overrides):

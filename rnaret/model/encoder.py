@@ -362,7 +362,39 @@ def finish_output(x: Tensor, mask: Tensor, norm: nn.Module, head: nn.Module,
     return EncoderOutput(logits=logits, last_inner_state=x, hidden=hidden, padding_mask=mask)
 
 
-class RetNetEncoder(nn.Module):
+class TokenEncoder(nn.Module):
+    """What the RetNet and the Transformer baseline share: token embedding (PAD row zero),
+    ``layers`` built by ``make_layer(config)``, final RMSNorm and the untied MLM head, and the
+    ``forward(tokens, form=None, padding_mask=None, return_logits=True)`` entry point; a
+    subclass supplies ``forward_embeddings``."""
+
+    architecture = ""
+
+    def __init__(self, config: EncoderConfig, make_layer):
+        super().__init__()
+        self.config = config
+        d, vocab = config.retnet_embed_dim, config.vocab_size
+        self.embed_tokens = nn.Embedding(vocab, d, padding_idx=PAD)
+        self.output_projection = nn.Linear(d, vocab, bias=False)
+        nn.init.normal_(self.output_projection.weight, mean=0, std=d ** -0.5)
+        self.layers = nn.ModuleList(make_layer(config) for _ in range(config.retnet_layers))
+        self.layer_norm = RMSNorm(d)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, tokens: Tensor, form: str | None = None, padding_mask: Tensor | None = None,
+                return_logits: bool = True) -> EncoderOutput:
+        """tokens (B, L) int64 -> EncoderOutput (see the subclass docstring)."""
+        if tokens.dim() != 2:
+            raise ValueError(f"tokens must be (batch, length), got shape {tuple(tokens.shape)}")
+        mask = padding_mask_for(tokens, padding_mask)
+        return self.forward_embeddings(self.embed_tokens(tokens), mask, form, return_logits)
+
+    def num_parameters(self) -> int:
+        """Number of parameters (buffers not counted), as in the paper."""
+        return sum(p.numel() for p in self.parameters())
+
+
+class RetNetEncoder(TokenEncoder):
     """The RNAret encoder (published model, padding-aware, parallel or chunkwise retention).
 
     ``encoder(tokens, form=None, padding_mask=None, return_logits=True)``:
@@ -375,25 +407,9 @@ class RetNetEncoder(nn.Module):
     architecture = "retnet"
 
     def __init__(self, config: EncoderConfig | None = None):
-        super().__init__()
         config = config or EncoderConfig()
-        self.config = config
-        d, vocab = config.retnet_embed_dim, config.vocab_size
-        self.embed_tokens = nn.Embedding(vocab, d, padding_idx=PAD)
-        self.output_projection = nn.Linear(d, vocab, bias=False)
-        nn.init.normal_(self.output_projection.weight, mean=0, std=d ** -0.5)
-        self.layers = nn.ModuleList(RetNetLayer(config) for _ in range(config.retnet_layers))
-        self.layer_norm = RMSNorm(d)
+        super().__init__(config, RetNetLayer)
         self.retnet_rel_pos = RetNetRelPos(config)
-        self.dropout = nn.Dropout(config.dropout)
-
-    def forward(self, tokens: Tensor, form: str | None = None, padding_mask: Tensor | None = None,
-                return_logits: bool = True) -> EncoderOutput:
-        """tokens (B, L) int64 -> EncoderOutput (see the class docstring)."""
-        if tokens.dim() != 2:
-            raise ValueError(f"tokens must be (batch, length), got shape {tuple(tokens.shape)}")
-        mask = padding_mask_for(tokens, padding_mask)
-        return self.forward_embeddings(self.embed_tokens(tokens), mask, form, return_logits)
 
     def forward_embeddings(self, embeddings: Tensor, padding_mask: Tensor, form: str | None = None,
                            return_logits: bool = True) -> EncoderOutput:
@@ -423,7 +439,3 @@ class RetNetEncoder(nn.Module):
         if tail:
             x = x[:, :length]
         return finish_output(x, padding_mask, self.layer_norm, self.output_projection, return_logits)
-
-    def num_parameters(self) -> int:
-        """Number of parameters (buffers not counted), as in the paper."""
-        return sum(p.numel() for p in self.parameters())

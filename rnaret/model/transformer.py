@@ -20,10 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnaret.model.encoder import (GLU, EncoderConfig, EncoderOutput, RMSNorm, choose_form,
-                                  finish_output, padding_mask_for)
+from rnaret.model.encoder import (GLU, EncoderConfig, EncoderOutput, RMSNorm, TokenEncoder,
+                                  choose_form, finish_output)
 from rnaret.model.retention import rotary_angle, rotary_phasors, rotate
-from rnaret.tokenizer import PAD
 
 
 class MultiHeadAttention(nn.Module):
@@ -71,36 +70,21 @@ class TransformerLayer(nn.Module):
         return x + self.ffn(self.final_layer_norm(x))
 
 
-class TransformerEncoder(nn.Module):
+class TransformerEncoder(TokenEncoder):
     """BERT-style baseline with the RetNetEncoder interface:
     ``encoder(tokens, form=None, padding_mask=None, return_logits=True)`` -> ``EncoderOutput``
-    (tokens LongTensor (B, L); PAD masked unless ``padding_mask`` (B, L) bool is given)."""
+    (tokens LongTensor (B, L); PAD masked unless ``padding_mask`` (B, L) bool is given);
+    ``form`` is validated and otherwise ignored."""
 
     architecture = "transformer"
 
     def __init__(self, config: EncoderConfig | None = None):
-        super().__init__()
         config = config or EncoderConfig(architecture="transformer")
         if config.architecture != "transformer":
             raise ValueError(f"TransformerEncoder needs architecture='transformer', got {config.architecture!r}")
-        self.config = config
-        d, vocab = config.retnet_embed_dim, config.vocab_size
-        self.embed_tokens = nn.Embedding(vocab, d, padding_idx=PAD)
-        self.output_projection = nn.Linear(d, vocab, bias=False)
-        nn.init.normal_(self.output_projection.weight, mean=0, std=d ** -0.5)
-        self.layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.retnet_layers))
-        self.layer_norm = RMSNorm(d)
-        self.dropout = nn.Dropout(config.dropout)
+        super().__init__(config, TransformerLayer)
         # derived from the config, so not part of the state dict
         self.register_buffer("rotary_angle", rotary_angle(config.key_dim), persistent=False)
-
-    def forward(self, tokens: Tensor, form: str | None = None, padding_mask: Tensor | None = None,
-                return_logits: bool = True) -> EncoderOutput:
-        """tokens (B, L) int64 -> EncoderOutput; ``form`` is validated and otherwise ignored."""
-        if tokens.dim() != 2:
-            raise ValueError(f"tokens must be (batch, length), got shape {tuple(tokens.shape)}")
-        mask = padding_mask_for(tokens, padding_mask)
-        return self.forward_embeddings(self.embed_tokens(tokens), mask, form, return_logits)
 
     def forward_embeddings(self, embeddings: Tensor, padding_mask: Tensor, form: str | None = None,
                            return_logits: bool = True) -> EncoderOutput:
@@ -117,7 +101,3 @@ class TransformerEncoder(nn.Module):
         for layer in self.layers:
             x = layer(x, phasors, key_mask)
         return finish_output(x, padding_mask, self.layer_norm, self.output_projection, return_logits)
-
-    def num_parameters(self) -> int:
-        """Number of parameters (buffers not counted)."""
-        return sum(p.numel() for p in self.parameters())
