@@ -68,3 +68,22 @@ def test_unpinned_specs_are_rejected():
     for spec in ("numpy", "numpy>=2", "numpy=2.*", "numpy=2.4.*", "numpy 2.4"):
         assert not CONDA_PIN.match(spec.replace(" ", "")), spec
     assert CONDA_PIN.match("numpy=2.4.6") and CONDA_PIN.match("seqkit==2.3.0")
+
+
+def test_install_constraints_agree_with_the_environment_pins():
+    """install.sh installs with ``-c constraints.txt``: each package both pin must have one version."""
+    constraints = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, version = line.split("==")
+            constraints[name.lower()] = version
+    checked = 0
+    for path in ENV_FILES:
+        for _, spec in dependencies(path):
+            name, version = re.split(r"==?", spec.replace(" ", ""), maxsplit=1)
+            dist = DISTRIBUTIONS.get(name.split("::")[-1])
+            if dist and dist.lower() in constraints:
+                assert constraints[dist.lower()] == version, f"{path.name}: {spec} but constraints.txt has {dist}=={constraints[dist.lower()]}"
+                checked += 1
+    assert checked >= 10

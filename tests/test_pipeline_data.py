@@ -301,6 +301,13 @@ def test_dry_run_and_lint_in_the_repository_root():
     assert "Congratulations" in lint.stdout + lint.stderr
 
 
+def test_snakefiles_are_snakefmt_formatted():
+    """The Snakefile and rules are as snakefmt writes them (CONVENTIONS: snakefmt formats them)."""
+    result = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "Snakefile", "workflow"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
 def test_seqkit_wrapper_creates_every_declared_output(tmp_path):
     """Our wrapper, used as the official bio/seqkit one is: rmdup with no duplicates still
     yields the (empty) --dup-num-file, and the main output appears only when seqkit succeeded."""

@@ -271,7 +271,7 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
             optimizer.step()
             step += 1
             losses.append(float(loss.detach()))
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", refresh=False)
             last = max_steps is not None and step >= int(max_steps)
             if position in eval_at or last:
                 validate(epoch + position / len(batches), float(np.mean(losses)))

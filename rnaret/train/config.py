@@ -2,7 +2,7 @@
 
 Presets (``preset(name, k)``):
 - ``laptop`` (the default pipeline run): a small encoder (3 layers, width 64, ~0.2 M
-  parameters) that learns visibly on the bundled RNAcentral sample in about two minutes per
+  parameters) that learns visibly on the bundled RNAcentral sample in under a minute per
   model on 2 CPU cores;
 - ``paper``: the paper's encoder and hyperparameters (AdamW lr 1e-4, weight decay 0.01, 200,000
   tokens a step = the published 100 x 2,000, cosine warm restarts T_0 50,000 / eta_min 1e-5,
@@ -127,7 +127,7 @@ class PretrainConfig:
 
 
 def _laptop(k: int) -> dict:
-    # Sized to learn visibly on the bundled sample in ~2 min per model on 2 CPU cores: a
+    # Sized to learn visibly on the bundled sample in ~30 s per model on 2 free CPU cores: a
     # 3-layer, 64-wide encoder, 4,096-token steps, training windows cropped (randomly, every
     # step) to 256 tokens so CPU time goes to many short windows rather than a few long ones.
     return dict(

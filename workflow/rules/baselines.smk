@@ -13,21 +13,21 @@ rule vienna:
         metrics="results/structure/{dataset}/vienna/metrics.tsv",
         predictions="results/structure/{dataset}/vienna/predictions.dbn",
         per_sequence="results/structure/{dataset}/vienna/per_sequence.tsv",
-    params:
-        out_dir=vienna_out_dir,
-        method=vienna_settings()["method"],
-        gamma=vienna_settings()["gamma"],
-        extra=vienna_extra_args,
-    wildcard_constraints:
-        dataset="|".join(re.escape(d) for d in datasets_of("structure")) or "(?!)",
     log:
         "logs/structure/{dataset}/vienna.log",
+    wildcard_constraints:
+        dataset="|".join(re.escape(d) for d in datasets_of("structure")) or "(?!)",
     conda:
         conda_env("vienna")
     threads: vienna_settings()["threads"]
     resources:
         mem_mb=vienna_settings()["mem_mb"],
         runtime=vienna_settings()["runtime"],
+    params:
+        out_dir=vienna_out_dir,
+        method=vienna_settings()["method"],
+        gamma=vienna_settings()["gamma"],
+        extra=vienna_extra_args,
     shell:
         "python -m rnaret vienna --dataset {input:q} --output-dir {params.out_dir:q} --threads {threads}"
         " --method {params.method} --gamma {params.gamma} {params.extra} > {log:q} 2>&1"

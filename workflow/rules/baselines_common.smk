@@ -7,8 +7,14 @@ import shlex
 
 def vienna_settings():
     """The config's baselines.vienna block with defaults filled in."""
-    settings = {"threads": 2, "method": "both", "gamma": 1.0, "max_bp_span": None, "mem_mb": 4000,
-                "runtime": 240}
+    settings = {
+        "threads": 2,
+        "method": "both",
+        "gamma": 1.0,
+        "max_bp_span": None,
+        "mem_mb": 4000,
+        "runtime": 240,
+    }
     settings.update((config.get("baselines") or {}).get("vienna") or {})
     return settings
 

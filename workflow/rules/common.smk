@@ -9,7 +9,9 @@ from pathlib import Path
 
 # The rules run `python -m rnaret ...` from this source tree, with or without --use-conda
 # (the conda envs pin rnaret's dependencies; rnaret itself is not installed into them).
-shell.prefix(f"export PYTHONPATH='{workflow.basedir}'${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
+shell.prefix(
+    f"export PYTHONPATH='{workflow.basedir}'${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+)
 
 
 def conda_env(name):
@@ -106,7 +108,11 @@ def dataset_path(task, dataset, split):
     ``dataset_row_split``.
     """
     source = _split_value(task, dataset, split)["path"]
-    return dataset_download_path(task, dataset, split, source) if is_url(source) else source
+    return (
+        dataset_download_path(task, dataset, split, source)
+        if is_url(source)
+        else source
+    )
 
 
 def dataset_row_split(task, dataset, split):
@@ -138,13 +144,20 @@ def leakage_inputs(wildcards):
     """Local files of every split checked for leakage (downloads included)."""
     splits = config["dedupe"]["leakage_splits"]
     return sorted(
-        {v["path"] for t in resolved_datasets(splits).values() for d in t.values() for v in d.values()}
+        {
+            v["path"]
+            for t in resolved_datasets(splits).values()
+            for d in t.values()
+            for v in d.values()
+        }
     )
 
 
 def leakage_datasets_json(wildcards):
     """The splits checked for leakage as JSON text for `rnaret leakage --datasets`."""
-    return json.dumps(resolved_datasets(config["dedupe"]["leakage_splits"]), sort_keys=True)
+    return json.dumps(
+        resolved_datasets(config["dedupe"]["leakage_splits"]), sort_keys=True
+    )
 
 
 def dataset_download_url(wildcards):
@@ -154,4 +167,6 @@ def dataset_download_url(wildcards):
 
 def dataset_download_md5(wildcards):
     """The md5 (or checksum file) given with a URL split as {path: URL, md5: ...}, or ''."""
-    return _split_value(wildcards.task, wildcards.dataset, wildcards.split).get("md5", "")
+    return _split_value(wildcards.task, wildcards.dataset, wildcards.split).get(
+        "md5", ""
+    )

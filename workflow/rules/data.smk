@@ -8,10 +8,6 @@ rule download_corpus:
     output:
         fasta=corpus_download_path(),
         info=f"{CORPUS}/download.json",
-    params:
-        source=config["corpus"]["url"],
-        md5=config["corpus"].get("md5", ""),
-        release=config["corpus"].get("release", ""),
     log:
         "logs/data/download_corpus.log",
     conda:
@@ -20,6 +16,10 @@ rule download_corpus:
     resources:
         mem_mb=500,
         runtime=600,
+    params:
+        source=config["corpus"]["url"],
+        md5=config["corpus"].get("md5", ""),
+        release=config["corpus"].get("release", ""),
     shell:
         "python -m rnaret download {params.source:q} --output {output.fasta:q} --md5={params.md5:q}"
         " --release={params.release:q} --info {output.info:q} > {log:q} 2>&1"
@@ -28,19 +28,19 @@ rule download_corpus:
 rule download_dataset:
     output:
         "results/datasets/{task}/{dataset}/{split}/{filename}",
-    wildcard_constraints:
-        split="train|valid|test",
-    params:
-        source=dataset_download_url,
-        md5=dataset_download_md5,
     log:
         "logs/data/download_dataset/{task}/{dataset}/{split}/{filename}.log",
+    wildcard_constraints:
+        split="train|valid|test",
     conda:
         conda_env("data")
     threads: 1
     resources:
         mem_mb=500,
         runtime=60,
+    params:
+        source=dataset_download_url,
+        md5=dataset_download_md5,
     shell:
         "python -m rnaret download {params.source:q} --output {output:q} --md5={params.md5:q} > {log:q} 2>&1"
 
@@ -70,16 +70,16 @@ rule dedupe_corpus:
     output:
         fastx=temp(f"{CORPUS}/deduplicated.fa.gz"),
         dup_num=f"{CORPUS}/duplicates.txt",
-    params:
-        command="rmdup",
-        # forward strand only: an RNA and its reverse complement are different molecules
-        extra="--by-seq --ignore-case --only-positive-strand",
     log:
         "logs/data/dedupe_corpus.log",
     threads: config["dedupe"]["threads"]
     resources:
         mem_mb=config["dedupe"]["mem_mb"],
         runtime=600,
+    params:
+        command="rmdup",
+        # forward strand only: an RNA and its reverse complement are different molecules
+        extra="--by-seq --ignore-case --only-positive-strand",
     wrapper:
         SEQKIT_WRAPPER
 
@@ -97,9 +97,6 @@ rule remove_leakage:
             labels={"table": "leakage"},
         ),
         counts=f"{CORPUS}/leakage.json",
-    params:
-        datasets=leakage_datasets_json,
-        splits=",".join(config["dedupe"]["leakage_splits"]),
     log:
         "logs/data/remove_leakage.log",
     conda:
@@ -108,6 +105,9 @@ rule remove_leakage:
     resources:
         mem_mb=2000,
         runtime=600,
+    params:
+        datasets=leakage_datasets_json,
+        splits=",".join(config["dedupe"]["leakage_splits"]),
     shell:
         "python -m rnaret leakage {input.fasta:q} --output {output.fasta:q} --datasets {params.datasets:q}"
         " --splits {params.splits:q} --table {output.table:q} --counts {output.counts:q}"
@@ -120,12 +120,6 @@ rule filter_lengths:
     output:
         fasta=f"{CORPUS}/filtered.fa.gz",
         counts=f"{CORPUS}/filter.json",
-    params:
-        min_length=config["length_policy"]["min_length"],
-        max_length=config["length_policy"]["max_length"],
-        long=config["length_policy"]["long"],
-        window=config["length_policy"].get("window", config["length_policy"]["max_length"]),
-        overlap=config["length_policy"]["overlap"],
     log:
         "logs/data/filter_lengths.log",
     conda:
@@ -134,6 +128,14 @@ rule filter_lengths:
     resources:
         mem_mb=1000,
         runtime=600,
+    params:
+        min_length=config["length_policy"]["min_length"],
+        max_length=config["length_policy"]["max_length"],
+        long=config["length_policy"]["long"],
+        window=config["length_policy"].get(
+            "window", config["length_policy"]["max_length"]
+        ),
+        overlap=config["length_policy"]["overlap"],
     shell:
         "python -m rnaret filter {input:q} --output {output.fasta:q} --counts {output.counts:q}"
         " --min-length {params.min_length} --max-length {params.max_length} --long {params.long}"
@@ -147,22 +149,27 @@ rule shard_tokens:
         policy=f"{CORPUS}/filter.json",
     output:
         directory("results/shards/k{k}"),
-    wildcard_constraints:
-        k="[135]",
-    params:
-        tokens_per_shard=config["shards"]["tokens_per_shard"],
-        run_tokens=config["shards"]["run_tokens"],
-        valid_fraction=config["shards"]["valid_fraction"],
-        seed=config["shards"]["seed"],
     log:
         "logs/data/shard_tokens/k{k}.log",
+    wildcard_constraints:
+        k="[135]",
     conda:
         conda_env("data")
     threads: 1
     resources:
         # sorted runs and one shard buffer (2 bytes a token), independent of the corpus size
-        mem_mb=1000 + (config["shards"]["run_tokens"] * 40 + config["shards"]["tokens_per_shard"] * 2) // 1_000_000,
+        mem_mb=1000
+        + (
+            config["shards"]["run_tokens"] * 40
+            + config["shards"]["tokens_per_shard"] * 2
+        )
+        // 1_000_000,
         runtime=1440,
+    params:
+        tokens_per_shard=config["shards"]["tokens_per_shard"],
+        run_tokens=config["shards"]["run_tokens"],
+        valid_fraction=config["shards"]["valid_fraction"],
+        seed=config["shards"]["seed"],
     shell:
         "python -m rnaret shard {input.fasta:q} --output {output:q} --k {wildcards.k}"
         " --tokens-per-shard {params.tokens_per_shard} --run-tokens {params.run_tokens}"
@@ -199,4 +206,6 @@ rule corpus_summary:
 
 
 # final targets of the data stages: the stage summary and the shards of every k
-register_targets("data", [f"{CORPUS}/summary.tsv"] + [shard_dir(k) for k in config["shards"]["k"]])
+register_targets(
+    "data", [f"{CORPUS}/summary.tsv"] + [shard_dir(k) for k in config["shards"]["k"]]
+)

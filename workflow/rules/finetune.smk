@@ -14,14 +14,12 @@ rule finetune:
         unpack(finetune_inputs),
     output:
         checkpoint=directory("results/{task}/{dataset}/{model}/checkpoint"),
-    params:
-        args=finetune_args,
+    log:
+        "logs/{task}/{dataset}/{model}/finetune.log",
     wildcard_constraints:
         task="|".join(FINETUNE_TASKS),
         dataset="[^/]+",
         model=TRAINED_MODEL,
-    log:
-        "logs/{task}/{dataset}/{model}/finetune.log",
     conda:
         conda_env("model")
     threads: finetune_settings()["threads"]
@@ -29,6 +27,8 @@ rule finetune:
         gpu=finetune_settings()["gpus"],
         mem_mb=finetune_settings()["mem_mb"],
         runtime=finetune_settings()["runtime"],
+    params:
+        args=finetune_args,
     shell:
         "python -m rnaret finetune --task {wildcards.task} --out {output.checkpoint:q} {params.args}"
         " > {log:q} 2>&1"
@@ -47,15 +47,12 @@ rule evaluate_classifier:
             subcategory="{task}",
             labels={"task": "{task}", "dataset": "{dataset}", "model": "{model}"},
         ),
-    params:
-        out_dir=evaluation_dir,
-        args=evaluate_args,
+    log:
+        "logs/{task}/{dataset}/{model}/evaluate.log",
     wildcard_constraints:
         task="interaction|coding",
         dataset="[^/]+",
         model=f"{TRAINED_MODEL}|{PUBLISHED_MODEL}",
-    log:
-        "logs/{task}/{dataset}/{model}/evaluate.log",
     conda:
         conda_env("model")
     threads: finetune_settings()["threads"]
@@ -63,6 +60,9 @@ rule evaluate_classifier:
         gpu=finetune_settings()["gpus"],
         mem_mb=finetune_settings()["mem_mb"],
         runtime=finetune_settings()["runtime"],
+    params:
+        out_dir=evaluation_dir,
+        args=evaluate_args,
     shell:
         "python -m rnaret evaluate --checkpoint {input.checkpoint:q} --out {params.out_dir:q} {params.args}"
         " > {log:q} 2>&1"
@@ -84,15 +84,12 @@ rule evaluate_structure:
             subcategory="{dataset}",
             labels={"model": "{model}", "figure": "contact maps"},
         ),
-    params:
-        out_dir=evaluation_dir,
-        args=evaluate_args,
+    log:
+        "logs/{task}/{dataset}/{model}/evaluate.log",
     wildcard_constraints:
         task="structure",
         dataset="[^/]+",
         model=f"{TRAINED_MODEL}|{PUBLISHED_MODEL}",
-    log:
-        "logs/{task}/{dataset}/{model}/evaluate.log",
     conda:
         conda_env("model")
     threads: finetune_settings()["threads"]
@@ -100,6 +97,9 @@ rule evaluate_structure:
         gpu=finetune_settings()["gpus"],
         mem_mb=finetune_settings()["mem_mb"],
         runtime=finetune_settings()["runtime"],
+    params:
+        out_dir=evaluation_dir,
+        args=evaluate_args,
     shell:
         "python -m rnaret evaluate --checkpoint {input.checkpoint:q} --out {params.out_dir:q} {params.args}"
         " > {log:q} 2>&1"

@@ -18,8 +18,20 @@ PUBLISHED_MODEL = r"published-k[135]"
 
 def finetune_settings(task=None):
     """The config's finetune block (or one task's block) with defaults filled in."""
-    settings = {"preset": "laptop", "threads": 2, "mem_mb": 6000, "runtime": 120, "gpus": 0}
-    settings.update({k: v for k, v in (config.get("finetune") or {}).items() if k not in FINETUNE_TASKS})
+    settings = {
+        "preset": "laptop",
+        "threads": 2,
+        "mem_mb": 6000,
+        "runtime": 120,
+        "gpus": 0,
+    }
+    settings.update(
+        {
+            k: v
+            for k, v in (config.get("finetune") or {}).items()
+            if k not in FINETUNE_TASKS
+        }
+    )
     if task is None:
         return settings
     block = {"models": [], "published": {}, "settings": {}, "model_settings": {}}
@@ -50,7 +62,9 @@ def finetune_inputs(wildcards):
         if split in dataset_entry(wildcards.task, wildcards.dataset):
             inputs[split] = dataset_path(wildcards.task, wildcards.dataset, split)
     if "train" not in inputs:
-        raise ValueError(f"datasets.{wildcards.task}.{wildcards.dataset} has no train split to fine-tune on")
+        raise ValueError(
+            f"datasets.{wildcards.task}.{wildcards.dataset} has no train split to fine-tune on"
+        )
     return inputs
 
 
@@ -61,7 +75,10 @@ def split_args(task, dataset, splits):
         if split in dataset_entry(task, dataset):
             value = dataset_path(task, dataset, split)
             row = dataset_row_split(task, dataset, split)
-            args += ["--split", f"{split}={value}" + (f"#{row}" if row is not None else "")]
+            args += [
+                "--split",
+                f"{split}={value}" + (f"#{row}" if row is not None else ""),
+            ]
     return args
 
 
@@ -76,7 +93,9 @@ def settings_args(task, model):
 def finetune_args(wildcards, input, threads):
     """The `rnaret finetune` options: init, splits, settings, threads."""
     init = "onehot" if wildcards.model == "onehot" else input.init
-    args = ["--init", init] + split_args(wildcards.task, wildcards.dataset, ("train", "valid"))
+    args = ["--init", init] + split_args(
+        wildcards.task, wildcards.dataset, ("train", "valid")
+    )
     args += settings_args(wildcards.task, wildcards.model) + ["--threads", str(threads)]
     return " ".join(shlex.quote(a) for a in args)
 
@@ -85,7 +104,9 @@ def source_dataset(task, dataset):
     """The dataset whose fine-tuned models evaluate ``dataset`` (its finetuned_on, else itself)."""
     source = dataset_entry(task, dataset).get("finetuned_on") or dataset
     if source not in datasets_of(task):
-        raise ValueError(f"datasets.{task}.{dataset}.finetuned_on: no dataset {source!r} in datasets.{task}")
+        raise ValueError(
+            f"datasets.{task}.{dataset}.finetuned_on: no dataset {source!r} in datasets.{task}"
+        )
     return source
 
 
@@ -94,7 +115,9 @@ def published_checkpoint(task, model):
     published = finetune_settings(task)["published"] or {}
     key = f"k{model_k(model)}"
     if not published.get(key):
-        raise ValueError(f"{model}: set finetune.{task}.published.{key} to a released fine-tuned .pth")
+        raise ValueError(
+            f"{model}: set finetune.{task}.published.{key} to a released fine-tuned .pth"
+        )
     return published[key]
 
 
@@ -104,13 +127,17 @@ def evaluate_inputs(wildcards):
     if re.fullmatch(PUBLISHED_MODEL, model):
         model_file = published_checkpoint(task, model)
     else:
-        model_file = f"results/{task}/{source_dataset(task, dataset)}/{model}/checkpoint"
+        model_file = (
+            f"results/{task}/{source_dataset(task, dataset)}/{model}/checkpoint"
+        )
     return {"checkpoint": model_file, "test": dataset_path(task, dataset, "test")}
 
 
 def evaluate_args(wildcards, input, threads):
     """The `rnaret evaluate` options: task, test split, evaluation settings, threads."""
-    args = ["--task", wildcards.task] + split_args(wildcards.task, wildcards.dataset, ("test",))
+    args = ["--task", wildcards.task] + split_args(
+        wildcards.task, wildcards.dataset, ("test",)
+    )
     if re.fullmatch(PUBLISHED_MODEL, wildcards.model):
         args += settings_args(wildcards.task, wildcards.model)
     args += ["--threads", str(threads)]
@@ -133,12 +160,16 @@ def finetune_targets(tasks=("interaction", "coding")):
         block = finetune_settings(task)
         for model in block["models"]:
             if not re.fullmatch(f"{TRAINED_MODEL}|{PUBLISHED_MODEL}", model):
-                raise ValueError(f"finetune.{task}.models: {model!r} is not rnaret-k{{1,3,5}}, "
-                                 "transformer-k{1,3,5}, onehot or published-k{1,3,5}")
+                raise ValueError(
+                    f"finetune.{task}.models: {model!r} is not rnaret-k{{1,3,5}}, "
+                    "transformer-k{1,3,5}, onehot or published-k{1,3,5}"
+                )
             for dataset in datasets_of(task):
                 entry = dataset_entry(task, dataset)
                 source = source_dataset(task, dataset)
                 trained = "train" in dataset_entry(task, source)
-                if "test" in entry and (trained or re.fullmatch(PUBLISHED_MODEL, model)):
+                if "test" in entry and (
+                    trained or re.fullmatch(PUBLISHED_MODEL, model)
+                ):
                     targets.append(f"results/{task}/{dataset}/{model}/metrics.tsv")
     return targets

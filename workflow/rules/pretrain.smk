@@ -21,14 +21,10 @@ rule pretrain:
             labels={"model": "{model}", "figure": "MLM loss"},
         ),
         summary="results/pretrain/{model}/summary.json",
-    params:
-        out_dir=pretrain_out_dir,
-        nproc=pretrain_nproc,
-        args=pretrain_args,
-    wildcard_constraints:
-        model=PRETRAIN_MODEL,
     log:
         "logs/pretrain/{model}.log",
+    wildcard_constraints:
+        model=PRETRAIN_MODEL,
     conda:
         conda_env("model")
     threads: pretrain_settings()["threads"]
@@ -36,6 +32,10 @@ rule pretrain:
         gpu=pretrain_gpus,
         mem_mb=pretrain_settings()["mem_mb"],
         runtime=pretrain_settings()["runtime"],
+    params:
+        out_dir=pretrain_out_dir,
+        nproc=pretrain_nproc,
+        args=pretrain_args,
     shell:
         "python -m rnaret launch --nproc {params.nproc} -- pretrain --shards {input.shards:q}"
         " --out {params.out_dir:q} {params.args} > {log:q} 2>&1"

@@ -22,10 +22,14 @@ def pretrain_settings():
     settings.update(config.get("pretrain") or {})
     for name in settings["models"]:
         if not re.fullmatch(PRETRAIN_MODEL, name):
-            raise ValueError(f"pretrain.models: {name!r} is not rnaret-k{{1,3,5}} or transformer-k{{1,3,5}}")
+            raise ValueError(
+                f"pretrain.models: {name!r} is not rnaret-k{{1,3,5}} or transformer-k{{1,3,5}}"
+            )
         k = pretrain_k(name)
         if k not in config["shards"]["k"] and name not in (settings["init_from"] or {}):
-            raise ValueError(f"pretrain.models: {name} needs shards at k={k}; add {k} to shards.k")
+            raise ValueError(
+                f"pretrain.models: {name} needs shards at k={k}; add {k} to shards.k"
+            )
     return settings
 
 

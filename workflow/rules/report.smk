@@ -37,8 +37,6 @@ rule tables:
             for task, path in table_outputs("tsv").items()
         },
         **{f"{task}_md": path for task, path in table_outputs("md").items()},
-    params:
-        out_dir=table_dir,
     log:
         "logs/report/tables.log",
     conda:
@@ -47,6 +45,8 @@ rule tables:
     resources:
         mem_mb=500,
         runtime=10,
+    params:
+        out_dir=table_dir,
     shell:
         "python -m rnaret tables {input.metrics:q} --published {input.published:q}"
         " --output-dir {params.out_dir:q} > {log:q} 2>&1"
@@ -73,12 +73,6 @@ rule length_scaling:
             labels={"item": "plot"},
         ),
         md="results/tables/length_scaling.md",
-    params:
-        models=" ".join(report_settings()["length_scaling"]["models"]),
-        presets=" ".join(report_settings()["length_scaling"]["presets"]),
-        lengths=",".join(str(n) for n in report_settings()["length_scaling"]["lengths"]),
-        repeats=report_settings()["length_scaling"]["repeats"],
-        max_seconds=report_settings()["length_scaling"]["max_seconds"],
     log:
         "logs/report/length_scaling.log",
     conda:
@@ -87,6 +81,12 @@ rule length_scaling:
     resources:
         mem_mb=6000,
         runtime=30,
+    params:
+        models=" ".join(report_settings()["length_scaling"]["models"]),
+        presets=" ".join(report_settings()["length_scaling"]["presets"]),
+        lengths=",".join(str(n) for n in report_settings()["length_scaling"]["lengths"]),
+        repeats=report_settings()["length_scaling"]["repeats"],
+        max_seconds=report_settings()["length_scaling"]["max_seconds"],
     shell:
         "python -m rnaret scaling --models {params.models} --presets {params.presets}"
         " --lengths {params.lengths} --repeats {params.repeats} --threads {threads}"
@@ -106,19 +106,19 @@ rule f1_distribution:
             subcategory="{dataset}",
             labels={"model": "{model}", "figure": "per-sequence F1"},
         ),
+    log:
+        "logs/report/f1_distribution/{dataset}/{model}.log",
     wildcard_constraints:
         dataset="[^/]+",
         model="[^/]+",
-    params:
-        split=structure_split_args,
-    log:
-        "logs/report/f1_distribution/{dataset}/{model}.log",
     conda:
         conda_env("report")
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        split=structure_split_args,
     shell:
         "python -m rnaret structure-figures --truth {input.truth:q} {params.split}"
         " --per-sequence {input.per_sequence:q} --label {wildcards.model}"
@@ -138,19 +138,19 @@ rule vienna_contact_maps:
             subcategory="{dataset}",
             labels={"model": "vienna", "figure": "contact maps"},
         ),
-    wildcard_constraints:
-        dataset="[^/]+",
-    params:
-        split=structure_split_args,
-        examples=report_settings()["contact_map_examples"],
     log:
         "logs/report/vienna_contact_maps/{dataset}.log",
+    wildcard_constraints:
+        dataset="[^/]+",
     conda:
         conda_env("report")
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        split=structure_split_args,
+        examples=report_settings()["contact_map_examples"],
     shell:
         "python -m rnaret structure-figures --truth {input.truth:q} {params.split}"
         " --prediction MFE={input.predictions:q} --title 'vienna on {wildcards.dataset}'"

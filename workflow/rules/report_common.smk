@@ -5,7 +5,9 @@ import re
 import shlex
 
 # results/{task}/{dataset}/{model}/metrics.tsv: one evaluation (DESIGN.md contract)
-EVALUATION = re.compile(r"results/(interaction|structure|coding)/([^/]+)/([^/]+)/metrics\.tsv")
+EVALUATION = re.compile(
+    r"results/(interaction|structure|coding)/([^/]+)/([^/]+)/metrics\.tsv"
+)
 REPORT_TASKS = ("structure", "interaction", "coding")
 STRUCTURE_FIGURE_INDEX = "results/report/structure/figures.txt"
 
@@ -37,12 +39,19 @@ def evaluation_metrics(wildcards=None):
     stages = [s for s in _TARGETS if s != "report"]
     targets = [t for s in stages for t in _TARGETS[s]]
     found = [str(t) for t in targets if EVALUATION.fullmatch(str(t))]
-    return sorted(dict.fromkeys(found), key=lambda t: REPORT_TASKS.index(EVALUATION.fullmatch(t).group(1)))
+    return sorted(
+        dict.fromkeys(found),
+        key=lambda t: REPORT_TASKS.index(EVALUATION.fullmatch(t).group(1)),
+    )
 
 
 def structure_evaluations():
     """(dataset, model) of every structure evaluation of the run."""
-    return [EVALUATION.fullmatch(t).groups()[1:] for t in evaluation_metrics() if t.startswith("results/structure/")]
+    return [
+        EVALUATION.fullmatch(t).groups()[1:]
+        for t in evaluation_metrics()
+        if t.startswith("results/structure/")
+    ]
 
 
 def table_outputs(extension):
@@ -62,7 +71,8 @@ def structure_truth(wildcards):
 
 def structure_per_sequence(wildcards):
     """The evaluation's per-sequence scores: ViennaRNA's per_sequence.tsv (MFE and MEA F1), the
-    fine-tuned models' predictions.tsv (F1 per sequence, written by their evaluation)."""
+    fine-tuned models' predictions.tsv (F1 per sequence, written by their evaluation).
+    """
     name = "per_sequence.tsv" if wildcards.model == "vienna" else "predictions.tsv"
     return f"results/structure/{wildcards.dataset}/{wildcards.model}/{name}"
 
@@ -77,9 +87,13 @@ def structure_figure_targets():
     """The F1 distribution of every structure evaluation, and ViennaRNA's contact maps."""
     targets = []
     for dataset, model in structure_evaluations():
-        targets.append(f"results/report/structure/{dataset}/{model}/f1_distribution.png")
+        targets.append(
+            f"results/report/structure/{dataset}/{model}/f1_distribution.png"
+        )
         if model == "vienna":
-            targets.append(f"results/report/structure/{dataset}/vienna/contact_maps.png")
+            targets.append(
+                f"results/report/structure/{dataset}/vienna/contact_maps.png"
+            )
     return targets
 
 
