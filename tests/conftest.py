@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 RESOURCES = ROOT / "resources"
@@ -30,6 +29,8 @@ def reference() -> Path:
 def one_thread():
     """Tiny models gain nothing from threads; one avoids OpenMP hand-offs on a busy machine.
     Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch  # here, so that collecting tests that never touch torch does not import it
+
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

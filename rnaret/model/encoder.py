@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnaret.model.retention import (FORMS, add_inter_chunks_, decay_log, decayed_sum, intra_chunks,
-                                    make_plan, parallel_retention, rotary_angle, rotate, segment_carries,
+from rnaret.model.retention import (FORMS, add_inter_chunks_, decay_log, intra_chunks, make_plan,
+                                    normalise_rows, retention, rotary_angle, rotate, segment_carries,
                                     segment_states, segment_totals)
 from rnaret.tokenizer import PAD, k_from_vocab_size, vocab_size as _vocab_size
 
@@ -226,25 +226,11 @@ class MultiScaleRetention(nn.Module):
             out = self.group_norm(out).transpose(1, 2).reshape(bsz, length, -1)
         return self.out_proj(silu_g * out)
 
-    def normalise(self, total: Tensor, row_scale: Tensor) -> Tensor:
-        """Chunkwise form: decayed sums with the ones column (B, H, S, dv + 1) and 1/sqrt(s_n)
-        (B or 1, H, S, 1) -> the retention output (B, H, S, dv), as published: scaled by the
-        D row normalisation, divided by clamp(|score row sum|, 1) (detached)."""
-        dv = self.head_dim
-        row_sum = total[..., dv:] * row_scale
-        return total[..., :dv] * (row_scale / row_sum.detach().abs().clamp(min=1))
-
     def forward(self, x: Tensor, plan) -> Tensor:
         """Whole-sequence retention block, either form: x (B, L, d) -> (B, L, d)."""
-        if plan.form == "parallel":
-            q, k, v, silu_g = self.project(x, plan)
-            with torch.autocast(device_type=x.device.type, enabled=False):
-                out = parallel_retention(q, k, v, plan.decay)
-        else:
-            q, k, v, silu_g = self.project(x, plan, ones_column=True)
-            with torch.autocast(device_type=x.device.type, enabled=False):
-                total = decayed_sum(q, k, v, plan.log_decay, plan.chunk_size)
-                out = self.normalise(total, plan.row_scale)
+        q, k, v, silu_g = self.project(x, plan)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            out = retention(q, k, v, plan)
         del q, k, v
         return self.gate_out(out, silu_g)
 
@@ -277,7 +263,7 @@ class RetNetLayer(nn.Module):
 
     def _forward_segments(self, x: Tensor, plan) -> Tensor:
         bsz, length, _ = x.shape
-        decays, retention = plan.decays, self.retention
+        decays, block = plan.decays, self.retention
         c = decays.size
         assert length % c == 0, "the encoder aligns chunkwise inputs to whole chunks"
         starts = list(range(0, length, plan.segment))
@@ -285,7 +271,7 @@ class RetNetLayer(nn.Module):
         pending, totals = [], []
         for start in starts:  # pass 1: projections, within-chunk part, chunk summaries
             seg = x[:, start:start + plan.segment]
-            q, k, v, silu_g = retention.project(self.retention_layer_norm(seg), plan, start, ones_column=True)
+            q, k, v, silu_g = block.project(self.retention_layer_norm(seg), plan, start, ones_column=True)
             with torch.autocast(device_type=device, enabled=False):
                 q, k, v = (t.view(bsz, t.shape[1], -1, c, t.shape[-1]) for t in (q, k, v))
                 out, u_fwd, u_bwd = intra_chunks(q, k, v, decays)
@@ -308,8 +294,8 @@ class RetNetLayer(nn.Module):
                 fwd, bwd = segment_states(u_fwd, u_bwd, carry_fwd[:, :, index], carry_bwd[:, :, index], decays)
                 add_inter_chunks_(out, q, fwd, bwd, decays)
                 del q, u_fwd, u_bwd, fwd, bwd
-                out = retention.normalise(out.flatten(2, 3), plan.row_scale[:, :, start:end])
-            seg = x[:, start:end] + self.dropout(retention.gate_out(out, silu_g))
+                out = normalise_rows(out.flatten(2, 3), plan.row_scale[:, :, start:end])
+            seg = x[:, start:end] + self.dropout(block.gate_out(out, silu_g))
             seg = seg + self.ffn(self.final_layer_norm(seg))
             if result is None:
                 outputs.append(seg)

@@ -290,16 +290,22 @@ def chunkwise_retention(q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor, row_
     ``row_scale`` = 1 / sqrt(s_n) (B or 1, H, L, 1) from ``decay_row_sums``;
     ``padding_mask`` (B, L) bool or None. Returns (B, H, L, dv).
     """
-    dv = v.shape[-1]
     if padding_mask is None:
         mu = torch.ones_like(v[..., :1])
     else:
         mu = padding_mask.to(v.dtype)[:, None, :, None].expand(v.shape[0], v.shape[1], -1, 1)
         k = k * mu  # PAD never acts as a key
     # the appended column of ones yields sum_m gamma**|n-m| q_n . k_m, the score row sum
-    total = decayed_sum(q, k, torch.cat((v, mu), dim=-1), log_decay, chunk_size)
+    return normalise_rows(decayed_sum(q, k, torch.cat((v, mu), dim=-1), log_decay, chunk_size), row_scale)
+
+
+def normalise_rows(total: Tensor, row_scale: Tensor) -> Tensor:
+    """Chunkwise form: decayed sums of v with the ones column appended (..., L, dv + 1) and
+    1/sqrt(s_n) (..., L, 1) -> the retention output (..., L, dv), as published: scaled by the D
+    row normalisation, divided by clamp(|score row sum|, 1), the normaliser detached (it
+    rescales without carrying gradient)."""
+    dv = total.shape[-1] - 1
     row_sum = total[..., dv:] * row_scale
-    # the published normaliser is detached: it rescales without carrying gradient
     return total[..., :dv] * (row_scale / row_sum.detach().abs().clamp(min=1))
 
 
