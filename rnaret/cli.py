@@ -20,6 +20,7 @@ COMMANDS = {
     "ddp-check": "rnaret.commands.ddp_check",
     "pretrain": "rnaret.commands.pretrain",
     "download": "rnaret.commands.download",
+    "unpack": "rnaret.commands.unpack",
     "normalize": "rnaret.commands.normalize",
     "leakage": "rnaret.commands.leakage",
     "filter": "rnaret.commands.filter",
