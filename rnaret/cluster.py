@@ -121,3 +121,23 @@ def job_resources(site: Site, *, mem_mb: int, runtime: int, gpus: int = 0, nodes
         if value:
             out[name] = value
     return out
+
+
+def gpus_per_node(resources: Mapping[str, Any]) -> int:
+    """GPUs on each node of a job, read back from its resources: ``gpu`` (one node), or the count
+    of ``gres`` ``gpu[:MODEL]:N`` (several nodes); 0 for a CPU job. The worker count of
+    ``rnaret launch --nproc`` in a rule."""
+    gpu = resources.get("gpu")
+    if gpu:
+        return int(gpu)
+    gres = str(resources.get("gres") or "")
+    for item in gres.split(","):
+        parts = item.strip().split(":")
+        if parts[0] == "gpu" and len(parts) >= 2 and parts[-1].isdigit():
+            return int(parts[-1])
+    return 0
+
+
+def nodes_of(resources: Mapping[str, Any]) -> int:
+    """Nodes of a job, read back from its resources (1 unless ``nodes`` says more)."""
+    return int(resources.get("nodes") or 1)

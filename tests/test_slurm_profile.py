@@ -168,3 +168,15 @@ def test_sbatch_options_of_each_kind_of_job():
 def test_no_gpu_model_zero_even_with_a_model_named():
     line = _sbatch(job_resources(Site(gpu_model="a100", cpu_partition="cpu"), mem_mb=1, runtime=1, gpus=0))
     assert "a100" not in line and "--gpus" not in line
+
+
+def test_worker_count_and_nodes_read_back_from_the_resources():
+    from rnaret.cluster import gpus_per_node, nodes_of
+
+    single = job_resources(SITE, mem_mb=1, runtime=1, gpus=4)
+    multi = job_resources(SITE, mem_mb=1, runtime=1, gpus=4, nodes=2)
+    cpu = job_resources(SITE, mem_mb=1, runtime=1)
+    assert (gpus_per_node(single), nodes_of(single)) == (4, 1)
+    assert (gpus_per_node(multi), nodes_of(multi)) == (4, 2)
+    assert (gpus_per_node(cpu), nodes_of(cpu)) == (0, 1)
+    assert gpus_per_node({"gres": "gpu:2"}) == 2
