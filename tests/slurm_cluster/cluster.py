@@ -1,12 +1,14 @@
 """Python side of the single-node SLURM test cluster (start.sh / stop.sh beside this file).
 
 Used by tests/test_slurm_cluster.py through a session-scoped fixture: bring the cluster up,
-run Snakemake against it, look at its jobs (squeue keeps finished jobs for MinJobAge = 300 s),
-wait for a rule's job to run and scancel it, and always stop it again.
+run Snakemake against it, look at its jobs (squeue and scontrol keep finished jobs for MinJobAge,
+7200 s here) and at the plugin's own record of them (the Snakemake log's submission lines), wait
+for a rule's job to run and scancel it, and always stop it again.
 """
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -123,6 +125,16 @@ class SlurmCluster:
             ))
         return jobs
 
+    def job_details(self, job_id: str) -> dict[str, str]:
+        """``scontrol show job`` of one job as key -> value (e.g. Partition, NumNodes, TresPerJob
+        = "gres:gpu:fake:2" for --gpus=fake:2, TresPerNode for --gres, MinMemoryNode, TimeLimit)."""
+        fields: dict[str, str] = {}
+        for token in self.run("scontrol", "show", "job", "--oneliner", job_id).split():
+            if "=" in token:
+                key, value = token.split("=", 1)
+                fields.setdefault(key, value)
+        return fields
+
     def job(self, job_id: str) -> SlurmJob | None:
         """The job with this id, or None once slurmctld has forgotten it (after MinJobAge)."""
         return next((j for j in self.jobs() if j.job_id == job_id), None)
@@ -183,6 +195,13 @@ class SlurmCluster:
         if after:
             time.sleep(after)
         return job, self.scancel(job.job_id)
+
+
+def submitted_jobs(snakemake_log: str) -> dict[str, Path]:
+    """The plugin's own record of a run: SLURM job id -> the job's SLURM log file, from the
+    "... has been submitted with SLURM jobid N (log: PATH)." lines Snakemake prints."""
+    return {job_id: Path(log) for job_id, log in
+            re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.", snakemake_log)}
 
 
 def repository_files(root: Path) -> list[str]:
