@@ -51,6 +51,7 @@ class SlurmJob:
     partition: str = ""
     cpus: int = 0
     memory: str = ""
+    wildcards: str | None = None
 
 
 @dataclass
@@ -116,12 +117,13 @@ class SlurmCluster:
             if not line.strip():
                 continue
             job_id, state, partition, cpus, memory, comment, name = line.split("|", 6)
-            rule = None
+            rule = wildcards = None
             if comment.startswith("rule_"):
-                rule = comment[len("rule_"):].split("_wildcards_", 1)[0]
+                rule, _, wildcards = comment[len("rule_"):].partition("_wildcards_")
             jobs.append(SlurmJob(
                 job_id=job_id.strip(), state=state.strip(), rule=rule, name=name.strip(),
                 partition=partition.strip(), cpus=int(cpus), memory=memory.strip(),
+                wildcards=wildcards or None,
             ))
         return jobs
 
@@ -151,10 +153,13 @@ class SlurmCluster:
         raise TimeoutError(f"job {job_id} not finished after {timeout:g} s: {job}")
 
     def wait_for_rule(self, rule: str, state: str = "RUNNING", timeout: float = 120,
-                      exclude: set[str] | frozenset[str] = frozenset(), poll: float = 0.5) -> SlurmJob:
+                      exclude: set[str] | frozenset[str] = frozenset(), poll: float = 0.5,
+                      wildcards: str | None = None) -> SlurmJob:
         """Wait until a job of Snakemake rule ``rule`` is in ``state`` (default RUNNING).
 
-        exclude: job ids to ignore (e.g. the job cancelled before, when waiting for its retry).
+        exclude: job ids to ignore (e.g. the job cancelled before, when waiting for its retry);
+        wildcards: only the job whose wildcard values are these (as the plugin's comment has
+        them, e.g. "rnaret-k1").
         Returns that job; raises TimeoutError listing the jobs seen when none gets there in time.
         """
         deadline = time.monotonic() + timeout
@@ -162,7 +167,8 @@ class SlurmCluster:
         while time.monotonic() < deadline:
             seen = self.jobs()
             for job in seen:
-                if job.rule == rule and job.state == state and job.job_id not in exclude:
+                if job.rule == rule and job.state == state and job.job_id not in exclude \
+                        and (wildcards is None or job.wildcards == wildcards):
                     return job
             time.sleep(poll)
         raise TimeoutError(f"no job of rule {rule!r} reached {state} within {timeout:g} s; jobs: {seen}")
@@ -173,7 +179,8 @@ class SlurmCluster:
         return self.wait_until_finished(job_id, timeout=wait, poll=0.3).state
 
     def cancel_rule_when_running(self, rule: str, timeout: float = 120, after: float = 0.0,
-                                 ready: Callable[[], bool] | None = None) -> tuple[SlurmJob, str]:
+                                 ready: Callable[[], bool] | None = None,
+                                 wildcards: str | None = None) -> tuple[SlurmJob, str]:
         """Wait for a job of ``rule`` to run, then for ``ready()`` to hold (e.g. "a checkpoint
         file exists") or ``after`` seconds, and scancel it, as a preemption would end it.
 
@@ -183,7 +190,7 @@ class SlurmCluster:
         Raises TimeoutError when the job does not run, or ``ready()`` stays false, in time.
         """
         deadline = time.monotonic() + timeout
-        job = self.wait_for_rule(rule, "RUNNING", timeout=timeout)
+        job = self.wait_for_rule(rule, "RUNNING", timeout=timeout, wildcards=wildcards)
         if ready is not None:
             while not ready():
                 current = self.job(job.job_id)
@@ -191,7 +198,7 @@ class SlurmCluster:
                     raise RuntimeError(f"job {job.job_id} of {rule!r} ended before it was ready: {current}")
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"job {job.job_id} of {rule!r} not ready within {timeout:g} s")
-                time.sleep(0.2)
+                time.sleep(0.1)
         if after:
             time.sleep(after)
         return job, self.scancel(job.job_id)
