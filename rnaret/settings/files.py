@@ -41,7 +41,7 @@ def read_config_file(path) -> dict:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = " ".join(str(p) for p in (getattr(exc, "context", None), getattr(exc, "problem", None)) if p)
-        where = f", column {mark.column + 1}" if mark is not None else ""
+        where = f" at column {mark.column + 1}" if mark is not None else ""
         raise InputError(path, f"not valid YAML{where}: {problem or exc}",
                          line=mark.line + 1 if mark is not None else None) from None
     if not isinstance(data, dict):
@@ -69,7 +69,6 @@ def _schema(path: str) -> dict:
 
 def _validator(schema_path):
     """A Draft 2020-12 validator for the schema file that fills defaults (as Snakemake's validate)."""
-    import jsonschema
     from jsonschema import Draft202012Validator, validators
 
     schema_path = Path(schema_path)
@@ -87,17 +86,16 @@ def _validator(schema_path):
         yield from properties(validator, props, instance, subschema)
 
     cls = validators.extend(Draft202012Validator, {"properties": set_defaults})
-    return cls(schema), jsonschema.ValidationError
+    return cls(schema)
 
 
 def _check(record: dict, schema_path, path=None, line: int | None = None, prefix: str = "") -> dict:
-    validator, _ = _validator(schema_path)
-    errors = sorted(validator.iter_errors(record), key=lambda e: list(e.absolute_path))
-    if errors:
-        error = min(errors, key=lambda e: len(list(e.absolute_path)))
-        # the deepest useful message of a oneOf/anyOf failure
-        if error.context:
-            error = max(error.context, key=lambda e: len(list(e.absolute_path)))
+    from jsonschema.exceptions import best_match
+
+    validator = _validator(schema_path)
+    # best_match descends into oneOf/anyOf to the branch that fits the value's type
+    error = best_match(validator.iter_errors(record))
+    if error is not None:
         key = key_path(*([prefix] if prefix else []), *error.absolute_path) or "(top level)"
         raise SettingsError(key, error.message, path=path, line=line)
     return record

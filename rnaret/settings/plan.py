@@ -318,9 +318,15 @@ class Plan:
         from rnaret.tasks.settings import resolve_task_settings
 
         try:
-            return resolve_task_settings(task, self.finetune_layers(task, model))
+            resolved = resolve_task_settings(task, self.finetune_layers(task, None))
         except ValueError as exc:
             raise SettingsError(key_path("finetune", task, "settings"), str(exc)) from None
+        if model is None:
+            return resolved
+        try:
+            return resolve_task_settings(task, self.finetune_layers(task, model))
+        except ValueError as exc:
+            raise SettingsError(key_path("finetune", task, "model_settings", model), str(exc)) from None
 
     def finetune_init(self, model: str) -> FileRef | None:
         """What a fine-tuning starts from: the model's pretraining checkpoint, or its released
@@ -530,6 +536,34 @@ class Plan:
     def archive_dirs(self) -> list[str]:
         """The unpacked folder of every archive of ``archives:``."""
         return [archive_dir(name) for name in self.archives]
+
+    # ------------------------------------------------------------------ the whole plan
+
+    def describe(self) -> dict:
+        """The resolved settings of every job the config asks for, JSON-ready: pretraining
+        configs per model, fine-tuning settings and inputs per (task, dataset, model), the
+        evaluations, the splits checked for leakage and the final targets."""
+        finetunes = {}
+        for task, dataset, model in self._evaluations:
+            source = self.dataset(task, dataset).source
+            if re.fullmatch(PUBLISHED_MODEL, model) or f"{task}/{source}/{model}" in finetunes:
+                continue
+            init = self.finetune_init(model)
+            finetunes[f"{task}/{source}/{model}"] = {
+                "init": ONEHOT if init is None else init.path,
+                "splits": {s: v.entry_value() for s, v in self.dataset(task, source).splits.items() if s != "test"},
+                "settings": self.finetune_settings(task, model)}
+        return {"code_version": self.code_version, "precision": self.precision,
+                "devices": {stage: self.device(stage) for stage in ("pretrain", "finetune")},
+                "pretrain": {model: self.pretrain_config(model) for model in self.pretrained_models()},
+                "init_from": {m: ref.path for m in self.config["pretrain"].get("init_from") or {}
+                              if (ref := self.init_from(m)) is not None},
+                "finetune": finetunes,
+                "evaluations": {f"{t}/{d}/{m}": {"checkpoint": self.evaluation_checkpoint(t, d, m).path,
+                                                 "test": self.split(t, d, "test").entry_value()}
+                                for t, d, m in self._evaluations},
+                "leakage_splits": [s.label for s in self.leakage_sources()],
+                "targets": self.targets()}
 
     # ------------------------------------------------------------------ targets
 
