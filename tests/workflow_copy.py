@@ -1,11 +1,12 @@
 """Helpers of the tests that run the real Snakemake on a temporary copy of the workflow: the copy
 itself, a small run of the whole pipeline on subsets of the bundled data, and the jobs a dry run
-plans (read from ``snakemake --dry-run --summary``)."""
+plans (read from the dry run's job listing)."""
 from __future__ import annotations
 
 import copy
 import csv
 import gzip
+import re
 import shutil
 import subprocess
 import sys
@@ -61,18 +62,16 @@ def write_yaml(path: Path, data: dict) -> Path:
 
 
 def planned_jobs(workdir: Path, *args) -> set[tuple[str, str]]:
-    """(rule, first output) of every job a dry run would run, from ``--dry-run --summary``
-    (one row per output file; a job's rows say ``update pending``)."""
-    result = snakemake(workdir, "--dry-run", "--summary", "--nolock", "--cores", "1", *args)
-    jobs: dict[str, set] = {}
-    lines = result.stdout.splitlines()
-    header = next(i for i, line in enumerate(lines) if line.startswith("output_file\t"))
-    columns = lines[header].split("\t")
-    for line in lines[header + 1:]:
-        row = dict(zip(columns, line.split("\t")))
-        if row.get("plan") == "update pending":
-            jobs.setdefault(row["rule"], set()).add(row["output_file"])
-    return {(rule, output) for rule, outputs in jobs.items() for output in outputs}
+    """(rule, first output) of every job a dry run plans (the rule `all` aside), read from the
+    dry run's job listing; an empty set when there is nothing to be done."""
+    result = snakemake(workdir, "--dry-run", "--nolock", "--cores", "1", *args)
+    jobs = set()
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", result.stdout):
+        name = re.match(r"(?:local)?rule (\w+):", block.strip())
+        outputs = re.search(r"^\s+output: (.+)$", block, flags=re.M)
+        if name and outputs:
+            jobs.add((name.group(1), outputs.group(1).split(", ")[0]))
+    return jobs
 
 
 # ---------------------------------------------------------------- a small whole-pipeline run
