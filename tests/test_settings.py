@@ -400,3 +400,14 @@ def test_plans_do_not_share_state_with_the_config():
     plan = Plan(config)
     plan.describe()
     assert config == before
+
+
+def test_local_corpus_and_checksum_files_are_inputs_but_a_hex_md5_is_a_value():
+    assert plan_of().corpus_download_inputs() == ["resources/rnacentral/rnacentral_sample.fa.gz",
+                                                  "resources/rnacentral/md5.txt"]
+    assert plan_of({"corpus": {"md5": "A" * 32}}).corpus_download_inputs() == [
+        "resources/rnacentral/rnacentral_sample.fa.gz"]
+    remote = plan_of({"corpus": {"url": "https://example.org/r/rnacentral_active.fasta.gz", "md5": ""}})
+    assert remote.corpus_download_inputs() == []
+    assert remote.corpus_download_path() == "results/corpus/download/rnacentral_active.fasta.gz"
+    assert "--release" not in remote.download_corpus_args()  # the label goes to the summary only

@@ -39,6 +39,7 @@ TRAINED_MODEL = rf"{PRETRAINED_MODEL}|onehot"
 PUBLISHED_MODEL = r"published-k[135]"
 ONEHOT = "onehot"
 STRUCTURE_FIGURE_INDEX = "results/report/structure/figures.txt"
+MD5_VALUE = re.compile(r"[0-9a-fA-F]{32}")
 # options the pipeline sets itself, refused in pretrain.overrides (they have their own keys)
 RESERVED_OVERRIDES = {"k": "the model name (rnaret-k{k})", "architecture": "the model name",
                       "init_from": "pretrain.init_from", "precision": "the top-level precision key"}
@@ -149,8 +150,11 @@ class Plan:
         return f"{CORPUS}/download/{url_name(corpus['url']) if corpus else 'corpus.fa.gz'}"
 
     def corpus_download_inputs(self, wildcards=None) -> list[str]:
-        """Local corpus and checksum files: inputs, so that editing them reruns the data stages."""
-        return [s for s in (self.corpus["url"], self.corpus.get("md5", "")) if s and not is_url(s)]
+        """Local corpus and checksum files: inputs, so that editing them reruns the data stages
+        (an md5 written as 32 hex digits is a value, not a file)."""
+        md5 = self.corpus.get("md5", "")
+        sources = [self.corpus["url"]] + ([md5] if md5 and not MD5_VALUE.fullmatch(md5) else [])
+        return [s for s in sources if not is_url(s)]
 
     def download_corpus_args(self, wildcards=None) -> str:
         """`rnaret download` options of the corpus: the source and its checksum (the release
