@@ -78,11 +78,13 @@ def pick_device(device: str | None = None) -> torch.device:
 
 
 def autocast(device: torch.device, precision: str = "auto"):
-    """bf16 autocast for ``precision`` 'bf16', and for 'auto' on CUDA; else a no-op (float32),
-    the rule of the pretraining loop."""
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    """The autocast of ``precision`` (``rnaret.precision``, the one switch); ``auto`` keeps this
+    loop's rule of bf16 on CUDA and float32 on CPU, as the pretraining loop does."""
+    from rnaret.precision import autocast as precision_autocast
+
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    return precision_autocast(device, precision)
 
 
 def make_batches(lengths: list[int] | np.ndarray, *, batch_size: int | None = None,
