@@ -1,6 +1,6 @@
 # Shared by every stage: rnaret from this source tree, and the calls into its settings resolver.
-# Every dataset lookup, default and settings merge is rnaret.settings.Plan (built once below, in
-# the Snakefile, from the validated config); the rules only call its methods.
+# Every dataset lookup, default and settings merge is rnaret.settings.Plan (built once, in the
+# Snakefile, from the validated config: PLAN); the rules only call its methods.
 
 import os
 import sys
