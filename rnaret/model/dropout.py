@@ -57,10 +57,12 @@ def mix64(z: Tensor) -> Tensor:
 
 
 def row_keys(base: int, rows, device=None) -> Tensor:
-    """(B,) int64 keys of the rows ``rows`` (their indices in the global batch) for a forward
-    pass whose randomness comes from the integer ``base`` (e.g. a seed of (run seed, step))."""
+    """(B,) int64 keys of the rows ``rows`` (their indices in the global batch: a sequence, or a
+    tensor, computed where it lies) for a forward pass whose randomness comes from the integer
+    ``base`` (e.g. a seed of (run seed, step)); on ``device`` when given."""
     rows = torch.as_tensor(rows, dtype=torch.int64)
-    return mix64(rows * _GOLDEN + _signed(base)).to(device)
+    keys = mix64(rows * _GOLDEN + _signed(base))
+    return keys if device is None else keys.to(device)
 
 
 def site_of(name: str) -> int:

@@ -161,10 +161,10 @@ def _on_device(batch: Batch, device: torch.device) -> Batch:
 @torch.no_grad()
 def predict(task: Task, model: nn.Module, examples: list[Example], *, device: torch.device,
             max_tokens: int | None = None, progress: bool = True, desc: str = "predict",
-            precision: str | None = "auto") -> list[dict]:
+            precision: str | None = None) -> list[dict]:
     """Run ``model`` over ``examples`` in eval mode -> prediction rows in the examples' order.
 
-    precision: fp32, bf16 or auto (``rnaret.precision``)."""
+    precision: fp32, bf16 or auto (``rnaret.precision``); None: bf16 on CUDA, fp32 on CPU."""
     from rnaret.train.prefetch import Prefetcher
 
     model.eval()
@@ -197,8 +197,9 @@ def _to_float(value):
 
 def evaluate(task: Task, model: nn.Module, examples: list[Example], *, device: torch.device,
              progress: bool = True, desc: str = "evaluate",
-             precision: str | None = "auto") -> tuple[list[dict], dict[str, float]]:
-    """Predict ``examples`` and compute the task's metrics -> (rows, metrics)."""
+             precision: str | None = None) -> tuple[list[dict], dict[str, float]]:
+    """Predict ``examples`` and compute the task's metrics -> (rows, metrics); precision as in
+    ``predict``."""
     rows = predict(task, model, examples, device=device, progress=progress, desc=desc, precision=precision)
     return rows, task.metrics(rows)
 
@@ -344,7 +345,8 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
                     group["lr"] = lr * scale
                 # the step's random draws: global RNG (heads) and dropout rows, from (seed, step)
                 torch.manual_seed(step_seed(seed, TRAIN_TAG, step))
-                keys = row_keys(step_seed(seed, DROPOUT_TAG, step), range(len(indices)), device)
+                keys = row_keys(step_seed(seed, DROPOUT_TAG, step),
+                                torch.arange(len(indices), device=device))  # made on the device
                 with autocast(device, precision), row_seeds(model, keys):
                     output = model(batch.tokens, batch.padding_mask)
                 loss = task.loss(_to_float(output), batch)

@@ -184,10 +184,10 @@ def _evaluation_overrides(settings: Mapping[str, Any] | None) -> dict:
 def run_evaluate(checkpoint, entry: Mapping[str, Any], out_dir, *, split: str = "test",
                  task_name: str | None = None, settings: Mapping[str, Any] | None = None,
                  device: str | None = None, progress: bool = True,
-                 precision: str | None = "auto") -> dict:
+                 precision: str | None = None) -> dict:
     """Evaluate a fine-tuned model on one split of a dataset entry; write ``metrics.tsv``,
     ``predictions.tsv`` and the task's figures into ``out_dir``. Returns the metrics.
-    precision: fp32, bf16 or auto (``rnaret.precision``)."""
+    precision: fp32, bf16 or auto (``rnaret.precision``); None: bf16 on CUDA, fp32 on CPU."""
     from rnaret.metrics import write_metrics_tsv
 
     task, model = load_for_evaluation(checkpoint, task_name, settings)
