@@ -80,7 +80,8 @@ def test_best_checkpoint_is_chosen_on_validation_not_the_last(pairs):
     flipped = [type(e)(e.id, e.tokens, 1 - e.target, e.info) for e in pairs["train"]]
     task = get_task("interaction", {"epochs": 6, "lr": 3e-3, "batch_size": 16, "evals_per_epoch": 1})
     model = TaskModel(tiny_encoder(), task.build_head(16))
-    result = finetune(task, model, flipped, pairs["valid"], progress=False, device=torch.device("cpu"))
+    result = finetune(task, model, flipped, pairs["valid"], progress=False, device=torch.device("cpu"),
+                      precision="fp32")  # the precision evaluate() below uses on the CPU
     aucs = [h["valid_auc"] for h in result.history]
     assert result.best["value"] == max(aucs)
     assert result.best["step"] == result.history[int(np.argmax(aucs))]["step"]

@@ -149,7 +149,8 @@ def _collated(task: Task, examples: list[Example], batches: list[list[int]], dev
     from rnaret.train.prefetch import pin
 
     for indices in batches:
-        yield indices, pin(task.collate([examples[i] for i in indices]), device)
+        batch = task.collate([examples[i] for i in indices])
+        yield indices, Batch(*pin((batch.tokens, batch.padding_mask, batch.targets), device), batch.examples)
 
 
 def _on_device(batch: Batch, device: torch.device) -> Batch:
