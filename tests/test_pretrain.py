@@ -418,6 +418,21 @@ def test_rebuilt_shards_never_return_the_old_weights(corpus_fasta, shards_k1, tm
     assert_same_tensors(old_weights, _weights(out / "train.replaced" / "step-000000006" / "model"), "the old run")
 
 
+def test_bf16_run_resumes_bit_identical(shards_k1, tmp_path):
+    """Under bf16 autocast too (what `auto` picks on a CPU with bf16 matrix units), a run
+    continued from its step-5 checkpoint ends with the weights of an uninterrupted run."""
+    whole = _run_tiny(shards_k1, tmp_path / "whole", steps=10, schedule="constant", precision="bf16",
+                      encoder={"dropout": 0.2, "activation_dropout": 0.2})
+    _run_tiny(shards_k1, tmp_path / "parts", steps=5, schedule="constant", precision="bf16",
+              encoder={"dropout": 0.2, "activation_dropout": 0.2})
+    parts = _run_tiny(shards_k1, tmp_path / "parts", steps=10, schedule="constant", precision="bf16",
+                      encoder={"dropout": 0.2, "activation_dropout": 0.2})
+    assert whole.resumed_from is None and parts.resumed_from.name == "step-000000005"
+    assert parts.valid_loss == whole.valid_loss
+    assert_same_tensors(_weights(tmp_path / "whole" / "checkpoint"), _weights(tmp_path / "parts" / "checkpoint"),
+                        "the uninterrupted bf16 run")
+
+
 def test_half_written_checkpoint_is_ignored(shards_k1, tmp_path):
     """A temporary folder left by a kill during a checkpoint write is removed, not loaded."""
     out = tmp_path / "run"
