@@ -51,7 +51,6 @@ from rnaret.tasks.settings import COMMON_SETTINGS, resolve_task_settings  # noqa
 from rnaret.tokenizer import PAD
 
 
-
 @dataclass
 class Example:
     """One input of a task.
