@@ -5,7 +5,8 @@ turns into ``sbatch`` options.
 Why here and not in the profile: a profile's ``set-resources`` cannot see a rule's GPU count
 (its expressions see only wildcards, input, threads and attempt), so it cannot send a ``gpus: 0``
 job to the CPU partition, nor leave out ``gpu_model`` (which the plugin turns into
-``--gpus=MODEL:0``). The rules therefore state every job's resources through ``job_resources``.
+``--gpus=MODEL:0``). The rules therefore state every job's resources through ``rule_resources``
+(``rnaret.settings.Plan.resources``), which calls ``job_resources`` for each job and attempt.
 
 What a job gets, for attempt ``attempt`` (1, 2, ... as Snakemake retries it):
 
@@ -26,7 +27,7 @@ or a profile's ``default-resources``) applies.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 # the resources job_resources may return; RESOURCE_NAMES(site) says which a site's jobs can get
 BASE_RESOURCES = ("mem_mb", "runtime")
@@ -141,3 +142,30 @@ def gpus_per_node(resources: Mapping[str, Any]) -> int:
 def nodes_of(resources: Mapping[str, Any]) -> int:
     """Nodes of a job, read back from its resources (1 unless ``nodes`` says more)."""
     return int(resources.get("nodes") or 1)
+
+
+def rule_resources(site: Site, base: Mapping[str, Any] | Callable[[Any], Mapping[str, Any]], *,
+                   resumable: bool = False) -> dict[str, Callable]:
+    """A rule's ``resources:`` for Snakemake: {name: function(wildcards, attempt)} for every
+    resource the site's jobs can get (``resource_names``); a job whose value is None does not
+    get that resource (Snakemake drops it).
+
+    base: the job's needs, {mem_mb, runtime, gpu or gpus, nodes} (the last two optional), or a
+    function of the wildcards returning them; resumable: as for ``job_resources``. Snakemake
+    calls each function with the job's wildcards and attempt (1, 2, ... as it retries).
+    """
+
+    def needs(wildcards) -> dict[str, int]:
+        values = base(wildcards) if callable(base) else base
+        return {"mem_mb": int(values["mem_mb"]), "runtime": int(values["runtime"]),
+                "gpus": int(values.get("gpu", values.get("gpus", 0)) or 0),
+                "nodes": int(values.get("nodes", 1) or 1)}
+
+    def resource(name: str) -> Callable:
+        def value(wildcards, attempt):
+            return job_resources(site, **needs(wildcards), attempt=attempt, resumable=resumable).get(name)
+
+        value.__name__ = f"slurm_{name}"
+        return value
+
+    return {name: resource(name) for name in resource_names(site)}

@@ -7,6 +7,7 @@ python3 (3.11.2) runs the same wheels as the pinned 3.11.7."""
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import re
 import shutil
 import subprocess
@@ -26,7 +27,8 @@ DISTRIBUTIONS = {"numpy": "numpy", "pandas": "pandas", "biopython": "biopython",
                  "tqdm": "tqdm", "rich": "rich", "pytorch": "torch", "pytorch-cpu": "torch",
                  "pytorch-gpu": "torch", "scikit-learn": "scikit-learn", "safetensors": "safetensors",
                  "viennarna": "ViennaRNA", "matplotlib": "matplotlib", "matplotlib-base": "matplotlib",
-                 "fastapi": "fastapi", "uvicorn": "uvicorn", "python-multipart": "python-multipart"}
+                 "fastapi": "fastapi", "uvicorn": "uvicorn", "python-multipart": "python-multipart",
+                 "jsonschema": "jsonschema"}
 # conda packages that are not Python distributions, and how each is checked
 NOT_DISTRIBUTIONS = {
     "python": "the running interpreter's major.minor",
@@ -161,3 +163,120 @@ def test_the_seqkit_binary_has_the_pinned_version():
         pytest.skip(f"seqkit is not installed here (pinned {version})")
     out = subprocess.run(["seqkit", "version"], capture_output=True, text=True, check=True).stdout
     assert out.strip() == f"seqkit v{version}"
+
+
+# ------------------------------------------------------------------ what each rule imports
+
+_IMPORT_LINE = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|(\s+)(\S+)\s*$")
+
+
+def imported_modules(log: str) -> set[str]:
+    """Top-level names of every module the processes writing ``log`` imported, from the
+    ``import time:`` lines Python prints under PYTHONPROFILEIMPORTTIME."""
+    return {m.group(2).split(".")[0] for m in map(_IMPORT_LINE.match, log.splitlines()) if m}
+
+
+def our_imports() -> set[str]:
+    """Top-level names of the third-party modules rnaret's code imports anywhere (statically,
+    function-level imports included): what a rule's command may need from its environment.
+    A module imported at run time but not by rnaret was imported by a package, either because
+    that package requires it (then the package's own requirements bring it) or as an optional
+    import the package lets fail (torch tries colorama, tabulate): neither is the rule's gap."""
+    import ast
+
+    names: set[str] = set()
+    for path in (ROOT / "rnaret").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return {name for name in names if name not in sys.stdlib_module_names and name != "rnaret"}
+
+
+def provided(conda_names: list[str]) -> set[str]:
+    """The Python distributions (lower case) an environment holds: its pinned packages mapped
+    to their distributions, and everything those require, transitively (from the installed
+    packages' metadata, markers evaluated here)."""
+    from packaging.markers import default_environment
+    from packaging.requirements import Requirement
+
+    env = default_environment()
+    todo = [DISTRIBUTIONS[name] for name in conda_names if name in DISTRIBUTIONS]
+    seen: set[str] = set()
+    while todo:
+        dist = todo.pop()
+        key = dist.lower().replace("_", "-")
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            requirements = importlib.metadata.requires(dist) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        for text in requirements:
+            req = Requirement(text)
+            if req.marker is None or req.marker.evaluate({**env, "extra": ""}):
+                todo.append(req.name)
+    return seen
+
+
+def _rule_environments(repo, configfile) -> dict[str, str | None]:
+    """rule -> its conda environment file (relative), from Snakemake's own view of the workflow."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings, StorageSettings
+
+    with SnakemakeApi(OutputSettings()) as api:
+        workflow = api.workflow(resource_settings=ResourceSettings(), storage_settings=StorageSettings(),
+                                config_settings=ConfigSettings(configfiles=[configfile]),
+                                snakefile=repo / "Snakefile", workdir=repo)._workflow
+        return {rule.name: (os.path.relpath(str(rule.conda_env), repo) if rule.conda_env else None)
+                for rule in workflow.rules}
+
+
+def _logs_by_rule(repo, configfile) -> dict[str, list[str]]:
+    """rule -> the log files its jobs wrote in the run, from `snakemake --detailed-summary`."""
+    out = subprocess.run([sys.executable, "-m", "snakemake", "--detailed-summary", "--configfile", str(configfile)],
+                         cwd=repo, capture_output=True, text=True, check=True).stdout.splitlines()
+    header = out[[i for i, line in enumerate(out) if line.startswith("output_file\t")][0]].split("\t")
+    logs: dict[str, list[str]] = {}
+    for line in out[out.index("\t".join(header)) + 1:]:
+        row = dict(zip(header, line.split("\t")))
+        for log in filter(None, (row.get("log-file(s)") or "").split(",")):
+            if log not in logs.setdefault(row["rule"], []):
+                logs[row["rule"]].append(log)
+    return logs
+
+
+@pytest.mark.slow
+def test_every_rule_imports_only_what_its_environment_holds(local_rehearsal):
+    """The rehearsal (tests/rehearsal.py: every rule type) ran with PYTHONPROFILEIMPORTTIME, so
+    each job's log lists every module its command imported; each must come from a package of
+    the rule's conda environment or from what those packages require."""
+    local_rehearsal.check()
+    repo = local_rehearsal.repo
+    configfile = repo / "rehearsal.yaml"
+    environments = _rule_environments(repo, configfile)
+    logs = _logs_by_rule(repo, configfile)
+    distributions = importlib.metadata.packages_distributions()
+    ours = our_imports()
+    unmapped = sorted(name for name in ours if name not in distributions)
+    assert not unmapped, f"rnaret imports modules of no installed distribution: {unmapped}"
+    gaps, checked = [], []
+    for rule, files in sorted(logs.items()):
+        env_file = environments[rule]
+        modules = set().union(*(imported_modules((repo / f).read_text()) for f in files)) & ours
+        if env_file is None or env_file.startswith("workflow/wrappers/"):
+            # a shell command without Python (printf), or a wrapper: only seqkit runs in its env
+            assert not modules, f"{rule} imports {sorted(modules)} without a conda environment of its own"
+            continue
+        have = provided([name for _, name, _ in dependencies(repo / env_file)])
+        for module in sorted(modules):
+            if not any(d.lower().replace("_", "-") in have for d in distributions[module]):
+                gaps.append(f"{rule} ({env_file}) imports {module} ({', '.join(distributions[module])})")
+        checked.append(rule)
+    assert not gaps, "conda environments lack what their rules import: " + "; ".join(gaps)
+    # every rule that ran Python was checked: the data stages, pretraining, fine-tuning, the
+    # evaluations, ViennaRNA, tables, figures and the length-scaling benchmark
+    assert {"download_corpus", "unpack_archive", "shard_tokens", "pretrain", "finetune", "evaluate_classifier",
+            "evaluate_structure", "vienna", "tables", "length_scaling", "f1_distribution"} <= set(checked)

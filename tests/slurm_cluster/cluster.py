@@ -66,6 +66,7 @@ class SlurmCluster:
         """Run start.sh in ``state`` (default: a new directory under /tmp, which the munge user
         can reach) and return the cluster once its node is idle. Raises RuntimeError with the
         script's output when it fails (start.sh then has stopped what it started)."""
+        made = state is None
         if state is None:
             state = Path(tempfile.mkdtemp(prefix="rnaret-slurm-", dir="/tmp"))
         proc = subprocess.run(
@@ -73,6 +74,8 @@ class SlurmCluster:
             capture_output=True, text=True, timeout=timeout,
         )
         if proc.returncode != 0:
+            if made:  # start.sh stopped what it started; the state directory is ours to remove
+                shutil.rmtree(state, ignore_errors=True)
             raise RuntimeError(f"start.sh failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         env = dict(os.environ)
         env["SLURM_CONF"] = str(state / "slurm.conf")

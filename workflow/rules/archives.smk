@@ -8,31 +8,26 @@
 # internet access.
 
 
-include: "archives_common.smk"
-
-
 localrules:
     unpack_archive,
 
 
 rule unpack_archive:
     input:
-        archive_local_inputs,
+        PLAN.archive_inputs,
     output:
         directory("results/archives/{archive}"),
     log:
         "logs/archives/{archive}.log",
     wildcard_constraints:
-        archive=archive_pattern(),
+        archive=PLAN.archive_pattern(),
     conda:
         conda_env("data")
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=240,
+        **PLAN.resources(mem_mb=1000, runtime=240),
     params:
-        source=lookup(dpath="archives/{archive}/url", within=config),
-        md5=lookup(dpath="archives/{archive}/md5", within=config, default=""),
+        source=PLAN.archive_source,
     shell:
-        "python -m rnaret unpack {params.source:q} --output-dir {output:q} --md5={params.md5:q}"
-        " > {log:q} 2>&1"
+        "python -m rnaret unpack {params.source[url]:q} --output-dir {output:q}"
+        " --md5={params.source[md5]:q} > {log:q} 2>&1"

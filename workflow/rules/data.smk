@@ -5,6 +5,14 @@
 CORPUS = "results/corpus"
 
 
+# Downloads and the summary run on the machine that runs Snakemake (on a cluster, the login
+# node): compute nodes often have no internet access, and the summary is seconds of work.
+localrules:
+    download_corpus,
+    download_dataset,
+    corpus_summary,
+
+
 rule download_corpus:
     input:
         PLAN.corpus_download_inputs,
@@ -17,8 +25,7 @@ rule download_corpus:
         conda_env("data")
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=600,
+        **PLAN.resources(mem_mb=500, runtime=600),
     params:
         args=PLAN.download_corpus_args,
     shell:
@@ -37,8 +44,7 @@ rule download_dataset:
         conda_env("data")
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=60,
+        **PLAN.resources(mem_mb=500, runtime=60),
     params:
         args=PLAN.dataset_download_args,
     shell:
@@ -57,8 +63,7 @@ rule normalize_corpus:
         conda_env("data")
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=600,
+        **PLAN.resources(mem_mb=2000, runtime=600),
     params:
         code_version=PLAN.code_version,
     shell:
@@ -76,8 +81,7 @@ rule dedupe_corpus:
         "logs/data/dedupe_corpus.log",
     threads: PLAN.threads("dedupe")
     resources:
-        **PLAN.resources("dedupe"),
-        runtime=600,
+        **PLAN.resources("dedupe", runtime=600),
     params:
         command="rmdup",
         # forward strand only: an RNA and its reverse complement are different molecules
@@ -105,8 +109,7 @@ rule remove_leakage:
         conda_env("data")
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=600,
+        **PLAN.resources(mem_mb=2000, runtime=600),
     params:
         args=PLAN.leakage_args,
         code_version=PLAN.code_version,
@@ -127,8 +130,7 @@ rule filter_lengths:
         conda_env("data")
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=600,
+        **PLAN.resources(mem_mb=1000, runtime=600),
     params:
         args=PLAN.filter_args,
         code_version=PLAN.code_version,
@@ -152,8 +154,7 @@ rule shard_tokens:
         conda_env("data")
     threads: 1
     resources:
-        mem_mb=PLAN.shard_mem_mb(),
-        runtime=1440,
+        **PLAN.resources(mem_mb=PLAN.shard_mem_mb(), runtime=1440),
     params:
         args=PLAN.shard_args,
         code_version=PLAN.code_version,
@@ -183,8 +184,7 @@ rule corpus_summary:
         conda_env("data")
     threads: 1
     resources:
-        mem_mb=200,
-        runtime=10,
+        **PLAN.resources(mem_mb=200, runtime=10),
     params:
         args=PLAN.summary_args,
         code_version=PLAN.code_version,
