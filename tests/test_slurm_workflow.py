@@ -4,6 +4,7 @@ count, its GPU request, memory and wall time; the localrules; a GPU job that fin
 stopping at once with the node and CUDA_VISIBLE_DEVICES named."""
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import socket
@@ -26,12 +27,13 @@ def repo(root, tmp_path_factory) -> Path:
     return copy_repository(root, tmp_path_factory.mktemp("repo"))
 
 
-def dry_run(repo: Path, config: dict, *extra: str) -> list[tuple[str, dict[str, str], str]]:
-    """(rule, resources, shell command) of every job `snakemake --profile slurm -n` plans."""
+def dry_run(repo: Path, config: dict, *extra: str, configfiles: tuple[str, ...] = ()) -> list[tuple[str, dict[str, str], str]]:
+    """(rule, resources, shell command) of every job `snakemake --profile slurm -n` plans with
+    ``config`` as the configfile (or the files ``configfiles``, in the copy ``repo``)."""
     (repo / "site.yaml").write_text(yaml.safe_dump(config))
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM")}
     proc = subprocess.run(["timeout", "-s", "KILL", "300", sys.executable, "-m", "snakemake", "--profile", "slurm",
-                           "--dry-run", "--cores", "64", "--configfile", "site.yaml", *extra],
+                           "--dry-run", "--cores", "64", "--configfile", *(configfiles or ("site.yaml",)), *extra],
                           cwd=repo, env=env, capture_output=True, text=True)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
@@ -126,3 +128,57 @@ def test_a_gpu_job_without_cuda_stops_at_once_naming_the_node(repo):
            "(CUDA_VISIBLE_DEVICES='0'" in log, log[-2000:]
     # it stopped before the fine-tuning read anything: no epoch, no checkpoint
     assert "epoch" not in log.lower() and not (repo / target).exists()
+
+
+# the jobs of the paper's run: 2 archives; the data stages with shards at k = 1, 3, 5; 5 models;
+# fine-tuning of the 3 trained models a task (rnaret, transformer, onehot; interaction and
+# coding also rnaret-k3) on each dataset with a train split; every model, published-k* included,
+# on every test split; ViennaRNA and its figures on the 2 structure test splits
+PAPER_JOBS = {
+    "unpack_archive": 2, "download_corpus": 1, "normalize_corpus": 1, "dedupe_corpus": 1,
+    "remove_leakage": 1, "filter_lengths": 1, "shard_tokens": 3, "corpus_summary": 1,
+    "pretrain": 5, "finetune": 6 + 4 + 8, "evaluate_structure": 2 * 4, "evaluate_classifier": 2 * 5 + 2 * 5,
+    "vienna": 2, "vienna_contact_maps": 2, "f1_distribution": 2 * 4 + 2, "structure_figures_index": 1,
+    "tables": 1, "length_scaling": 1,
+}
+
+
+def test_the_paper_configfile_plans_every_published_job(repo, tmp_path):
+    """`snakemake -n --profile slurm --configfile config/paper.yaml`, the md5s filled in for
+    stand-in published archives served from 127.0.0.1: every expected job, and each rule's
+    partition, GPU request and resources as the paper's run would submit them."""
+    from loopback import Server
+    from published_archives import make_datasets_tree, make_model_tree, pack
+
+    tree = make_model_tree(make_datasets_tree(tmp_path / "tree", rows_per_file=10))
+    archives = {name: pack(tree, tmp_path / name, top).read_bytes()
+                for name, top in (("datasets.tar.gz", "data"), ("model.tar.gz", "model"))}
+    paper = yaml.safe_load((repo / "config" / "paper.yaml").read_text())
+    with Server(archives) as server:
+        filled = {"archives": {name: {"url": server.url(file), "md5": hashlib.md5(archives[file]).hexdigest()}
+                               for name, file in (("paper_data", "datasets.tar.gz"), ("paper_models", "model.tar.gz"))},
+                  "slurm": {**paper["slurm"], "account": "rna_lab"}}
+        (repo / "paper_filled.yaml").write_text(yaml.safe_dump(filled))
+        jobs = dry_run(repo, {}, configfiles=("config/paper.yaml", "paper_filled.yaml"))
+    counts: dict[str, int] = {}
+    for rule, _, _ in jobs:
+        counts[rule] = counts.get(rule, 0) + 1
+    assert counts == PAPER_JOBS
+    for rule, res, shell in jobs:
+        assert res["slurm_account"] == "rna_lab", (rule, res)
+        if rule == "pretrain":
+            assert (res["slurm_partition"], res["gpu"], res["gpu_model"]) == ("gpu", "4", "a100"), res
+            assert (res["mem_mb"], res["runtime"]) == ("128000", "1440")
+            assert "rnaret launch --nproc 4 --nodes 1 -- pretrain" in shell and "--config-preset paper" in shell
+            assert "--device cuda" in shell and "--threads 8" in shell
+        elif rule in GPU_RULES:
+            assert (res["slurm_partition"], res["gpu"], res["gpu_model"]) == ("gpu", "1", "a100"), (rule, res)
+            assert "--device cuda" in shell, (rule, shell)
+        else:
+            assert res["slurm_partition"] == "cpu" and not {"gpu", "gpu_model", "gres"} & set(res), (rule, res)
+    # the released files and the datasets are members of the unpacked archives
+    evaluations = " ".join(shell for rule, _, shell in jobs if rule in ("evaluate_structure", "evaluate_classifier"))
+    for member in ("paper_models/model/ssp/RNAStrAlign_1mer.pth", "paper_models/model/rri/MirTar_5mer.pth",
+                   "paper_models/model/lnc/lnc_M_5mer.pth", "paper_data/data/archiveII",
+                   "paper_data/data/data_DeepMirTar_IndTest_noRepeats_3folds.txt", "paper_data/data/lncRNA_H/test.fa"):
+        assert f"results/archives/{member}" in evaluations, member
