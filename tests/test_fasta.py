@@ -102,8 +102,9 @@ def test_non_iupac_letters_are_rejected(tmp_path, letter):
     path = write(tmp_path / "bad.fa", f">ok\nACGU\n>bad\nACGU\nAC{letter}GU\n".encode())
     with pytest.raises(InputError, match="not an IUPAC nucleotide") as err:
         list(read_fasta(path))
-    assert err.value.record == "bad" and err.value.line == 3
-    assert "position 7" in str(err.value)  # the 7th letter of the record's sequence
+    # the line and column where the letter stands, and its position in the record
+    assert (err.value.record, err.value.line, err.value.column) == ("bad", 5, 3)
+    assert "'%s' at position 7 is not an IUPAC" % letter in str(err.value)
 
 
 def test_iupac_ambiguity_codes_and_gaps_are_kept(tmp_path):
@@ -137,15 +138,16 @@ def test_duplicate_ids_are_reported_with_both_lines(tmp_path):
     assert len(list(read_fasta(path, duplicate_ids="ignore"))) == 3
 
 
-@pytest.mark.parametrize("data, what", [
-    (bytes(range(256)) * 8, "not a text FASTA"),     # arbitrary binary
-    (b">a\nAC\x00\x00GT\n", "binary data"),          # NUL bytes inside
-    (b"\x89PNG\r\n\x1a\n" + bytes(64), "not a text FASTA"),
+@pytest.mark.parametrize("data, what, line, column", [
+    (bytes(range(256)) * 8, "binary data", 1, 1),                 # arbitrary binary
+    (b">a\nAC\x00\x00GT\n", "binary data", 2, 3),                 # NUL bytes inside
+    (b"\x89PNG\r\n\x1a\n" + bytes(64), "byte 0x89 is not UTF-8", 1, 1),
 ])
-def test_binary_data(tmp_path, data, what):
+def test_binary_data(tmp_path, data, what, line, column):
     path = write(tmp_path / "binary.fa", data)
-    with pytest.raises(InputError, match=what):
+    with pytest.raises(InputError, match=what) as err:
         list(read_fasta(path))
+    assert (err.value.line, err.value.column) == (line, column)
 
 
 def test_write_then_read_round_trip(tmp_path):

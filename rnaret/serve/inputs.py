@@ -118,7 +118,7 @@ def _relabel(exc: InputError, label: str) -> str:
         what = f"this is not FASTA: {found} (a FASTA record starts with a '>id' line, then the sequence)"
     elif what == "the file is empty":
         what = "no sequence given (the input is empty)"
-    return str(InputError(label, what, record=exc.record, line=exc.line))
+    return str(InputError(label, what, record=exc.record, line=exc.line, column=exc.column))
 
 
 def sequences_to_fasta(items) -> str:
