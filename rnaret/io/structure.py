@@ -465,7 +465,9 @@ def read_ct(path, name: str | None = None) -> Iterator[StructureRecord]:
             continue
         rec_name, n, _, bases, partner, lines = state
         if len(fields) < 5:
-            if fields[0].isdigit() and int(fields[0]) != len(bases) + 1:
+            # a length and a title (not the next base with columns missing): the next header
+            if fields[0].isdigit() and (len(fields) == 1 or not _is_base(fields[1])
+                                        or int(fields[0]) != len(bases) + 1):
                 raise InputError(path, f"the record ends after {len(bases)} of the {n} nt its header gives "
                                        f"(this line reads as the next header)", record=rec_name, line=number)
             raise InputError(path, f"expected 6 columns 'i base i-1 i+1 j i', got {len(fields)}",
