@@ -30,6 +30,7 @@ import math
 import os
 import pickle
 import re
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -173,16 +174,22 @@ def read_pth(path) -> dict[str, Tensor]:
     if not os.path.isfile(path):
         raise InputError(path, "no such file" if not os.path.exists(path) else "not a file")
     try:
-        obj = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # a damaged file can look like an old pickle protocol; the error below says enough
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            obj = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # name what torch's restricted unpickler refused, not its advice to switch it off
-        detail = [ln.strip() for ln in str(exc).splitlines()
-                  if re.match(r"(Trying to load unsupported|Unsupported)", ln.strip())]
-        if detail or "weights_only" in str(exc):
-            raise InputError(path, "refused: the file holds pickled objects other than tensors "
-                                   "(not unpickled, nothing in it was run)"
-                                   + (f": {detail[0]}" if detail else "")) from None
-        raise InputError(path, f"not a readable PyTorch checkpoint: {_first_line(exc)}") from None
+        text = str(exc)
+        named = re.search(r"unsupported GLOBAL\s+([\w.]+)|Unsupported global: GLOBAL\s+([\w.]+)", text, re.I)
+        if named:
+            raise InputError(path, "refused: the file holds pickled objects other than tensors (not "
+                                   f"unpickled, nothing in it was run): it names {named.group(1) or named.group(2)}"
+                             ) from None
+        # otherwise the pickle itself is damaged: an opcode or a structure the unpickler rejects
+        detail = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+        detail = detail.group(1).strip() if detail else _first_line(exc)
+        raise InputError(path, f"not a readable PyTorch checkpoint: a damaged pickle ({detail[:120]})") from None
     except Exception as exc:  # noqa: BLE001
         # torch.load on damaged bytes raises nearly any type (RuntimeError from the zip reader,
         # EOFError, KeyError, IndexError, UnicodeDecodeError, struct.error ...): the file is
