@@ -277,14 +277,20 @@ def state_problems(expected: dict[str, Tensor], state: dict[str, Tensor], strict
              if k in state and state[k].is_floating_point() != expected[k].is_floating_point()]
     problems = []
     if mismatched:
-        problems.append(f"shape mismatch {mismatched[:8]}")
+        problems.append(f"shape mismatch {_listed(mismatched, 3)}")
     if kinds:
-        problems.append(f"dtype mismatch {kinds[:8]}")
+        problems.append(f"dtype mismatch {_listed(kinds, 3)}")
     if strict and missing:
-        problems.append(f"missing keys {missing[:20]}")
+        problems.append(f"missing keys {_listed(missing, 12)}")
     if strict and unexpected:
-        problems.append(f"unexpected keys {unexpected[:20]}")
+        problems.append(f"unexpected keys {_listed(unexpected, 12)}")
     return problems
+
+
+def _listed(items: list[str], limit: int) -> str:
+    """The first ``limit`` items as a list, and how many more there are."""
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return f"{items[:limit]}{more}"
 
 
 def load_state_checked(model, state: dict[str, Tensor], path, strict: bool = True, what: str = "encoder") -> None:

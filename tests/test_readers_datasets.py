@@ -104,7 +104,7 @@ def test_a_format_the_task_does_not_read_is_refused_naming_what_it_reads(resourc
         list(read_dataset(resources / "structure/bprna_test.csv", "coding"))
     with pytest.raises(InputError, match="an? structure dataset is .*this path is a FASTA"):
         list(read_dataset(resources / "mrna_lncrna/mouse_test.fa.gz", "structure"))
-    with pytest.raises(InputError, match="a interaction dataset is a miRNA-target table.*this path is a "
+    with pytest.raises(InputError, match="an interaction dataset is a miRNA-target table.*this path is a "
                                          "dot-bracket file"):
         list(read_dataset(resources / "structure/bprna_test.dbn", "interaction"))
     # given to the interaction task, a structure table is read by the miRNA reader, which says why not

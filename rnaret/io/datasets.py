@@ -88,7 +88,8 @@ def dataset_format(path, task: str | None = None) -> str:
         raise InputError(path, "unknown dataset format (expected .csv, .tsv, .txt, .fa/.fasta/.fna, .dbn, "
                                ".bpseq, .ct, each optionally .gz, or a folder of .bpseq/.ct files)")
     if task is not None and kind not in TASK_FORMATS[task]:
-        raise InputError(path, f"a {task} dataset is {TASK_READS[task]}; this path is {FORMAT_NAMES[kind]}")
+        article = "an" if task[0] in "aeiou" else "a"
+        raise InputError(path, f"{article} {task} dataset is {TASK_READS[task]}; this path is {FORMAT_NAMES[kind]}")
     return kind
 
 
