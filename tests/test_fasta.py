@@ -280,3 +280,11 @@ def test_a_gzip_cut_anywhere_is_an_input_error(tmp_path, resources, cut):
     path = write(tmp_path / "cut.fa.gz", data[:cut])
     with pytest.raises(InputError, match="truncated or corrupt gzip"):
         list(read_fasta(path))
+
+
+def test_alignment_gaps_are_refused_where_they_stand_when_asked(tmp_path):
+    path = write(tmp_path / "gapped.fa", b">a\nACGU\nAC-GU\n")
+    assert next(read_fasta(path)).sequence == "ACGUAC-GU"
+    with pytest.raises(InputError, match="'-' at position 7 is an alignment gap") as err:
+        list(read_fasta(path, allow_gaps=False))
+    assert (err.value.record, err.value.line, err.value.column) == ("a", 3, 3)

@@ -24,6 +24,7 @@ from rnaret.io.text import GZIP_MAGIC, is_gzip, open_text, text_lines  # noqa: F
 IUPAC_NUCLEOTIDES = "ACGTUNRYSWKMBDHV-."
 _BAD_LETTER = re.compile(f"[^{re.escape(IUPAC_NUCLEOTIDES + IUPAC_NUCLEOTIDES.lower())}]")
 _NON_ACGTU = re.compile("[^ACGTUacgtu]")
+_GAP = re.compile("[-.]")
 # characters the parser and read_fasta drop from sequence lines (besides trailing white space)
 _DROPPED = " \r\t"
 
@@ -96,14 +97,15 @@ def _locate(lines: list[tuple[int, str]], position: int, header: int) -> tuple[i
 
 
 def read_fasta(path, *, check_letters: bool = True, allow_empty_sequence: bool = False,
-               duplicate_ids: str = "error") -> Iterator[FastaRecord]:
+               duplicate_ids: str = "error", allow_gaps: bool = True) -> Iterator[FastaRecord]:
     """Yield the records of a FASTA file (plain or gzipped), streaming.
 
     Raises ``InputError`` for: a missing, unreadable or empty file, a folder, text before the
     first header, no records, a header with no id, a header with no sequence (unless
     ``allow_empty_sequence``), letters that are not IUPAC nucleotides (when ``check_letters``;
     the message names the line and column where the letter stands and its position in the
-    record), bytes that are not UTF-8, binary data, a truncated gzip, and duplicate ids.
+    record), alignment gaps '-' and '.' (when not ``allow_gaps``; named the same way), bytes
+    that are not UTF-8, binary data, a truncated gzip, and duplicate ids.
     ``duplicate_ids``: "error" raises naming both lines; "warn" emits a ``DuplicateIdWarning``
     naming both lines and goes on; "ignore" keeps no id set (constant memory on huge files).
     Any line ending is accepted (``\\n``, ``\\r\\n``, ``\\r``).
@@ -132,6 +134,13 @@ def read_fasta(path, *, check_letters: bool = True, allow_empty_sequence: bool =
                 # where the letter stands (line, column) and its position in the record's sequence
                 raise InputError(path, f"{bad.group()!r} at position {bad.start() + 1} is not an IUPAC "
                                        f"nucleotide letter", record=rec_id, line=at_line, column=column)
+        if not allow_gaps:
+            gap = _GAP.search(sequence)
+            if gap:
+                at_line, column = _locate(sequence_lines, gap.start(), line)
+                raise InputError(path, f"{gap.group()!r} at position {gap.start() + 1} is an alignment gap; "
+                                       f"give the sequence without gaps", record=rec_id, line=at_line,
+                                 column=column)
         if duplicate_ids != "ignore":
             first = seen.setdefault(rec_id, line)
             if first != line:
