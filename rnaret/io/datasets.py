@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterator
 
 from rnaret.io.errors import InputError
-from rnaret.io.mirna_table import PairRow, mirna_table_layout, read_pair_table, table_lines
+from rnaret.io.mirna_table import PairRow, is_mirna_table, read_pair_table
 from rnaret.io.structure import StructureRecord, read_structures, structure_format
 from rnaret.io.transcripts import Transcript, read_transcripts
 
@@ -95,8 +95,7 @@ def dataset_format(path, task: str | None = None) -> str:
 
 def _table_kind(path) -> str:
     """'mirna_table' or 'structure_table' from a .csv/.tsv table's first non-blank line."""
-    lines = table_lines(path)
-    return "mirna_table" if lines and mirna_table_layout(lines[0][1]) else "structure_table"
+    return "mirna_table" if is_mirna_table(path) else "structure_table"
 
 
 def read_dataset(path, task: str | None = None, select: str | None = None

@@ -56,6 +56,20 @@ def mirna_table_layout(fields: list[str]) -> str | None:
     return None
 
 
+def is_mirna_table(path) -> bool:
+    """True when the first non-blank line of a tab/comma-separated file reads as a miRNA-target
+    table (:func:`mirna_table_layout`); only that line is read. ``InputError`` as the text layer
+    gives it for a file it cannot read."""
+    for _, line in text_lines(path):
+        if line.strip():
+            try:
+                fields = next(csv.reader([line.rstrip("\n")], delimiter=delimiter_of(path)))
+            except csv.Error:
+                return False
+            return mirna_table_layout(fields) is not None
+    return False
+
+
 def table_lines(path) -> list[tuple[int, list[str]]]:
     """(line number, fields) of the non-blank lines of a tab- or comma-separated file (see
     :func:`delimiter_of`), read through the text layer; ``InputError`` for what csv refuses."""
