@@ -3,9 +3,10 @@ mutations of valid files, and the check every reader must pass on any input.
 
 Profiles (environment variable ``RNARET_FUZZ_PROFILE``):
 - ``ci`` (default): derandomized (the same inputs on every run, so the suite cannot flake),
-  ``RNARET_FUZZ_EXAMPLES`` cases per reader (2,000), no example database written;
-- ``explore``: random inputs, 20,000 cases per reader and Hypothesis' example database, to look
-  for new failures (a failure found there becomes an explicit test).
+  2,000 cases per reader, no example database written;
+- ``explore``: random inputs, 20,000 cases per reader and Hypothesis' example database
+  (``.hypothesis/``), to look for new failures (a failure found there becomes an explicit test).
+``RNARET_FUZZ_EXAMPLES`` sets the number of cases of either.
 """
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ from hypothesis import strategies as st
 
 from rnaret.io.errors import InputError
 
-EXAMPLES = int(os.environ.get("RNARET_FUZZ_EXAMPLES", "2000"))
-_COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                                      HealthCheck.function_scoped_fixture])
-settings.register_profile("ci", max_examples=EXAMPLES, derandomize=True, database=None, print_blob=True, **_COMMON)
-settings.register_profile("explore", max_examples=20_000, derandomize=False, print_blob=True, **_COMMON)
-FUZZ = settings.get_profile(os.environ.get("RNARET_FUZZ_PROFILE", "ci"))
+PROFILE = os.environ.get("RNARET_FUZZ_PROFILE", "ci")
+EXAMPLES = int(os.environ.get("RNARET_FUZZ_EXAMPLES", "20000" if PROFILE == "explore" else "2000"))
+_COMMON = dict(max_examples=EXAMPLES, deadline=None, print_blob=True,
+               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                      HealthCheck.function_scoped_fixture])
+settings.register_profile("ci", derandomize=True, database=None, **_COMMON)
+settings.register_profile("explore", derandomize=False, **_COMMON)
+FUZZ = settings.get_profile(PROFILE)
 
 # byte strings that mean something to one reader or another: line ends, separators, brackets,
 # numbers at the edges, encodings, gzip's magic, the markers of headers and fields
