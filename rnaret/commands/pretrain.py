@@ -5,7 +5,9 @@
     rnaret pretrain --shards results/shards/k5 --out results/pretrain/rnaret-k5 \\
         --init-from pretrain_5mer.pth --max-steps 0        # convert + validate released weights
 
-A rerun with the same --out continues from the newest checkpoint in OUT/train.
+A rerun with the same --out continues from the newest checkpoint in OUT/train when it was
+started from the same settings and inputs (OUT/train/fingerprint.json); otherwise that folder is
+moved to OUT/train.replaced and a fresh run starts, naming what changed.
 """
 from __future__ import annotations
 
@@ -37,11 +39,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(repeatable; values read as YAML)")
     parser.add_argument("--overrides", default=None,
                         help="a JSON object of config fields to override (what the pipeline rule passes)")
-    parser.add_argument("--device", default=None, choices=["cpu", "cuda"],
-                        help="default: CUDA when available, else CPU")
+    from rnaret.device import add_device_argument
+    from rnaret.precision import add_precision_argument
+
+    add_device_argument(parser)
+    # None: the config's precision field (auto unless --set/--overrides say otherwise)
+    add_precision_argument(parser, default=None)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--restart", action="store_true",
-                        help="delete OUT/train and start over instead of resuming")
+                        help="delete OUT/train and start over instead of resuming (a run folder started "
+                        "from other settings or inputs is replaced by a fresh run without it)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
 
@@ -68,7 +75,7 @@ def resolve_config(args: argparse.Namespace):
     overrides.pop("k", None)
     if architecture:
         overrides["architecture"] = architecture
-    for key in ("max_steps", "seed", "init_from"):
+    for key in ("max_steps", "seed", "init_from", "precision"):
         value = getattr(args, key)
         if value is not None:
             overrides[key] = value
@@ -109,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from rnaret.train.pretrain import pretrain
 
-    result = pretrain(config, args.shards, args.out, device=args.device, threads=args.threads,
+    device = None if args.device in (None, "auto") else args.device
+    result = pretrain(config, args.shards, args.out, device=device, threads=args.threads,
                       show_progress=not args.no_progress, restart=args.restart)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"rnaret pretrain: {result.step} steps; validation MLM loss {result.valid_loss:.4f} "

@@ -1,4 +1,10 @@
-"""The config's downstream datasets (``datasets:`` in config.yaml): their splits and sources.
+"""The config's downstream datasets (``datasets:`` in config.yaml): the leakage key of their
+sequences, and their resolution re-exported.
+
+Their resolution (config entries and the dataset sheet -> local files and row selections:
+``SplitSource``, ``split_sources``) is ``rnaret.settings.datasets``, re-exported here. Reading
+the files is ``rnaret.io.datasets`` (``dataset_format``, ``read_dataset``, ``iter_sequences``):
+one reader per format, shared by every stage.
 
 Layout (DESIGN.md contract)::
 
@@ -10,56 +16,13 @@ Layout (DESIGN.md contract)::
           test:  <split source>
           finetuned_on: <other name>  # optional, for a test-only dataset
 
-A split source is a path or URL (its format and reader: ``rnaret.io.datasets``), or a mapping
-``{path: <table>, split: <value>}`` meaning the rows of that table whose ``split`` column
-equals ``<value>`` (one table holding several splits). This module resolves the config's
-entries; reading the files is ``rnaret.io.datasets.read_dataset`` / ``iter_sequences``.
+A split source is a path or URL (its format from the path: see ``rnaret.io.datasets``), or a
+mapping ``{path: <table>, split: <value>}`` meaning the rows of that table whose ``split``
+column equals ``<value>`` (one table holding several splits).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-SPLITS = ("train", "valid", "test")
-
-
-@dataclass(frozen=True)
-class SplitSource:
-    """One split of one dataset: where it is and, for shared tables, which rows."""
-
-    task: str
-    dataset: str
-    split: str
-    path: str                       # local path or URL as written in the config
-    row_split: str | None = None    # value of the table's `split` column, when rows are selected
-
-    @property
-    def label(self) -> str:
-        """'task/dataset/split', as in log lines and counts."""
-        return f"{self.task}/{self.dataset}/{self.split}"
-
-
-def split_sources(datasets: dict, splits=SPLITS) -> list[SplitSource]:
-    """Every (task, dataset, split) entry of a ``datasets:`` mapping whose split is in ``splits``.
-
-    Raises ``ValueError`` naming the key when an entry is neither a path nor {path, split}.
-    """
-    out = []
-    for task, entries in (datasets or {}).items():
-        for name, entry in (entries or {}).items():
-            for split in splits:
-                if split not in entry:
-                    continue
-                value = entry[split]
-                if isinstance(value, str):
-                    out.append(SplitSource(task, name, split, value))
-                elif isinstance(value, dict) and isinstance(value.get("path"), str):
-                    row = value.get("split")
-                    out.append(SplitSource(task, name, split, value["path"],
-                                           None if row is None else str(row)))
-                else:
-                    raise ValueError(f"datasets.{task}.{name}.{split}: expected a path or "
-                                     f"{{path: ..., split: ...}}, got {value!r}")
-    return out
+from rnaret.settings.datasets import SPLITS, SplitSource, split_sources  # noqa: F401  (resolution)
 
 
 def normalized(sequence: str) -> str:

@@ -85,28 +85,69 @@ def initial_model(task: Task, init: str) -> tuple[TaskModel, str]:
     return model, kind
 
 
+def run_dir_for(out) -> Path:
+    """The default run folder of a fine-tuning whose checkpoint is ``out``: ``<out>.train``."""
+    out = Path(out)
+    return out.with_name(out.name + ".train")
+
+
+def finetune_fingerprint(task: Task, entry: Mapping[str, Any], init: str, precision: str) -> dict:
+    """The fingerprint of a fine-tuning run (``rnaret.train.fingerprint``): the task's resolved
+    settings and precision, the initial weights' digest, and the digest and row selection of the
+    train and valid files."""
+    from rnaret.tasks.base import split_source
+    from rnaret.train.fingerprint import file_digest
+
+    inputs: dict[str, Any] = {"init": None if str(init) == ONEHOT else file_digest(init)}
+    for split in ("train", "valid"):
+        if entry.get(split) in (None, ""):
+            inputs[split] = None
+            continue
+        path, select = split_source(entry[split])
+        inputs[split] = {"digest": file_digest(path), "select": select}
+    return {"kind": "finetune", "settings": {"task": task.name, **task.settings, "precision": precision},
+            "inputs": inputs}
+
+
 def run_finetune(task_name: str, entry: Mapping[str, Any], init: str, out, *,
                  settings: Mapping[str, Any] | None = None, device: str | None = None,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, precision: str | None = "auto", run_dir=None,
+                 restart: bool = False) -> dict:
     """Fine-tune ``task_name`` on a dataset entry from ``init``; write the checkpoint folder ``out``
     (with ``train_log.tsv`` inside). Returns the best point (``{"epoch", "step", "metric",
-    "value", "valid_metrics"}``)."""
+    "value", "valid_metrics"}``).
+
+    run_dir: the resumable run folder (default ``<out>.train``): a checkpoint after every epoch;
+    a rerun continues it when its fingerprint (``finetune_fingerprint``) matches, else moves it
+    to ``<run_dir>.replaced`` and starts fresh; restart: delete it first. precision: fp32, bf16
+    or auto (``rnaret.precision``); device: auto, cpu or cuda[:N] (``rnaret.device``).
+    """
+    from rnaret.precision import resolve_precision
+    from rnaret.train.checkpointing import remove_partial_writes
+    from rnaret.train.fingerprint import open_run_dir
+
     task = get_task(task_name, settings)
     seed_everything(int(task.settings["seed"]))
     started = time.monotonic()
     if entry.get("train") in (None, ""):
         raise InputError(None, f"the {task_name} dataset entry has no train split: it can only be evaluated")
+    dev = pick_device(device)
+    precision = resolve_precision(precision, dev)
     data = task.load_dataset(entry, splits=("train", "valid"))
     _log(f"rnaret finetune: {task_name}: {len(data['train'])} train, {len(data['valid'])} valid examples "
-         f"(read in {time.monotonic() - started:.1f} s); init {init}")
+         f"(read in {time.monotonic() - started:.1f} s); init {init}; {dev.type}, {precision}")
     model, kind = initial_model(task, init)
-    dev = pick_device(device)
     out = Path(out)
-    log_path = out.parent / f".{out.name}.train_log.tsv"
-    result = finetune(task, model, data["train"], data["valid"], device=dev, progress=progress, log_path=log_path)
+    run_dir = Path(run_dir) if run_dir is not None else run_dir_for(out)
+    start = open_run_dir(run_dir, finetune_fingerprint(task, entry, init, precision), restart=restart)
+    if start.describe(run_dir):
+        _log(f"rnaret finetune: {start.describe(run_dir)}")
+    remove_partial_writes(run_dir)
+    result = finetune(task, model, data["train"], data["valid"], device=dev, progress=progress,
+                      log_path=run_dir / "train_log.tsv", run_dir=run_dir, precision=precision)
     model.to("cpu")
-    save_finetuned(model, task, out, encoder_kind=kind, init=str(init), best=result.best, history=result.history)
-    log_path.unlink(missing_ok=True)
+    save_finetuned(model, task, out, encoder_kind=kind, init=str(init), best=result.best,
+                   history=result.history, precision=precision)
     _log(f"rnaret finetune: best valid {result.best.get('metric')} = {result.best.get('value'):.4f} at epoch "
          f"{result.best.get('epoch')} (step {result.best.get('step')}); {time.monotonic() - started:.0f} s")
     return result.best
@@ -143,9 +184,11 @@ def _evaluation_overrides(settings: Mapping[str, Any] | None) -> dict:
 
 def run_evaluate(checkpoint, entry: Mapping[str, Any], out_dir, *, split: str = "test",
                  task_name: str | None = None, settings: Mapping[str, Any] | None = None,
-                 device: str | None = None, progress: bool = True) -> dict:
+                 device: str | None = None, progress: bool = True,
+                 precision: str | None = None) -> dict:
     """Evaluate a fine-tuned model on one split of a dataset entry; write ``metrics.tsv``,
-    ``predictions.tsv`` and the task's figures into ``out_dir``. Returns the metrics."""
+    ``predictions.tsv`` and the task's figures into ``out_dir``. Returns the metrics.
+    precision: fp32, bf16 or auto (``rnaret.precision``); None: bf16 on CUDA, fp32 on CPU."""
     from rnaret.metrics import write_metrics_tsv
 
     task, model = load_for_evaluation(checkpoint, task_name, settings)
@@ -153,7 +196,8 @@ def run_evaluate(checkpoint, entry: Mapping[str, Any], out_dir, *, split: str = 
     dev = pick_device(device)
     model.to(dev)
     started = time.monotonic()
-    rows, metrics = evaluate(task, model, examples, device=dev, progress=progress, desc=f"{task.name} {split}")
+    rows, metrics = evaluate(task, model, examples, device=dev, progress=progress, desc=f"{task.name} {split}",
+                             precision=precision)
     out_dir = Path(out_dir)
     task.write_outputs(rows, metrics, out_dir)
     write_metrics_tsv(metrics, out_dir / "metrics.tsv")
@@ -162,23 +206,49 @@ def run_evaluate(checkpoint, entry: Mapping[str, Any], out_dir, *, split: str = 
     return metrics
 
 
+def _mapping_argument(value, option: str) -> tuple[dict, str | None]:
+    """``--settings``/``--dataset-config`` value -> (mapping, the file it came from or None): a
+    JSON object written inline (what the pipeline's rules pass), or a YAML/JSON file."""
+    text = str(value)
+    if text.lstrip().startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise InputError(None, f"{option}: not a JSON object ({exc})") from None
+        if not isinstance(data, dict):
+            raise InputError(None, f"{option}: must be a JSON object")
+        return data, None
+    return read_mapping(value), str(value)
+
+
+def _pipeline_plan(data: dict, path):
+    """The settings plan of a pipeline config read by a command (its defaults filled)."""
+    from rnaret.settings import Plan, validate_config
+
+    return Plan(validate_config(data, path=path))
+
+
 def dataset_entry(task_name: str, dataset_config=None, dataset: str | None = None,
                   splits: list[str] | tuple[str, ...] = ()) -> dict:
     """The dataset entry ``{split: path, ...}`` of a run.
 
-    ``dataset_config``: a YAML/JSON file that is either a pipeline config (its
-    ``datasets.<task_name>.<dataset>`` is used) or an entry itself (``{train: ..., test: ...}``,
+    ``dataset_config``: a YAML/JSON file that is either a pipeline config (its dataset
+    ``<task_name>/<dataset>``, resolved exactly as the pipeline resolves it: datasets:, the
+    dataset sheet, downloads and archive members) or an entry itself (``{train: ..., test: ...}``,
     or ``{<dataset>: {...}}`` with ``dataset`` given). ``splits``: ``NAME=PATH`` strings that
     add or replace splits (``NAME=PATH#VALUE``: the rows of PATH whose split column is VALUE).
     """
+    from rnaret.settings.files import is_pipeline_config
+
     entry: dict = {}
     if dataset_config is not None:
-        data = read_mapping(dataset_config)
-        if "datasets" in data:
-            by_task = (data["datasets"] or {}).get(task_name) or {}
+        data, source = _mapping_argument(dataset_config, "--dataset-config")
+        if is_pipeline_config(data):
+            plan = _pipeline_plan(data, source)
+            by_task = plan.datasets.get(task_name, {})
             if dataset is None or dataset not in by_task:
                 raise InputError(dataset_config, f"give --dataset, one of {sorted(by_task)} (datasets.{task_name})")
-            entry = dict(by_task[dataset])
+            entry = by_task[dataset].entry()
         elif dataset is not None:
             if dataset not in data or not isinstance(data[dataset], dict):
                 raise InputError(dataset_config, f"no dataset {dataset!r} (keys: {sorted(data)})")
@@ -199,21 +269,19 @@ def dataset_entry(task_name: str, dataset_config=None, dataset: str | None = Non
 def task_settings(task_name: str, settings_file=None, overrides: list[str] | tuple[str, ...] = (),
                   model: str | None = None) -> dict:
     """Settings of a run: ``settings_file`` (a pipeline config — its ``finetune.preset``,
-    ``finetune.<task>.settings`` and ``finetune.<task>.model_settings.<model>`` — or a plain
-    mapping of settings), then
-    ``KEY=VALUE`` overrides (values read as YAML: ``epochs=2``, ``freeze_encoder=true``)."""
+    ``finetune.<task>.settings`` and ``finetune.<task>.model_settings.<model>``, with the
+    schema's defaults, as the pipeline layers them — or a mapping of settings, as a file or as
+    inline JSON), then ``KEY=VALUE`` overrides (values read as YAML: ``epochs=2``,
+    ``freeze_encoder=true``). Returns the layers; ``rnaret.tasks.get_task`` resolves them."""
     import yaml
+
+    from rnaret.settings.files import is_pipeline_config
 
     settings: dict = {}
     if settings_file is not None:
-        data = read_mapping(settings_file)
-        if "finetune" in data:
-            if (data["finetune"] or {}).get("preset"):
-                settings["preset"] = data["finetune"]["preset"]
-            block = (data["finetune"] or {}).get(task_name) or {}
-            settings.update(block.get("settings") or {})
-            if model is not None:
-                settings.update((block.get("model_settings") or {}).get(model) or {})
+        data, source = _mapping_argument(settings_file, "--settings")
+        if is_pipeline_config(data):
+            settings.update(_pipeline_plan(data, source).finetune_layers(task_name, model))
         else:
             settings.update(data)
     for item in overrides:
