@@ -251,7 +251,7 @@ def test_bad_input_is_a_422_with_a_clear_message(client, jobs_root, body, words)
 
 def test_bad_input_names_record_and_line(client):
     detail = client.post("/api/jobs", json={"fasta": ">a\nGGGA\n>b\nCCXC\n"}).json()["detail"]
-    assert detail == "your FASTA: record 'b': line 3: 'X' at position 3 is not an IUPAC nucleotide letter"
+    assert detail == "your FASTA: record 'b': line 4, column 3: 'X' at position 3 is not an IUPAC nucleotide letter"
 
 
 @pytest.mark.parametrize("name, data, words", [

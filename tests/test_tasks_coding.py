@@ -17,7 +17,7 @@ from rnaret.io.fasta import read_fasta, write_fasta
 from rnaret.metrics import read_metrics_tsv
 from rnaret.model import EncoderConfig, build_encoder
 from rnaret.tasks import get_task
-from rnaret.tasks.transcripts import read_transcripts
+from rnaret.io.transcripts import read_transcripts
 
 TRAIN = "mrna_lncrna/mouse_train.fa.gz"
 TEST = "mrna_lncrna/mouse_test.fa.gz"
@@ -170,7 +170,7 @@ def test_classify_rejects_bad_input(tmp_path, tiny_k5_checkpoint, capsys):
                                 encoder_kind="retnet", init=str(tiny_k5_checkpoint))
     assert main(["classify", str(bad), "--checkpoint", str(checkpoint), "--output", str(output)]) == 1
     err = capsys.readouterr().err
-    assert "record 'y'" in err and "line 3" in err and "'X' at position 5" in err
+    assert "record 'y'" in err and "line 4, column 5" in err and "'X' at position 5" in err
     assert not output.exists()
     interaction = get_task("interaction")
     other = save_finetuned(TaskModel(encoder, interaction.build_head(16)), interaction, tmp_path / "int",

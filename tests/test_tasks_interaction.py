@@ -17,7 +17,7 @@ from rnaret.metrics import read_metrics_tsv
 from rnaret.model import EncoderConfig, build_encoder
 from rnaret.tasks import get_task
 from rnaret.tasks.interaction import pair_tokens
-from rnaret.tasks.mirna_table import read_pair_table
+from rnaret.io.mirna_table import read_pair_table
 
 MAIN = "mirna_target/mirtar_deepmirtar_miraw.tsv"
 INDTEST = "mirna_target/mirtar_deepmirtar_indtest.tsv"

@@ -203,7 +203,7 @@ def _coding(folder: Path, seq_id: str, sequence: str) -> dict:
 
     from rnaret.io.atomic import atomic_open
     from rnaret.tasks.coding import transcript_example
-    from rnaret.tasks.transcripts import Transcript
+    from rnaret.io.transcripts import Transcript
 
     from rnaret.tasks.finetune import autocast
 
