@@ -125,10 +125,17 @@ def describe() -> dict:
 
 
 def _display_name(source: str) -> str:
-    # the last three path parts (e.g. bprna/rnaret-k1/checkpoint): enough to tell models apart
-    # without showing the server's whole folder layout
+    """How a checkpoint is named on the page and in downloads: never the server's folders.
+
+    A fine-tuned checkpoint in the pipeline's layout (``.../{task}/{dataset}/{model}/checkpoint``)
+    is ``{model} fine-tuned on {dataset}``; anything else is its file or folder name."""
     head, _, tail = source.partition(" (")
-    return "/".join(Path(head).parts[-3:]) + (f" ({tail}" if tail else "")
+    parts = Path(head).parts
+    if len(parts) >= 4 and parts[-1] == "checkpoint" and parts[-4] in ("structure", "coding", "interaction"):
+        name = f"{parts[-2]} fine-tuned on {parts[-3]}"
+    else:
+        name = parts[-1] if parts else head
+    return name + (f" ({tail}" if tail else "")
 
 
 def _encoder_facts(encoder) -> dict:
