@@ -33,6 +33,7 @@ class InteractionTask(Task):
 
     name = "interaction"
     selection_metric = "auc"
+    cls_segments = 2  # [CLS] miRNA [SEP] site: the one-hot control pools both parts at CLS
     # the published recipe (rri.py): lr 1e-5, batch 64, 50 epochs, no clipping, no warm-up
     default_settings = {"k": 5, "lr": 1e-5, "batch_size": 64, "epochs": 50, "grad_clip": None,
                         "head_dropout": 0.0}
