@@ -43,8 +43,9 @@ def jobs_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(checkpoints, jobs_root):
+    # fp32: the answers are compared with rnaret fold / classify / embed run here in float32
     app = create_app(checkpoints["structure"], checkpoints["coding"], checkpoints["embed"], LIMITS,
-                     workers=2, threads_per_worker=1, tmp_root=jobs_root, job_ttl_s=60)
+                     workers=2, threads_per_worker=1, tmp_root=jobs_root, job_ttl_s=60, precision="fp32")
     with ThreadServer(app) as running:
         yield running
 
@@ -510,3 +511,30 @@ def test_serve_command_sorts_checkpoints_by_task(checkpoints, tmp_path):
                         (["--checkpoint", str(checkpoints["embed"])], "at least one")):
         with pytest.raises(InputError, match=words):
             resolve_checkpoints(parser.parse_args(argv))
+
+
+def test_a_gpu_that_is_not_there_stops_the_start_up_with_the_reason(checkpoints):
+    import asyncio
+
+    import torch
+
+    from rnaret.serve.config import ServeConfig
+    from rnaret.serve.jobs import JobManager
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    manager = JobManager(ServeConfig(structure=str(checkpoints["structure"]), workers=1, device="cuda"))
+
+    async def start():
+        try:
+            await manager.start()
+        finally:
+            await manager.stop()
+
+    with pytest.raises(RuntimeError, match="could not load the models: --device cuda was asked for, but torch "
+                                           "finds no usable CUDA device"):
+        asyncio.run(start())
+    with pytest.raises(ValueError, match="device must be"):
+        ServeConfig(structure="x", device="gpu")
+    with pytest.raises(ValueError, match="precision must be"):
+        ServeConfig(structure="x", precision="fp16")

@@ -61,7 +61,8 @@ ERRORS = {413: {"model": ErrorResponse, "description": "over a limit of this ser
 
 def create_app(structure_checkpoint=None, coding_checkpoint=None, embed_checkpoint=None,
                limits: Limits | None = None, *, workers: int = 2, threads_per_worker: int | None = None,
-               tmp_root=None, job_ttl_s: float = 900.0, device: str = "cpu") -> FastAPI:
+               tmp_root=None, job_ttl_s: float = 900.0, device: str = "cpu",
+               precision: str = "auto") -> FastAPI:
     """The FastAPI application (run it with uvicorn; ``rnaret serve`` does).
 
     ``structure_checkpoint`` / ``coding_checkpoint``: fine-tuned checkpoint folders or released
@@ -76,7 +77,7 @@ def create_app(structure_checkpoint=None, coding_checkpoint=None, embed_checkpoi
     config = ServeConfig(structure=structure_checkpoint, coding=coding_checkpoint, embed=embed_checkpoint,
                          limits=limits or Limits(), workers=workers, threads_per_worker=threads_per_worker,
                          tmp_root=None if tmp_root is None else str(tmp_root), job_ttl_s=job_ttl_s,
-                         device=device)
+                         device=device, precision=precision)
     manager = JobManager(config)
 
     @asynccontextmanager

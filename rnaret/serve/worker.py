@@ -57,7 +57,8 @@ def init_worker(spec: dict) -> None:
 
     ``structure``/``coding``: fine-tuned checkpoint folder or released ``.pth`` (None: stage
     off); ``embed``: encoder path, or None for the structure (else coding) model's encoder;
-    ``threads``: torch intra-op threads; ``device``: "cpu" (default) or "cuda".
+    ``threads``: torch intra-op threads; ``device``: as ``rnaret.device.resolve_device`` takes it
+    (default "cpu"); ``precision``: fp32 | bf16 | auto (``rnaret.precision``) of the coding stage.
     """
     import signal
 
@@ -67,9 +68,12 @@ def init_worker(spec: dict) -> None:
     try:
         _load(spec)
     except Exception as exc:  # kept for describe(): the server then refuses to start, saying why
-        if not isinstance(exc, ValueError):  # InputError and the like say enough by their message
+        from rnaret.device import DeviceError
+
+        clear = isinstance(exc, (ValueError, DeviceError))  # InputError, a missing GPU: the message says it
+        if not clear:
             traceback.print_exc(file=sys.stderr)
-        _MODELS["load_error"] = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        _MODELS["load_error"] = str(exc) if clear else f"{type(exc).__name__}: {exc}"
 
 
 def _load(spec: dict) -> None:
@@ -77,8 +81,10 @@ def _load(spec: dict) -> None:
 
     from rnaret.tasks.run import load_for_evaluation
 
+    from rnaret.device import resolve_device
+
     torch.set_num_threads(int(spec.get("threads") or 1))
-    device = torch.device(spec.get("device") or "cpu")
+    device = resolve_device(spec.get("device") or "cpu")
     for name in ("structure", "coding"):
         if spec.get(name):
             task, model = load_for_evaluation(spec[name], name)
@@ -233,12 +239,12 @@ def _coding(folder: Path, seq_id: str, sequence: str) -> dict:
     from rnaret.tasks.coding import transcript_example
     from rnaret.tasks.transcripts import Transcript
 
-    from rnaret.tasks.finetune import autocast
+    from rnaret.precision import autocast
 
     task, model = _MODELS["coding"]
     device = next(model.parameters()).device
     batch = task.collate([transcript_example(Transcript(seq_id, sequence, None, 1), task.k)]).to(device)
-    with torch.no_grad(), autocast(device):
+    with torch.no_grad(), autocast(device, _MODELS["spec"].get("precision", "auto")):
         output = model(batch.tokens, batch.padding_mask).float()     # (1, n) CDS logits
     track = task.position_probabilities(output, batch)[0]          # (n,) float32
     row = task.predict(output, batch)[0]
