@@ -63,6 +63,7 @@ def init_worker(spec: dict) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle (it stops us)
+    _steady_allocator()
     _MODELS.clear()
     _MODELS["spec"] = dict(spec)
     try:
@@ -179,24 +180,34 @@ def run_stage(stage: str, folder: str, seq_id: str, sequence: str) -> dict:
     return result
 
 
-def _release_free_memory() -> None:
-    """Give memory freed by the stage back to the system (glibc's ``malloc_trim``): without it
-    the allocator keeps the peak of every stage size seen, and a long-running worker's resident
-    set creeps up. A no-op where the C library has no ``malloc_trim``."""
+def _libc():
+    """glibc through ctypes, or None where the C library is another one."""
     import ctypes
     import ctypes.util
 
-    global _MALLOC_TRIM
-    if _MALLOC_TRIM is None:
-        try:
-            _MALLOC_TRIM = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _MALLOC_TRIM = False
-    if _MALLOC_TRIM:
-        _MALLOC_TRIM(0)
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
+    except OSError:
+        return None
 
 
-_MALLOC_TRIM = None
+def _steady_allocator() -> None:
+    """A fixed mmap threshold (glibc's M_MMAP_THRESHOLD, 128 KiB): buffers of that size or more
+    (pair maps, figure canvases) are mapped and unmapped one by one instead of being carved
+    from the heap, where glibc's self-raising threshold would leave them to fragment it."""
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+
+
+def _release_free_memory() -> None:
+    """Give memory freed by the stage back to the system (glibc's ``malloc_trim``): without it
+    the allocator keeps the peak of every stage size seen, and a long-running worker's resident
+    set creeps up. A no-op where the C library is not glibc."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 # -- stages -----------------------------------------------------------------------------------
