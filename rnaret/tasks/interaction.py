@@ -34,6 +34,7 @@ class InteractionTask(Task):
 
     name = "interaction"
     selection_metric = "auc"
+    cls_segments = 2  # [CLS] miRNA [SEP] site: the one-hot control pools both parts at CLS
     # the published recipe and the presets: rnaret.tasks.settings (torch-free, read by the pipeline)
     default_settings = TASK_DEFAULTS["interaction"]
     presets = TASK_PRESETS["interaction"]

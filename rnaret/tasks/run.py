@@ -57,7 +57,8 @@ def initial_model(task: Task, init: str) -> tuple[TaskModel, str]:
     if str(init) == ONEHOT:
         from rnaret.model.onehot import OneHotConfig, OneHotModel
 
-        encoder = OneHotModel(OneHotConfig(k=task.k, project_dim=settings.get("onehot_dim")))
+        encoder = OneHotModel(OneHotConfig(k=task.k, project_dim=settings.get("onehot_dim"),
+                                           cls_segments=task.cls_segments))
         head = task.build_head(encoder_width(encoder))
         model, kind = TaskModel(encoder, head), ONEHOT
     elif is_finetuned_checkpoint(init):
