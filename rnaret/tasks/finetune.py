@@ -419,25 +419,27 @@ def _jsonable(value):
 
 
 def is_finetuned_checkpoint(path) -> bool:
-    """True when ``path`` is a folder written by ``save_finetuned``."""
-    return (Path(path) / "task.json").is_file() and (Path(path) / "head.safetensors").is_file()
+    """True when ``path`` is a folder meant as one written by ``save_finetuned`` (it holds a
+    ``task.json``; ``load_finetuned`` then names whatever else is missing or damaged)."""
+    return (Path(path) / "task.json").is_file()
 
 
 def load_finetuned(path, *, settings_override: dict | None = None) -> tuple[Task, TaskModel, dict]:
     """Load a fine-tuned checkpoint folder -> (task, model in eval mode on CPU, metadata).
 
-    Raises InputError when the folder is not a fine-tuned checkpoint.
+    Raises InputError naming the file when the folder is not a fine-tuned checkpoint or its
+    task.json, encoder or head.safetensors is missing, damaged or does not fit the others.
     """
-    from safetensors.torch import load_file
-
+    from rnaret.checkpoint import build_checked, read_head_state, read_task_meta
     from rnaret.io.errors import InputError
     from rnaret.tasks import get_task
 
     path = Path(path)
-    if not is_finetuned_checkpoint(path):
-        raise InputError(path, "not a fine-tuned checkpoint folder (needs task.json and head.safetensors)")
-    meta = json.loads((path / "task.json").read_text())
-    task = get_task(meta["task"], {**meta.get("settings", {}), **(settings_override or {})})
+    meta = read_task_meta(path)
+    try:
+        task = get_task(meta["task"], {**meta.get("settings", {}), **(settings_override or {})})
+    except ValueError as exc:
+        raise InputError(path / "task.json", str(exc)) from None
     if meta.get("encoder_kind") == "onehot":
         from rnaret.model.onehot import load_onehot
 
@@ -446,8 +448,8 @@ def load_finetuned(path, *, settings_override: dict | None = None) -> tuple[Task
         from rnaret.checkpoint import load_encoder
 
         encoder = load_encoder(path / "encoder")
-    head = task.build_head(encoder_width(encoder))
-    head.load_state_dict(load_file(str(path / "head.safetensors")), strict=True)
+    head = build_checked(lambda: task.build_head(encoder_width(encoder)), read_head_state(path),
+                         path / "head.safetensors", what=f"{task.name} head", settings_path=path / "task.json")
     model = TaskModel(encoder, head)
     model.eval()
     return task, model, meta

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 from torch import nn
 
 from rnaret.io.errors import InputError
+from rnaret.io.mapping import read_mapping  # the commands' YAML/JSON reader (also imported from here)
 from rnaret.tasks import get_task
 from rnaret.tasks.base import Task
 from rnaret.tasks.finetune import (TaskModel, encoder_k, encoder_width, evaluate, finetune,
@@ -56,7 +57,8 @@ def initial_model(task: Task, init: str) -> tuple[TaskModel, str]:
     if str(init) == ONEHOT:
         from rnaret.model.onehot import OneHotConfig, OneHotModel
 
-        encoder = OneHotModel(OneHotConfig(k=task.k, project_dim=settings.get("onehot_dim")))
+        encoder = OneHotModel(OneHotConfig(k=task.k, project_dim=settings.get("onehot_dim"),
+                                           cls_segments=task.cls_segments))
         head = task.build_head(encoder_width(encoder))
         model, kind = TaskModel(encoder, head), ONEHOT
     elif is_finetuned_checkpoint(init):
@@ -203,14 +205,6 @@ def run_evaluate(checkpoint, entry: Mapping[str, Any], out_dir, *, split: str = 
     _log(f"rnaret evaluate: {task.name} {split} ({len(rows)} examples, {time.monotonic() - started:.0f} s): "
          + json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
     return metrics
-
-
-def read_mapping(path) -> dict:
-    """A YAML or JSON file holding a mapping -> dict; InputError (naming the file, and the line of
-    a syntax error) otherwise."""
-    from rnaret.settings.files import read_config_file
-
-    return read_config_file(path)
 
 
 def _mapping_argument(value, option: str) -> tuple[dict, str | None]:
