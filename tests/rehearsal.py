@@ -22,7 +22,6 @@ import yaml
 from published_archives import make_datasets_tree, make_model_tree, pack
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
-INTERACTION = RESOURCES / "mirna_target" / "mirtar_deepmirtar_indtest.tsv"
 CORPUS_RECORDS = 1500
 PRETRAIN_STEPS = 40
 
@@ -79,17 +78,23 @@ def config(corpus: Path, corpus_md5: Path, urls: dict[str, str], archives: dict[
         "pretrain": {"preset": "tiny", "models": ["rnaret-k1", "rnaret-k5"], "gpus": pretrain_gpus,
                      "threads": 2, "mem_mb": 2000, "runtime": 30,
                      "overrides": {"max_steps": PRETRAIN_STEPS, "checkpoint_every": 5, "eval_every": 20}},
+        # the published layouts, as datasets.tar.gz ships them: RNAStrAlign's .bpseq files nested
+        # by family, ArchiveII's .ct files, bpRNA's VL0 folder, the headerless miRNA .txt files,
+        # GENCODE FASTA with CDS:a-b headers
         "datasets": {
             "structure": {
-                "bprna": {"train": member("paper_data", "data/bpRNA/TR0"),
-                          "valid": member("paper_data", "data/bpRNA/VL0"),
-                          "test": member("paper_data", "data/bpRNA/TS0")},
+                "archiveii": {"train": member("paper_data", "data/RNAStrAlign"),
+                              "valid": member("paper_data", "data/bpRNA/VL0"),
+                              "test": member("paper_data", "data/archiveII")},
+                "bprna": None,  # config.yaml's datasets are not part of this run
             },
             "interaction": {
-                "mirtar": {"train": str(INTERACTION), "test": str(INTERACTION)},
+                "mirtar": {"train": member("paper_data", "data/data_DeepMirTar_miRAW_noRepeats_3folds_train.txt"),
+                           "test": member("paper_data", "data/data_DeepMirTar_miRAW_noRepeats_3folds_test.txt")},
                 # a test-only dataset, evaluated with the models fine-tuned on mirtar
-                "indtest": {"test": str(INTERACTION), "finetuned_on": "mirtar"},
-                "mirtar_indtest": None,  # config.yaml's datasets are not part of this run
+                "indtest": {"test": member("paper_data", "data/data_DeepMirTar_IndTest_noRepeats_3folds.txt"),
+                            "finetuned_on": "mirtar"},
+                "mirtar_indtest": None,
             },
             "coding": {
                 "lnc_m": {"train": member("paper_data", "data/lncRNA_M/train.fa"),

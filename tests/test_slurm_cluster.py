@@ -27,13 +27,13 @@ from rehearsal import LOCAL_RULES, PRETRAIN_STEPS, Run, prepare, run, urls
 from slurm_cluster.cluster import SlurmCluster, SlurmJob, copy_repository, missing_binaries, submitted_jobs
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
-_missing = missing_binaries()
-if _missing:
-    pytestmark.append(pytest.mark.skip(
-        reason=f"SLURM test cluster: {', '.join(_missing)} not installed "
-        "(install.sh installs slurmctld slurmd slurm-client munge)"))
-elif os.geteuid() != 0:
+if os.geteuid() != 0:
+    # first: an ordinary user's PATH lacks /usr/sbin, where slurmctld lives
     pytestmark.append(pytest.mark.skip(reason="SLURM test cluster: slurmd and munged must be started as root"))
+elif missing_binaries():
+    pytestmark.append(pytest.mark.skip(
+        reason=f"SLURM test cluster: {', '.join(missing_binaries())} not installed "
+        "(install.sh installs slurmctld slurmd slurm-client munge)"))
 
 # the plugin's first status check, shortened for the test (MinJobAge 7200 s stays above 3 x it)
 INIT_SECONDS = 2
@@ -321,8 +321,8 @@ def test_the_archives_were_downloaded_checked_unpacked_and_evaluated(rehearsal, 
         manifest = json.loads((repo / "results" / "archives" / name / ".rnaret-archive.json").read_text())
         assert manifest["md5_checked"] and manifest["md5"] == hashlib.md5(rehearsal_archives[file]).hexdigest()
         assert manifest["source"].startswith("http://127.0.0.1:")
-    for evaluation in ("structure/bprna/published-k1", "interaction/mirtar/published-k5",
+    for evaluation in ("structure/archiveii/published-k1", "interaction/mirtar/published-k5",
                        "interaction/indtest/published-k5", "coding/lnc_m/published-k5",
-                       "structure/bprna/vienna"):
+                       "structure/archiveii/vienna"):
         metrics = (repo / "results" / evaluation / "metrics.tsv").read_text().splitlines()
         assert metrics[0] == "metric\tvalue" and len(metrics) > 2, evaluation

@@ -171,11 +171,16 @@ def _open(archive: Path, where):
             return "zip", zipfile.ZipFile(archive)
         except (zipfile.BadZipFile, OSError) as exc:
             raise InputError(where, f"unreadable zip archive: {exc}") from exc
+    compression = _compression(archive)
+    fmt = _TAR_COMPRESSION.get(compression, "tar")
     try:
         tar = tarfile.open(archive, "r:*")
     except _CORRUPT as exc:
-        raise InputError(where, f"not a tar or zip archive ({exc})") from exc
-    return _TAR_COMPRESSION.get(_compression(archive), "tar"), tar
+        if compression is None:
+            raise InputError(where, "not a tar or zip archive") from exc
+        # compressed, but no tar inside that can be read to its end
+        raise InputError(where, f"truncated or corrupt {fmt} archive: {exc}") from exc
+    return fmt, tar
 
 
 def _compression(archive: Path) -> str | None:
