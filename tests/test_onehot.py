@@ -13,7 +13,7 @@ from rnaret.model.onehot import OneHotConfig, OneHotModel, load_onehot, save_one
 from rnaret.tasks import get_task
 from rnaret.tasks.base import pad_tokens
 from rnaret.tasks.interaction import pair_tokens
-from rnaret.tasks.mirna_table import read_pair_table
+from rnaret.io.mirna_table import read_pair_table
 from rnaret.tasks.run import initial_model
 from rnaret.tokenizer import CLS, encode, vocab_size
 
