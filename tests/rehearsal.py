@@ -89,11 +89,14 @@ def config(corpus: Path, corpus_md5: Path, urls: dict[str, str], archives: dict[
                 "bprna": None,  # config.yaml's datasets are not part of this run
             },
             "interaction": {
-                "mirtar": {"train": member("paper_data", "data/data_DeepMirTar_miRAW_noRepeats_3folds_train.txt"),
-                           "test": member("paper_data", "data/data_DeepMirTar_miRAW_noRepeats_3folds_test.txt")},
-                # a test-only dataset, evaluated with the models fine-tuned on mirtar
+                "deepmirtar_miraw": {"train": member("paper_data", "data/data_DeepMirTar_miRAW_noRepeats_3folds_train.txt"),
+                                     "test": member("paper_data", "data/data_DeepMirTar_miRAW_noRepeats_3folds_test.txt")},
+                # a test-only dataset, evaluated with the models fine-tuned on deepmirtar_miraw
                 "indtest": {"test": member("paper_data", "data/data_DeepMirTar_IndTest_noRepeats_3folds.txt"),
-                            "finetuned_on": "mirtar"},
+                            "finetuned_on": "deepmirtar_miraw"},
+                # config.yaml's sets, dropped: a file merges key by key into an entry of the same
+                # name, so their row selections would stay
+                "mirtar": None,
                 "mirtar_indtest": None,
             },
             "coding": {

@@ -176,6 +176,11 @@ def test_the_paper_configfile_plans_every_published_job(repo, tmp_path):
             assert "--device cuda" in shell, (rule, shell)
         else:
             assert res["slurm_partition"] == "cpu" and not {"gpu", "gpu_model", "gres"} & set(res), (rule, res)
+    # every split and released file of the paper's run comes from its archives: none of
+    # config.yaml's bundled files, nor a row selection of theirs, is merged into an entry
+    for rule, _, shell in jobs:
+        if rule in ("finetune", "evaluate_structure", "evaluate_classifier"):
+            assert "resources/" not in shell and "#" not in shell.split("--settings")[0], (rule, shell)
     # the released files and the datasets are members of the unpacked archives
     evaluations = " ".join(shell for rule, _, shell in jobs if rule in ("evaluate_structure", "evaluate_classifier"))
     for member in ("paper_models/model/ssp/RNAStrAlign_1mer.pth", "paper_models/model/rri/MirTar_5mer.pth",
