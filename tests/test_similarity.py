@@ -174,3 +174,12 @@ def test_a_missing_mmseqs_names_the_environment_to_use(tmp_path, monkeypatch):
 def test_length_classes_cover_every_length():
     for length in (1, 7, 22, 29, 30, 31, 76, 3000, 100_000):
         assert sum(c.holds(length) for c in LENGTH_CLASSES) == 1
+
+
+def test_the_named_environment_pins_the_mmseqs2_version_the_message_gives(root):
+    from rnaret.data.similarity import MMSEQS_CONDA_PIN
+
+    import yaml
+
+    for env in (root / MMSEQS_ENV, root / "workflow/wrappers/mmseqs2/environment.yaml"):
+        assert MMSEQS_CONDA_PIN in yaml.safe_load(env.read_text())["dependencies"], env

@@ -100,7 +100,7 @@ def remove_leakage(source, output, sources: list[SplitSource], table_path, count
     splits = SplitSequences.load(sources)
     identical_masks = []                                   # per record: splits it equals (0: none)
     identical_tests = np.zeros(len(splits.sequences), dtype=bool)
-    size = {"records": 0, "nucleotides": 0}
+    size = {"records": 0, "nucleotides": 0, "identical_nucleotides": 0}
 
     def not_identical():
         """Pass 1: records identical to a split sequence are removed here and not searched."""
@@ -115,6 +115,7 @@ def remove_leakage(source, output, sources: list[SplitSource], table_path, count
             else:
                 identical_masks.append(splits.members[position])
                 identical_tests[position] = True
+                size["identical_nucleotides"] += len(record.sequence)
 
     with workspace(tmp_dir) as work:
         searched_fasta = work / "corpus.fa"
@@ -164,6 +165,7 @@ def remove_leakage(source, output, sources: list[SplitSource], table_path, count
               "records_removed": n_in - n_out,
               "records_removed_identical": int(np.count_nonzero(identical_masks)),
               "records_removed_similar": int(np.count_nonzero((similar_masks != 0) & (identical_masks == 0))),
+              "nucleotides_removed_identical": size["identical_nucleotides"],
               "splits_checked": [s.label for s in sources],
               "per_split": {f"{r['task']}/{r['dataset']}/{r['split']}":
                             {"identical": r["corpus_records_identical"], "similar": r["corpus_records_similar"]}

@@ -43,7 +43,7 @@ from typing import Iterable, Iterator, Sequence
 
 # The conda environment whose pin provides `mmseqs` when the pipeline runs with --use-conda.
 MMSEQS_ENV = "envs/data.yaml"
-MMSEQS_CONDA_PIN = "bioconda::mmseqs2=14.7e284"
+MMSEQS_CONDA_PIN = "mmseqs2=14.7e284"  # bioconda; the version Debian 12 ships
 MMSEQS_DEBIAN = "mmseqs2 (Debian 12: MMseqs2 14)"
 
 # Search parameters shared by every length class (see the module docstring).
@@ -151,7 +151,7 @@ def mmseqs_binary(binary: str | None = None) -> str:
         raise MMseqsError(
             f"MMseqs2 ({name!r}) was not found on PATH. Install {MMSEQS_DEBIAN} with "
             f"`apt-get install mmseqs2`, or run the pipeline with --use-conda: the environment "
-            f"{MMSEQS_ENV} pins {MMSEQS_CONDA_PIN}; a binary elsewhere is named by --mmseqs or "
+            f"{MMSEQS_ENV} pins bioconda's {MMSEQS_CONDA_PIN}; a binary elsewhere is named by --mmseqs or "
             f"$RNARET_MMSEQS.")
     return found
 

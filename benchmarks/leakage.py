@@ -1,0 +1,201 @@
+"""Time and peak memory of the leakage stage (identity + MMseqs2 similarity) for 1x, 10x and 50x
+the bundled corpus sample, against the valid/test splits of the default config.
+
+The sample (16,201 RNAcentral records, 8.7 M nt) is repeated with ids made unique
+(``<id>_r<n>``), as in benchmarks/shards.py. Each size runs ``rnaret.data.leakage.remove_leakage``
+in a fresh subprocess; it reports the Python process's peak resident memory and the largest
+peak of the MMseqs2 steps it ran (``ru_maxrss`` of self and of the waited-for children), the
+wall time, the records removed, and the scratch space (the plain search copy of the corpus).
+
+``--swapped`` also times the search with the roles exchanged, as a corpus-indexed search would
+run it: the split sequences as MMseqs2's queries against the corpus as its target database
+(same k-mer classes, MMseqs2's default ``--max-seqs 300``), and counts the corpus records it
+finds: the corpus's k-mer index then grows with the corpus, and ``--max-seqs`` caps how many
+records one split sequence can reach.
+
+``--shuffled`` adds a control: the 1x sample with every record's letters shuffled (same lengths
+and composition, no homology): what it removes is what the thresholds let through by chance.
+
+    python benchmarks/leakage.py [--scales 1 10 50] [--threads 2] [--swapped] [--shuffled]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "resources" / "rnacentral" / "rnacentral_sample.fa.gz"
+
+CHILD = r"""
+import json, os, resource, sys, time
+import yaml
+from rnaret.data.datasets import split_sources
+from rnaret.data.leakage import remove_leakage
+from rnaret.data.similarity import Thresholds
+fasta, out, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+datasets = yaml.safe_load(open(sys.argv[4]))["datasets"]
+sources = split_sources(datasets, splits=("valid", "test"))
+start = time.perf_counter()
+with open(os.devnull, "w") as log:
+    counts = remove_leakage(fasta, out + "/out.fa.gz", sources, out + "/table.tsv", threads=threads,
+                            tmp_dir=out, show_progress=False, log=log)
+seconds = time.perf_counter() - start
+print(json.dumps({"seconds": seconds,
+                  "python_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "mmseqs_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+                  "records": counts["records_in"], "nucleotides": counts["nucleotides_in"],
+                  "identical": counts["records_removed_identical"],
+                  "similar": counts["records_removed_similar"]}))
+"""
+
+
+def make_corpus(scale: int, path: Path, shuffle: bool = False) -> int:
+    """Write the sample ``scale`` times (ids suffixed _r<n>) as plain FASTA; with ``shuffle`` each
+    record's letters are permuted (seeded). Returns the records written."""
+    from rnaret.io.fasta import read_fasta
+
+    rng = random.Random(0)
+    records = [(r.id, r.description[len(r.id):], r.sequence) for r in read_fasta(SAMPLE)]
+    with open(path, "w") as out:
+        for copy in range(scale):
+            for rid, rest, seq in records:
+                if shuffle:
+                    seq = "".join(rng.sample(seq, len(seq)))
+                out.write(f">{rid}_r{copy}{rest}\n{seq}\n")
+    return len(records) * scale
+
+
+def run_stage(fasta: Path, work: Path, threads: int) -> dict:
+    """One leakage run in a fresh process (see CHILD)."""
+    result = subprocess.run([sys.executable, "-c", CHILD, str(fasta), str(work), str(threads),
+                             str(ROOT / "config.yaml")], capture_output=True, text=True, cwd=ROOT)
+    if result.returncode != 0:
+        raise SystemExit(f"leakage run failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run_swapped(fasta: Path, work: Path, threads: int) -> dict:
+    """The split sequences searched against the corpus as MMseqs2's target: seconds, peak RSS
+    of the largest step, corpus records with a passing alignment."""
+    import resource
+
+    import yaml
+
+    from rnaret.data.datasets import iter_sequences, normalized, split_sources
+    from rnaret.data.similarity import COMMON_OPTIONS, LENGTH_CLASSES, Thresholds, mmseqs_binary
+    from rnaret.io.fasta import read_fasta
+
+    mmseqs = mmseqs_binary()
+    datasets = yaml.safe_load((ROOT / "config.yaml").read_text())["datasets"]
+    tests = sorted({normalized(s) for src in split_sources(datasets, splits=("valid", "test"))
+                    for _, s in iter_sequences(src)} - {""})
+    corpus_nt = sum(len(r.sequence) for r in read_fasta(fasta, check_letters=False))
+    thresholds = Thresholds()
+    run = lambda *cmd: subprocess.run([mmseqs, *map(str, cmd), "-v", "1"], check=True,
+                                      capture_output=True, text=True)
+    start = time.perf_counter()
+    run("createdb", fasta, work / "corpus", "--dbtype", "2")
+    found = set()
+    for length_class in LENGTH_CLASSES:
+        members = [s for s in tests if length_class.holds(len(s))]
+        query = work / f"q_{length_class.name}.fa"
+        query.write_text("".join(f">{i}\n{s}\n" for i, s in enumerate(members)))
+        run("createdb", query, work / f"q_{length_class.name}", "--dbtype", "2")
+        result = work / f"r_{length_class.name}"
+        run("search", work / f"q_{length_class.name}", work / "corpus", result, work / "tmp",
+            *COMMON_OPTIONS, "-k", length_class.kmer, "-e", "1e6", "--threads", threads,
+            "--sequence-overlap", max(map(len, members)), "--max-seq-len", max(10_000, 2 * max(map(len, members))))
+        table = work / f"r_{length_class.name}.tsv"
+        run("convertalis", work / f"q_{length_class.name}", work / "corpus", result, table,
+            "--search-type", "3", "--format-output", "query,target,fident,qstart,qend,qlen,bits",
+            "--threads", threads)
+        for line in open(table):
+            q, t, fident, qs, qe, qlen, bits = line.split("\t")
+            coverage = (abs(int(qe) - int(qs)) + 1) / int(qlen)
+            evalue = int(qlen) * corpus_nt * 2.0 ** -float(bits)
+            if float(fident) >= thresholds.min_identity and coverage >= thresholds.min_test_coverage \
+                    and evalue <= thresholds.max_evalue:
+                found.add(t)
+    seconds = time.perf_counter() - start
+    # run in a fresh process (--swapped-child): the children's peak is this search's alone
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"seconds": seconds, "rss_mib": peak / 1024, "found": len(found)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scales", type=int, nargs="+", default=[1, 10, 50])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--swapped", action="store_true", help="also run the corpus-as-target search")
+    parser.add_argument("--shuffled", action="store_true", help="also run the shuffled-corpus control")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
+    parser.add_argument("--swapped-child", nargs=3, metavar=("FASTA", "WORK", "THREADS"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.swapped_child:
+        fasta, work, threads = args.swapped_child
+        print(json.dumps(run_swapped(Path(fasta), Path(work), int(threads))))
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for scale in args.scales:
+        fasta = args.out / f"leakage_corpus_x{scale}.fa"
+        make_corpus(scale, fasta)
+        with tempfile.TemporaryDirectory(dir=args.out) as work:
+            wall = time.perf_counter()
+            row = run_stage(fasta, Path(work), args.threads)
+            row["wall_s"] = time.perf_counter() - wall
+        row["scale"] = scale
+        row["scratch_mib"] = fasta.stat().st_size / 2**20  # the plain search copy of the corpus
+        if args.swapped:
+            with tempfile.TemporaryDirectory(dir=args.out) as work:
+                child = subprocess.run([sys.executable, __file__, "--swapped-child", str(fasta), work,
+                                        str(args.threads)], capture_output=True, text=True, cwd=ROOT)
+                if child.returncode != 0:
+                    raise SystemExit(f"swapped search failed:\n{child.stderr[-3000:]}")
+                row["swapped"] = json.loads(child.stdout.strip().splitlines()[-1])
+        rows.append(row)
+        fasta.unlink()
+        print(json.dumps(row), file=sys.stderr, flush=True)
+    base = rows[0]
+    print(f"leakage stage (identity + MMseqs2 similarity), valid+test splits of config.yaml, "
+          f"{args.threads} threads")
+    print(f"{'scale':>5} {'records':>10} {'nt':>13} {'time s':>8} {'time/1x':>8} {'python MiB':>10} "
+          f"{'mmseqs MiB':>10} {'scratch MiB':>11} {'identical':>9} {'similar':>8}")
+    for row in rows:
+        print(f"{row['scale']:>5} {row['records']:>10,} {row['nucleotides']:>13,} {row['seconds']:>8.1f} "
+              f"{row['seconds'] / base['seconds']:>8.1f} {row['python_rss_mib']:>10.0f} "
+              f"{row['mmseqs_rss_mib']:>10.0f} {row['scratch_mib']:>11.0f} {row['identical']:>9,} "
+              f"{row['similar']:>8,}")
+    last = rows[-1]
+    print(f"{last['scale']}x the records: time x{last['seconds'] / base['seconds']:.1f} (linear would be "
+          f"x{last['scale'] / base['scale']:.0f}), MMseqs2 peak RSS x{last['mmseqs_rss_mib'] / base['mmseqs_rss_mib']:.2f}, "
+          f"Python peak RSS x{last['python_rss_mib'] / base['python_rss_mib']:.2f}")
+    if args.swapped:
+        print("swapped roles (split sequences as queries, corpus as the indexed target, --max-seqs 300):")
+        print(f"{'scale':>5} {'time s':>8} {'vs ours':>8} {'peak MiB':>9} {'records found':>13} {'ours':>8}")
+        for row in rows:
+            s = row["swapped"]
+            ours = row["similar"] + row["identical"]
+            print(f"{row['scale']:>5} {s['seconds']:>8.1f} {s['seconds'] / row['seconds']:>8.2f} "
+                  f"{s['rss_mib']:>9.0f} {s['found']:>13,} {ours:>8,}")
+    if args.shuffled:
+        fasta = args.out / "leakage_corpus_shuffled.fa"
+        make_corpus(1, fasta, shuffle=True)
+        with tempfile.TemporaryDirectory(dir=args.out) as work:
+            control = run_stage(fasta, Path(work), args.threads)
+        fasta.unlink()
+        print(f"shuffled 1x control: {control['similar'] + control['identical']} of {control['records']:,} "
+              f"records removed by chance (real sample: {base['similar'] + base['identical']:,})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
