@@ -232,3 +232,24 @@ def test_the_command_refuses_bad_thresholds_naming_them(tmp_path, root, flag, va
                              "--datasets", "{}", "--table", str(tmp_path / "t.tsv"), flag, value],
                             capture_output=True, text=True, cwd=root, timeout=120)
     assert result.returncode == 2 and f"leakage.{key}" in result.stderr
+
+
+def test_the_report_figure_closest_pairs_and_summary_rows(planted, tmp_path):
+    tmp, counts, kept, records, sample = planted
+    from rnaret.commands.corpus_summary import leakage_rows
+    from rnaret.data.leakage_report import closest_pairs, plot_leakage, read_tsv
+
+    hits = read_tsv(tmp / "hits.tsv.gz")
+    closest = closest_pairs(hits)
+    assert 1 <= len(closest) <= 10
+    keys = [(-float(r["identity"]), -float(r["test_coverage"]), -int(r["aligned_length"])) for r in closest]
+    assert keys == sorted(keys)
+    removed = {h["corpus_record"] for h in hits if h["removed"] == "yes"}
+    assert {r["corpus_record"] for r in closest} <= removed
+    png = plot_leakage(hits, read_tsv(tmp / "leakage.tsv"), counts["thresholds"], tmp_path / "leakage.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    identical, similar = leakage_rows(counts)
+    assert identical["records_in"] - identical["records_out"] == counts["records_removed_identical"]
+    assert similar["records_in"] - similar["records_out"] == counts["records_removed_similar"]
+    assert similar["records_out"] == counts["records_out"]
+    assert "interaction/mirtar/test:" in similar["detail"] and "similar" in similar["detail"]
