@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gzip
 import io
+from array import array
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -98,7 +99,7 @@ def remove_leakage(source, output, sources: list[SplitSource], table_path, count
     missing or fails.
     """
     splits = SplitSequences.load(sources)
-    identical_masks = []                                   # per record: splits it equals (0: none)
+    identical_masks = array("Q")                     # per record: splits it equals (0: none), 8 B each
     identical_tests = np.zeros(len(splits.sequences), dtype=bool)
     size = {"records": 0, "nucleotides": 0, "identical_nucleotides": 0}
 
@@ -124,7 +125,7 @@ def remove_leakage(source, output, sources: list[SplitSource], table_path, count
         hits, plan = search(searched_fasta, splits.sequences, work, thresholds=thresholds,
                             searched_nucleotides=corpus_nt, threads=threads, memory_mb=memory_mb,
                             binary=mmseqs, log=log)
-        identical_masks = np.asarray(identical_masks, dtype=np.uint64)
+        identical_masks = np.frombuffer(identical_masks, dtype=np.uint64)
         similar_masks = np.zeros(len(identical_masks), dtype=np.uint64)
         similar_tests = np.zeros(len(splits.sequences), dtype=bool)
         grouped = group_by_searched(hits)
