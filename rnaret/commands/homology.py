@@ -22,7 +22,8 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from rnaret.commands.leakage import load_mapping, thresholds_from
-    from rnaret.data.homology import HIT_COLUMNS, TABLE_COLUMNS, check_dataset, write_table
+    from rnaret.data.homology import HIT_COLUMNS, TABLE_COLUMNS, check_dataset
+    from rnaret.data.leakage_report import write_tsv
     from rnaret.data.similarity import MMseqsError
 
     try:
@@ -47,9 +48,9 @@ def run(args) -> int:
     except MMseqsError as exc:
         print(f"rnaret homology: error: {exc}", file=sys.stderr)
         return 1
-    write_table(args.table, rows, TABLE_COLUMNS)
+    write_tsv(args.table, rows, TABLE_COLUMNS)
     if args.hits:
-        write_table(args.hits, hits, HIT_COLUMNS)
+        write_tsv(args.hits, hits, HIT_COLUMNS)
     for row in rows:
         print(f"homology: {row['task']}/{row['dataset']}/{row['split']} in {row['reference']}: "
               f"{row['in_reference']} of {row['unique_sequences']} ({row['identical_in_reference']} "

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rnaret.data.datasets import SplitSource, iter_sequences, normalized, split_sources
 from rnaret.data.similarity import Thresholds, best_per_test, group_by_searched, search, workspace, \
     write_search_fasta
-from rnaret.io.atomic import atomic_open
+from rnaret.settings.datasets import SplitSource, split_sources
 
 TABLE_COLUMNS = ("task", "dataset", "split", "reference", "sequences", "unique_sequences",
                  "identical_in_reference", "similar_in_reference", "in_reference",
                  "fraction_in_reference", "reference_sequences")
 HIT_COLUMNS = ("task", "dataset", "split", "reference", "test_record", "reference_record",
                "identity", "test_coverage", "aligned_length", "test_length", "bits", "evalue")
-# (evaluated split, reference split) pairs, in report order
+# (evaluated split, reference split) pairs, in report order. The settings resolver reads them to
+# plan one job per dataset: this module imports the readers (Biopython) only when it reads.
 COMPARISONS = (("test", "train"), ("test", "valid"), ("valid", "train"))
 
 
@@ -60,6 +60,8 @@ def comparisons(datasets: dict, task: str, name: str) -> list[Comparison]:
 
 def _unique(source: SplitSource) -> tuple[int, dict[str, str]]:
     """(records read, normalised sequence -> first record) of one split."""
+    from rnaret.data.datasets import iter_sequences, normalized
+
     n, first = 0, {}
     for record, sequence in iter_sequences(source):
         n += 1
@@ -117,11 +119,3 @@ def check_dataset(datasets: dict, task: str, name: str, *, thresholds: Threshold
                              "aligned_length": hit.aligned_length, "test_length": hit.test_length,
                              "bits": f"{hit.bits:g}", "evalue": f"{hit.evalue(reference_nt):.3g}"})
     return rows, hits_out
-
-
-def write_table(path, rows: list[dict], columns) -> None:
-    """A TSV with ``columns`` as header, written atomically."""
-    with atomic_open(path, "w", encoding="utf-8") as handle:
-        handle.write("\t".join(columns) + "\n")
-        for row in rows:
-            handle.write("\t".join(str(row[c]) for c in columns) + "\n")

@@ -4,7 +4,9 @@
   (identity against test coverage, counts on a log colour scale) with the thresholds' box;
   right, corpus records removed per split, identical and similar;
 - ``closest_pairs``: the removed (non-identical) pairs with the highest identity and coverage;
-- ``combine_tables``: the per-dataset homology tables as one.
+- ``combine_tables``: the per-dataset homology tables as one; ``write_tsv``: any such table.
+
+Nothing here reads sequences (the report's environment has no Biopython).
 """
 from __future__ import annotations
 
@@ -89,11 +91,19 @@ def plot_leakage(hits: list[dict], table: list[dict], thresholds: dict, path, ti
     return save_figure(fig, path)
 
 
+def write_tsv(path, rows: list[dict], columns) -> None:
+    """A TSV with ``columns`` as header and one line per row, written atomically."""
+    from rnaret.io.atomic import atomic_open
+
+    with atomic_open(path, "w", encoding="utf-8") as handle:
+        handle.write("\t".join(columns) + "\n")
+        for row in rows:
+            handle.write("\t".join(str(row[c]) for c in columns) + "\n")
+
+
 def combine_tables(paths, output) -> list[dict]:
     """Concatenate TSVs with the same header (e.g. one homology table per dataset) into
     ``output``, atomically; returns the rows."""
-    from rnaret.io.atomic import atomic_open
-
     rows, header = [], None
     for path in paths:
         with open(path, encoding="utf-8", newline="") as handle:
@@ -105,8 +115,5 @@ def combine_tables(paths, output) -> list[dict]:
 
                 raise InputError(path, f"columns {reader.fieldnames} differ from {header}")
             rows += list(reader)
-    with atomic_open(output, "w", encoding="utf-8") as handle:
-        handle.write("\t".join(header or []) + "\n")
-        for row in rows:
-            handle.write("\t".join(row[c] for c in header) + "\n")
+    write_tsv(output, rows, header or [])
     return rows

@@ -22,6 +22,9 @@ command = snakemake.params.command
 if command not in ("easy-linclust", "easy-cluster"):
     raise ValueError(f"mmseqs2 wrapper: command must be easy-linclust or easy-cluster, got {command!r}")
 extra = snakemake.params.get("extra", "")
+mem_mb = snakemake.resources.get("mem_mb")
+# MMseqs2 takes all the memory it finds unless told: keep it inside the job's allocation
+memory = f"--split-memory-limit {int(mem_mb * 0.8)}M" if mem_mb else ""
 log = snakemake.log_fmt_shell(stdout=True, stderr=True)
 rep, clusters = Path(snakemake.output.rep), Path(snakemake.output.clusters)
 scratch = Path(tempfile.mkdtemp(prefix="mmseqs2-", dir=snakemake.resources.get("tmpdir")))
@@ -29,7 +32,7 @@ try:
     prefix = scratch / "result"
     shell(
         "mmseqs {command} '{snakemake.input[0]}' '{prefix}' '{scratch}/tmp'"
-        " --threads {snakemake.threads} {extra} {log}"
+        " --threads {snakemake.threads} {memory} {extra} {log}"
     )
     for made, final in ((Path(f"{prefix}_rep_seq.fasta"), rep), (Path(f"{prefix}_cluster.tsv"), clusters)):
         final.parent.mkdir(parents=True, exist_ok=True)
