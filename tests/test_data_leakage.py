@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from rnaret.data.datasets import SplitSource, iter_sequences, split_sources
-from rnaret.data.leakage import read_hits, remove_leakage
+from rnaret.data.leakage import remove_leakage
+from rnaret.data.leakage_report import read_tsv as read_hits
 from rnaret.io.errors import InputError
 from rnaret.io.fasta import read_fasta
 

@@ -239,12 +239,3 @@ def _hits_writer(path):
                 yield handle
         finally:
             raw.close()
-
-
-def read_hits(path) -> list[dict]:
-    """The hits table written by ``remove_leakage`` (plain or gzip) as dicts of strings."""
-    import csv
-
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", newline="") as handle:
-        return list(csv.DictReader(handle, delimiter="\t"))

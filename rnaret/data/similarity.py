@@ -31,7 +31,6 @@ its identity and score are right. ``parse_hits`` maps such coordinates back.
 from __future__ import annotations
 
 import heapq
-import math
 import os
 import shutil
 import subprocess
@@ -197,9 +196,6 @@ class SearchPlan:
     thresholds: dict
     searched_nucleotides: int
 
-    def as_dict(self) -> dict:
-        return asdict(self)
-
 
 @contextmanager
 def workspace(tmp_dir=None):
@@ -355,8 +351,3 @@ def best_per_test(hits: Iterable[Hit]) -> list[Hit]:
         if kept is None or (hit.bits, hit.test_coverage) > (kept.bits, kept.test_coverage):
             best[hit.test] = hit
     return sorted(best.values(), key=lambda h: (-h.bits, h.test))
-
-
-def finite(value: float) -> float | None:
-    """``value`` for JSON, None for inf/nan."""
-    return value if math.isfinite(value) else None
