@@ -5,7 +5,8 @@ The sample (16,201 RNAcentral records, 8.7 M nt) is repeated with ids made uniqu
 (``<id>_r<n>``), as in benchmarks/shards.py. Each size runs ``rnaret.data.leakage.remove_leakage``
 in a fresh subprocess; it reports the Python process's peak resident memory and the largest
 peak of the MMseqs2 steps it ran (``ru_maxrss`` of self and of the waited-for children), the
-wall time, the records removed, and the scratch space (the plain search copy of the corpus).
+wall time, the records removed, and the peak size of the scratch folder (sampled every 0.5 s:
+the plain search copy of the corpus, MMseqs2's prefilter and alignment results, the hits).
 MMseqs2 maps its databases: its peak resident memory counts the pages of the mapped corpus copy
 (file-backed, reclaimable page cache); the anonymous part, sampled every 0.5 s from /proc, is what
 it allocates itself.
@@ -48,6 +49,8 @@ import yaml
 from rnaret.data.datasets import split_sources
 from rnaret.data.leakage import remove_leakage
 fasta, out, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+scratch = os.path.join(out, "scratch")
+os.makedirs(scratch)
 datasets = yaml.safe_load(open(sys.argv[4]))["datasets"]
 sources = split_sources(datasets, splits=("valid", "test"))
 
@@ -71,11 +74,26 @@ def children(root):
 
 
 anon_peak = [0]  # KiB: the largest anonymous (not file-backed) resident memory of one child
+scratch_peak = [0]  # bytes in the scratch folder (links not counted: MMseqs2 links the copy)
 stop = threading.Event()
+
+
+def scratch_bytes():
+    total = 0
+    for root, _dirs, files in os.walk(scratch):
+        for name in files:
+            path = os.path.join(root, name)
+            try:
+                if not os.path.islink(path):
+                    total += os.lstat(path).st_size
+            except OSError:
+                pass
+    return total
 
 
 def sample():
     while not stop.wait(0.5):
+        scratch_peak[0] = max(scratch_peak[0], scratch_bytes())
         for pid in children(os.getpid()):
             try:
                 with open(f"/proc/{pid}/status") as handle:
@@ -91,13 +109,13 @@ sampler.start()
 start = time.perf_counter()
 with open(os.devnull, "w") as log:
     counts = remove_leakage(fasta, out + "/out.fa.gz", sources, out + "/table.tsv", threads=threads,
-                            tmp_dir=out, show_progress=False, log=log)
+                            tmp_dir=scratch, show_progress=False, log=log)
 seconds = time.perf_counter() - start
 stop.set()
 print(json.dumps({"seconds": seconds,
                   "python_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "mmseqs_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
-                  "mmseqs_anon_mib": anon_peak[0] / 1024,
+                  "mmseqs_anon_mib": anon_peak[0] / 1024, "scratch_mib": scratch_peak[0] / 2**20,
                   "records": counts["records_in"], "nucleotides": counts["nucleotides_in"],
                   "identical": counts["records_removed_identical"],
                   "similar": counts["records_removed_similar"]}))
@@ -269,7 +287,6 @@ def main() -> int:
             row = run_stage(fasta, Path(work), args.threads)
             row["wall_s"] = time.perf_counter() - wall
         row["scale"] = scale
-        row["scratch_mib"] = fasta.stat().st_size / 2**20  # the plain search copy of the corpus
         if args.swapped:
             with tempfile.TemporaryDirectory(dir=args.out) as work:
                 child = subprocess.run([sys.executable, __file__, "--swapped-child", str(fasta), work,

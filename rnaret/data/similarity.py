@@ -217,7 +217,9 @@ def search(searched_fasta, test_sequences: Sequence[str], workdir, *, thresholds
     ``searched_fasta``: a FASTA written by ``write_search_fasta`` (increasing integer ids);
     ``test_sequences``: the test sequences, ``Hit.test`` indexing this list; ``workdir``: an
     existing scratch directory (see ``workspace``); ``searched_nucleotides``: the size of the
-    searched set for E-values (the whole corpus, also when records were left out of the file).
+    searched set for E-values (the whole corpus, also when records were left out of the file);
+    ``memory_mb``: the job's memory (MMseqs2 gets 3/4 as ``--split-memory-limit``, GNU sort half
+    as its buffer; they run one after the other).
     Returns (hits, plan): hits are every forward alignment with ``Hit.evalue`` within reach of
     ``thresholds.max_evalue``, ordered by searched id (all hits of one searched record together),
     best first within a record; ``plan`` records the version and options used.
@@ -249,8 +251,8 @@ def search(searched_fasta, test_sequences: Sequence[str], workdir, *, thresholds
         options = [*COMMON_OPTIONS, "-k", str(length_class.kmer), "-e", f"{min(cutoff, 1e300):.6g}",
                    "--max-seqs", str(max_seqs), "--max-seq-len", str(chunk),
                    "--sequence-overlap", str(longest), "--threads", str(threads)]
-        if memory_mb:
-            options += ["--split-memory-limit", f"{max(int(memory_mb), 100)}M"]
+        if memory_mb:  # MMseqs2 and sort run one after the other, beside this process's own arrays
+            options += ["--split-memory-limit", f"{max(int(memory_mb * 0.75), 100)}M"]
         result_db = workdir / f"hits_{length_class.name}"
         _run([mmseqs, "search", str(searched_db), str(test_db), str(result_db),
               str(workdir / f"tmp_{length_class.name}"), *options, "--remove-tmp-files", "1",
