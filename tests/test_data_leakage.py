@@ -254,3 +254,20 @@ def test_the_report_figure_closest_pairs_and_summary_rows(planted, tmp_path):
     assert similar["records_in"] - similar["records_out"] == counts["records_removed_similar"]
     assert similar["records_out"] == counts["records_out"]
     assert "interaction/mirtar/test:" in similar["detail"] and "similar" in similar["detail"]
+
+
+def test_nothing_left_to_search_needs_no_mmseqs(tmp_path, root):
+    """Every record identical to a test sequence (or no split to check): the similarity pass has
+    nothing to search and does not call MMseqs2."""
+    bprna = root / "resources/structure/bprna_test.csv"
+    first = next(iter_sequences(str(bprna)))[1]
+    corpus = tmp_path / "c.fa"
+    corpus.write_text(f">same\n{first}\n")
+    sources = [SplitSource("structure", "bprna", "test", str(bprna))]
+    counts = remove_leakage(corpus, tmp_path / "o.fa", sources, tmp_path / "t.tsv", show_progress=False,
+                            mmseqs="mmseqs-not-installed")
+    assert counts["records_out"] == 0 and counts["records_removed_identical"] == 1
+    assert counts["mmseqs"]["version"].startswith("not run")
+    counts = remove_leakage(corpus, tmp_path / "o2.fa", [], tmp_path / "t2.tsv", show_progress=False,
+                            mmseqs="mmseqs-not-installed")
+    assert counts["records_out"] == 1 and counts["records_removed"] == 0

@@ -224,6 +224,9 @@ def search(searched_fasta, test_sequences: Sequence[str], workdir, *, thresholds
     ``thresholds.max_evalue``, ordered by searched id (all hits of one searched record together),
     best first within a record; ``plan`` records the version and options used.
     """
+    if not test_sequences or os.path.getsize(searched_fasta) == 0:  # MMseqs2 refuses empty input
+        return iter(()), SearchPlan(version="not run: nothing to search", classes={},
+                                    thresholds=asdict(thresholds), searched_nucleotides=searched_nucleotides)
     mmseqs = mmseqs_binary(binary)
     version = mmseqs_version(mmseqs)
     workdir = Path(workdir)
