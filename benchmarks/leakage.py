@@ -154,14 +154,15 @@ def run_swapped(fasta: Path, work: Path, threads: int) -> dict:
 
     import yaml
 
-    from rnaret.data.datasets import iter_sequences, normalized, split_sources
+    from rnaret.data.datasets import normalized, split_sources
+    from rnaret.io.datasets import iter_sequences
     from rnaret.data.similarity import COMMON_OPTIONS, LENGTH_CLASSES, Thresholds, mmseqs_binary
     from rnaret.io.fasta import read_fasta
 
     mmseqs = mmseqs_binary()
     datasets = yaml.safe_load((ROOT / "config.yaml").read_text())["datasets"]
     tests = sorted({normalized(s) for src in split_sources(datasets, splits=("valid", "test"))
-                    for _, s in iter_sequences(src)} - {""})
+                    for _, s in iter_sequences(src.path, src.row_split, task=src.task)} - {""})
     corpus_nt = sum(len(r.sequence) for r in read_fasta(fasta, check_letters=False))
     thresholds = Thresholds()
     run = lambda *cmd: subprocess.run([mmseqs, *map(str, cmd), "-v", "1"], check=True,
@@ -200,7 +201,8 @@ def seed_sweep(work: Path, threads: int, per_length: int = 40,
     """Print, per k-mer length and window length, how many planted windows pass the thresholds."""
     import yaml
 
-    from rnaret.data.datasets import iter_sequences, normalized, split_sources
+    from rnaret.data.datasets import normalized, split_sources
+    from rnaret.io.datasets import iter_sequences
     from rnaret.data.similarity import COMMON_OPTIONS, Thresholds, mmseqs_binary, parse_hits
     from rnaret.io.fasta import read_fasta
 
@@ -208,7 +210,7 @@ def seed_sweep(work: Path, threads: int, per_length: int = 40,
     mmseqs = mmseqs_binary()
     datasets = yaml.safe_load((ROOT / "config.yaml").read_text())["datasets"]
     tests = sorted({normalized(s) for src in split_sources(datasets, splits=("valid", "test"))
-                    for _, s in iter_sequences(src) if len(s) >= 150 and set(normalized(s)) <= set("ACGT")})
+                    for _, s in iter_sequences(src.path, src.row_split, task=src.task) if len(s) >= 150 and set(normalized(s)) <= set("ACGT")})
     corpus = [r.sequence.upper() for r in read_fasta(SAMPLE)]
     swap = str.maketrans("ACGT", "CGTA")
 

@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from rnaret.data.datasets import SplitSource, iter_sequences, normalized
+from rnaret.data.datasets import normalized
+from rnaret.io.datasets import iter_sequences
 from rnaret.data.similarity import (LENGTH_CLASSES, MMSEQS_ENV, Hit, MMseqsError, Thresholds,
                                     best_per_test, group_by_searched, mmseqs_binary, parse_hits,
                                     search, workspace, write_search_fasta)
@@ -39,9 +40,8 @@ def corpus_records(resources):
 def test_sequences(resources):
     """Real test sequences: bpRNA structures (27-499 nt) and miRNA-target pairs (miRNAs ~22 nt)."""
     bprna = [normalized(s) for _, s in iter_sequences(str(resources / "structure/bprna_test.csv"))]
-    mirtar = SplitSource("interaction", "mirtar", "test",
-                         str(resources / "mirna_target/mirtar_deepmirtar_miraw.tsv"), "test")
-    mirna = [normalized(s) for r, s in iter_sequences(mirtar) if r.endswith(":mirna_seq")]
+    mirtar = resources / "mirna_target/mirtar_deepmirtar_miraw.tsv"
+    mirna = [normalized(s) for r, s in iter_sequences(mirtar, "test", task="interaction") if r.endswith(":mirna_seq")]
     return sorted(set(bprna[:200]) | set(mirna[:200]))
 
 

@@ -37,7 +37,7 @@ def run(args) -> int:
     from rnaret.tasks.coding import transcript_example
     from rnaret.tasks.finetune import autocast, make_batches, pick_device
     from rnaret.tasks.run import load_for_evaluation
-    from rnaret.tasks.transcripts import read_transcripts
+    from rnaret.io.transcripts import read_transcripts
 
     from rnaret.commands.finetune import set_threads
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 HELP = ("remove corpus records identical or similar (MMseqs2: contained, near-identical) to "
         "downstream valid/test sequences")
@@ -45,12 +44,21 @@ def add_arguments(parser) -> None:
 
 
 def load_mapping(text: str) -> dict:
-    """JSON text, or a .json/.yaml file holding the datasets mapping."""
-    if text.lstrip().startswith("{"):
-        return json.loads(text)
-    import yaml
+    """The ``--datasets`` mapping: JSON text (what the rules pass), or a JSON/YAML file read by
+    ``rnaret.io.mapping.read_mapping``; ``InputError`` when it is neither."""
+    from rnaret.io.errors import InputError
 
-    return yaml.safe_load(Path(text).read_text(encoding="utf-8")) or {}
+    if text.lstrip().startswith("{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError("--datasets", f"not valid JSON: {exc.msg}", line=exc.lineno, column=exc.colno) from None
+        if not isinstance(data, dict):
+            raise InputError("--datasets", "must be a JSON object")
+        return data
+    from rnaret.io.mapping import read_mapping
+
+    return read_mapping(text)
 
 
 def thresholds_from(args):

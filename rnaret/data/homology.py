@@ -60,10 +60,11 @@ def comparisons(datasets: dict, task: str, name: str) -> list[Comparison]:
 
 def _unique(source: SplitSource) -> tuple[int, dict[str, str]]:
     """(records read, normalised sequence -> first record) of one split."""
-    from rnaret.data.datasets import iter_sequences, normalized
+    from rnaret.data.datasets import normalized
+    from rnaret.io.datasets import iter_sequences
 
     n, first = 0, {}
-    for record, sequence in iter_sequences(source):
+    for record, sequence in iter_sequences(source.path, source.row_split, task=source.task):
         n += 1
         key = normalized(sequence)
         if key:

@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rnaret.data.corpus import fasta_writer, write_counts
-from rnaret.data.datasets import SplitSource, iter_sequences, normalized
+from rnaret.data.datasets import SplitSource, normalized
 from rnaret.data.progress import progress
 from rnaret.data.similarity import Hit, Thresholds, best_per_test, group_by_searched, search, \
     workspace, write_search_fasta
 from rnaret.io.atomic import atomic_open, atomic_path
+from rnaret.io.datasets import iter_sequences
 from rnaret.io.fasta import read_fasta
 
 TABLE_COLUMNS = ("task", "dataset", "split", "sequences", "unique_sequences", "identical_in_corpus",
@@ -63,7 +64,7 @@ class SplitSequences:
         for bit, source in enumerate(sources):
             n = 0
             seen = set()
-            for record, sequence in iter_sequences(source):
+            for record, sequence in iter_sequences(source.path, source.row_split, task=source.task):
                 n += 1
                 key = normalized(sequence)
                 if not key:
