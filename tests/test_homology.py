@@ -56,8 +56,8 @@ def test_identical_similar_and_unrelated_test_sequences_are_counted(tmp_path, ro
              "contained": train[2][10:-10], "unrelated": "".join(rng.sample(train[3], len(train[3])))}
     (tmp_path / "train.fa").write_text("".join(f">t{i}\n{s}\n" for i, s in enumerate(train)))
     (tmp_path / "test.fa").write_text("".join(f">{k}\n{s}\n" for k, s in tests.items()))
-    datasets = {"structure": {"toy": {"train": str(tmp_path / "train.fa"), "test": str(tmp_path / "test.fa")}}}
-    rows, hits = check_dataset(datasets, "structure", "toy", threads=2)
+    datasets = {"coding": {"toy": {"train": str(tmp_path / "train.fa"), "test": str(tmp_path / "test.fa")}}}
+    rows, hits = check_dataset(datasets, "coding", "toy", threads=2)
     assert len(rows) == 1
     row = rows[0]
     assert (row["identical_in_reference"], row["similar_in_reference"], row["in_reference"]) == (1, 2, 3)

@@ -149,9 +149,9 @@ def mmseqs_binary(binary: str | None = None) -> str:
     if found is None:
         raise MMseqsError(
             f"MMseqs2 ({name!r}) was not found on PATH. Install {MMSEQS_DEBIAN} with "
-            f"`apt-get install mmseqs2`, or run the pipeline with --use-conda: the environment "
-            f"{MMSEQS_ENV} pins bioconda's {MMSEQS_CONDA_PIN}; a binary elsewhere is named by --mmseqs or "
-            f"$RNARET_MMSEQS.")
+            f"'apt-get install mmseqs2', or run the pipeline with --use-conda: the environment "
+            f"{MMSEQS_ENV} pins bioconda's {MMSEQS_CONDA_PIN}; a binary elsewhere is named by "
+            f"--mmseqs or $RNARET_MMSEQS.")
     return found
 
 
