@@ -18,7 +18,8 @@ finds: the corpus's k-mer index then grows with the corpus, and ``--max-seqs`` c
 records one split sequence can reach.
 
 ``--shuffled`` adds a control: the 1x sample with every record's letters shuffled (same lengths
-and composition, no homology): what it removes is what the thresholds let through by chance.
+and composition, no homology): what it removes is what the thresholds let through by chance,
+with the default E-value bound and without one (identity and coverage alone).
 
 ``--seeds`` measures instead which k-mer lengths find short sequences: windows of 20-100 nt of
 bundled test sequences, each planted with two and with three evenly spaced substitutions (the
@@ -48,7 +49,9 @@ import json, os, resource, sys, threading, time
 import yaml
 from rnaret.data.datasets import split_sources
 from rnaret.data.leakage import remove_leakage
+from rnaret.data.similarity import Thresholds
 fasta, out, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+max_evalue = float(sys.argv[5]) if len(sys.argv) > 5 else Thresholds().max_evalue
 scratch = os.path.join(out, "scratch")
 os.makedirs(scratch)
 datasets = yaml.safe_load(open(sys.argv[4]))["datasets"]
@@ -109,7 +112,8 @@ sampler.start()
 start = time.perf_counter()
 with open(os.devnull, "w") as log:
     counts = remove_leakage(fasta, out + "/out.fa.gz", sources, out + "/table.tsv", threads=threads,
-                            tmp_dir=scratch, show_progress=False, log=log)
+                            tmp_dir=scratch, show_progress=False, log=log,
+                            thresholds=Thresholds(max_evalue=max_evalue))
 seconds = time.perf_counter() - start
 stop.set()
 print(json.dumps({"seconds": seconds,
@@ -138,10 +142,11 @@ def make_corpus(scale: int, path: Path, shuffle: bool = False) -> int:
     return len(records) * scale
 
 
-def run_stage(fasta: Path, work: Path, threads: int) -> dict:
-    """One leakage run in a fresh process (see CHILD)."""
+def run_stage(fasta: Path, work: Path, threads: int, max_evalue: float | None = None) -> dict:
+    """One leakage run in a fresh process (see CHILD); ``max_evalue`` over the default."""
+    extra = [] if max_evalue is None else [str(max_evalue)]
     result = subprocess.run([sys.executable, "-c", CHILD, str(fasta), str(work), str(threads),
-                             str(ROOT / "config.yaml")], capture_output=True, text=True, cwd=ROOT)
+                             str(ROOT / "config.yaml"), *extra], capture_output=True, text=True, cwd=ROOT)
     if result.returncode != 0:
         raise SystemExit(f"leakage run failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -327,9 +332,12 @@ def main() -> int:
         make_corpus(1, fasta, shuffle=True)
         with tempfile.TemporaryDirectory(dir=args.out) as work:
             control = run_stage(fasta, Path(work), args.threads)
+        with tempfile.TemporaryDirectory(dir=args.out) as work:
+            unbounded = run_stage(fasta, Path(work), args.threads, max_evalue=float("inf"))
         fasta.unlink()
         print(f"shuffled 1x control: {control['similar'] + control['identical']} of {control['records']:,} "
-              f"records removed by chance (real sample: {base['similar'] + base['identical']:,})")
+              f"records removed by chance (real sample: {base['similar'] + base['identical']:,}); "
+              f"without the E-value bound {unbounded['similar'] + unbounded['identical']:,}")
     return 0
 
 
