@@ -83,7 +83,7 @@ def plot_leakage(hits: list[dict], table: list[dict], thresholds: dict, path, ti
     right.set_yticks(y, labels, fontsize=8)
     right.invert_yaxis()
     right.set_xlabel("corpus records removed")
-    right.legend(loc="lower right", fontsize=8)
+    right.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8, frameon=False)
     right.set_xlim(0, max(1, (identical + similar).max() if len(splits) else 1) * 1.25)
     if title:
         fig.suptitle(title)
