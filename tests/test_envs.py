@@ -18,7 +18,7 @@ import yaml
 
 from conftest import ROOT
 
-ENV_FILES = sorted((ROOT / "envs").glob("*.yaml")) + [ROOT / "workflow/wrappers/seqkit/environment.yaml"]
+ENV_FILES = sorted((ROOT / "envs").glob("*.yaml")) + sorted((ROOT / "workflow/wrappers").glob("*/environment.yaml"))
 CONDA_PIN = re.compile(r"^[A-Za-z0-9_.\-]+(?:::)?[A-Za-z0-9_.\-]*\s*==?\s*[0-9][A-Za-z0-9_.+\-]*$")
 PIP_PIN = re.compile(r"^[A-Za-z0-9_.\-\[\],]+==[0-9][A-Za-z0-9_.+\-]*$")
 # conda name -> the Python distribution installed by pip whose version the pin must equal;
@@ -33,6 +33,7 @@ DISTRIBUTIONS = {"numpy": "numpy", "pandas": "pandas", "biopython": "biopython",
 NOT_DISTRIBUTIONS = {
     "python": "the running interpreter's major.minor",
     "seqkit": "the `seqkit version` of the binary on PATH",
+    "mmseqs2": "the `mmseqs version` of the binary on PATH",
     "cuda-version": "the CUDA runtime of the GPU build; nothing to compare on a CPU machine",
 }
 
@@ -155,6 +156,15 @@ def test_python_pins_name_the_running_minor_version():
     minor = ".".join(next(iter(pins)).split(".")[:2])
     assert minor == f"{sys.version_info.major}.{sys.version_info.minor}", \
         f"the environments pin Python {next(iter(pins))}, this is {sys.version.split()[0]}"
+
+
+def test_the_mmseqs2_binary_has_the_pinned_version():
+    (version,) = {v for _, name, v in all_pins() if name == "mmseqs2"}
+    if shutil.which("mmseqs") is None:
+        pytest.skip(f"mmseqs2 is not installed here (pinned {version})")
+    out = subprocess.run(["mmseqs", "version"], capture_output=True, text=True, check=True).stdout
+    # Debian's build reports 14-7e284+ds-1+b2 for bioconda's 14.7e284 (release 14, commit 7e284)
+    assert out.strip().split("+")[0].replace("-", ".", 1) == version, out
 
 
 def test_the_seqkit_binary_has_the_pinned_version():

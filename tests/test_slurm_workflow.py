@@ -140,6 +140,9 @@ PAPER_JOBS = {
     "pretrain": 5, "finetune": 6 + 4 + 8, "evaluate_structure": 2 * 4, "evaluate_classifier": 2 * 5 + 2 * 5,
     "vienna": 2, "vienna_contact_maps": 2, "f1_distribution": 2 * 4 + 2, "structure_figures_index": 1,
     "tables": 1, "length_scaling": 1,
+    # similarity leakage: the within-dataset homology table of each of the 6 datasets, their
+    # summary, the leakage report
+    "homology": 6, "homology_summary": 1, "leakage_report": 1,
 }
 
 
