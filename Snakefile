@@ -24,6 +24,7 @@ rule all:
         PLAN.targets(),
 
 
+include: "workflow/rules/archives.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/finetune.smk"

@@ -68,7 +68,9 @@ def save_encoder(model, directory) -> Path:
     state = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
     with atomic_dir(directory) as tmp:
         (tmp / CONFIG_NAME).write_text(model.config.to_json() + "\n")
-        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "producer": "rnaret"})
+        # one metadata key: safetensors writes the metadata map in no fixed order, so a
+        # second key would make identical weights differ in bytes from one process to the next
+        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
     return directory
 
 

@@ -20,6 +20,7 @@ COMMANDS = {
     "ddp-check": "rnaret.commands.ddp_check",
     "pretrain": "rnaret.commands.pretrain",
     "download": "rnaret.commands.download",
+    "unpack": "rnaret.commands.unpack",
     "normalize": "rnaret.commands.normalize",
     "leakage": "rnaret.commands.leakage",
     "homology": "rnaret.commands.homology",
@@ -81,11 +82,33 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    message = device_problem(args)
+    if message:
+        print(f"rnaret {args.command}: error: {message}", file=sys.stderr)
+        return 1
     try:
         return int(args._module.run(args) or 0)
     except InputError as exc:
         print(f"rnaret {args.command}: error: {exc}", file=sys.stderr)
         return 1
+
+
+def device_problem(args: argparse.Namespace) -> str | None:
+    """Why the command's ``--device`` cannot be used on this node, or None when it can (or the
+    command takes no --device). Checked before the command starts, so a GPU job that finds no
+    CUDA stops at once instead of loading data first (``rnaret.device.resolve_device``)."""
+    device = getattr(args, "device", None)
+    if not isinstance(device, str) or device in ("", "auto", "cpu"):
+        return None
+    from rnaret.device import DeviceError, resolve_device
+
+    try:
+        resolve_device(device)
+    except DeviceError as exc:
+        return str(exc)
+    except RuntimeError as exc:  # torch.device() refuses the name itself
+        return f"--device {device!r}: {exc}"
+    return None
 
 
 if __name__ == "__main__":

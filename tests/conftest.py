@@ -42,3 +42,8 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# the whole pipeline with tiny settings, run once per session and shared by the modules that
+# check it (tests/rehearsal.py: the SLURM rehearsal, the conda environments)
+from rehearsal import local_rehearsal, rehearsal_archives, rehearsal_server  # noqa: E402,F401

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESOURCES = ROOT / "resources"
 EMBED = ["--checkpoint", "ckpt", "--output", "emb.safetensors", "--no-progress"]
 VIENNA = ["--output-dir", "vienna", "--quiet"]
+UNPACK = ["unpack", "a.tar.gz", "--output-dir", "unpacked/a"]
 PAIRS = "mirna_id\tmirna_seq_3to5\ttarget_id\ttarget_seq\tlabel\n"
 ROW = "m1\tCCAUUAGGGACCGUUACACUA\tNM_1\tUCUGGUCCCUUGCAGCUAG\t1\n"
 CT3 = "3 r1\n1 G 0 2 0 1\n2 G 1 3 0 2\n3 C 2 0 0 3\n"
@@ -166,6 +167,14 @@ CASES = [
     Case("checkpoints", "a task.json naming an unknown task", evaluate(), setup="task_unknown"),
     Case("checkpoints", "a missing head.safetensors", evaluate(), setup="head_missing"),
     Case("checkpoints", "a head.safetensors that does not fit the task", evaluate(), setup="head_misfit"),
+    # archives: `rnaret unpack` (rule unpack_archive) refuses before writing anything
+    Case("archives", "a member with a '..' component", UNPACK, setup="archive_parent"),
+    Case("archives", "a member with an absolute path", UNPACK, setup="archive_absolute"),
+    Case("archives", "a symbolic link out of the archive", UNPACK, setup="archive_symlink"),
+    Case("archives", "a device file in the archive", UNPACK, setup="archive_device"),
+    Case("archives", "a truncated archive", UNPACK, setup="archive_truncated"),
+    Case("archives", "a file that is no archive", UNPACK, {"a.tar.gz": "just text\n"}),
+    Case("archives", "an archive whose md5 does not match", [*UNPACK, "--md5", "0" * 32], setup="archive_good"),
     # other stages
     Case("other", "a download whose md5 does not match", ["download", "src.fa", "-o", "out/dl.fa", "--md5",
                                                           "0" * 32], {"src.fa": ">a\nACGU\n"}),
@@ -206,6 +215,31 @@ def _finetuned(folder: Path) -> None:
     shutil.rmtree(folder.parent / "ft_encoder")
 
 
+def _archive(name: str, path: Path) -> None:
+    """A .tar.gz holding one good file and the member the case ``name`` refuses."""
+    import tarfile
+
+    def member(member_name: str, kind=tarfile.REGTYPE, payload: bytes = b"", link: str = "") -> tuple:
+        info = tarfile.TarInfo(member_name)
+        info.type, info.size, info.linkname = kind, len(payload), link
+        return info, (io.BytesIO(payload) if payload else None)
+
+    extra = {"archive_parent": [member("data/../../evil.txt", payload=b"evil")],
+             "archive_absolute": [member("/tmp/evil.txt", payload=b"evil")],
+             "archive_symlink": [member("data/link", tarfile.SYMTYPE, link="../../etc/passwd")],
+             "archive_device": [member("data/null", tarfile.CHRTYPE)]}.get(name, [])
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.addfile(*member("data/good.txt", payload=b"ACGU\n"))
+        for info, payload in extra:
+            tar.addfile(info, payload)
+    # gzip without a time stamp: the same bytes (and md5) on every run
+    path.write_bytes(gzip.compress(buffer.getvalue(), mtime=0))
+    if name == "archive_truncated":
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+
+
 def _edit_json(path: Path, **changes) -> None:
     path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
 
@@ -241,6 +275,9 @@ def setup_case(name: str | None, here: Path) -> None:
             (here / "ft/head.safetensors").unlink()
         elif name == "head_misfit":
             _edit_json(here / "ft/task.json", task="coding", settings={})
+        return
+    if name.startswith("archive_"):
+        _archive(name, here / "a.tar.gz")
         return
     _tiny_checkpoint(here / "ckpt")
     if name == "no_weights":
@@ -298,7 +335,8 @@ def run_case(case: Case, here: Path) -> str:
                 import torch
 
                 assert not torch.cuda.is_available(), "the case shows a machine without CUDA"
-            code = main(case.argv)
+            with _without_env("CUDA_VISIBLE_DEVICES" if case.setup == "no_cuda" else None):
+                code = main(case.argv)
     finally:
         os.chdir(cwd)
     lines = [line for line in err.getvalue().splitlines() if ": error: " in line]
@@ -306,7 +344,26 @@ def run_case(case: Case, here: Path) -> str:
     return lines[-1]
 
 
+@contextlib.contextmanager
+def _without_env(name: str | None):
+    """``name`` unset for the block (the no-GPU message shows CUDA_VISIBLE_DEVICES)."""
+    saved = os.environ.pop(name, None) if name else None
+    try:
+        yield
+    finally:
+        if name and saved is not None:
+            os.environ[name] = saved
+
+
 def markdown_row(case: Case, message: str) -> str:
+    """The README row of a case; the machine's host name and torch version (which the no-GPU
+    message names) read NODE and VERSION, so the table is the same on every machine."""
+    import socket
+
+    import torch
+
+    message = message.replace(f"node {socket.gethostname()} ", "node NODE ")
+    message = message.replace(f"torch {torch.__version__},", "torch VERSION,")
     shown = message.replace("|", "\\|")
     return f"| {case.group} | {case.kind} | `{shown}` |"
 

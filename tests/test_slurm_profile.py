@@ -1,43 +1,31 @@
-"""The `slurm` profile as Snakemake reads it: site values in one place, safe status checking,
-retries, GPU requests; and `snakemake --profile slurm` found from the repository root."""
+"""The `slurm` profile as Snakemake reads it (status checks, retries, the pretraining chain), and
+the resources every job asks for (rnaret.cluster): partition from the GPU count, never a
+`--gpus=MODEL:0`, memory and wall time that grow with each attempt, multi-node GPU jobs; checked
+down to the sbatch options the executor plugin builds from them."""
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 
+from rnaret.cluster import Site, job_resources, resource_names
+
 pytest.importorskip("snakemake_executor_plugin_slurm")
-from slurm_cluster.cluster import copy_repository  # noqa: E402  (tests/slurm_cluster/)
 from snakemake.profiles import ProfileConfigFileParser  # noqa: E402
 
-SITE_VARIABLES = (
-    "RNARET_SLURM_PARTITION", "RNARET_SLURM_GPU_PARTITION", "RNARET_SLURM_ACCOUNT",
-    "RNARET_SLURM_GPU_MODEL", "RNARET_SLURM_MAX_THREADS",
-    "RNARET_SLURM_PRETRAIN_RUNTIME",
-)
 # slurmctld's default MinJobAge: the plugin needs it >= 3 x its first-check delay for squeue
 DEFAULT_MIN_JOB_AGE = 300
+SITE = Site(cpu_partition="short", gpu_partition="gpu_a100", gpu_model="a100", account="rna_lab",
+            qos="normal", gpu_qos="gpu", constraint="avx512", slurm_extra="--mail-type=FAIL")
 
 
-def _profile(root, monkeypatch, **site) -> dict:
-    """The profile as Snakemake's own parser renders it, with site variables from ``site``."""
-    for name in SITE_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    for name, value in site.items():
-        monkeypatch.setenv(name, value)
+def _profile(root) -> dict:
     with open(root / "slurm" / "config.yaml") as fh:
         return dict(ProfileConfigFileParser().parse(fh))
 
 
-def _pairs(entries: list[str]) -> dict[str, str]:
-    return dict(entry.split("=", 1) for entry in entries)
-
-
-def test_profile_uses_the_slurm_executor_with_squeue_status_checks(root, monkeypatch):
-    profile = _profile(root, monkeypatch)
+def test_profile_uses_the_slurm_executor_with_squeue_status_checks(root):
+    profile = _profile(root)
     assert profile["executor"] == "slurm"
     # without slurmdbd accounting, sacct never reports a job as ended
     assert profile["slurm-status-command"] == "squeue"
@@ -49,62 +37,146 @@ def test_profile_uses_the_slurm_executor_with_squeue_status_checks(root, monkeyp
     assert profile["rerun-incomplete"] == "True"
 
 
-def test_site_defaults_and_no_account_unless_given(root, monkeypatch):
-    profile = _profile(root, monkeypatch)
-    default = _pairs(profile["default-resources"])
-    assert default["slurm_partition"] == "cpu"
-    assert "slurm_account" not in default
-    assert {"runtime", "mem_mb"} <= set(default)
-    gpu_rules = _pairs(profile["set-resources"])
-    assert gpu_rules["pretrain:slurm_partition"] == "gpu"
-    # no model named: any GPU (sbatch --gpus=N)
-    assert not any(key.endswith(":gpu_model") for key in gpu_rules)
-    # CPUs are the rules' threads: a cpus_per_task/cpus_per_gpu would override them, and
-    # cpus_per_gpu breaks a 0-GPU job's srun when a GPU model is set
-    assert not any(key.split(":")[-1].startswith("cpus_per") for key in gpu_rules)
-    assert not any(key.startswith("cpus_per") for key in default)
-    assert profile["max-threads"] == "32"
+def test_a_pretraining_chain_does_not_run_out_of_retries(root):
+    """Each pretraining job resumes from the last checkpoint; the profile gives that rule alone
+    Snakemake's per-rule retry count of preemptible rules, far above the other rules'."""
+    profile = _profile(root)
+    assert profile["preemptible-rules"] == ["pretrain"]
+    assert int(profile["preemptible-retries"]) >= 10 * int(profile["retries"])
 
 
-def test_every_site_value_is_set_in_one_place(root, monkeypatch):
-    profile = _profile(
-        root, monkeypatch,
-        RNARET_SLURM_PARTITION="short", RNARET_SLURM_GPU_PARTITION="a100q", RNARET_SLURM_ACCOUNT="rna_lab",
-        RNARET_SLURM_GPU_MODEL="a100", RNARET_SLURM_MAX_THREADS="4",
-        RNARET_SLURM_PRETRAIN_RUNTIME="2880",
-    )
-    default = _pairs(profile["default-resources"])
-    assert (default["slurm_partition"], default["slurm_account"]) == ("short", "rna_lab")
-    per_rule = _pairs(profile["set-resources"])
-    for rule in ("pretrain", "finetune", "evaluate_classifier"):
-        assert per_rule[f"{rule}:slurm_partition"] == "a100q"
-        assert per_rule[f"{rule}:gpu_model"] == "a100"
-    assert per_rule["pretrain:runtime"] == "2880"
-    assert profile["max-threads"] == "4"
-    # the site block is the only place the values appear
+def test_the_profile_holds_no_site_values_and_no_resources(root):
+    """Partitions, accounts, GPU models are the config's `slurm:` block; the rules state every
+    job's resources, so nothing in the profile may override them."""
+    profile = _profile(root)
+    for key in ("default-resources", "set-resources", "set-threads", "max-threads"):
+        assert key not in profile, key
     text = (root / "slurm" / "config.yaml").read_text()
-    for name in SITE_VARIABLES:
-        assert len(re.findall(rf'"{name}"', text)) == 1, name
+    assert not re.search(r"^\s*(slurm_partition|slurm_account|gpu_model|qos|constraint)\s*:", text, flags=re.M)
 
 
-def test_profile_is_found_from_the_repository_root(root, tmp_path, monkeypatch):
-    """`snakemake --profile slurm` in a copy of the repository plans every job for the cluster."""
-    copy = copy_repository(root, tmp_path / "repo")
-    env = {k: v for k, v in os.environ.items() if k not in SITE_VARIABLES}
-    env.update(RNARET_SLURM_PARTITION="short", RNARET_SLURM_GPU_PARTITION="gpuq")
-    proc = subprocess.run(
-        ["timeout", "-s", "KILL", "120", sys.executable, "-m", "snakemake", "--profile", "slurm", "--dry-run"],
-        cwd=copy, env=env, capture_output=True, text=True,
-    )
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 0, log[-3000:]
-    planned = re.findall(r"^rule (\w+):\n(?:    .*\n)*?    resources: (.*)$", log, flags=re.M)
-    assert planned, log[-3000:]
-    gpu_rules = {key.split(":")[0] for key in _pairs(_profile(root, monkeypatch)["set-resources"])
-                 if key.endswith(":slurm_partition")}
-    assert gpu_rules & {rule for rule, _ in planned}, "no GPU rule in the default pipeline"
-    for rule, resources in planned:
-        partition = "gpuq" if rule in gpu_rules else "short"
-        assert f"slurm_partition={partition}" in resources, (rule, resources)
-        # memory may depend on input sizes not known before the run (<TBD>)
-        assert re.search(r"\bmem_mb=(\d+|<TBD>)", resources) and re.search(r"\bruntime=\d+", resources), (rule, resources)
+# ------------------------------------------------------------------ resources of a job
+
+
+def test_cpu_jobs_go_to_the_cpu_partition_and_grow_on_retry():
+    for attempt in (1, 2, 3):
+        res = job_resources(SITE, mem_mb=4000, runtime=120, gpus=0, attempt=attempt)
+        assert res == {"mem_mb": 4000 * attempt, "runtime": 120 * attempt, "slurm_partition": "short",
+                       "qos": "normal", "constraint": "avx512", "slurm_account": "rna_lab",
+                       "slurm_extra": "--mail-type=FAIL"}
+
+
+def test_gpu_jobs_go_to_the_gpu_partition_with_the_model_and_gpu_qos():
+    res = job_resources(SITE, mem_mb=64000, runtime=720, gpus=4, attempt=2)
+    assert res["slurm_partition"] == "gpu_a100" and (res["gpu"], res["gpu_model"]) == (4, "a100")
+    assert res["qos"] == "gpu" and res["constraint"] == "avx512"
+    assert (res["mem_mb"], res["runtime"]) == (128000, 1440)
+    assert not {"nodes", "mpi", "gres", "tasks"} & set(res)
+
+
+def test_a_job_without_gpus_never_names_a_gpu_model():
+    """The plugin turns gpu_model into --gpus=MODEL:N whatever N: a 0-GPU job must not have it."""
+    res = job_resources(SITE, mem_mb=6000, runtime=120, gpus=0)
+    assert not {"gpu", "gpu_model", "gres"} & set(res) and res["slurm_partition"] == "short"
+
+
+def test_resumable_jobs_keep_their_wall_time_and_caps_hold():
+    capped = Site(max_runtime=2880, max_mem_mb=100_000)
+    assert job_resources(capped, mem_mb=60_000, runtime=1440, gpus=4, attempt=3, resumable=True) == \
+        {"mem_mb": 100_000, "runtime": 1440, "gpu": 4}
+    assert job_resources(capped, mem_mb=1000, runtime=1000, attempt=4)["runtime"] == 2880
+
+
+def test_multi_node_gpu_jobs_ask_per_node():
+    res = job_resources(SITE, mem_mb=200_000, runtime=1440, gpus=4, nodes=2, resumable=True)
+    assert (res["nodes"], res["tasks"], res["mpi"], res["tasks_per_gpu"]) == (2, 2, "srun", 0)
+    assert res["gres"] == "gpu:a100:4" and "gpu" not in res and "gpu_model" not in res
+    assert job_resources(Site(), mem_mb=1, runtime=1, gpus=2, nodes=3)["gres"] == "gpu:2"
+    with pytest.raises(ValueError, match="needs gpus >= 1"):
+        job_resources(SITE, mem_mb=1, runtime=1, gpus=0, nodes=2)
+    with pytest.raises(ValueError, match="attempt"):
+        job_resources(SITE, mem_mb=1, runtime=1, attempt=0)
+
+
+def test_empty_site_values_are_left_out():
+    """A bare site: no partition (the cluster's default), no account; resources a rule declares
+    for such a site leave them out too, so a profile's default-resources could supply them."""
+    assert job_resources(Site(), mem_mb=500, runtime=10) == {"mem_mb": 500, "runtime": 10}
+    names = resource_names(Site())
+    assert not {"slurm_partition", "slurm_account", "gpu_model", "qos", "constraint", "slurm_extra"} & set(names)
+    assert {"slurm_partition", "slurm_account", "gpu_model", "qos", "constraint", "slurm_extra"} <= set(resource_names(SITE))
+    # every resource a job can get is among the names a rule declares
+    for gpus, nodes in ((0, 1), (4, 1), (4, 2)):
+        assert set(job_resources(SITE, mem_mb=1, runtime=1, gpus=gpus, nodes=nodes)) <= set(resource_names(SITE))
+
+
+def test_site_from_the_config_block():
+    assert Site.from_config(None) == Site()
+    site = Site.from_config({"gpu_partition": "gpu", "max_runtime": 2880, "account": None})
+    assert (site.gpu_partition, site.max_runtime, site.account) == ("gpu", 2880, "")
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['partition'\]"):
+        Site.from_config({"partition": "gpu"})
+
+
+# ------------------------------------------------------------------ what sbatch is given
+
+
+class _Resources(dict):
+    """What the plugin reads a job's resources as: a mapping with attribute access."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+class _Job:
+    def __init__(self, resources: dict, threads: int):
+        self.resources = _Resources(resources)
+        self.threads = threads
+
+
+def _sbatch(resources: dict, threads: int = 8) -> str:
+    """The sbatch command line snakemake-executor-plugin-slurm builds for a job's resources."""
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+    job = _Job(resources, threads)
+    partition = f" -p {resources['slurm_partition']}" if resources.get("slurm_partition") else ""
+    account = f" -A {resources['slurm_account']}" if resources.get("slurm_account") else ""
+    params = {"run_uuid": "rnaret_x", "slurm_logfile": "x.log", "comment_str": "rule_x",
+              "account": account, "partition": partition, "workdir": "/work"}
+    return get_submit_command(job, params) + set_gres_string(job)
+
+
+def test_sbatch_options_of_each_kind_of_job():
+    cpu = _sbatch(job_resources(SITE, mem_mb=4000, runtime=60, gpus=0), threads=2)
+    assert " -p short" in cpu and "--gpus" not in cpu and "--gres" not in cpu
+    assert "--cpus-per-task=2" in cpu and "--mem 4000" in cpu and "--qos=normal" in cpu
+
+    gpu = _sbatch(job_resources(SITE, mem_mb=64000, runtime=720, gpus=4), threads=32)
+    assert " -p gpu_a100" in gpu and gpu.endswith(" --gpus=a100:4") and "--qos=gpu" in gpu
+    assert "--cpus-per-task=32" in gpu and "--ntasks-per-gpu" not in gpu
+
+    multi = _sbatch(job_resources(SITE, mem_mb=200_000, runtime=1440, gpus=4, nodes=2, resumable=True),
+                    threads=32)
+    assert "--nodes=2" in multi and "--ntasks=2" in multi and multi.endswith(" --gres=gpu:a100:4")
+    assert "--gpus=" not in multi and "--ntasks-per-gpu" not in multi and "--cpus-per-task=32" in multi
+
+
+def test_no_gpu_model_zero_even_with_a_model_named():
+    line = _sbatch(job_resources(Site(gpu_model="a100", cpu_partition="cpu"), mem_mb=1, runtime=1, gpus=0))
+    assert "a100" not in line and "--gpus" not in line
+
+
+def test_worker_count_and_nodes_read_back_from_the_resources():
+    from rnaret.cluster import gpus_per_node, nodes_of
+
+    single = job_resources(SITE, mem_mb=1, runtime=1, gpus=4)
+    multi = job_resources(SITE, mem_mb=1, runtime=1, gpus=4, nodes=2)
+    cpu = job_resources(SITE, mem_mb=1, runtime=1)
+    assert (gpus_per_node(single), nodes_of(single)) == (4, 1)
+    assert (gpus_per_node(multi), nodes_of(multi)) == (4, 2)
+    assert (gpus_per_node(cpu), nodes_of(cpu)) == (0, 1)
+    assert gpus_per_node({"gres": "gpu:2"}) == 2

@@ -27,6 +27,7 @@ import shlex
 from typing import Any, Mapping
 
 from rnaret import __version__
+from rnaret.cluster import Site
 from rnaret.settings.datasets import Dataset, SplitSource, resolve_datasets
 from rnaret.settings.errors import SettingsError, key_path
 from rnaret.settings.sources import FileRef, archive_dir, is_url, resolve_file, url_name
@@ -84,6 +85,11 @@ class Plan:
         self.code_version = __version__
         self.precision = self.config.get("precision", "auto")
         self._pretrain_configs: dict[str, dict] = {}
+        # the site's SLURM values (rnaret.cluster): every job's partition, GPU request, account
+        try:
+            self.site = Site.from_config(self.config.get("slurm"))
+        except ValueError as exc:
+            raise SettingsError("slurm", str(exc)) from None
         self._evaluations = self._plan_evaluations()
         self._check_pretraining()
 
@@ -99,15 +105,36 @@ class Plan:
         """The threads of a stage's jobs."""
         return int(self.block(stage)["threads"])
 
-    def resources(self, stage: str) -> dict:
-        """``mem_mb``, ``runtime`` and, for model stages, ``gpu`` of a stage's jobs."""
+    def needs(self, stage: str) -> dict:
+        """``mem_mb``, ``runtime`` and, for model stages, ``gpu`` (and ``nodes`` when > 1) of a
+        stage's jobs, as the config sets them (the first attempt's)."""
         block = self.block(stage)
         out = {"mem_mb": int(block["mem_mb"])}
         if "runtime" in block:
             out["runtime"] = int(block["runtime"])
         if "gpus" in block:
             out["gpu"] = int(block["gpus"])
+        if int(block.get("nodes", 1)) > 1:
+            out["nodes"] = int(block["nodes"])
         return out
+
+    def resources(self, stage: str | None = None, *, mem_mb: int | None = None, runtime: int | None = None,
+                  resumable: bool = False) -> dict:
+        """A rule's ``resources:`` (``rnaret.cluster.rule_resources``): the stage's needs (or the
+        fixed ``mem_mb``/``runtime`` of a small rule, which override the stage's), grown with
+        each attempt, with the partition, GPU request, account, QOS, constraint and
+        ``slurm_extra`` the ``slurm:`` block gives a job of that GPU count. ``resumable``: the
+        job continues from a checkpoint when rerun (pretraining), so its wall time stays."""
+        from rnaret.cluster import rule_resources
+
+        base = self.needs(stage) if stage is not None else {}
+        base.update({k: v for k, v in (("mem_mb", mem_mb), ("runtime", runtime)) if v is not None})
+        return rule_resources(self.site, base, resumable=resumable)
+
+    def model_env(self, stage: str) -> str:
+        """The conda environment of a model stage's jobs: ``model-gpu`` (the CUDA build of torch)
+        when they ask for GPUs, else ``model`` (the CPU build)."""
+        return "model-gpu" if int(self.block(stage).get("gpus", 0)) > 0 else "model"
 
     def device(self, stage: str) -> str:
         """``--device`` of a stage's model commands: ``cpu`` without GPUs; with GPUs ``cuda`` (the
@@ -356,14 +383,25 @@ class Plan:
 
     @staticmethod
     def pretrain_nproc(wildcards, resources) -> int:
-        """Worker processes of a pretraining job: one per GPU (DDP through torchrun), else one.
-        (A function of the job's resources: the worker count alone never reruns a job.)"""
-        return max(1, int(resources.gpu))
+        """Worker processes of a pretraining job on each node: one per GPU (DDP through torchrun),
+        else one. (A function of the job's resources: the worker count alone never reruns a job.)"""
+        from rnaret.cluster import gpus_per_node
+
+        return max(1, gpus_per_node(resources))
+
+    @staticmethod
+    def pretrain_nodes(wildcards, resources) -> int:
+        """Nodes of a pretraining job, one torchrun launcher each (pretrain.nodes; 1 by default)."""
+        from rnaret.cluster import nodes_of
+
+        return nodes_of(resources)
 
     @staticmethod
     def worker_threads(wildcards, threads, resources) -> int:
-        """CPU threads of each worker: the job's threads shared by its workers."""
-        return max(1, int(threads) // max(1, int(resources.get("gpu", 0))))
+        """CPU threads of each worker: the job's threads (per node) shared by its workers."""
+        from rnaret.cluster import gpus_per_node
+
+        return max(1, int(threads) // max(1, gpus_per_node(resources)))
 
     def pretrain_targets(self) -> list[str]:
         """checkpoint/, metrics.tsv and loss_curve.png of every model of ``pretrain.models`` that
@@ -613,6 +651,18 @@ class Plan:
         if name not in self.archives:
             raise SettingsError("archives", f"no archive {name!r} (known: {', '.join(self.archives) or 'none'})")
         return {"url": self.archives[name]["url"], "md5": self.archives[name].get("md5", "")}
+
+    def archive_pattern(self) -> str:
+        """A wildcard constraint matching exactly the names of ``archives:``."""
+        return "|".join(re.escape(name) for name in self.archives) or "(?!)"
+
+    def archive_inputs(self, wildcards) -> list[str]:
+        """A local archive and a local checksum file of ``archives.{archive}``: the unpack job's
+        inputs, so that changing the file reruns it (a URL is fetched by the job itself)."""
+        entry = self.archive_source(wildcards)
+        return [value.removeprefix("file://") for value in (entry["url"], entry["md5"])
+                if value and not re.fullmatch(r"[0-9a-fA-F]{32}", value)
+                and (not is_url(value) or value.startswith("file://"))]
 
     def archive_dirs(self) -> list[str]:
         """The unpacked folder of every archive of ``archives:``."""

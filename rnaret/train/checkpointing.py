@@ -106,7 +106,9 @@ def save_weights(model: torch.nn.Module, folder) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
-    save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": "pt", "producer": "rnaret"})
+    # one metadata key: safetensors writes the metadata map in no fixed order, so a
+    # second key would make identical weights differ in bytes from one process to the next
+    save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
     return folder
 
 

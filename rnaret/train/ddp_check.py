@@ -21,12 +21,12 @@ HELP = "check distributed training: all-reduce across torchrun workers, write th
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `rnaret ddp-check`."""
     parser.add_argument("--output", required=True, type=Path, help="JSON file written by rank 0")
-    parser.add_argument(
-        "--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available"
-    )
+    from rnaret.device import add_device_argument
+
+    add_device_argument(parser)
 
 
-def check(device: str | None = None) -> dict:
+def check(device: str | None = "auto") -> dict:
     """Join the process group and all-reduce each rank's (rank + 1) and its one-hot rank vector.
 
     Returns, identically on every rank: world_size, backend, device type, the summed value

@@ -40,22 +40,27 @@ class DistributedContext:
 def setup(device: str | None = None) -> DistributedContext:
     """Join torchrun's process group when its environment is set (WORLD_SIZE > 1).
 
-    device: "cpu", "cuda" or None (CUDA when available). Backend: nccl on CUDA, gloo on CPU.
-    Returns a ``DistributedContext``; a plain single process gets rank 0 of 1.
+    device: "auto"/None (CUDA when torch sees a GPU, else the CPU), "cpu", or "cuda" (each rank
+    takes GPU LOCAL_RANK; no usable GPU is a ``rnaret.device.DeviceError`` naming the node and
+    CUDA_VISIBLE_DEVICES, never a silent CPU run). Backend: nccl on CUDA, gloo on CPU. Works
+    the same for one node and for several (torchrun's c10d rendezvous sets RANK, WORLD_SIZE,
+    LOCAL_RANK, MASTER_ADDR/PORT). Returns a ``DistributedContext``; a plain single process gets
+    rank 0 of 1.
     """
+    from rnaret.device import resolve_device
+
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
-    if use_cuda and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for but torch sees no CUDA device")
-    if use_cuda:
-        torch.cuda.set_device(local_rank)
-        dev = torch.device("cuda", local_rank)
+    kind = resolve_device(device).type
+    if kind == "cuda":
+        # this rank's own GPU: an error when the node shows fewer GPUs than local ranks
+        dev = resolve_device(f"cuda:{local_rank}")
+        torch.cuda.set_device(dev)
     else:
         dev = torch.device("cpu")
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        dist.init_process_group(backend="nccl" if kind == "cuda" else "gloo")
     return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
 
 

@@ -1,12 +1,14 @@
 """Python side of the single-node SLURM test cluster (start.sh / stop.sh beside this file).
 
 Used by tests/test_slurm_cluster.py through a session-scoped fixture: bring the cluster up,
-run Snakemake against it, look at its jobs (squeue keeps finished jobs for MinJobAge = 300 s),
-wait for a rule's job to run and scancel it, and always stop it again.
+run Snakemake against it, look at its jobs (squeue and scontrol keep finished jobs for MinJobAge,
+7200 s here) and at the plugin's own record of them (the Snakemake log's submission lines), wait
+for a rule's job to run and scancel it, and always stop it again.
 """
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -49,6 +51,7 @@ class SlurmJob:
     partition: str = ""
     cpus: int = 0
     memory: str = ""
+    wildcards: str | None = None
 
 
 @dataclass
@@ -63,6 +66,7 @@ class SlurmCluster:
         """Run start.sh in ``state`` (default: a new directory under /tmp, which the munge user
         can reach) and return the cluster once its node is idle. Raises RuntimeError with the
         script's output when it fails (start.sh then has stopped what it started)."""
+        made = state is None
         if state is None:
             state = Path(tempfile.mkdtemp(prefix="rnaret-slurm-", dir="/tmp"))
         proc = subprocess.run(
@@ -70,6 +74,8 @@ class SlurmCluster:
             capture_output=True, text=True, timeout=timeout,
         )
         if proc.returncode != 0:
+            if made:  # start.sh stopped what it started; the state directory is ours to remove
+                shutil.rmtree(state, ignore_errors=True)
             raise RuntimeError(f"start.sh failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         env = dict(os.environ)
         env["SLURM_CONF"] = str(state / "slurm.conf")
@@ -114,14 +120,25 @@ class SlurmCluster:
             if not line.strip():
                 continue
             job_id, state, partition, cpus, memory, comment, name = line.split("|", 6)
-            rule = None
+            rule = wildcards = None
             if comment.startswith("rule_"):
-                rule = comment[len("rule_"):].split("_wildcards_", 1)[0]
+                rule, _, wildcards = comment[len("rule_"):].partition("_wildcards_")
             jobs.append(SlurmJob(
                 job_id=job_id.strip(), state=state.strip(), rule=rule, name=name.strip(),
                 partition=partition.strip(), cpus=int(cpus), memory=memory.strip(),
+                wildcards=wildcards or None,
             ))
         return jobs
+
+    def job_details(self, job_id: str) -> dict[str, str]:
+        """``scontrol show job`` of one job as key -> value (e.g. Partition, NumNodes, TresPerJob
+        = "gres:gpu:fake:2" for --gpus=fake:2, TresPerNode for --gres, MinMemoryNode, TimeLimit)."""
+        fields: dict[str, str] = {}
+        for token in self.run("scontrol", "show", "job", "--oneliner", job_id).split():
+            if "=" in token:
+                key, value = token.split("=", 1)
+                fields.setdefault(key, value)
+        return fields
 
     def job(self, job_id: str) -> SlurmJob | None:
         """The job with this id, or None once slurmctld has forgotten it (after MinJobAge)."""
@@ -139,10 +156,13 @@ class SlurmCluster:
         raise TimeoutError(f"job {job_id} not finished after {timeout:g} s: {job}")
 
     def wait_for_rule(self, rule: str, state: str = "RUNNING", timeout: float = 120,
-                      exclude: set[str] | frozenset[str] = frozenset(), poll: float = 0.5) -> SlurmJob:
+                      exclude: set[str] | frozenset[str] = frozenset(), poll: float = 0.5,
+                      wildcards: str | None = None) -> SlurmJob:
         """Wait until a job of Snakemake rule ``rule`` is in ``state`` (default RUNNING).
 
-        exclude: job ids to ignore (e.g. the job cancelled before, when waiting for its retry).
+        exclude: job ids to ignore (e.g. the job cancelled before, when waiting for its retry);
+        wildcards: only the job whose wildcard values are these (as the plugin's comment has
+        them, e.g. "rnaret-k1").
         Returns that job; raises TimeoutError listing the jobs seen when none gets there in time.
         """
         deadline = time.monotonic() + timeout
@@ -150,7 +170,8 @@ class SlurmCluster:
         while time.monotonic() < deadline:
             seen = self.jobs()
             for job in seen:
-                if job.rule == rule and job.state == state and job.job_id not in exclude:
+                if job.rule == rule and job.state == state and job.job_id not in exclude \
+                        and (wildcards is None or job.wildcards == wildcards):
                     return job
             time.sleep(poll)
         raise TimeoutError(f"no job of rule {rule!r} reached {state} within {timeout:g} s; jobs: {seen}")
@@ -161,7 +182,8 @@ class SlurmCluster:
         return self.wait_until_finished(job_id, timeout=wait, poll=0.3).state
 
     def cancel_rule_when_running(self, rule: str, timeout: float = 120, after: float = 0.0,
-                                 ready: Callable[[], bool] | None = None) -> tuple[SlurmJob, str]:
+                                 ready: Callable[[], bool] | None = None,
+                                 wildcards: str | None = None) -> tuple[SlurmJob, str]:
         """Wait for a job of ``rule`` to run, then for ``ready()`` to hold (e.g. "a checkpoint
         file exists") or ``after`` seconds, and scancel it, as a preemption would end it.
 
@@ -171,7 +193,7 @@ class SlurmCluster:
         Raises TimeoutError when the job does not run, or ``ready()`` stays false, in time.
         """
         deadline = time.monotonic() + timeout
-        job = self.wait_for_rule(rule, "RUNNING", timeout=timeout)
+        job = self.wait_for_rule(rule, "RUNNING", timeout=timeout, wildcards=wildcards)
         if ready is not None:
             while not ready():
                 current = self.job(job.job_id)
@@ -179,10 +201,17 @@ class SlurmCluster:
                     raise RuntimeError(f"job {job.job_id} of {rule!r} ended before it was ready: {current}")
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"job {job.job_id} of {rule!r} not ready within {timeout:g} s")
-                time.sleep(0.2)
+                time.sleep(0.1)
         if after:
             time.sleep(after)
         return job, self.scancel(job.job_id)
+
+
+def submitted_jobs(snakemake_log: str) -> dict[str, Path]:
+    """The plugin's own record of a run: SLURM job id -> the job's SLURM log file, from the
+    "... has been submitted with SLURM jobid N (log: PATH)." lines Snakemake prints."""
+    return {job_id: Path(log) for job_id, log in
+            re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.", snakemake_log)}
 
 
 def repository_files(root: Path) -> list[str]:

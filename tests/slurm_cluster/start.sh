@@ -117,11 +117,15 @@ GresTypes=gpu
 ReturnToService=2
 # finished jobs stay visible to squeue for MinJobAge seconds: Snakemake's status check
 # (slurm-status-command: squeue) needs MinJobAge >= 3 x slurm-init-seconds-before-status-checks
-# and above its longest poll interval (180 s)
-MinJobAge=300
+# and above its longest poll interval (180 s); the tests look at every job of a run after the
+# run (and after the local run that follows it), so the test cluster keeps them for 2 hours
+MinJobAge=7200
 KillWait=5
 NodeName=$host NodeAddr=127.0.0.1 $node_hw Gres=gpu:fake:2 State=UNKNOWN
-PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+# two partitions on the one node, as a cluster's CPU and GPU partitions: the tests check that
+# each job went to the one its GPU count asks for
+PartitionName=cpu Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+PartitionName=gpu Nodes=ALL MaxTime=INFINITE State=UP
 EOF
 
 cat >"$state/gres.conf" <<EOF

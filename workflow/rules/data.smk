@@ -6,6 +6,14 @@
 CORPUS = "results/corpus"
 
 
+# Downloads and the summary run on the machine that runs Snakemake (on a cluster, the login
+# node): compute nodes often have no internet access, and the summary is seconds of work.
+localrules:
+    download_corpus,
+    download_dataset,
+    corpus_summary,
+
+
 rule download_corpus:
     input:
         PLAN.corpus_download_inputs,
@@ -18,8 +26,7 @@ rule download_corpus:
         conda_env("data")
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=600,
+        **PLAN.resources(mem_mb=500, runtime=600),
     params:
         args=PLAN.download_corpus_args,
     shell:
@@ -38,8 +45,7 @@ rule download_dataset:
         conda_env("data")
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=60,
+        **PLAN.resources(mem_mb=500, runtime=60),
     params:
         args=PLAN.dataset_download_args,
     shell:
@@ -58,8 +64,7 @@ rule normalize_corpus:
         conda_env("data")
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=600,
+        **PLAN.resources(mem_mb=2000, runtime=600),
     params:
         code_version=PLAN.code_version,
     shell:
@@ -77,8 +82,7 @@ rule dedupe_corpus:
         "logs/data/dedupe_corpus.log",
     threads: PLAN.threads("dedupe")
     resources:
-        **PLAN.resources("dedupe"),
-        runtime=600,
+        **PLAN.resources("dedupe", runtime=600),
     params:
         command="rmdup",
         # forward strand only: an RNA and its reverse complement are different molecules
@@ -153,8 +157,7 @@ rule homology:
         conda_env("data")
     threads: PLAN.threads("leakage")
     resources:
-        mem_mb=2000,
-        runtime=120,
+        **PLAN.resources(mem_mb=2000, runtime=120),
     params:
         args=PLAN.homology_args,
         code_version=PLAN.code_version,
@@ -176,8 +179,7 @@ rule filter_lengths:
         conda_env("data")
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=600,
+        **PLAN.resources(mem_mb=1000, runtime=600),
     params:
         args=PLAN.filter_args,
         code_version=PLAN.code_version,
@@ -201,8 +203,7 @@ rule shard_tokens:
         conda_env("data")
     threads: 1
     resources:
-        mem_mb=PLAN.shard_mem_mb(),
-        runtime=1440,
+        **PLAN.resources(mem_mb=PLAN.shard_mem_mb(), runtime=1440),
     params:
         args=PLAN.shard_args,
         code_version=PLAN.code_version,
@@ -233,8 +234,7 @@ rule corpus_summary:
         conda_env("data")
     threads: 1
     resources:
-        mem_mb=200,
-        runtime=10,
+        **PLAN.resources(mem_mb=200, runtime=10),
     params:
         args=PLAN.summary_args,
         code_version=PLAN.code_version,

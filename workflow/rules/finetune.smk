@@ -21,7 +21,7 @@ rule finetune:
         dataset="[^/]+",
         model=TRAINED_MODEL,
     conda:
-        conda_env("model")
+        conda_env(PLAN.model_env("finetune"))
     threads: PLAN.threads("finetune")
     resources:
         **PLAN.resources("finetune"),
@@ -53,7 +53,7 @@ rule evaluate_classifier:
         dataset="[^/]+",
         model=EVALUATED_MODEL,
     conda:
-        conda_env("model")
+        conda_env(PLAN.model_env("finetune"))
     threads: PLAN.threads("finetune")
     resources:
         **PLAN.resources("finetune"),
@@ -88,7 +88,7 @@ rule evaluate_structure:
         dataset="[^/]+",
         model=EVALUATED_MODEL,
     conda:
-        conda_env("model")
+        conda_env(PLAN.model_env("finetune"))
     threads: PLAN.threads("finetune")
     resources:
         **PLAN.resources("finetune"),

@@ -23,16 +23,18 @@ rule pretrain:
     wildcard_constraints:
         model=rnaret_settings.plan.PRETRAINED_MODEL,
     conda:
-        conda_env("model")
+        conda_env(PLAN.model_env("pretrain"))
     threads: PLAN.threads("pretrain")
     resources:
-        **PLAN.resources("pretrain"),
+        **PLAN.resources("pretrain", resumable=True),
     params:
         args=PLAN.pretrain_args,
         code_version=PLAN.code_version,
         nproc=PLAN.pretrain_nproc,
+        nodes=PLAN.pretrain_nodes,
         threads=PLAN.worker_threads,
     shell:
-        "python -m rnaret launch --nproc {params.nproc} -- pretrain --shards {input.shards:q}"
+        "python -m rnaret launch --nproc {params.nproc} --nodes {params.nodes} --"
+        " pretrain --shards {input.shards:q}"
         " --out results/pretrain/{wildcards.model} {params.args} --threads {params.threads}"
         " > {log:q} 2>&1"

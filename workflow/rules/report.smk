@@ -43,8 +43,7 @@ rule tables:
         conda_env("report")
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=10,
+        **PLAN.resources(mem_mb=500, runtime=10),
     params:
         code_version=PLAN.code_version,
     shell:
@@ -79,8 +78,7 @@ rule length_scaling:
         conda_env("model")
     threads: PLAN.length_scaling_threads()
     resources:
-        mem_mb=6000,
-        runtime=30,
+        **PLAN.resources(mem_mb=6000, runtime=30),
     params:
         # the thread count is a condition of the measurement: an option (tracked), not {threads}
         args=PLAN.length_scaling_args,
@@ -111,8 +109,7 @@ rule f1_distribution:
         conda_env("report")
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **PLAN.resources(mem_mb=1000, runtime=10),
     params:
         truth=PLAN.structure_truth_args,
         code_version=PLAN.code_version,
@@ -143,8 +140,7 @@ rule vienna_contact_maps:
         conda_env("report")
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **PLAN.resources(mem_mb=1000, runtime=10),
     params:
         truth=PLAN.structure_truth_args,
         examples=PLAN.contact_map_examples(),
@@ -166,8 +162,7 @@ rule structure_figures_index:
         conda_env("report")
     threads: 1
     resources:
-        mem_mb=100,
-        runtime=5,
+        **PLAN.resources(mem_mb=100, runtime=5),
     shell:
         "printf '%s\\n' {input:q} > {output:q} 2> {log:q}"
 
@@ -198,8 +193,7 @@ rule leakage_report:
         conda_env("report")
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **PLAN.resources(mem_mb=2000, runtime=10),
     params:
         code_version=PLAN.code_version,
     shell:
@@ -225,8 +219,7 @@ rule homology_summary:
         conda_env("report")
     threads: 1
     resources:
-        mem_mb=200,
-        runtime=5,
+        **PLAN.resources(mem_mb=200, runtime=5),
     params:
         code_version=PLAN.code_version,
     shell:
