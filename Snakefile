@@ -7,19 +7,21 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "config.yaml"
-
-
-validate(config, "workflow/schemas/config.schema.yaml")
-
-
 include: "workflow/rules/common.smk"
+
+
+configfile: check_config_file("config.yaml")
+
+
+# fills every default of the schema, nested blocks included (the schema holds them all)
+validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
+PLAN = plan_of(config)
 
 
 rule all:
     default_target: True
     input:
-        all_targets,
+        PLAN.targets(),
 
 
 include: "workflow/rules/data.smk"

@@ -30,6 +30,7 @@ COMMANDS = {
     "structure-figures": "rnaret.commands.structure_figures",
     "serve": "rnaret.commands.serve",
     "fold": "rnaret.commands.fold",
+    "settings": "rnaret.commands.settings",
 }
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 
 import pytest
+
+from workflow_copy import make_workdir
 
 TARGETS = ["results/interaction/mirtar/rnaret-k5/metrics.tsv",
            "results/interaction/mirtar_indtest/rnaret-k5/metrics.tsv",
@@ -34,15 +35,9 @@ def planned_jobs(log: str) -> list[tuple[str, list[str]]]:
 
 
 @pytest.fixture(scope="module")
-def workflow_copy(root, tmp_path_factory):
+def workflow_copy(tmp_path_factory):
     """The real Snakefile, config, rules and envs in a temporary folder, the bundled data linked."""
-    workdir = tmp_path_factory.mktemp("workflow")
-    for name in ("Snakefile", "config.yaml"):
-        shutil.copy(root / name, workdir / name)
-    for name in ("workflow", "envs"):
-        shutil.copytree(root / name, workdir / name)
-    os.symlink(root / "resources", workdir / "resources")
-    return workdir
+    return make_workdir(tmp_path_factory.mktemp("workflow"))
 
 
 @pytest.mark.slow

@@ -6,7 +6,6 @@ import csv
 import gzip
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 
@@ -17,6 +16,7 @@ import yaml
 
 from conftest import ROOT
 from test_download import Server
+from workflow_copy import SNAKEMAKE, make_workdir, snakemake
 from rnaret.data.lengths import windows
 from rnaret.data.shards import ShardCorpus
 from rnaret.io.fasta import read_fasta
@@ -24,33 +24,8 @@ from rnaret.tokenizer import decode, encode
 
 pytestmark = pytest.mark.slow  # runs the real Snakemake several times
 
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 # only the data stages' targets: later stages (pretraining, baselines) have their own tests
 DATA_TARGETS = ["results/corpus/summary.tsv"]
-WORKFLOW_FILES = ("Snakefile", "config.yaml", "workflow", "envs")
-
-
-def make_workdir(path):
-    """A copy of the workflow with resources/ linked in (read-only inputs)."""
-    path.mkdir(parents=True, exist_ok=True)
-    for name in WORKFLOW_FILES:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, path / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, path / name)
-    (path / "resources").symlink_to(ROOT / "resources")
-    return path
-
-
-def snakemake(workdir, *args, check=True, timeout=240):
-    result = subprocess.run(SNAKEMAKE + ["--directory", str(workdir), "--snakefile",
-                                         str(workdir / "Snakefile"), *args],
-                            cwd=workdir, capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n"
-                             f"{result.stderr[-6000:]}")
-    return result
 
 
 def write_config(workdir, **changes):
@@ -59,7 +34,7 @@ def write_config(workdir, **changes):
         node = config
         *parents, key = dotted.split(".")
         for part in parents:
-            node = node[part]
+            node = node.setdefault(part, {})
         node[key] = value
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return config
@@ -113,9 +88,10 @@ def run(tmp_path_factory, corpus_records):
         datasets = config["datasets"]
         datasets["coding"]["from_url"] = {"test": server.url("extra_test.fa"),
                                           "finetuned_on": "mouse"}
+        # test-only datasets are checked for leakage too (dedupe.leakage_test_only), as the URL one
         config = write_config(workdir, **{"corpus.url": str(corpus), "corpus.md5": str(workdir / "md5.txt"),
-                                          "shards.tokens_per_shard": 1_000_000,
-                                          "shards.run_tokens": 500_000, "datasets": datasets})
+                                          "shards": {"tokens_per_shard": 1_000_000, "run_tokens": 500_000},
+                                          "dedupe": {"leakage_test_only": True}, "datasets": datasets})
         result = snakemake(workdir, "--cores", "2", *DATA_TARGETS)
     return workdir, config, result
 

@@ -10,14 +10,12 @@ from __future__ import annotations
 import base64
 import os
 import re
-import shutil
-import subprocess
-import sys
 
 import pytest
 import yaml
 
 from conftest import ROOT
+from workflow_copy import make_workdir, snakemake
 from rnaret.metrics import read_metrics_tsv
 from rnaret.tables import read_table_tsv
 
@@ -27,34 +25,21 @@ N_STRUCTURES = 6
 
 
 def _snakemake(workdir, *args, timeout=300):
-    result = subprocess.run([sys.executable, "-m", "snakemake", "--directory", str(workdir),
-                             "--snakefile", str(workdir / "Snakefile"), *args],
-                            cwd=workdir, capture_output=True, text=True, timeout=timeout)
-    if result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
-    return result
+    return snakemake(workdir, *args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """A copy of the workflow run to the report stage's targets on a few bundled structures."""
-    workdir = tmp_path_factory.mktemp("workflow")
-    for name in ("Snakefile", "config.yaml", "workflow", "envs"):
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, workdir / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, workdir / name)
-    (workdir / "resources").symlink_to(ROOT / "resources")
+    workdir = make_workdir(tmp_path_factory.mktemp("workflow"))
     lines = (ROOT / "resources/structure/bprna_test.csv").read_text(encoding="utf-8").splitlines(True)
     (workdir / "bprna_subset.csv").write_text("".join(lines[: N_STRUCTURES + 1]), encoding="utf-8")
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     config["datasets"]["structure"] = {"bprna": {"test": "bprna_subset.csv"}}
-    for task in ("interaction", "coding", "structure"):  # no fine-tuning in this test
-        if task in (config.get("finetune") or {}):
-            config["finetune"][task]["models"] = []
-    config["report"]["length_scaling"].update(models=["rnaret-chunkwise", "rnaret-parallel"],
-                                              presets=["tiny"], lengths=[32, 64], repeats=1, threads=1)
+    # no fine-tuning in this test (the schema's default models are switched off)
+    config["finetune"] = {task: {"models": []} for task in ("interaction", "coding", "structure")}
+    config["report"] = {"length_scaling": dict(models=["rnaret-chunkwise", "rnaret-parallel"], presets=["tiny"],
+                                               lengths=[32, 64], repeats=1, threads=1)}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     _snakemake(workdir, "--cores", "2", *TARGETS)
     _snakemake(workdir, "--report", "report.html", *TARGETS)

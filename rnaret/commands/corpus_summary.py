@@ -11,6 +11,8 @@ COLUMNS = ("stage", "records_in", "records_out", "records_removed", "nucleotides
 
 
 def add_arguments(parser) -> None:
+    parser.add_argument("--download", default=None, help="record JSON of `rnaret download --info` (source, md5)")
+    parser.add_argument("--release", default="", help="release label of the corpus, shown in the download row")
     parser.add_argument("--normalize", required=True, help="counts JSON of `rnaret normalize`")
     parser.add_argument("--dup-num", required=True, help="seqkit rmdup --dup-num-file output")
     parser.add_argument("--leakage", required=True, help="counts JSON of `rnaret leakage`")
@@ -61,6 +63,18 @@ def summary_rows(normalize: dict, dup_removed: int, leakage: dict, filt: dict, m
     return rows
 
 
+def download_row(download: dict, release: str, normalize: dict) -> dict:
+    """The first row: the corpus as downloaded (what normalize read), its release label and md5.
+    The label lives here only, so that changing it reruns this summary and nothing upstream."""
+    detail = "; ".join(part for part in (
+        f"release: {release}" if release else "",
+        f"md5 {download['md5']}" + (" (checked)" if download.get("md5_checked") else "") if download.get("md5") else "",
+        f"source {download['source']}" if download.get("source") else "") if part)
+    return dict(stage="download", records_in=normalize["records_in"], records_out=normalize["records_in"],
+                records_removed=0, nucleotides_in=normalize["nucleotides_in"],
+                nucleotides_out=normalize["nucleotides_in"], detail=detail)
+
+
 def run(args) -> int:
     from rnaret.io.atomic import atomic_open
 
@@ -68,8 +82,11 @@ def run(args) -> int:
         return json.loads(Path(path).read_text(encoding="utf-8"))
 
     manifests = [load(Path(p) / "manifest.json") for p in args.shards]
-    rows = summary_rows(load(args.normalize), duplicates_removed(args.dup_num), load(args.leakage),
+    normalize = load(args.normalize)
+    rows = summary_rows(normalize, duplicates_removed(args.dup_num), load(args.leakage),
                         load(args.filter), manifests)
+    if args.download or args.release:
+        rows.insert(0, download_row(load(args.download) if args.download else {}, args.release, normalize))
     with atomic_open(args.output, "w", encoding="utf-8") as handle:
         handle.write("\t".join(COLUMNS) + "\n")
         for row in rows:

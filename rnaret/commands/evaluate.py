@@ -39,7 +39,7 @@ def run(args) -> int:
     settings = task_settings(task_name, args.settings, args.set)
     try:
         run_evaluate(args.checkpoint, entry, args.out, split=args.eval_split, task_name=task_name,
-                     settings=settings, device=args.device, progress=not args.quiet)
+                     settings=settings, device=args.device, progress=not args.quiet, precision=args.precision)
     except ValueError as exc:
         if isinstance(exc, InputError):
             raise

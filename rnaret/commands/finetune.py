@@ -17,11 +17,15 @@ def add_split_arguments(parser) -> None:
     parser.add_argument("--split", action="append", default=[], metavar="NAME=PATH[#VALUE]",
                         help="add or replace a split (repeatable), e.g. --split train=a.tsv; with "
                              "#VALUE only the rows whose split column is VALUE (train=t.tsv#train)")
-    parser.add_argument("--settings", metavar="YAML",
-                        help="pipeline config (uses finetune.TASK.settings) or a mapping of task settings")
+    parser.add_argument("--settings", metavar="YAML|JSON",
+                        help="pipeline config (uses finetune.preset, finetune.TASK.settings and model_settings), "
+                             "or a mapping of task settings: a YAML/JSON file or the JSON object itself")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one task setting (repeatable), e.g. --set epochs=2")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    from rnaret.precision import add_precision_argument
+
+    add_precision_argument(parser)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads of torch (default: torch's)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -62,7 +66,7 @@ def run(args) -> int:
     settings = task_settings(args.task, args.settings, args.set, model=model_name)
     try:
         run_finetune(args.task, entry, args.init, args.out, settings=settings, device=args.device,
-                     progress=not args.quiet)
+                     progress=not args.quiet, precision=args.precision)
     except ValueError as exc:
         if isinstance(exc, InputError):
             raise

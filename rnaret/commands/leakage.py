@@ -11,7 +11,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("input", help="corpus FASTA (plain or gzip)")
     parser.add_argument("-o", "--output", required=True, help="output FASTA (.gz: gzipped)")
     parser.add_argument("--datasets", required=True,
-                        help="the config's `datasets:` mapping as JSON text or a JSON/YAML file")
+                        help="a `datasets:` mapping (local paths) as JSON text or a JSON/YAML file")
     parser.add_argument("--splits", default="valid,test", help="comma-separated splits to check")
     parser.add_argument("--table", required=True, help="per-split counts table (TSV)")
     parser.add_argument("--counts", help="write the stage counts (JSON) here")
@@ -30,7 +30,7 @@ def run(args) -> int:
     from rnaret.data.cleanup import exit_on_sigterm
 
     exit_on_sigterm()
-    from rnaret.data.datasets import split_sources
+    from rnaret.settings.datasets import split_sources
     from rnaret.data.leakage import remove_leakage
 
     sources = split_sources(load_mapping(args.datasets), splits=tuple(args.splits.split(",")))

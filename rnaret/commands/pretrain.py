@@ -37,8 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(repeatable; values read as YAML)")
     parser.add_argument("--overrides", default=None,
                         help="a JSON object of config fields to override (what the pipeline rule passes)")
-    parser.add_argument("--device", default=None, choices=["cpu", "cuda"],
-                        help="default: CUDA when available, else CPU")
+    from rnaret.device import add_device_argument
+    from rnaret.precision import add_precision_argument
+
+    add_device_argument(parser)
+    add_precision_argument(parser)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--restart", action="store_true",
                         help="delete OUT/train and start over instead of resuming")
@@ -72,6 +75,8 @@ def resolve_config(args: argparse.Namespace):
         value = getattr(args, key)
         if value is not None:
             overrides[key] = value
+    # --precision (default auto, the preset's own) unless --set/--overrides name the field
+    overrides.setdefault("precision", getattr(args, "precision", None) or "auto")
     return preset(args.config_preset, k, **overrides)
 
 
@@ -109,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from rnaret.train.pretrain import pretrain
 
-    result = pretrain(config, args.shards, args.out, device=args.device, threads=args.threads,
+    device = None if args.device in (None, "auto") else args.device
+    result = pretrain(config, args.shards, args.out, device=device, threads=args.threads,
                       show_progress=not args.no_progress, restart=args.restart)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"rnaret pretrain: {result.step} steps; validation MLM loss {result.valid_loss:.4f} "

@@ -1,4 +1,7 @@
-"""The config's downstream datasets (``datasets:`` in config.yaml) and their sequences.
+"""The sequences of the config's downstream datasets (``datasets:`` in config.yaml).
+
+Their resolution (config entries and the dataset sheet -> local files and row selections:
+``SplitSource``, ``split_sources``) is ``rnaret.settings.datasets``, re-exported here.
 
 Layout (DESIGN.md contract)::
 
@@ -20,56 +23,15 @@ from __future__ import annotations
 import csv
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 from rnaret.io.errors import InputError
 from rnaret.io.fasta import read_fasta
+from rnaret.settings.datasets import SPLITS, SplitSource, split_sources  # noqa: F401  (resolution)
 
-SPLITS = ("train", "valid", "test")
 FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".fa.gz", ".fasta.gz", ".fna.gz")
 _SEQ_COLUMN = re.compile(r"^(sequence|seq|.+_seq)$")
-
-
-@dataclass(frozen=True)
-class SplitSource:
-    """One split of one dataset: where it is and, for shared tables, which rows."""
-
-    task: str
-    dataset: str
-    split: str
-    path: str                       # local path or URL as written in the config
-    row_split: str | None = None    # value of the table's `split` column, when rows are selected
-
-    @property
-    def label(self) -> str:
-        """'task/dataset/split', as in log lines and counts."""
-        return f"{self.task}/{self.dataset}/{self.split}"
-
-
-def split_sources(datasets: dict, splits=SPLITS) -> list[SplitSource]:
-    """Every (task, dataset, split) entry of a ``datasets:`` mapping whose split is in ``splits``.
-
-    Raises ``ValueError`` naming the key when an entry is neither a path nor {path, split}.
-    """
-    out = []
-    for task, entries in (datasets or {}).items():
-        for name, entry in (entries or {}).items():
-            for split in splits:
-                if split not in entry:
-                    continue
-                value = entry[split]
-                if isinstance(value, str):
-                    out.append(SplitSource(task, name, split, value))
-                elif isinstance(value, dict) and isinstance(value.get("path"), str):
-                    row = value.get("split")
-                    out.append(SplitSource(task, name, split, value["path"],
-                                           None if row is None else str(row)))
-                else:
-                    raise ValueError(f"datasets.{task}.{name}.{split}: expected a path or "
-                                     f"{{path: ..., split: ...}}, got {value!r}")
-    return out
 
 
 def dataset_format(path) -> str:

@@ -5,9 +5,10 @@ loop in :mod:`rnaret.tasks.finetune` never looks inside examples, targets or hea
 only calls these methods, in this order:
 
 1. ``Task(settings)`` — ``settings`` is the config's ``finetune.<name>.settings`` mapping,
-   applied over ``COMMON_SETTINGS``, the task's ``default_settings`` (the published recipe) and
-   the preset it names (``presets[settings["preset"]]``: "paper" or "laptop"); unknown keys are
-   an error. ``task.k`` is the tokenizer k the task needs (checked against the encoder's ``k``).
+   applied over ``COMMON_SETTINGS``, the task's defaults (the published recipe) and the preset
+   it names ("paper" or "laptop"), by ``rnaret.tasks.settings.resolve_task_settings`` (the tables
+   live there, free of torch); unknown keys are an error. ``task.k`` is the tokenizer k the task
+   needs (checked against the encoder's ``k``).
 2. ``task.load_dataset(entry)`` — ``entry`` is one ``datasets.<task>.<name>`` mapping of the
    config (``{train: path, valid: path, test: path, ...}``); it calls ``read_split(path, split)``
    per split and returns ``{split: [Example, ...]}``. When an entry has ``train`` but no
@@ -28,8 +29,8 @@ only calls these methods, in this order:
 6. Published fine-tuned weights (``ret.*`` + ``classifier.*``): ``task.load_published_head(head,
    classifier_state)`` loads the ``classifier.*`` part (prefix stripped) strictly.
 
-Adding a task: subclass :class:`Task` in ``rnaret/tasks/<name>.py`` and add one line to
-``rnaret.tasks.TASKS``.
+Adding a task: subclass :class:`Task` in ``rnaret/tasks/<name>.py``, add its defaults and presets
+to ``rnaret.tasks.settings`` and one line to ``rnaret.tasks.TASKS``.
 """
 from __future__ import annotations
 
@@ -45,33 +46,10 @@ import torch
 from torch import nn
 
 from rnaret.io.errors import InputError
+# the settings tables and their merge are torch-free; COMMON_SETTINGS re-exported for callers
+from rnaret.tasks.settings import COMMON_SETTINGS, resolve_task_settings  # noqa: F401
 from rnaret.tokenizer import PAD
 
-# Settings every task understands (the generic loop reads them); tasks add their own.
-COMMON_SETTINGS: dict[str, Any] = {
-    "preset": "paper",            # a key of the task's ``presets`` applied over its defaults
-    "k": 5,                       # tokenizer k; must equal the encoder's k
-    "epochs": 3,                  # passes over the (sub-sampled) training set
-    "max_steps": None,            # when set, stop after this many optimiser steps
-    "lr": 1e-4,                   # AdamW learning rate of the encoder (and of the head unless head_lr)
-    "head_lr": None,              # AdamW learning rate of the head; None = lr
-    "weight_decay": 0.01,
-    "warmup_steps": 0,            # linear warm-up, then lr_schedule
-    "lr_schedule": "constant",    # constant | cosine (from lr down to lr/10 at the last step)
-    "grad_clip": 1.0,             # max global grad norm; None or 0 = no clipping
-    "batch_size": 32,             # examples per batch (ignored when max_tokens is set)
-    "max_tokens": None,           # token budget per batch: n_examples * padded length <= max_tokens
-    "eval_max_tokens": 16384,     # token budget of evaluation batches
-    "train_samples_per_epoch": None,  # sub-sample this many training examples per epoch (seeded)
-    "valid_max_examples": None,   # evaluate at most this many validation examples (seeded subset)
-    "valid_fraction": 0.1,        # held-out fraction of train when the dataset has no valid split
-    "evals_per_epoch": 1,         # validation passes per epoch (best checkpoint chosen among them)
-    "freeze_encoder": False,      # True: train the head only (encoder in eval mode, no grads)
-    "select_on": None,            # validation metric picking the best checkpoint; None = the task's
-    "dropout": None,              # encoder dropout while fine-tuning; None = the checkpoint's own
-    "onehot_dim": None,           # onehot model: None = raw one-hot states, else a fixed projection width
-    "seed": 0,
-}
 
 
 @dataclass
@@ -151,27 +129,17 @@ class Task(abc.ABC):
     """Base class of a downstream task; see the module docstring for the call order."""
 
     name: ClassVar[str]
-    #: task-specific defaults (the published recipe) merged over COMMON_SETTINGS
-    default_settings: ClassVar[dict[str, Any]] = {}
-    #: named budgets applied over the defaults: "paper" (the published recipe) and "laptop"
-    #: (the default pipeline run on 2 CPU cores); explicit settings win over both
-    presets: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}}
+    #: task-specific defaults (the published recipe) merged over COMMON_SETTINGS, and the named
+    #: budgets applied over them ("paper", "laptop"): the tables of rnaret.tasks.settings
+    default_settings: ClassVar[dict[str, Any]]
+    presets: ClassVar[dict[str, dict[str, Any]]]
     #: validation metric that picks the best checkpoint (higher is better)
     selection_metric: ClassVar[str]
     #: splits an entry may name; others are rejected with an error naming the key
     known_splits: ClassVar[tuple[str, ...]] = ("train", "valid", "test")
 
     def __init__(self, settings: Mapping[str, Any] | None = None):
-        merged = {**COMMON_SETTINGS, **self.default_settings}
-        settings = dict(settings or {})
-        preset = settings.get("preset") or merged["preset"]
-        if preset not in self.presets:
-            raise ValueError(f"unknown {self.name} preset {preset!r}; known: {', '.join(sorted(self.presets))}")
-        for key, value in {**self.presets[preset], **settings, "preset": preset}.items():
-            if key not in merged:
-                raise ValueError(f"unknown {self.name} setting {key!r}; known: {', '.join(sorted(merged))}")
-            merged[key] = value
-        self.settings = merged
+        self.settings = resolve_task_settings(self.name, settings)
 
     @property
     def k(self) -> int:

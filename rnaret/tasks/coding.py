@@ -21,6 +21,7 @@ from rnaret.heads.coding import CodingHead, position_loss, window_scores
 from rnaret.io.errors import InputError
 from rnaret.metrics import classification_metrics
 from rnaret.tasks.base import Batch, Example, Task, pad_tokens
+from rnaret.tasks.settings import TASK_DEFAULTS, TASK_PRESETS
 from rnaret.tasks.figures import plot_roc
 from rnaret.tasks.transcripts import Transcript, read_transcripts
 from rnaret.tokenizer import encode
@@ -47,19 +48,9 @@ class CodingTask(Task):
 
     name = "coding"
     selection_metric = "auc"
-    # the published recipe (lnc.py): lr 5e-5, batch 50, 50 epochs, weight_factor 1, no clipping
-    default_settings = {"k": 5, "lr": 5e-5, "batch_size": 50, "epochs": 50, "grad_clip": None,
-                        "train_crop": None, "positive_weight": 1.0, "window": 30, "hidden": 128}
-    presets = {
-        "paper": {},
-        # 2 CPU cores, a few minutes: random crops of a fresh sample of transcripts per epoch in
-        # token-budget batches; validation on a fixed subset of whole transcripts
-        # positives up-weighted and the checkpoint chosen on validation accuracy, so that the
-        # fixed 0.5 threshold of the window score falls between the classes after short training
-        "laptop": {"lr": 3e-3, "lr_schedule": "cosine", "epochs": 8, "train_samples_per_epoch": 800,
-                   "train_crop": 512, "max_tokens": 8192, "warmup_steps": 20, "grad_clip": 1.0,
-                   "valid_max_examples": 300, "positive_weight": 1.5, "select_on": "accuracy"},
-    }
+    # the published recipe and the presets: rnaret.tasks.settings (torch-free, read by the pipeline)
+    default_settings = TASK_DEFAULTS["coding"]
+    presets = TASK_PRESETS["coding"]
 
     def read_split(self, path, select: str | None = None) -> list[Example]:
         """Transcripts of a labelled FASTA -> examples; target = per-position labels (n,)."""

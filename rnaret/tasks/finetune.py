@@ -77,11 +77,14 @@ def pick_device(device: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA; a no-op context on CPU (float32 there)."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def autocast(device: torch.device, precision: str = "auto"):
+    """The autocast of ``precision`` (``rnaret.precision``, the one switch); ``auto`` keeps this
+    loop's rule of bf16 on CUDA and float32 on CPU, as the pretraining loop does."""
+    from rnaret.precision import autocast as precision_autocast
+
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    return precision_autocast(device, precision)
 
 
 def make_batches(lengths: list[int] | np.ndarray, *, batch_size: int | None = None,
@@ -128,7 +131,8 @@ def make_batches(lengths: list[int] | np.ndarray, *, batch_size: int | None = No
 
 @torch.no_grad()
 def predict(task: Task, model: nn.Module, examples: list[Example], *, device: torch.device,
-            max_tokens: int | None = None, progress: bool = True, desc: str = "predict") -> list[dict]:
+            max_tokens: int | None = None, progress: bool = True, desc: str = "predict",
+            precision: str = "auto") -> list[dict]:
     """Run ``model`` over ``examples`` in eval mode -> prediction rows in the examples' order."""
     model.eval()
     budget = int(max_tokens or task.settings["eval_max_tokens"])
@@ -137,7 +141,7 @@ def predict(task: Task, model: nn.Module, examples: list[Example], *, device: to
     with progress_bar(total=len(examples), desc=desc, unit="seq", disable=not progress, leave=False) as bar:
         for indices in batches:
             batch = task.collate([examples[i] for i in indices]).to(device)
-            with autocast(device):
+            with autocast(device, precision):
                 output = model(batch.tokens, batch.padding_mask)
             output = _to_float(output)
             for i, row in zip(indices, task.predict(output, batch)):
@@ -157,9 +161,10 @@ def _to_float(value):
 
 
 def evaluate(task: Task, model: nn.Module, examples: list[Example], *, device: torch.device,
-             progress: bool = True, desc: str = "evaluate") -> tuple[list[dict], dict[str, float]]:
+             progress: bool = True, desc: str = "evaluate",
+             precision: str = "auto") -> tuple[list[dict], dict[str, float]]:
     """Predict ``examples`` and compute the task's metrics -> (rows, metrics)."""
-    rows = predict(task, model, examples, device=device, progress=progress, desc=desc)
+    rows = predict(task, model, examples, device=device, progress=progress, desc=desc, precision=precision)
     return rows, task.metrics(rows)
 
 
@@ -181,7 +186,7 @@ def _subset(examples: list[Example], n: int | None, rng: np.random.Generator) ->
 
 def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Example], *,
              device: torch.device | None = None, progress: bool = True,
-             log_path: Path | None = None) -> FinetuneResult:
+             log_path: Path | None = None, precision: str = "auto") -> FinetuneResult:
     """Fine-tune ``model`` on ``train``, choosing the best state on ``valid``.
 
     Settings come from ``task.settings`` (see ``rnaret.tasks.base.COMMON_SETTINGS``). Returns
@@ -222,7 +227,8 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
 
     def validate(epoch: float, train_loss: float) -> None:
         nonlocal best_state
-        _, metrics = evaluate(task, model, valid, device=device, progress=progress, desc="valid")
+        _, metrics = evaluate(task, model, valid, device=device, progress=progress, desc="valid",
+                              precision=precision)
         value = metrics.get(task.selection, float("nan"))
         record = {"epoch": round(epoch, 3), "step": step, "train_loss": train_loss,
                   **{f"valid_{key}": val for key, val in metrics.items()},
@@ -261,7 +267,7 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
                 scale *= 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, done_fraction)))
             for group, lr in zip(optimizer.param_groups, base_lrs):
                 group["lr"] = lr * scale
-            with autocast(device):
+            with autocast(device, precision):
                 output = model(batch.tokens, batch.padding_mask)
             loss = task.loss(_to_float(output), batch)
             optimizer.zero_grad(set_to_none=True)

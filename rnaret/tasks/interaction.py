@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from rnaret.heads.interaction import InteractionHead
 from rnaret.metrics import classification_metrics
 from rnaret.tasks.base import Batch, Example, Task, pad_tokens
+from rnaret.tasks.settings import TASK_DEFAULTS, TASK_PRESETS
 from rnaret.tasks.figures import plot_roc
 from rnaret.tasks.mirna_table import read_pair_table
 from rnaret.tokenizer import CLS, SEP, encode
@@ -33,16 +34,9 @@ class InteractionTask(Task):
 
     name = "interaction"
     selection_metric = "auc"
-    # the published recipe (rri.py): lr 1e-5, batch 64, 50 epochs, no clipping, no warm-up
-    default_settings = {"k": 5, "lr": 1e-5, "batch_size": 64, "epochs": 50, "grad_clip": None,
-                        "head_dropout": 0.0}
-    presets = {
-        "paper": {},
-        # 2 CPU cores, a few minutes: the small laptop encoder learns at a larger lr, on a fresh
-        # sample of the training pairs each epoch, validated on a fixed subset
-        "laptop": {"lr": 1e-3, "epochs": 2, "train_samples_per_epoch": 4000, "batch_size": 64,
-                   "warmup_steps": 10, "grad_clip": 1.0, "valid_max_examples": 1000, "evals_per_epoch": 2},
-    }
+    # the published recipe and the presets: rnaret.tasks.settings (torch-free, read by the pipeline)
+    default_settings = TASK_DEFAULTS["interaction"]
+    presets = TASK_PRESETS["interaction"]
 
     def read_split(self, path, select: str | None = None) -> list[Example]:
         """Pairs of a table (``rnaret.tasks.mirna_table``; ``select`` = split column value) ->

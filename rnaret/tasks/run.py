@@ -86,7 +86,7 @@ def initial_model(task: Task, init: str) -> tuple[TaskModel, str]:
 
 def run_finetune(task_name: str, entry: Mapping[str, Any], init: str, out, *,
                  settings: Mapping[str, Any] | None = None, device: str | None = None,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, precision: str = "auto") -> dict:
     """Fine-tune ``task_name`` on a dataset entry from ``init``; write the checkpoint folder ``out``
     (with ``train_log.tsv`` inside). Returns the best point (``{"epoch", "step", "metric",
     "value", "valid_metrics"}``)."""
@@ -102,7 +102,8 @@ def run_finetune(task_name: str, entry: Mapping[str, Any], init: str, out, *,
     dev = pick_device(device)
     out = Path(out)
     log_path = out.parent / f".{out.name}.train_log.tsv"
-    result = finetune(task, model, data["train"], data["valid"], device=dev, progress=progress, log_path=log_path)
+    result = finetune(task, model, data["train"], data["valid"], device=dev, progress=progress, log_path=log_path,
+                      precision=precision)
     model.to("cpu")
     save_finetuned(model, task, out, encoder_kind=kind, init=str(init), best=result.best, history=result.history)
     log_path.unlink(missing_ok=True)
@@ -142,7 +143,7 @@ def _evaluation_overrides(settings: Mapping[str, Any] | None) -> dict:
 
 def run_evaluate(checkpoint, entry: Mapping[str, Any], out_dir, *, split: str = "test",
                  task_name: str | None = None, settings: Mapping[str, Any] | None = None,
-                 device: str | None = None, progress: bool = True) -> dict:
+                 device: str | None = None, progress: bool = True, precision: str = "auto") -> dict:
     """Evaluate a fine-tuned model on one split of a dataset entry; write ``metrics.tsv``,
     ``predictions.tsv`` and the task's figures into ``out_dir``. Returns the metrics."""
     from rnaret.metrics import write_metrics_tsv
@@ -152,7 +153,8 @@ def run_evaluate(checkpoint, entry: Mapping[str, Any], out_dir, *, split: str = 
     dev = pick_device(device)
     model.to(dev)
     started = time.monotonic()
-    rows, metrics = evaluate(task, model, examples, device=dev, progress=progress, desc=f"{task.name} {split}")
+    rows, metrics = evaluate(task, model, examples, device=dev, progress=progress, desc=f"{task.name} {split}",
+                             precision=precision)
     out_dir = Path(out_dir)
     task.write_outputs(rows, metrics, out_dir)
     write_metrics_tsv(metrics, out_dir / "metrics.tsv")
@@ -162,38 +164,56 @@ def run_evaluate(checkpoint, entry: Mapping[str, Any], out_dir, *, split: str = 
 
 
 def read_mapping(path) -> dict:
-    """A YAML or JSON file holding a mapping -> dict; InputError otherwise."""
-    import yaml
+    """A YAML or JSON file holding a mapping -> dict; InputError (naming the file, and the line of
+    a syntax error) otherwise."""
+    from rnaret.settings.files import read_config_file
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "no such file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise InputError(path, f"not valid YAML/JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise InputError(path, "must hold a mapping")
-    return data
+    return read_config_file(path)
+
+
+def _mapping_argument(value, option: str) -> tuple[dict, str | None]:
+    """``--settings``/``--dataset-config`` value -> (mapping, the file it came from or None): a
+    JSON object written inline (what the pipeline's rules pass), or a YAML/JSON file."""
+    text = str(value)
+    if text.lstrip().startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise InputError(None, f"{option}: not a JSON object ({exc})") from None
+        if not isinstance(data, dict):
+            raise InputError(None, f"{option}: must be a JSON object")
+        return data, None
+    return read_mapping(value), str(value)
+
+
+def _pipeline_plan(data: dict, path):
+    """The settings plan of a pipeline config read by a command (its defaults filled)."""
+    from rnaret.settings import Plan, validate_config
+
+    return Plan(validate_config(data, path=path))
 
 
 def dataset_entry(task_name: str, dataset_config=None, dataset: str | None = None,
                   splits: list[str] | tuple[str, ...] = ()) -> dict:
     """The dataset entry ``{split: path, ...}`` of a run.
 
-    ``dataset_config``: a YAML/JSON file that is either a pipeline config (its
-    ``datasets.<task_name>.<dataset>`` is used) or an entry itself (``{train: ..., test: ...}``,
+    ``dataset_config``: a YAML/JSON file that is either a pipeline config (its dataset
+    ``<task_name>/<dataset>``, resolved exactly as the pipeline resolves it: datasets:, the
+    dataset sheet, downloads and archive members) or an entry itself (``{train: ..., test: ...}``,
     or ``{<dataset>: {...}}`` with ``dataset`` given). ``splits``: ``NAME=PATH`` strings that
     add or replace splits (``NAME=PATH#VALUE``: the rows of PATH whose split column is VALUE).
     """
+    from rnaret.settings.files import is_pipeline_config
+
     entry: dict = {}
     if dataset_config is not None:
-        data = read_mapping(dataset_config)
-        if "datasets" in data:
-            by_task = (data["datasets"] or {}).get(task_name) or {}
+        data, source = _mapping_argument(dataset_config, "--dataset-config")
+        if is_pipeline_config(data):
+            plan = _pipeline_plan(data, source)
+            by_task = plan.datasets.get(task_name, {})
             if dataset is None or dataset not in by_task:
                 raise InputError(dataset_config, f"give --dataset, one of {sorted(by_task)} (datasets.{task_name})")
-            entry = dict(by_task[dataset])
+            entry = by_task[dataset].entry()
         elif dataset is not None:
             if dataset not in data or not isinstance(data[dataset], dict):
                 raise InputError(dataset_config, f"no dataset {dataset!r} (keys: {sorted(data)})")
@@ -214,21 +234,19 @@ def dataset_entry(task_name: str, dataset_config=None, dataset: str | None = Non
 def task_settings(task_name: str, settings_file=None, overrides: list[str] | tuple[str, ...] = (),
                   model: str | None = None) -> dict:
     """Settings of a run: ``settings_file`` (a pipeline config — its ``finetune.preset``,
-    ``finetune.<task>.settings`` and ``finetune.<task>.model_settings.<model>`` — or a plain
-    mapping of settings), then
-    ``KEY=VALUE`` overrides (values read as YAML: ``epochs=2``, ``freeze_encoder=true``)."""
+    ``finetune.<task>.settings`` and ``finetune.<task>.model_settings.<model>``, with the
+    schema's defaults, as the pipeline layers them — or a mapping of settings, as a file or as
+    inline JSON), then ``KEY=VALUE`` overrides (values read as YAML: ``epochs=2``,
+    ``freeze_encoder=true``). Returns the layers; ``rnaret.tasks.get_task`` resolves them."""
     import yaml
+
+    from rnaret.settings.files import is_pipeline_config
 
     settings: dict = {}
     if settings_file is not None:
-        data = read_mapping(settings_file)
-        if "finetune" in data:
-            if (data["finetune"] or {}).get("preset"):
-                settings["preset"] = data["finetune"]["preset"]
-            block = (data["finetune"] or {}).get(task_name) or {}
-            settings.update(block.get("settings") or {})
-            if model is not None:
-                settings.update((block.get("model_settings") or {}).get(model) or {})
+        data, source = _mapping_argument(settings_file, "--settings")
+        if is_pipeline_config(data):
+            settings.update(_pipeline_plan(data, source).finetune_layers(task_name, model))
         else:
             settings.update(data)
     for item in overrides:

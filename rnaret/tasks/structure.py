@@ -56,6 +56,7 @@ from rnaret.io.errors import InputError
 from rnaret.io.structure import StructureRecord, pairs_to_dot_bracket, read_structures
 from rnaret.metrics import structure_scores
 from rnaret.tasks.base import Batch, Example, Task, pad_tokens
+from rnaret.tasks.settings import TASK_DEFAULTS, TASK_PRESETS
 from rnaret.tokenizer import encode
 
 # byte -> base code: A 0, C 1, G 2, U/T 3 (either case), anything else 4 (pairs with nothing)
@@ -147,21 +148,9 @@ class StructureTask(Task):
 
     name = "structure"
     selection_metric = "f1"
-    default_settings = {
-        # the published recipe (ssp.py): lr 1e-5, batch 1, 50 epochs, weight_factor 10, no clipping
-        "k": 1, "lr": 1e-5, "batch_size": 1, "epochs": 50, "grad_clip": None, "eval_max_tokens": 2048,
-        "head_channels": 128, "head_blocks": 16, "head_kernel": 3, "symmetrize": "mean",
-        "positive_weight": 10.0, "min_pair_distance": 4, "threshold": 0.5,
-        "train_max_len": 600, "train_crop": None, "contact_map_examples": 4,
-    }
-    presets = {
-        "paper": {},
-        # 2 CPU cores, a few minutes: a small head (C = 32, N = 4), random 128-nt windows in
-        # batches of 8 at a larger lr, validation on a fixed subset of whole sequences
-        "laptop": {"head_channels": 32, "head_blocks": 4, "lr": 1e-3, "epochs": 2, "batch_size": 8,
-                   "train_crop": 128, "warmup_steps": 10, "grad_clip": 1.0, "valid_max_examples": 100,
-                   "eval_max_tokens": 4096},
-    }
+    # the published recipe and the presets: rnaret.tasks.settings (torch-free, read by the pipeline)
+    default_settings = TASK_DEFAULTS["structure"]
+    presets = TASK_PRESETS["structure"]
 
     # -- data -----------------------------------------------------------------------------
     def example(self, record: StructureRecord) -> Example:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 import yaml
 
-from rnaret.model.encoder import ARCHITECTURES, EncoderConfig
+from rnaret.model.config import ARCHITECTURES, EncoderConfig
 from rnaret.tokenizer import SUPPORTED_K, vocab_size
 from rnaret.train.schedule import SCHEDULES
 

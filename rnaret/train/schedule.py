@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import math
 
-import torch
-
 SCHEDULES = ("cosine_restarts", "warmup_cosine", "constant")
 
 
@@ -58,6 +56,8 @@ def make_scheduler(optimizer: torch.optim.Optimizer, kind: str, **kwargs) -> tor
     kwargs: t0, t_mult, eta_min, warmup, total (see ``lr_at``). Call ``scheduler.step()`` once per
     optimizer step.
     """
+    import torch  # here: the schedule names are read (rnaret.train.config) without torch
+
     lr_at(0, kind, 1.0, **kwargs)  # fail early on an unknown kind or bad t0
     base_lrs = [group["lr"] for group in optimizer.param_groups]
 

@@ -3,12 +3,9 @@
 # metrics.tsv: f1/precision/recall/f1_pk/... of the MFE structures, mea_* rows of the MEA ones.
 
 
-include: "baselines_common.smk"
-
-
 rule vienna:
     input:
-        vienna_test_input,
+        PLAN.vienna_inputs,
     output:
         metrics="results/structure/{dataset}/vienna/metrics.tsv",
         predictions="results/structure/{dataset}/vienna/predictions.dbn",
@@ -16,21 +13,15 @@ rule vienna:
     log:
         "logs/structure/{dataset}/vienna.log",
     wildcard_constraints:
-        dataset="|".join(re.escape(d) for d in datasets_of("structure")) or "(?!)",
+        dataset="[^/]+",
     conda:
         conda_env("vienna")
-    threads: vienna_settings()["threads"]
+    threads: PLAN.threads("vienna")
     resources:
-        mem_mb=vienna_settings()["mem_mb"],
-        runtime=vienna_settings()["runtime"],
+        **PLAN.resources("vienna"),
     params:
-        out_dir=vienna_out_dir,
-        method=vienna_settings()["method"],
-        gamma=vienna_settings()["gamma"],
-        extra=vienna_extra_args,
+        args=PLAN.vienna_args,
+        code_version=PLAN.code_version,
     shell:
-        "python -m rnaret vienna --dataset {input:q} --output-dir {params.out_dir:q} --threads {threads}"
-        " --method {params.method} --gamma {params.gamma} {params.extra} > {log:q} 2>&1"
-
-
-register_targets("baselines", vienna_targets())
+        "python -m rnaret vienna {params.args} --output-dir results/structure/{wildcards.dataset}/vienna"
+        " --threads {threads} > {log:q} 2>&1"

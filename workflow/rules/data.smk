@@ -1,12 +1,15 @@
 # Data stages: download -> normalize (U->T) -> dedupe (seqkit) -> leakage -> filter -> shard per k.
-# Every rule calls the `rnaret` command line; outputs are written atomically by rnaret.
+# Every rule calls the `rnaret` command line; outputs are written atomically by rnaret. Options
+# come from rnaret.settings (PLAN): params taking only wildcards are rerun triggers.
+
+CORPUS = "results/corpus"
 
 
 rule download_corpus:
     input:
-        corpus_download_inputs,
+        PLAN.corpus_download_inputs,
     output:
-        fasta=corpus_download_path(),
+        fasta=PLAN.corpus_download_path(),
         info=f"{CORPUS}/download.json",
     log:
         "logs/data/download_corpus.log",
@@ -17,12 +20,10 @@ rule download_corpus:
         mem_mb=500,
         runtime=600,
     params:
-        source=config["corpus"]["url"],
-        md5=config["corpus"].get("md5", ""),
-        release=config["corpus"].get("release", ""),
+        args=PLAN.download_corpus_args,
     shell:
-        "python -m rnaret download {params.source:q} --output {output.fasta:q} --md5={params.md5:q}"
-        " --release={params.release:q} --info {output.info:q} > {log:q} 2>&1"
+        "python -m rnaret download {params.args} --output {output.fasta:q} --info {output.info:q}"
+        " > {log:q} 2>&1"
 
 
 rule download_dataset:
@@ -39,15 +40,14 @@ rule download_dataset:
         mem_mb=500,
         runtime=60,
     params:
-        source=dataset_download_url,
-        md5=dataset_download_md5,
+        args=PLAN.dataset_download_args,
     shell:
-        "python -m rnaret download {params.source:q} --output {output:q} --md5={params.md5:q} > {log:q} 2>&1"
+        "python -m rnaret download {params.args} --output {output:q} > {log:q} 2>&1"
 
 
 rule normalize_corpus:
     input:
-        corpus_download_path(),
+        PLAN.corpus_download_path(),
     output:
         fasta=temp(f"{CORPUS}/normalized.fa.gz"),
         counts=f"{CORPUS}/normalize.json",
@@ -59,6 +59,8 @@ rule normalize_corpus:
     resources:
         mem_mb=2000,
         runtime=600,
+    params:
+        code_version=PLAN.code_version,
     shell:
         "python -m rnaret normalize {input:q} --output {output.fasta:q} --counts {output.counts:q}"
         " > {log:q} 2>&1"
@@ -72,9 +74,9 @@ rule dedupe_corpus:
         dup_num=f"{CORPUS}/duplicates.txt",
     log:
         "logs/data/dedupe_corpus.log",
-    threads: config["dedupe"]["threads"]
+    threads: PLAN.threads("dedupe")
     resources:
-        mem_mb=config["dedupe"]["mem_mb"],
+        **PLAN.resources("dedupe"),
         runtime=600,
     params:
         command="rmdup",
@@ -87,7 +89,7 @@ rule dedupe_corpus:
 rule remove_leakage:
     input:
         fasta=f"{CORPUS}/deduplicated.fa.gz",
-        datasets=leakage_inputs,
+        datasets=PLAN.leakage_inputs,
     output:
         fasta=temp(f"{CORPUS}/no_leakage.fa.gz"),
         table=report(
@@ -106,12 +108,11 @@ rule remove_leakage:
         mem_mb=2000,
         runtime=600,
     params:
-        datasets=leakage_datasets_json,
-        splits=",".join(config["dedupe"]["leakage_splits"]),
+        args=PLAN.leakage_args,
+        code_version=PLAN.code_version,
     shell:
-        "python -m rnaret leakage {input.fasta:q} --output {output.fasta:q} --datasets {params.datasets:q}"
-        " --splits {params.splits:q} --table {output.table:q} --counts {output.counts:q}"
-        " > {log:q} 2>&1"
+        "python -m rnaret leakage {input.fasta:q} --output {output.fasta:q} {params.args}"
+        " --table {output.table:q} --counts {output.counts:q} > {log:q} 2>&1"
 
 
 rule filter_lengths:
@@ -129,17 +130,11 @@ rule filter_lengths:
         mem_mb=1000,
         runtime=600,
     params:
-        min_length=config["length_policy"]["min_length"],
-        max_length=config["length_policy"]["max_length"],
-        long=config["length_policy"]["long"],
-        window=config["length_policy"].get(
-            "window", config["length_policy"]["max_length"]
-        ),
-        overlap=config["length_policy"]["overlap"],
+        args=PLAN.filter_args,
+        code_version=PLAN.code_version,
     shell:
         "python -m rnaret filter {input:q} --output {output.fasta:q} --counts {output.counts:q}"
-        " --min-length {params.min_length} --max-length {params.max_length} --long {params.long}"
-        " --window {params.window} --overlap {params.overlap} > {log:q} 2>&1"
+        " {params.args} > {log:q} 2>&1"
 
 
 rule shard_tokens:
@@ -157,33 +152,24 @@ rule shard_tokens:
         conda_env("data")
     threads: 1
     resources:
-        # sorted runs and one shard buffer (2 bytes a token), independent of the corpus size
-        mem_mb=1000
-        + (
-            config["shards"]["run_tokens"] * 40
-            + config["shards"]["tokens_per_shard"] * 2
-        )
-        // 1_000_000,
+        mem_mb=PLAN.shard_mem_mb(),
         runtime=1440,
     params:
-        tokens_per_shard=config["shards"]["tokens_per_shard"],
-        run_tokens=config["shards"]["run_tokens"],
-        valid_fraction=config["shards"]["valid_fraction"],
-        seed=config["shards"]["seed"],
+        args=PLAN.shard_args,
+        code_version=PLAN.code_version,
     shell:
-        "python -m rnaret shard {input.fasta:q} --output {output:q} --k {wildcards.k}"
-        " --tokens-per-shard {params.tokens_per_shard} --run-tokens {params.run_tokens}"
-        " --valid-fraction {params.valid_fraction} --seed {params.seed}"
+        "python -m rnaret shard {input.fasta:q} --output {output:q} --k {wildcards.k} {params.args}"
         " --provenance {input.download:q} --policy {input.policy:q} > {log:q} 2>&1"
 
 
 rule corpus_summary:
     input:
+        download=f"{CORPUS}/download.json",
         normalize=f"{CORPUS}/normalize.json",
         dup_num=f"{CORPUS}/duplicates.txt",
         leakage=f"{CORPUS}/leakage.json",
         filter=f"{CORPUS}/filter.json",
-        shards=expand("results/shards/k{k}", k=config["shards"]["k"]),
+        shards=expand("results/shards/k{k}", k=PLAN.shard_ks()),
     output:
         report(
             f"{CORPUS}/summary.tsv",
@@ -199,13 +185,10 @@ rule corpus_summary:
     resources:
         mem_mb=200,
         runtime=10,
+    params:
+        args=PLAN.summary_args,
+        code_version=PLAN.code_version,
     shell:
-        "python -m rnaret corpus-summary --normalize {input.normalize:q} --dup-num {input.dup_num:q}"
-        " --leakage {input.leakage:q} --filter {input.filter:q} --shards {input.shards:q}"
-        " --output {output:q} > {log:q} 2>&1"
-
-
-# final targets of the data stages: the stage summary and the shards of every k
-register_targets(
-    "data", [f"{CORPUS}/summary.tsv"] + [shard_dir(k) for k in config["shards"]["k"]]
-)
+        "python -m rnaret corpus-summary --download {input.download:q} --normalize {input.normalize:q}"
+        " --dup-num {input.dup_num:q} --leakage {input.leakage:q} --filter {input.filter:q}"
+        " --shards {input.shards:q} {params.args} --output {output:q} > {log:q} 2>&1"

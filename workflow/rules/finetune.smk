@@ -3,40 +3,39 @@
 # evaluate_classifier for interaction and coding: metrics.tsv, predictions.tsv, ROC figure;
 # evaluate_structure: metrics.tsv, per-sequence predictions.tsv, dbn/CT/bpseq, contact maps).
 # `snakemake results/{task}/{dataset}/{model}/metrics.tsv` reruns only what is missing or stale:
-# deleting metrics.tsv reruns the evaluation alone. Settings: config.yaml `finetune:`.
+# deleting metrics.tsv reruns the evaluation alone. Settings: `finetune:` (rnaret.settings).
 
-
-include: "finetune_common.smk"
+TRAINED_MODEL = rnaret_settings.plan.TRAINED_MODEL
+EVALUATED_MODEL = f"{TRAINED_MODEL}|{rnaret_settings.plan.PUBLISHED_MODEL}"
 
 
 rule finetune:
     input:
-        unpack(finetune_inputs),
+        unpack(PLAN.finetune_inputs),
     output:
         checkpoint=directory("results/{task}/{dataset}/{model}/checkpoint"),
     log:
         "logs/{task}/{dataset}/{model}/finetune.log",
     wildcard_constraints:
-        task="|".join(FINETUNE_TASKS),
+        task="interaction|coding|structure",
         dataset="[^/]+",
         model=TRAINED_MODEL,
     conda:
         conda_env("model")
-    threads: finetune_settings()["threads"]
+    threads: PLAN.threads("finetune")
     resources:
-        gpu=finetune_settings()["gpus"],
-        mem_mb=finetune_settings()["mem_mb"],
-        runtime=finetune_settings()["runtime"],
+        **PLAN.resources("finetune"),
     params:
-        args=finetune_args,
+        args=PLAN.finetune_args,
+        code_version=PLAN.code_version,
     shell:
-        "python -m rnaret finetune --task {wildcards.task} --out {output.checkpoint:q} {params.args}"
+        "python -m rnaret finetune --out {output.checkpoint:q} {params.args} --threads {threads}"
         " > {log:q} 2>&1"
 
 
 rule evaluate_classifier:
     input:
-        unpack(evaluate_inputs),
+        unpack(PLAN.evaluate_inputs),
     output:
         metrics="results/{task}/{dataset}/{model}/metrics.tsv",
         predictions="results/{task}/{dataset}/{model}/predictions.tsv",
@@ -52,25 +51,23 @@ rule evaluate_classifier:
     wildcard_constraints:
         task="interaction|coding",
         dataset="[^/]+",
-        model=f"{TRAINED_MODEL}|{PUBLISHED_MODEL}",
+        model=EVALUATED_MODEL,
     conda:
         conda_env("model")
-    threads: finetune_settings()["threads"]
+    threads: PLAN.threads("finetune")
     resources:
-        gpu=finetune_settings()["gpus"],
-        mem_mb=finetune_settings()["mem_mb"],
-        runtime=finetune_settings()["runtime"],
+        **PLAN.resources("finetune"),
     params:
-        out_dir=evaluation_dir,
-        args=evaluate_args,
+        args=PLAN.evaluate_args,
+        code_version=PLAN.code_version,
     shell:
-        "python -m rnaret evaluate --checkpoint {input.checkpoint:q} --out {params.out_dir:q} {params.args}"
-        " > {log:q} 2>&1"
+        "python -m rnaret evaluate --out results/{wildcards.task}/{wildcards.dataset}/{wildcards.model}"
+        " {params.args} --threads {threads} > {log:q} 2>&1"
 
 
 rule evaluate_structure:
     input:
-        unpack(evaluate_inputs),
+        unpack(PLAN.evaluate_inputs),
     output:
         metrics="results/{task}/{dataset}/{model}/metrics.tsv",
         predictions="results/{task}/{dataset}/{model}/predictions.tsv",
@@ -89,20 +86,15 @@ rule evaluate_structure:
     wildcard_constraints:
         task="structure",
         dataset="[^/]+",
-        model=f"{TRAINED_MODEL}|{PUBLISHED_MODEL}",
+        model=EVALUATED_MODEL,
     conda:
         conda_env("model")
-    threads: finetune_settings()["threads"]
+    threads: PLAN.threads("finetune")
     resources:
-        gpu=finetune_settings()["gpus"],
-        mem_mb=finetune_settings()["mem_mb"],
-        runtime=finetune_settings()["runtime"],
+        **PLAN.resources("finetune"),
     params:
-        out_dir=evaluation_dir,
-        args=evaluate_args,
+        args=PLAN.evaluate_args,
+        code_version=PLAN.code_version,
     shell:
-        "python -m rnaret evaluate --checkpoint {input.checkpoint:q} --out {params.out_dir:q} {params.args}"
-        " > {log:q} 2>&1"
-
-
-register_targets("finetune", finetune_targets(("interaction", "coding", "structure")))
+        "python -m rnaret evaluate --out results/{wildcards.task}/{wildcards.dataset}/{wildcards.model}"
+        " {params.args} --threads {threads} > {log:q} 2>&1"

@@ -2,15 +2,12 @@
 # shards at its k, through `rnaret launch` (one process, or one torchrun worker per GPU when
 # pretrain.gpus > 1). A rerun after a kill or a SLURM preemption resumes from the newest
 # checkpoint in results/pretrain/{model}/train/ (not a declared output, so Snakemake keeps it).
-# With pretrain.init_from.{model} the released weights are converted and validated instead.
-
-
-include: "pretrain_common.smk"
+# A model of pretrain.init_from is not pretrained: fine-tuning reads its released weights.
 
 
 rule pretrain:
     input:
-        unpack(pretrain_inputs),
+        unpack(PLAN.pretrain_inputs),
     output:
         checkpoint=directory("results/pretrain/{model}/checkpoint"),
         metrics="results/pretrain/{model}/metrics.tsv",
@@ -24,21 +21,18 @@ rule pretrain:
     log:
         "logs/pretrain/{model}.log",
     wildcard_constraints:
-        model=PRETRAIN_MODEL,
+        model=rnaret_settings.plan.PRETRAINED_MODEL,
     conda:
         conda_env("model")
-    threads: pretrain_settings()["threads"]
+    threads: PLAN.threads("pretrain")
     resources:
-        gpu=pretrain_gpus,
-        mem_mb=pretrain_settings()["mem_mb"],
-        runtime=pretrain_settings()["runtime"],
+        **PLAN.resources("pretrain"),
     params:
-        out_dir=pretrain_out_dir,
-        nproc=pretrain_nproc,
-        args=pretrain_args,
+        args=PLAN.pretrain_args,
+        code_version=PLAN.code_version,
+        nproc=PLAN.pretrain_nproc,
+        threads=PLAN.worker_threads,
     shell:
         "python -m rnaret launch --nproc {params.nproc} -- pretrain --shards {input.shards:q}"
-        " --out {params.out_dir:q} {params.args} > {log:q} 2>&1"
-
-
-register_targets("pretrain", pretrain_targets())
+        " --out results/pretrain/{wildcards.model} {params.args} --threads {params.threads}"
+        " > {log:q} 2>&1"

@@ -1,11 +1,11 @@
 # Tables and the HTML report: one table per task from every evaluation's metrics.tsv plus the
 # published figures (rnaret tables), the encoder length-scaling table (rnaret scaling), the
 # per-sequence F1 distribution of every structure evaluation and ViennaRNA's example contact maps
-# (rnaret structure-figures; the fine-tuned models' contact maps come from their evaluations). `snakemake --report report.html` collects them with their captions.
-# The evaluations are those the other stages registered for `rule all` (read when the DAG is built).
+# (rnaret structure-figures; the fine-tuned models' contact maps come from their evaluations).
+# `snakemake --report report.html` collects them with their captions.
+# The evaluations are the plan's (rnaret.settings.Plan.evaluations), never a glob of results/.
 
-
-include: "report_common.smk"
+TABLE_TASKS = rnaret_settings.plan.REPORT_TASKS
 
 
 report: "../report/workflow.rst"
@@ -13,30 +13,30 @@ report: "../report/workflow.rst"
 
 rule tables:
     input:
-        metrics=evaluation_metrics,
-        published=report_settings()["published_results"],
+        metrics=PLAN.evaluations,
+        published=PLAN.published_results(),
     output:
         **{
             f"{task}_html": report(
-                path,
+                f"results/tables/{task}.html",
                 caption="../report/tables.rst",
                 category="Tables",
                 subcategory=task,
                 labels={"task": task, "format": "table (HTML)"},
             )
-            for task, path in table_outputs("html").items()
+            for task in TABLE_TASKS
         },
         **{
             f"{task}_tsv": report(
-                path,
+                f"results/tables/{task}.tsv",
                 caption="../report/tables.rst",
                 category="Tables",
                 subcategory=task,
                 labels={"task": task, "format": "TSV"},
             )
-            for task, path in table_outputs("tsv").items()
+            for task in TABLE_TASKS
         },
-        **{f"{task}_md": path for task, path in table_outputs("md").items()},
+        **{f"{task}_md": f"results/tables/{task}.md" for task in TABLE_TASKS},
     log:
         "logs/report/tables.log",
     conda:
@@ -46,10 +46,10 @@ rule tables:
         mem_mb=500,
         runtime=10,
     params:
-        out_dir=table_dir,
+        code_version=PLAN.code_version,
     shell:
         "python -m rnaret tables {input.metrics:q} --published {input.published:q}"
-        " --output-dir {params.out_dir:q} > {log:q} 2>&1"
+        " --output-dir results/tables > {log:q} 2>&1"
 
 
 rule length_scaling:
@@ -77,27 +77,23 @@ rule length_scaling:
         "logs/report/length_scaling.log",
     conda:
         conda_env("model")
-    threads: report_settings()["length_scaling"]["threads"]
+    threads: PLAN.length_scaling_threads()
     resources:
         mem_mb=6000,
         runtime=30,
     params:
-        models=" ".join(report_settings()["length_scaling"]["models"]),
-        presets=" ".join(report_settings()["length_scaling"]["presets"]),
-        lengths=",".join(str(n) for n in report_settings()["length_scaling"]["lengths"]),
-        repeats=report_settings()["length_scaling"]["repeats"],
-        max_seconds=report_settings()["length_scaling"]["max_seconds"],
+        # the thread count is a condition of the measurement: an option (tracked), not {threads}
+        args=PLAN.length_scaling_args,
+        code_version=PLAN.code_version,
     shell:
-        "python -m rnaret scaling --models {params.models} --presets {params.presets}"
-        " --lengths {params.lengths} --repeats {params.repeats} --threads {threads}"
-        " --max-seconds {params.max_seconds} --output-tsv {output.tsv:q} --output-md {output.md:q}"
+        "python -m rnaret scaling {params.args} --output-tsv {output.tsv:q} --output-md {output.md:q}"
         " --output-png {output.png:q} --output-html {output.html:q} > {log:q} 2>&1"
 
 
 rule f1_distribution:
     input:
-        truth=structure_truth,
-        per_sequence=structure_per_sequence,
+        truth=PLAN.structure_truth,
+        per_sequence=PLAN.structure_per_sequence,
     output:
         report(
             "results/report/structure/{dataset}/{model}/f1_distribution.png",
@@ -118,9 +114,10 @@ rule f1_distribution:
         mem_mb=1000,
         runtime=10,
     params:
-        split=structure_split_args,
+        truth=PLAN.structure_truth_args,
+        code_version=PLAN.code_version,
     shell:
-        "python -m rnaret structure-figures --truth {input.truth:q} {params.split}"
+        "python -m rnaret structure-figures {params.truth}"
         " --per-sequence {input.per_sequence:q} --label {wildcards.model}"
         " --title '{wildcards.model} on {wildcards.dataset}' --f1-png {output:q} > {log:q} 2>&1"
 
@@ -128,7 +125,7 @@ rule f1_distribution:
 # the fine-tuned models' evaluations draw their own contact maps; ViennaRNA's are drawn here
 rule vienna_contact_maps:
     input:
-        truth=structure_truth,
+        truth=PLAN.structure_truth,
         predictions="results/structure/{dataset}/vienna/predictions.dbn",
     output:
         report(
@@ -149,19 +146,20 @@ rule vienna_contact_maps:
         mem_mb=1000,
         runtime=10,
     params:
-        split=structure_split_args,
-        examples=report_settings()["contact_map_examples"],
+        truth=PLAN.structure_truth_args,
+        examples=PLAN.contact_map_examples(),
+        code_version=PLAN.code_version,
     shell:
-        "python -m rnaret structure-figures --truth {input.truth:q} {params.split}"
+        "python -m rnaret structure-figures {params.truth}"
         " --prediction MFE={input.predictions:q} --title 'vienna on {wildcards.dataset}'"
         " --examples {params.examples} --maps-png {output:q} > {log:q} 2>&1"
 
 
 rule structure_figures_index:
     input:
-        structure_figure_inputs,
+        PLAN.structure_figure_targets,
     output:
-        STRUCTURE_FIGURE_INDEX,
+        rnaret_settings.plan.STRUCTURE_FIGURE_INDEX,
     log:
         "logs/report/structure_figures_index.log",
     conda:
@@ -172,6 +170,3 @@ rule structure_figures_index:
         runtime=5,
     shell:
         "printf '%s\\n' {input:q} > {output:q} 2> {log:q}"
-
-
-register_targets("report", report_targets())

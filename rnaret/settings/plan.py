@@ -1,0 +1,584 @@
+"""The jobs a validated config asks for, each with its fully resolved settings.
+
+``Plan(config)`` is built once per Snakemake DAG (``workflow/rules/common.smk``) and by the
+commands that read a pipeline config. The rules call its methods and nothing else:
+
+- ``*_inputs(wildcards)``: a job's input files (what it depends on);
+- ``*_args(wildcards)``: the command-line options a job's command receives, built from its
+  resolved settings. The rules pass them as ``params`` that take only ``wildcards``, so Snakemake's
+  params rerun trigger tracks them: a job reruns when its resolved settings change, and only then
+  (inputs are tracked by content and mtime, and ``code_version`` = ``rnaret.__version__`` is a
+  param of every rule that computes results);
+- ``targets()``: the final targets of ``rule all``.
+
+Resolution: pretraining = ``pretrain.preset`` at the model's k ⊕ ``pretrain.overrides`` through
+``rnaret.train.config.preset`` (the full ``PretrainConfig``); fine-tuning = ``finetune.preset`` ⊕
+``finetune.<task>.settings`` ⊕ ``finetune.<task>.model_settings.<model>`` through
+``rnaret.tasks.settings.resolve_task_settings`` (every task setting); files through
+``rnaret.settings.sources``; datasets through ``rnaret.settings.datasets``. Nothing here imports
+torch or Snakemake.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shlex
+from typing import Any, Mapping
+
+from rnaret import __version__
+from rnaret.settings.datasets import Dataset, SplitSource, resolve_datasets
+from rnaret.settings.errors import SettingsError, key_path
+from rnaret.settings.sources import FileRef, archive_dir, is_url, resolve_file, url_name
+
+CORPUS = "results/corpus"
+FINETUNE_TASKS = ("interaction", "coding", "structure")  # the order of the finetune targets
+REPORT_TASKS = ("structure", "interaction", "coding")  # the order of the tables' inputs
+PRETRAINED_MODEL = r"(rnaret|transformer)-k[135]"
+TRAINED_MODEL = rf"{PRETRAINED_MODEL}|onehot"
+PUBLISHED_MODEL = r"published-k[135]"
+ONEHOT = "onehot"
+STRUCTURE_FIGURE_INDEX = "results/report/structure/figures.txt"
+MD5_VALUE = re.compile(r"[0-9a-fA-F]{32}")
+# options the pipeline sets itself, refused in pretrain.overrides (they have their own keys)
+RESERVED_OVERRIDES = {"k": "the model name (rnaret-k{k})", "architecture": "the model name",
+                      "init_from": "pretrain.init_from", "precision": "the top-level precision key"}
+
+
+def model_k(model: str) -> int | None:
+    """The k of a model name (``rnaret-k5`` -> 5, ``published-k1`` -> 1); None for ``onehot``."""
+    match = re.fullmatch(r".+-k([135])", model)
+    return int(match.group(1)) if match else None
+
+
+def shard_dir(k: int) -> str:
+    """Folder of the token shards at k (train/, valid/, manifest.json; rnaret/data/SHARDS.md)."""
+    return f"results/shards/k{k}"
+
+
+def pretrain_checkpoint(model: str) -> str:
+    """The checkpoint folder a pretraining run writes (what fine-tuning reads)."""
+    return f"results/pretrain/{model}/checkpoint"
+
+
+def evaluation_dir(task: str, dataset: str, model: str) -> str:
+    """results/{task}/{dataset}/{model}: one evaluation (DESIGN.md contract)."""
+    return f"results/{task}/{dataset}/{model}"
+
+
+def _join(args) -> str:
+    return shlex.join(str(a) for a in args)
+
+
+def _json(value) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+class Plan:
+    """The resolved jobs of one validated config (defaults filled by the schema)."""
+
+    def __init__(self, config: Mapping[str, Any]):
+        self.config = copy.deepcopy(dict(config))
+        self.archives = self.config.get("archives") or {}
+        self.datasets: dict[str, dict[str, Dataset]] = resolve_datasets(self.config)
+        self.code_version = __version__
+        self.precision = self.config.get("precision", "auto")
+        self._pretrain_configs: dict[str, dict] = {}
+        self._evaluations = self._plan_evaluations()
+        self._check_pretraining()
+
+    # ------------------------------------------------------------------ shared
+
+    def block(self, stage: str) -> dict:
+        """A stage's config block (``pretrain``, ``finetune``, ``dedupe``, ``vienna``, ...)."""
+        if stage == "vienna":
+            return self.config["baselines"]["vienna"]
+        return self.config[stage]
+
+    def threads(self, stage: str) -> int:
+        """The threads of a stage's jobs."""
+        return int(self.block(stage)["threads"])
+
+    def resources(self, stage: str) -> dict:
+        """``mem_mb``, ``runtime`` and, for model stages, ``gpu`` of a stage's jobs."""
+        block = self.block(stage)
+        out = {"mem_mb": int(block["mem_mb"])}
+        if "runtime" in block:
+            out["runtime"] = int(block["runtime"])
+        if "gpus" in block:
+            out["gpu"] = int(block["gpus"])
+        return out
+
+    def device(self, stage: str) -> str:
+        """``--device`` of a stage's model commands: ``cpu`` without GPUs; with GPUs ``cuda`` (the
+        command stops at once when it finds none), or ``auto`` when ``allow_cpu`` is set."""
+        if int(self.block(stage).get("gpus", 0)) < 1:
+            return "cpu"
+        return "auto" if self.config.get("allow_cpu") else "cuda"
+
+    def dataset(self, task: str, name: str) -> Dataset:
+        """One dataset; ``SettingsError`` naming ``datasets.<task>`` when it is not configured."""
+        try:
+            return self.datasets[task][name]
+        except KeyError:
+            known = ", ".join(self.datasets.get(task, {})) or "none"
+            raise SettingsError(key_path("datasets", task), f"no dataset {name!r} (known: {known})") from None
+
+    def split(self, task: str, name: str, split: str) -> SplitSource:
+        """One split of a dataset; ``SettingsError`` when the dataset has no such split."""
+        dataset = self.dataset(task, name)
+        if split not in dataset.splits:
+            raise SettingsError(key_path("datasets", task, name), f"has no {split!r} split")
+        return dataset.splits[split]
+
+    # ------------------------------------------------------------------ data stages
+
+    @property
+    def corpus(self) -> dict:
+        """The ``corpus:`` block; ``SettingsError`` when a pretraining needs it and it is absent."""
+        corpus = self.config.get("corpus")
+        if not corpus:
+            models = ", ".join(self.pretrained_models()) or "a model"
+            raise SettingsError("corpus", f"the corpus is needed to pretrain {models}; set corpus.url "
+                                          "(or pretrain.init_from for released weights)")
+        return corpus
+
+    def corpus_download_path(self) -> str:
+        """Where the download rule writes the corpus (named after the source's file name; a run
+        without a corpus never asks for it)."""
+        corpus = self.config.get("corpus") or {}
+        return f"{CORPUS}/download/{url_name(corpus['url']) if corpus else 'corpus.fa.gz'}"
+
+    def corpus_download_inputs(self, wildcards=None) -> list[str]:
+        """Local corpus and checksum files: inputs, so that editing them reruns the data stages
+        (an md5 written as 32 hex digits is a value, not a file)."""
+        md5 = self.corpus.get("md5", "")
+        sources = [self.corpus["url"]] + ([md5] if md5 and not MD5_VALUE.fullmatch(md5) else [])
+        return [s for s in sources if not is_url(s)]
+
+    def download_corpus_args(self, wildcards=None) -> str:
+        """`rnaret download` options of the corpus: the source and its checksum (the release
+        label goes to the summary only: a label never reruns the data stages)."""
+        return _join([self.corpus["url"], f"--md5={self.corpus.get('md5', '')}"])
+
+    def dataset_download_args(self, wildcards) -> str:
+        """`rnaret download` options of a split given as a URL (its source and md5)."""
+        source = self.split(wildcards.task, wildcards.dataset, wildcards.split)
+        if source.url is None or url_name(source.url) != wildcards.filename:
+            raise SettingsError(key_path("datasets", wildcards.task, wildcards.dataset, wildcards.split),
+                                f"is not a URL ending in {wildcards.filename!r}")
+        return _join([source.url, f"--md5={source.md5}"])
+
+    def leakage_sources(self) -> list[SplitSource]:
+        """The splits whose sequences are removed from the corpus: ``dedupe.leakage_splits`` of
+        every dataset with a train split (and of test-only ones with ``dedupe.leakage_test_only``):
+        adding a test-only dataset therefore never changes the corpus or retrains anything."""
+        dedupe = self.config["dedupe"]
+        out = []
+        for task in self.datasets:
+            for dataset in self.datasets[task].values():
+                if dataset.trained or dedupe.get("leakage_test_only"):
+                    out += [dataset.splits[s] for s in dataset.splits if s in dedupe["leakage_splits"]]
+        return out
+
+    def leakage_inputs(self, wildcards=None) -> list[str]:
+        """The files of the splits checked for leakage (downloads and archives included)."""
+        return sorted({s.input for s in self.leakage_sources()})
+
+    def leakage_args(self, wildcards=None) -> str:
+        """`rnaret leakage` options: the checked splits (local paths) as JSON, and their names."""
+        mapping: dict = {}
+        for s in self.leakage_sources():
+            mapping.setdefault(s.task, {}).setdefault(s.dataset, {})[s.split] = s.entry_value()
+        return _join(["--datasets", _json(mapping), "--splits", ",".join(self.config["dedupe"]["leakage_splits"])])
+
+    def filter_args(self, wildcards=None) -> str:
+        """`rnaret filter` options from ``length_policy`` (window null = max_length)."""
+        policy = self.config["length_policy"]
+        window = policy.get("window") or policy["max_length"]
+        return _join(["--min-length", policy["min_length"], "--max-length", policy["max_length"],
+                      "--long", policy["long"], "--window", window, "--overlap", policy["overlap"]])
+
+    def shard_args(self, wildcards=None) -> str:
+        """`rnaret shard` options from ``shards`` (the k is the job's wildcard)."""
+        shards = self.config["shards"]
+        return _join(["--tokens-per-shard", shards["tokens_per_shard"], "--run-tokens", shards["run_tokens"],
+                      "--valid-fraction", shards["valid_fraction"], "--seed", shards["seed"]])
+
+    def shard_mem_mb(self) -> int:
+        """Memory of a shard job: sorted runs and one shard buffer (2 bytes a token), whatever the
+        corpus size."""
+        shards = self.config["shards"]
+        return 1000 + (shards["run_tokens"] * 40 + shards["tokens_per_shard"] * 2) // 1_000_000
+
+    def summary_args(self, wildcards=None) -> str:
+        """`rnaret corpus-summary` options set by the config: the corpus release label."""
+        return _join(["--release", self.corpus.get("release", "")])
+
+    def shard_ks(self) -> list[int]:
+        """The k of every shard folder the data stages build (``shards.k``)."""
+        return list(self.config["shards"]["k"])
+
+    # ------------------------------------------------------------------ pretraining
+
+    def init_from(self, model: str) -> FileRef | None:
+        """The released weights a model starts from instead of a pretraining (pretrain.init_from)."""
+        value = (self.config["pretrain"].get("init_from") or {}).get(model)
+        if value is None:
+            return None
+        return resolve_file(value, key_path("pretrain", "init_from", model), self.archives)
+
+    def pretrained_models(self) -> list[str]:
+        """Models whose pretraining the run asks for: ``pretrain.models`` without those replaced
+        by ``init_from``, then those a fine-tuning needs, in that order."""
+        models = [m for m in self.config["pretrain"]["models"] if self.init_from(m) is None]
+        for task, _dataset, model in self._evaluations:
+            if re.fullmatch(PRETRAINED_MODEL, model) and self.init_from(model) is None and model not in models:
+                models.append(model)
+        return models
+
+    def pretrain_config(self, model: str) -> dict:
+        """The full ``PretrainConfig`` (as a dict) of a model: ``pretrain.preset`` at its k,
+        ``pretrain.overrides``, the architecture of its name and the top-level precision."""
+        if model not in self._pretrain_configs:
+            from rnaret.train.config import parse_model_name, preset
+
+            try:
+                architecture, k = parse_model_name(model)
+            except ValueError as exc:
+                raise SettingsError("pretrain.models", str(exc)) from None
+            overrides = dict(self.config["pretrain"].get("overrides") or {})
+            for name, owner in RESERVED_OVERRIDES.items():
+                if name in overrides:
+                    raise SettingsError(key_path("pretrain", "overrides", name), f"set by {owner}, not here")
+            try:
+                config = preset(self.config["pretrain"]["preset"], k, **overrides,
+                                architecture=architecture, precision=self.precision)
+            except (ValueError, TypeError) as exc:
+                raise SettingsError("pretrain.overrides", str(exc)) from None
+            self._pretrain_configs[model] = config.to_dict()
+        return copy.deepcopy(self._pretrain_configs[model])
+
+    def _pretrain_model(self, wildcards) -> str:
+        model = wildcards.model
+        if self.init_from(model) is not None:
+            raise SettingsError(key_path("pretrain", "init_from", model),
+                                f"{model} starts from released weights: it is not pretrained")
+        return model
+
+    def pretrain_inputs(self, wildcards) -> dict:
+        """The token shards at the model's k."""
+        return {"shards": shard_dir(model_k(self._pretrain_model(wildcards)))}
+
+    def pretrain_args(self, wildcards) -> str:
+        """`rnaret pretrain` options: the model, its full resolved config, device and precision."""
+        model = self._pretrain_model(wildcards)
+        return _join(["--model", model, "--config-preset", self.config["pretrain"]["preset"],
+                      "--overrides", _json(self.pretrain_config(model)),
+                      "--device", self.device("pretrain"), "--precision", self.precision])
+
+    @staticmethod
+    def pretrain_nproc(wildcards, resources) -> int:
+        """Worker processes of a pretraining job: one per GPU (DDP through torchrun), else one.
+        (A function of the job's resources: the worker count alone never reruns a job.)"""
+        return max(1, int(resources.gpu))
+
+    @staticmethod
+    def worker_threads(wildcards, threads, resources) -> int:
+        """CPU threads of each worker: the job's threads shared by its workers."""
+        return max(1, int(threads) // max(1, int(resources.get("gpu", 0))))
+
+    def pretrain_targets(self) -> list[str]:
+        """checkpoint/, metrics.tsv and loss_curve.png of every model of ``pretrain.models`` that
+        is pretrained (not replaced by ``init_from``)."""
+        return [f"results/pretrain/{model}/{name}"
+                for model in self.config["pretrain"]["models"] if self.init_from(model) is None
+                for name in ("checkpoint", "metrics.tsv", "loss_curve.png")]
+
+    def _check_pretraining(self) -> None:
+        shard_ks = self.config["shards"]["k"]
+        for model in self.config["pretrain"]["models"]:
+            if self.init_from(model) is None and model_k(model) not in shard_ks:
+                raise SettingsError("pretrain.models", f"{model} needs shards at k={model_k(model)}; "
+                                                       f"add {model_k(model)} to shards.k")
+        for model in self.pretrained_models():
+            self.pretrain_config(model)
+        for model in self.config["pretrain"].get("init_from") or {}:
+            self.init_from(model)
+
+    # ------------------------------------------------------------------ fine-tuning
+
+    def finetune_layers(self, task: str, model: str | None) -> dict:
+        """The settings layers of a (task, model) run: ``{"preset": finetune.preset}``, then
+        ``finetune.<task>.settings``, then ``finetune.<task>.model_settings.<model>``."""
+        block = self.config["finetune"][task]
+        layers = {"preset": self.config["finetune"]["preset"], **(block.get("settings") or {})}
+        if model is not None:
+            layers.update((block.get("model_settings") or {}).get(model) or {})
+        return layers
+
+    def finetune_settings(self, task: str, model: str | None) -> dict:
+        """Every task setting of a (task, model) run, as the run uses them."""
+        from rnaret.tasks.settings import resolve_task_settings
+
+        try:
+            resolved = resolve_task_settings(task, self.finetune_layers(task, None))
+        except ValueError as exc:
+            raise SettingsError(key_path("finetune", task, "settings"), str(exc)) from None
+        if model is None:
+            return resolved
+        try:
+            return resolve_task_settings(task, self.finetune_layers(task, model))
+        except ValueError as exc:
+            raise SettingsError(key_path("finetune", task, "model_settings", model), str(exc)) from None
+
+    def finetune_init(self, model: str) -> FileRef | None:
+        """What a fine-tuning starts from: the model's pretraining checkpoint, or its released
+        weights (``pretrain.init_from``); None for the one-hot control."""
+        if model == ONEHOT:
+            return None
+        released = self.init_from(model)
+        if released is not None:
+            return released
+        checkpoint = pretrain_checkpoint(model)
+        return FileRef(path=checkpoint, depends=checkpoint)
+
+    def _finetune_dataset(self, wildcards) -> Dataset:
+        dataset = self.dataset(wildcards.task, wildcards.dataset)
+        if not dataset.trained:
+            raise SettingsError(key_path("datasets", wildcards.task, wildcards.dataset),
+                                "has no train split to fine-tune on")
+        return dataset
+
+    def finetune_inputs(self, wildcards) -> dict:
+        """The starting weights (none for onehot) and the train/valid files."""
+        dataset = self._finetune_dataset(wildcards)
+        inputs = {split: dataset.splits[split].input for split in ("train", "valid") if split in dataset.splits}
+        init = self.finetune_init(wildcards.model)
+        if init is not None:
+            inputs["init"] = init.depends
+        return inputs
+
+    def finetune_args(self, wildcards) -> str:
+        """`rnaret finetune` options: task, init, splits, every resolved setting, device, precision."""
+        task, model = wildcards.task, wildcards.model
+        dataset = self._finetune_dataset(wildcards)
+        init = self.finetune_init(model)
+        args = ["--task", task, "--init", ONEHOT if init is None else init.path]
+        for split in ("train", "valid"):
+            if split in dataset.splits:
+                args += ["--split", dataset.splits[split].argument()]
+        args += ["--settings", _json(self.finetune_settings(task, model)),
+                 "--device", self.device("finetune"), "--precision", self.precision]
+        return _join(args)
+
+    # ------------------------------------------------------------------ evaluation
+
+    def published_checkpoint(self, task: str, model: str) -> FileRef:
+        """The released fine-tuned file of ``published-k{k}`` (``finetune.<task>.published.k{k}``)."""
+        key = f"k{model_k(model)}"
+        value = (self.config["finetune"][task].get("published") or {}).get(key)
+        if value is None:
+            raise SettingsError(key_path("finetune", task, "published", key),
+                                f"{model} is listed in finetune.{task}.models: set it to a released fine-tuned .pth")
+        return resolve_file(value, key_path("finetune", task, "published", key), self.archives)
+
+    def evaluation_checkpoint(self, task: str, dataset: str, model: str) -> FileRef:
+        """The model an evaluation scores: the checkpoint fine-tuned on the dataset (or on its
+        ``finetuned_on``), or the released fine-tuned file of ``published-k{k}``."""
+        if re.fullmatch(PUBLISHED_MODEL, model):
+            return self.published_checkpoint(task, model)
+        checkpoint = f"{evaluation_dir(task, self.dataset(task, dataset).source, model)}/checkpoint"
+        return FileRef(path=checkpoint, depends=checkpoint)
+
+    def evaluate_inputs(self, wildcards) -> dict:
+        """The model to evaluate and the test file."""
+        task, dataset, model = wildcards.task, wildcards.dataset, wildcards.model
+        return {"checkpoint": self.evaluation_checkpoint(task, dataset, model).depends,
+                "test": self.split(task, dataset, "test").input}
+
+    def evaluate_args(self, wildcards) -> str:
+        """`rnaret evaluate` options: checkpoint, task, test split, device, precision; for a
+        released file (built from the settings, not from a checkpoint folder) every resolved
+        setting of that model."""
+        task, dataset, model = wildcards.task, wildcards.dataset, wildcards.model
+        args = ["--checkpoint", self.evaluation_checkpoint(task, dataset, model).path, "--task", task,
+                "--split", self.split(task, dataset, "test").argument()]
+        if re.fullmatch(PUBLISHED_MODEL, model):
+            settings = self.finetune_settings(task, model)
+            settings["k"] = model_k(model)
+            args += ["--settings", _json(settings)]
+        args += ["--device", self.device("finetune"), "--precision", self.precision]
+        return _join(args)
+
+    def _plan_evaluations(self) -> list[tuple[str, str, str]]:
+        """(task, dataset, model) of every evaluation of ``finetune.<task>.models``: a dataset
+        with a test split counts when it (or its ``finetuned_on``) has a train split, and for the
+        published-k{k} models always. Model-major order within a task, as the targets list them."""
+        out = []
+        for task in FINETUNE_TASKS:
+            for model in self.config["finetune"][task]["models"]:
+                published = re.fullmatch(PUBLISHED_MODEL, model)
+                if published:
+                    self.published_checkpoint(task, model)
+                elif model != ONEHOT:
+                    run_k = self.finetune_settings(task, model)["k"]
+                    if model_k(model) != run_k:
+                        raise SettingsError(key_path("finetune", task, "models"),
+                                            f"{model} is a k={model_k(model)} model but the {task} task is set "
+                                            f"to k={run_k} (finetune.{task}.settings.k)")
+                for name, dataset in self.datasets.get(task, {}).items():
+                    if dataset.has("test") and (published or self.datasets[task][dataset.source].trained):
+                        out.append((task, name, model))
+        return out
+
+    def evaluation_targets(self) -> list[str]:
+        """metrics.tsv of every (task, dataset, model) evaluation, in the targets' order."""
+        return [f"{evaluation_dir(*e)}/metrics.tsv" for e in self._evaluations]
+
+    # ------------------------------------------------------------------ ViennaRNA
+
+    def structure_datasets(self) -> list[str]:
+        """Names of the structure datasets with a test split (ViennaRNA runs on each)."""
+        return [name for name, d in self.datasets.get("structure", {}).items() if d.has("test")]
+
+    def vienna_inputs(self, wildcards) -> list[str]:
+        """The structure dataset's test file."""
+        return [self.split("structure", wildcards.dataset, "test").input]
+
+    def vienna_args(self, wildcards) -> str:
+        """`rnaret vienna` options: the test split and ``baselines.vienna``'s method, gamma and span."""
+        test = self.split("structure", wildcards.dataset, "test")
+        vienna = self.config["baselines"]["vienna"]
+        args = ["--dataset", test.path]
+        if test.row_split is not None:
+            args += ["--split", test.row_split]
+        args += ["--method", vienna["method"], "--gamma", vienna["gamma"]]
+        if vienna.get("max_bp_span") is not None:
+            args += ["--max-bp-span", int(vienna["max_bp_span"])]
+        return _join(args)
+
+    def vienna_targets(self) -> list[str]:
+        """results/structure/{dataset}/vienna/metrics.tsv of every structure dataset with a test split."""
+        return [f"results/structure/{name}/vienna/metrics.tsv" for name in self.structure_datasets()]
+
+    # ------------------------------------------------------------------ tables and report
+
+    def evaluations(self, wildcards=None) -> list[str]:
+        """Every evaluation's metrics.tsv (the models', then ViennaRNA's), grouped by task in
+        structure, interaction, coding order: the tables' inputs (never a glob of results/)."""
+        found = list(dict.fromkeys(self.evaluation_targets() + self.vienna_targets()))
+        return sorted(found, key=lambda t: REPORT_TASKS.index(t.split("/")[1]))
+
+    def published_results(self) -> str:
+        """The TSV of published figures the tables add."""
+        return self.config["report"]["published_results"]
+
+    def structure_evaluations(self) -> list[tuple[str, str]]:
+        """(dataset, model) of every structure evaluation (ViennaRNA's included)."""
+        return [tuple(t.split("/")[2:4]) for t in self.evaluations() if t.startswith("results/structure/")]
+
+    def structure_truth(self, wildcards) -> str:
+        """The structure dataset's test file (the input of its figures)."""
+        return self.split("structure", wildcards.dataset, "test").input
+
+    def structure_truth_args(self, wildcards) -> str:
+        """`rnaret structure-figures` options naming the true structures: --truth and --split."""
+        test = self.split("structure", wildcards.dataset, "test")
+        args = ["--truth", test.path]
+        if test.row_split is not None:
+            args += ["--split", test.row_split]
+        return _join(args)
+
+    @staticmethod
+    def structure_per_sequence(wildcards) -> str:
+        """The evaluation's per-sequence scores: ViennaRNA's per_sequence.tsv, the models'
+        predictions.tsv."""
+        name = "per_sequence.tsv" if wildcards.model == "vienna" else "predictions.tsv"
+        return f"results/structure/{wildcards.dataset}/{wildcards.model}/{name}"
+
+    def contact_map_examples(self) -> int:
+        """Sequences in each contact-map figure."""
+        return int(self.config["report"]["contact_map_examples"])
+
+    def structure_figure_targets(self, wildcards=None) -> list[str]:
+        """The F1 distribution of every structure evaluation, and ViennaRNA's contact maps."""
+        targets = []
+        for dataset, model in self.structure_evaluations():
+            targets.append(f"results/report/structure/{dataset}/{model}/f1_distribution.png")
+            if model == "vienna":
+                targets.append(f"results/report/structure/{dataset}/vienna/contact_maps.png")
+        return targets
+
+    def length_scaling_threads(self) -> int:
+        """Threads of the length-scaling measurement (a measurement condition: passed as a tracked
+        option, so that changing it reruns the measurement)."""
+        return int(self.config["report"]["length_scaling"]["threads"])
+
+    def length_scaling_args(self, wildcards=None) -> str:
+        """`rnaret scaling` options from ``report.length_scaling``."""
+        scaling = self.config["report"]["length_scaling"]
+        return _join(["--models", *scaling["models"], "--presets", *scaling["presets"],
+                      "--lengths", ",".join(str(n) for n in scaling["lengths"]), "--repeats", scaling["repeats"],
+                      "--threads", scaling["threads"], "--max-seconds", scaling["max_seconds"]])
+
+    def report_targets(self) -> list[str]:
+        """The tables (TSV, Markdown, HTML per task), the length scaling and the figure index."""
+        return ([f"results/tables/{task}.{ext}" for ext in ("tsv", "md", "html") for task in REPORT_TASKS]
+                + ["results/tables/length_scaling.tsv", "results/tables/length_scaling.png",
+                   STRUCTURE_FIGURE_INDEX])
+
+    # ------------------------------------------------------------------ archives
+
+    def archive_source(self, wildcards) -> dict:
+        """``{"url", "md5"}`` of the archive results/archives/{archive} unpacks (``archives:``)."""
+        name = wildcards.archive
+        if name not in self.archives:
+            raise SettingsError("archives", f"no archive {name!r} (known: {', '.join(self.archives) or 'none'})")
+        return {"url": self.archives[name]["url"], "md5": self.archives[name].get("md5", "")}
+
+    def archive_dirs(self) -> list[str]:
+        """The unpacked folder of every archive of ``archives:``."""
+        return [archive_dir(name) for name in self.archives]
+
+    # ------------------------------------------------------------------ the whole plan
+
+    def describe(self) -> dict:
+        """The resolved settings of every job the config asks for, JSON-ready: pretraining
+        configs per model, fine-tuning settings and inputs per (task, dataset, model), the
+        evaluations, the splits checked for leakage and the final targets."""
+        finetunes = {}
+        for task, dataset, model in self._evaluations:
+            source = self.dataset(task, dataset).source
+            if re.fullmatch(PUBLISHED_MODEL, model) or f"{task}/{source}/{model}" in finetunes:
+                continue
+            init = self.finetune_init(model)
+            finetunes[f"{task}/{source}/{model}"] = {
+                "init": ONEHOT if init is None else init.path,
+                "splits": {s: v.entry_value() for s, v in self.dataset(task, source).splits.items() if s != "test"},
+                "settings": self.finetune_settings(task, model)}
+        return {"code_version": self.code_version, "precision": self.precision,
+                "devices": {stage: self.device(stage) for stage in ("pretrain", "finetune")},
+                "pretrain": {model: self.pretrain_config(model) for model in self.pretrained_models()},
+                "init_from": {m: ref.path for m in self.config["pretrain"].get("init_from") or {}
+                              if (ref := self.init_from(m)) is not None},
+                "finetune": finetunes,
+                "evaluations": {f"{t}/{d}/{m}": {"checkpoint": self.evaluation_checkpoint(t, d, m).path,
+                                                 "test": self.split(t, d, "test").entry_value()}
+                                for t, d, m in self._evaluations},
+                "leakage_splits": [s.label for s in self.leakage_sources()],
+                "targets": self.targets()}
+
+    # ------------------------------------------------------------------ targets
+
+    def data_targets(self) -> list[str]:
+        """The stage summary and the shards of every k, when a model is pretrained (a run of
+        released weights only needs no corpus)."""
+        if not self.pretrained_models():
+            return []
+        return [f"{CORPUS}/summary.tsv"] + [shard_dir(k) for k in self.shard_ks()]
+
+    def targets(self) -> list[str]:
+        """Every final target of ``rule all``: data, pretraining, evaluations, ViennaRNA, report."""
+        return list(dict.fromkeys(self.data_targets() + self.pretrain_targets() + self.evaluation_targets()
+                                  + self.vienna_targets() + self.report_targets()))

@@ -1,0 +1,115 @@
+"""The downstream tasks' settings: the common keys, each task's published recipe and its presets,
+and the one function that merges them (``resolve_task_settings``), without torch.
+
+``Task(settings)`` (``rnaret.tasks.base``) and the pipeline's settings resolution
+(``rnaret.settings``, run when the Snakemake DAG is built) both call ``resolve_task_settings``, so
+the settings a rule passes are the ones the run uses. Kept free of torch so that building the DAG
+stays fast.
+
+Order of precedence (later wins): ``COMMON_SETTINGS``, ``TASK_DEFAULTS[task]`` (the published
+recipe), ``TASK_PRESETS[task][preset]`` (``paper`` = the recipe, ``laptop`` = the default run on 2
+CPU cores), then the explicit settings. Adding a task: its defaults and presets here, its class
+in ``rnaret/tasks/<name>.py``, one line in ``rnaret.tasks.TASKS``.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+# Settings every task understands (the generic loop reads them); tasks add their own.
+COMMON_SETTINGS: dict[str, Any] = {
+    "preset": "paper",            # a key of the task's presets applied over its defaults
+    "k": 5,                       # tokenizer k; must equal the encoder's k
+    "epochs": 3,                  # passes over the (sub-sampled) training set
+    "max_steps": None,            # when set, stop after this many optimiser steps
+    "lr": 1e-4,                   # AdamW learning rate of the encoder (and of the head unless head_lr)
+    "head_lr": None,              # AdamW learning rate of the head; None = lr
+    "weight_decay": 0.01,
+    "warmup_steps": 0,            # linear warm-up, then lr_schedule
+    "lr_schedule": "constant",    # constant | cosine (from lr down to lr/10 at the last step)
+    "grad_clip": 1.0,             # max global grad norm; None or 0 = no clipping
+    "batch_size": 32,             # examples per batch (ignored when max_tokens is set)
+    "max_tokens": None,           # token budget per batch: n_examples * padded length <= max_tokens
+    "eval_max_tokens": 16384,     # token budget of evaluation batches
+    "train_samples_per_epoch": None,  # sub-sample this many training examples per epoch (seeded)
+    "valid_max_examples": None,   # evaluate at most this many validation examples (seeded subset)
+    "valid_fraction": 0.1,        # held-out fraction of train when the dataset has no valid split
+    "evals_per_epoch": 1,         # validation passes per epoch (best checkpoint chosen among them)
+    "freeze_encoder": False,      # True: train the head only (encoder in eval mode, no grads)
+    "select_on": None,            # validation metric picking the best checkpoint; None = the task's
+    "dropout": None,              # encoder dropout while fine-tuning; None = the checkpoint's own
+    "onehot_dim": None,           # onehot model: None = raw one-hot states, else a fixed projection width
+    "seed": 0,
+}
+
+# Each task's own keys and its published recipe, merged over COMMON_SETTINGS.
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    # the published recipe (rri.py): lr 1e-5, batch 64, 50 epochs, no clipping, no warm-up
+    "interaction": {"k": 5, "lr": 1e-5, "batch_size": 64, "epochs": 50, "grad_clip": None,
+                    "head_dropout": 0.0},
+    # the published recipe (lnc.py): lr 5e-5, batch 50, 50 epochs, weight_factor 1, no clipping
+    "coding": {"k": 5, "lr": 5e-5, "batch_size": 50, "epochs": 50, "grad_clip": None,
+               "train_crop": None, "positive_weight": 1.0, "window": 30, "hidden": 128},
+    "structure": {
+        # the published recipe (ssp.py): lr 1e-5, batch 1, 50 epochs, weight_factor 10, no clipping
+        "k": 1, "lr": 1e-5, "batch_size": 1, "epochs": 50, "grad_clip": None, "eval_max_tokens": 2048,
+        "head_channels": 128, "head_blocks": 16, "head_kernel": 3, "symmetrize": "mean",
+        "positive_weight": 10.0, "min_pair_distance": 4, "threshold": 0.5,
+        "train_max_len": 600, "train_crop": None, "contact_map_examples": 4,
+    },
+}
+
+# Named budgets applied over the defaults; explicit settings win over both.
+TASK_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "interaction": {
+        "paper": {},
+        # 2 CPU cores, a few minutes: the small laptop encoder learns at a larger lr, on a fresh
+        # sample of the training pairs each epoch, validated on a fixed subset
+        "laptop": {"lr": 1e-3, "epochs": 2, "train_samples_per_epoch": 4000, "batch_size": 64,
+                   "warmup_steps": 10, "grad_clip": 1.0, "valid_max_examples": 1000, "evals_per_epoch": 2},
+    },
+    "coding": {
+        "paper": {},
+        # 2 CPU cores, a few minutes: random crops of a fresh sample of transcripts per epoch in
+        # token-budget batches; validation on a fixed subset of whole transcripts
+        # positives up-weighted and the checkpoint chosen on validation accuracy, so that the
+        # fixed 0.5 threshold of the window score falls between the classes after short training
+        "laptop": {"lr": 3e-3, "lr_schedule": "cosine", "epochs": 8, "train_samples_per_epoch": 800,
+                   "train_crop": 512, "max_tokens": 8192, "warmup_steps": 20, "grad_clip": 1.0,
+                   "valid_max_examples": 300, "positive_weight": 1.5, "select_on": "accuracy"},
+    },
+    "structure": {
+        "paper": {},
+        # 2 CPU cores, a few minutes: a small head (C = 32, N = 4), random 128-nt windows in
+        # batches of 8 at a larger lr, validation on a fixed subset of whole sequences
+        "laptop": {"head_channels": 32, "head_blocks": 4, "lr": 1e-3, "epochs": 2, "batch_size": 8,
+                   "train_crop": 128, "warmup_steps": 10, "grad_clip": 1.0, "valid_max_examples": 100,
+                   "eval_max_tokens": 4096},
+    },
+}
+
+
+def task_names() -> tuple[str, ...]:
+    """The tasks that have settings tables (the keys of ``TASK_DEFAULTS``)."""
+    return tuple(TASK_DEFAULTS)
+
+
+def resolve_task_settings(task: str, settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Every setting of a ``task`` run: ``COMMON_SETTINGS`` < the task's defaults < the preset
+    named by ``settings["preset"]`` (default: ``COMMON_SETTINGS["preset"]``) < ``settings``.
+
+    Returns a new dict holding every known key (``preset`` included). Raises ``ValueError`` naming
+    an unknown task, preset or setting key.
+    """
+    if task not in TASK_DEFAULTS:
+        raise ValueError(f"unknown task {task!r}; known tasks: {', '.join(sorted(TASK_DEFAULTS))}")
+    merged = {**COMMON_SETTINGS, **TASK_DEFAULTS[task]}
+    settings = dict(settings or {})
+    presets = TASK_PRESETS[task]
+    preset = settings.get("preset") or merged["preset"]
+    if preset not in presets:
+        raise ValueError(f"unknown {task} preset {preset!r}; known: {', '.join(sorted(presets))}")
+    for key, value in {**presets[preset], **settings, "preset": preset}.items():
+        if key not in merged:
+            raise ValueError(f"unknown {task} setting {key!r}; known: {', '.join(sorted(merged))}")
+        merged[key] = value
+    return merged

@@ -1,0 +1,413 @@
+"""The settings resolver (rnaret.settings) without Snakemake: the schema's defaults, the per-job
+settings it resolves (through the presets' and the tasks' own resolution), datasets from the
+config and from a sheet, file references (URLs, archives), devices, and the bad values it names."""
+from __future__ import annotations
+
+import copy
+import json
+import shlex
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from rnaret.io.errors import InputError
+from rnaret.settings import Plan, SettingsError, load_config, read_config_file, validate_config
+from rnaret.settings.datasets import read_dataset_sheet
+
+CONFIG = ROOT / "config.yaml"
+
+
+def default_config() -> dict:
+    return yaml.safe_load(CONFIG.read_text())
+
+
+def plan_of(changes: dict | None = None, base: dict | None = None) -> Plan:
+    """The plan of config.yaml with ``changes`` merged key by key (as a --configfile would be)."""
+    from workflow_copy import merged
+
+    return Plan(validate_config(merged(base if base is not None else default_config(), changes or {})))
+
+
+def option(args: str, name: str) -> str:
+    """The value after ``name`` in a command's option string."""
+    words = shlex.split(args)
+    return words[words.index(name) + 1]
+
+
+def wildcards(**values):
+    return SimpleNamespace(**values)
+
+
+# ------------------------------------------------------------------ defaults once
+
+def test_schema_fills_every_nested_block_like_snakemake_validate():
+    from snakemake.utils import validate
+
+    ours = validate_config({})
+    theirs = {}
+    validate(theirs, str(ROOT / "workflow/schemas/config.schema.yaml"), set_default=True)
+    assert ours == theirs
+    assert ours["finetune"]["structure"]["models"] == ["rnaret-k1", "transformer-k1", "onehot"]
+    assert ours["finetune"]["coding"]["settings"] == {} and ours["finetune"]["preset"] == "laptop"
+    assert ours["baselines"]["vienna"] == {"threads": 2, "method": "both", "gamma": 1.0, "max_bp_span": None,
+                                           "mem_mb": 4000, "runtime": 240}
+    assert ours["report"]["length_scaling"]["lengths"] == [256, 512, 1024, 2048, 4096, 8192]
+    assert ours["dedupe"]["leakage_splits"] == ["valid", "test"] and ours["precision"] == "auto"
+
+
+def test_defaults_are_those_of_the_default_run():
+    """The values the schema, config.yaml and the rules' helpers used to disagree on."""
+    config = validate_config({})
+    assert config["shards"]["tokens_per_shard"] == 2_000_000 and config["shards"]["run_tokens"] == 4_000_000
+    assert config["pretrain"]["models"] == ["rnaret-k1", "rnaret-k5", "transformer-k1", "transformer-k5"]
+
+
+def test_config_yaml_sets_only_the_data_of_the_run():
+    assert set(default_config()) == {"corpus", "datasets"}
+
+
+def test_a_partial_config_keeps_the_other_defaults_of_its_block():
+    config = validate_config({"pretrain": {"preset": "paper"}, "finetune": {"coding": {"models": ["onehot"]}}})
+    assert config["pretrain"]["models"] == validate_config({})["pretrain"]["models"]
+    assert config["finetune"]["interaction"]["models"] == ["rnaret-k5", "transformer-k5"]
+    assert config["finetune"]["coding"]["published"] == {}
+
+
+# ------------------------------------------------------------------ resolved settings per job
+
+def test_pretraining_is_the_preset_with_overrides_through_the_preset_machinery():
+    from rnaret.train.config import preset
+
+    plan = plan_of({"pretrain": {"overrides": {"max_steps": 7, "encoder": {"retnet_layers": 2}}}})
+    want = preset("laptop", 5, max_steps=7, encoder={"retnet_layers": 2}, architecture="transformer").to_dict()
+    assert plan.pretrain_config("transformer-k5") == want
+    args = plan.pretrain_args(wildcards(model="transformer-k5"))
+    assert json.loads(option(args, "--overrides")) == want
+    assert option(args, "--model") == "transformer-k5" and option(args, "--precision") == "auto"
+
+
+def test_finetune_settings_are_what_the_task_resolves():
+    from rnaret.tasks import get_task
+
+    plan = plan_of({"finetune": {"preset": "paper", "coding": {"settings": {"epochs": 3},
+                                                               "model_settings": {"transformer-k5": {"lr": 0.01}}}}})
+    settings = plan.finetune_settings("coding", "transformer-k5")
+    assert settings == get_task("coding", {"preset": "paper", "epochs": 3, "lr": 0.01}).settings
+    assert plan.finetune_settings("coding", "rnaret-k5")["lr"] == get_task("coding", {"preset": "paper"}).settings["lr"]
+    args = plan.finetune_args(wildcards(task="coding", dataset="mouse", model="transformer-k5"))
+    assert json.loads(option(args, "--settings")) == settings
+    assert option(args, "--init") == "results/pretrain/transformer-k5/checkpoint"
+    assert option(args, "--split") == "train=resources/mrna_lncrna/mouse_train.fa.gz"
+
+
+def test_the_default_run_gets_the_settings_its_commands_resolved_before():
+    """The default config resolves to what `--config-preset laptop` and `--set preset=laptop`
+    gave the commands (the default run's settings do not change)."""
+    from rnaret.tasks import get_task
+    from rnaret.train.config import parse_model_name, preset
+
+    plan = plan_of()
+    for model in ("rnaret-k1", "rnaret-k5", "transformer-k1", "transformer-k5"):
+        arch, k = parse_model_name(model)
+        assert plan.pretrain_config(model) == preset("laptop", k, architecture=arch).to_dict()
+    for task in ("interaction", "coding", "structure"):
+        assert plan.finetune_settings(task, "onehot") == get_task(task, {"preset": "laptop"}).settings
+
+
+def test_evaluations_follow_finetuned_on_and_published_files(tmp_path):
+    released = tmp_path / "MirTar_5mer.pth"
+    released.write_bytes(b"x")
+    plan = plan_of({"finetune": {"interaction": {"models": ["rnaret-k5", "published-k5"],
+                                                 "published": {"k5": str(released)}}}})
+    indtest = wildcards(task="interaction", dataset="mirtar_indtest", model="rnaret-k5")
+    assert plan.evaluate_inputs(indtest) == {"checkpoint": "results/interaction/mirtar/rnaret-k5/checkpoint",
+                                             "test": "resources/mirna_target/mirtar_deepmirtar_indtest.tsv"}
+    published = wildcards(task="interaction", dataset="mirtar", model="published-k5")
+    args = plan.evaluate_args(published)
+    assert option(args, "--checkpoint") == str(released)
+    assert option(args, "--split") == "test=resources/mirna_target/mirtar_deepmirtar_miraw.tsv#test"
+    assert json.loads(option(args, "--settings"))["k"] == 5
+    assert "results/interaction/mirtar_indtest/published-k5/metrics.tsv" in plan.targets()
+
+
+def test_released_weights_replace_pretraining_and_the_corpus(tmp_path):
+    released = tmp_path / "pretrain_5mer.pth"
+    released.write_bytes(b"x")
+    only_released = {"pretrain": {"models": ["rnaret-k5"], "init_from": {"rnaret-k5": str(released)}},
+                     "finetune": {task: {"models": []} for task in ("structure", "coding")}
+                     | {"interaction": {"models": ["rnaret-k5"]}}}
+    base = default_config()
+    del base["corpus"]
+    plan = plan_of(only_released, base=base)
+    assert plan.pretrained_models() == [] and plan.data_targets() == [] and plan.pretrain_targets() == []
+    job = wildcards(task="interaction", dataset="mirtar", model="rnaret-k5")
+    assert plan.finetune_inputs(job)["init"] == str(released)
+    assert option(plan.finetune_args(job), "--init") == str(released)
+    with pytest.raises(SettingsError, match="released weights: it is not pretrained"):
+        plan.pretrain_inputs(wildcards(model="rnaret-k5"))
+    # a model that is still pretrained needs the corpus
+    with pytest.raises(SettingsError, match="corpus.*needed to pretrain transformer-k5"):
+        plan_of({**only_released, "pretrain": {**only_released["pretrain"], "models": ["transformer-k5"]}},
+                base=base).corpus_download_inputs()
+
+
+def test_devices_follow_the_gpu_count_and_allow_cpu():
+    job = wildcards(task="coding", dataset="mouse", model="rnaret-k5")
+    assert option(plan_of().finetune_args(job), "--device") == "cpu"
+    gpu = plan_of({"pretrain": {"gpus": 2}, "finetune": {"gpus": 1}, "precision": "bf16"})
+    assert option(gpu.finetune_args(job), "--device") == "cuda"
+    assert option(gpu.evaluate_args(job), "--device") == "cuda"
+    assert option(gpu.pretrain_args(wildcards(model="rnaret-k1")), "--device") == "cuda"
+    assert option(gpu.pretrain_args(wildcards(model="rnaret-k1")), "--precision") == "bf16"
+    assert gpu.pretrain_config("rnaret-k1")["precision"] == "bf16"
+    lenient = plan_of({"finetune": {"gpus": 1}, "allow_cpu": True})
+    assert option(lenient.finetune_args(job), "--device") == "auto"
+    resources = SimpleNamespace(gpu=2, get=lambda name, default=None: 2)
+    assert Plan.pretrain_nproc(None, resources) == 2 and Plan.worker_threads(None, 8, resources) == 4
+
+
+# ------------------------------------------------------------------ datasets
+
+def test_datasets_resolve_to_local_files_and_row_selections(tmp_path):
+    plan = plan_of({"datasets": {"coding": {"web": {"test": {"path": "https://example.org/x/web_test.fa?dl=1",
+                                                             "md5": "0" * 32}, "finetuned_on": "mouse"}}}})
+    mirtar = plan.dataset("interaction", "mirtar")
+    assert mirtar.entry() == {s: {"path": "resources/mirna_target/mirtar_deepmirtar_miraw.tsv", "split": s}
+                              for s in ("train", "valid", "test")}
+    web = plan.split("coding", "web", "test")
+    assert web.path == web.input == "results/datasets/coding/web/test/web_test.fa"
+    assert web.url.startswith("https://") and web.md5 == "0" * 32
+    args = plan.dataset_download_args(wildcards(task="coding", dataset="web", split="test", filename="web_test.fa"))
+    assert shlex.split(args) == ["https://example.org/x/web_test.fa?dl=1", f"--md5={'0' * 32}"]
+    assert plan.dataset("interaction", "mirtar_indtest").entry()["finetuned_on"] == "mirtar"
+
+
+def test_a_null_entry_removes_a_dataset_of_an_earlier_file():
+    plan = plan_of({"datasets": {"interaction": {"mirtar_indtest": None}}})
+    assert "mirtar_indtest" not in plan.datasets["interaction"]
+    assert not any("mirtar_indtest" in t for t in plan.targets())
+
+
+def test_only_trained_datasets_feed_the_leakage_removal_unless_asked():
+    labels = [s.label for s in plan_of().leakage_sources()]
+    assert labels == ["interaction/mirtar/valid", "interaction/mirtar/test", "structure/bprna/valid",
+                      "structure/bprna/test", "coding/mouse/test"]
+    labels = [s.label for s in plan_of({"dedupe": {"leakage_test_only": True}}).leakage_sources()]
+    assert "interaction/mirtar_indtest/test" in labels
+
+
+def write_sheet(path, rows, header="task\tdataset\tsplit\tpath\tselect\tfinetuned_on"):
+    path.write_text("\n".join([header] + ["\t".join(r) for r in rows]) + "\n")
+    return path
+
+
+DEFAULT_SHEET = [
+    ("structure", "bprna", "train", "resources/structure/bprna_train.csv", "", ""),
+    ("structure", "bprna", "valid", "resources/structure/bprna_valid.csv", "", ""),
+    ("structure", "bprna", "test", "resources/structure/bprna_test.csv", "", ""),
+    *[("interaction", "mirtar", s, "resources/mirna_target/mirtar_deepmirtar_miraw.tsv", s, "")
+      for s in ("train", "valid", "test")],
+    ("interaction", "mirtar_indtest", "test", "resources/mirna_target/mirtar_deepmirtar_indtest.tsv", "", "mirtar"),
+    ("coding", "mouse", "train", "resources/mrna_lncrna/mouse_train.fa.gz", "", ""),
+    ("coding", "mouse", "test", "resources/mrna_lncrna/mouse_test.fa.gz", "", ""),
+]
+
+
+def test_a_dataset_sheet_resolves_as_the_datasets_block(tmp_path):
+    sheet = write_sheet(tmp_path / "datasets.tsv", DEFAULT_SHEET)
+    base = default_config()
+    base["datasets"] = {}
+    from_sheet = plan_of({"dataset_sheet": str(sheet)}, base=base)
+    from_block = plan_of()
+    assert from_sheet.datasets == from_block.datasets
+    assert from_sheet.targets() == from_block.targets()
+    assert from_sheet.leakage_args() == from_block.leakage_args()
+    job = wildcards(task="interaction", dataset="mirtar", model="rnaret-k5")
+    assert from_sheet.finetune_args(job) == from_block.finetune_args(job)
+    with pytest.raises(SettingsError, match="also defined in the dataset sheet"):
+        plan_of({"dataset_sheet": str(sheet)})
+
+
+@pytest.mark.parametrize("rows, words", [
+    ([("protein", "x", "test", "a.fa", "", "")], ["line 2", "task", "protein"]),
+    ([("coding", "x", "test", "", "", "")], ["line 2", "path"]),
+    ([("coding", "x", "dev", "a.fa", "", "")], ["line 2", "split", "dev"]),
+    ([("coding", "x", "test", "a.fa", "", ""), ("coding", "x", "test", "b.fa", "", "")], ["line 3", "also on line 2"]),
+    ([("coding", "x", "test", "a.fa", "", "m"), ("coding", "x", "train", "b.fa", "", "n")], ["line 3", "finetuned_on"]),
+    ([("coding", "x", "train", "a.fa", "", "")], ["coding/x has no test row"]),
+    ([("coding", "x", "test", "a.fa", "", "", "extra")], ["line 2", "more cells"]),
+])
+def test_bad_sheet_rows_are_refused_naming_the_line(tmp_path, rows, words):
+    sheet = write_sheet(tmp_path / "bad.tsv", rows)
+    with pytest.raises(SettingsError) as error:
+        read_dataset_sheet(sheet)
+    for word in words:
+        assert word in str(error.value), (word, str(error.value))
+    assert str(sheet) in str(error.value) or "bad.tsv" in str(error.value)
+
+
+# ------------------------------------------------------------------ archives and files
+
+def test_archive_members_resolve_into_the_unpacked_folder(tmp_path):
+    plan = plan_of({"archives": {"paper_models": {"url": "https://example.org/model.tar.gz", "md5": "a" * 32},
+                                 "paper_data": {"url": "data/datasets.tar.gz"}},
+                    "pretrain": {"init_from": {"rnaret-k5": {"archive": "paper_models", "path": "model/pretrain_5mer.pth"}}},
+                    "datasets": {"coding": {"human": {"train": {"archive": "paper_data", "path": "data/lncRNA_H/train.fa"},
+                                                      "test": {"archive": "paper_data", "path": "data/lncRNA_H/test.fa"}}}}})
+    job = wildcards(task="coding", dataset="human", model="rnaret-k5")
+    assert plan.finetune_inputs(job) == {"train": "results/archives/paper_data",
+                                         "init": "results/archives/paper_models"}
+    args = plan.finetune_args(job)
+    assert option(args, "--init") == "results/archives/paper_models/model/pretrain_5mer.pth"
+    assert option(args, "--split") == "train=results/archives/paper_data/data/lncRNA_H/train.fa"
+    assert plan.archive_source(wildcards(archive="paper_models")) == {"url": "https://example.org/model.tar.gz",
+                                                                      "md5": "a" * 32}
+    assert plan.archive_dirs() == ["results/archives/paper_models", "results/archives/paper_data"]
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"pretrain": {"init_from": {"rnaret-k5": {"archive": "nope", "path": "a.pth"}}}},
+     ["pretrain.init_from.rnaret-k5", "'nope' is not in the archives"]),
+    ({"archives": {"a": {"url": "x.tgz"}}, "pretrain": {"init_from": {"rnaret-k5": {"archive": "a", "path": "../up.pth"}}}},
+     ["pretrain.init_from.rnaret-k5", "relative path inside the archive"]),
+    ({"pretrain": {"init_from": {"rnaret-k5": "https://example.org/pretrain_5mer.pth"}}},
+     ["pretrain.init_from.rnaret-k5", "a URL is not accepted here"]),
+])
+def test_bad_file_references_name_the_key(changes, words):
+    with pytest.raises(SettingsError) as error:
+        plan_of(changes)
+    for word in words:
+        assert word in str(error.value)
+
+
+# ------------------------------------------------------------------ bad values, every block
+
+@pytest.mark.parametrize("changes, words", [
+    ({"pretrain": {"preset": "huge"}}, ["pretrain.preset", "huge"]),
+    ({"pretrain": {"gpus": -1}}, ["pretrain.gpus"]),
+    ({"pretrain": {"models": ["bert-k5"]}}, ["pretrain.models[0]", "bert-k5"]),
+    ({"pretrain": {"overrides": {"lrr": 1}}}, ["pretrain.overrides", "lrr"]),
+    ({"pretrain": {"overrides": {"k": 3}}}, ["pretrain.overrides.k", "model name"]),
+    ({"pretrain": {"overrides": {"precision": "bf16"}}}, ["pretrain.overrides.precision", "top-level precision"]),
+    ({"pretrain": {"overrides": {"encoder": {"retnet_retention_heads": 3}}}}, ["pretrain.overrides", "heads"]),
+    ({"shards": {"k": [1, 5]}, "pretrain": {"models": ["rnaret-k3"]}}, ["pretrain.models", "shards at k=3"]),
+    ({"finetune": {"preset": "huge"}}, ["finetune.preset", "huge"]),
+    ({"finetune": {"coding": {"models": ["bert"]}}}, ["finetune.coding.models[0]", "bert"]),
+    ({"finetune": {"coding": {"settings": {"epoch": 1}}}}, ["finetune.coding.settings", "'epoch'"]),
+    ({"finetune": {"coding": {"model_settings": {"rnaret-k5": {"lrr": 1}}}}},
+     ["finetune.coding.model_settings.rnaret-k5", "'lrr'"]),
+    ({"finetune": {"coding": {"models": ["published-k5"]}}}, ["finetune.coding.published.k5"]),
+    ({"finetune": {"structure": {"models": ["rnaret-k5"]}}}, ["finetune.structure.models", "k=5 model", "k=1"]),
+    ({"finetune": {"coding": {"published": {"k7": "x.pth"}}}}, ["finetune.coding.published", "k7"]),
+    ({"report": {"contact_map_examples": 0}}, ["report.contact_map_examples"]),
+    ({"report": {"length_scaling": {"models": ["lstm"]}}}, ["report.length_scaling.models[0]", "lstm"]),
+    ({"report": {"colour": "red"}}, ["report", "colour"]),
+    ({"baselines": {"vienna": {"method": "centroid"}}}, ["baselines.vienna.method", "centroid"]),
+    ({"baselines": {"vienna": {"gamma": 0}}}, ["baselines.vienna.gamma"]),
+    ({"baselines": {"contrafold": {}}}, ["baselines", "contrafold"]),
+    ({"datasets": {"coding": {"mouse": {"test": 3}}}}, ["datasets.coding.mouse.test"]),
+    ({"datasets": {"coding": {"new": {"train": "a.fa"}}}}, ["datasets.coding.new", "test"]),
+    ({"datasets": {"rna": {}}}, ["datasets", "rna"]),
+    ({"datasets": {"coding": {"new": {"test": "a.fa", "finetuned_on": "nope"}}}},
+     ["datasets.coding.new.finetuned_on", "no dataset 'nope'"]),
+    ({"datasets": {"coding": {"mouse": {"finetuned_on": "mouse"}}}}, ["datasets.coding.mouse.finetuned_on", "test-only"]),
+    ({"archives": {"a": {"md5": "0" * 32}}}, ["archives.a", "url"]),
+    ({"precision": "fp16"}, ["precision", "fp16"]),
+    ({"allow_cpu": "yes"}, ["allow_cpu"]),
+    ({"shards": {"k": [2]}}, ["shards.k[0]"]),
+    ({"dataset_sheet": "missing.tsv"}, ["dataset_sheet", "missing.tsv", "no such file"]),
+])
+def test_bad_values_name_the_key(changes, words):
+    with pytest.raises(SettingsError) as error:
+        plan_of(changes)
+    for word in words:
+        assert word in str(error.value), (word, str(error.value))
+
+
+def test_yaml_syntax_errors_name_the_file_and_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("pretrain:\n  preset: paper\n  models: [rnaret-k1, rnaret-k5\nfinetune: {}\n")
+    with pytest.raises(InputError) as error:
+        read_config_file(path)
+    assert str(path) in str(error.value) and "line 4" in str(error.value) and "not valid YAML" in str(error.value)
+    path.write_text("- a list\n- not a mapping\n")
+    with pytest.raises(InputError, match="must hold a mapping"):
+        load_config([CONFIG, path])
+
+
+def test_files_merge_key_by_key_as_snakemake_does(tmp_path):
+    more = tmp_path / "more.yaml"
+    more.write_text("pretrain: {preset: paper}\ndatasets: {coding: {mouse: {test: other.fa}}}\n")
+    config = load_config([CONFIG, more])
+    assert config["pretrain"]["preset"] == "paper" and config["pretrain"]["gpus"] == 0
+    assert config["datasets"]["coding"]["mouse"] == {"train": "resources/mrna_lncrna/mouse_train.fa.gz",
+                                                     "test": "other.fa"}
+
+
+# ------------------------------------------------------------------ the commands use the same resolution
+
+def test_commands_read_a_pipeline_config_through_the_resolver(tmp_path):
+    from rnaret.tasks.run import dataset_entry, task_settings
+
+    sheet = write_sheet(tmp_path / "datasets.tsv", [
+        ("coding", "human", "train", "https://example.org/h/train.fa", "", ""),
+        ("coding", "human", "test", "h_test.fa", "", "")])
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"dataset_sheet": str(sheet), "finetune": {
+        "coding": {"settings": {"epochs": 4}, "model_settings": {"onehot": {"lr": 0.5}}}}}))
+    assert dataset_entry("coding", config, "human") == {"train": "results/datasets/coding/human/train/train.fa",
+                                                        "test": "h_test.fa"}
+    assert task_settings("coding", config, ["seed=3"], model="onehot") == {"preset": "laptop", "epochs": 4,
+                                                                           "lr": 0.5, "seed": 3}
+    inline = json.dumps({"epochs": 2, "preset": "paper"})
+    assert task_settings("coding", inline, ["lr=0.1"]) == {"epochs": 2, "preset": "paper", "lr": 0.1}
+    with pytest.raises(InputError, match="--settings: not a JSON object"):
+        task_settings("coding", "{epochs: 2")
+
+
+def test_rnaret_settings_prints_every_jobs_resolved_settings(tmp_path):
+    more = tmp_path / "paper.yaml"
+    more.write_text("finetune: {preset: paper}\n")
+    result = subprocess.run([sys.executable, "-m", "rnaret", "settings", str(CONFIG), str(more)],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    described = json.loads(result.stdout)
+    assert described["finetune"]["coding/mouse/rnaret-k5"]["settings"]["epochs"] == 50  # the published recipe
+    assert described["pretrain"]["rnaret-k1"]["max_steps"] == 200
+    assert "results/structure/bprna/vienna/metrics.tsv" in described["targets"]
+    more.write_text("finetune: {preset: paper\n")
+    result = subprocess.run([sys.executable, "-m", "rnaret", "settings", str(CONFIG), str(more)],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode != 0 and "paper.yaml: line 2" in result.stderr
+
+
+def test_the_resolver_imports_neither_torch_nor_snakemake():
+    code = ("import sys; from rnaret.settings import Plan, load_config; "
+            "plan = Plan(load_config(['config.yaml'])); plan.targets(); plan.describe(); "
+            "print(sorted(m for m in ('torch', 'snakemake') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_plans_do_not_share_state_with_the_config():
+    config = validate_config(default_config())
+    before = copy.deepcopy(config)
+    plan = Plan(config)
+    plan.describe()
+    assert config == before
+
+
+def test_local_corpus_and_checksum_files_are_inputs_but_a_hex_md5_is_a_value():
+    assert plan_of().corpus_download_inputs() == ["resources/rnacentral/rnacentral_sample.fa.gz",
+                                                  "resources/rnacentral/md5.txt"]
+    assert plan_of({"corpus": {"md5": "A" * 32}}).corpus_download_inputs() == [
+        "resources/rnacentral/rnacentral_sample.fa.gz"]
+    remote = plan_of({"corpus": {"url": "https://example.org/r/rnacentral_active.fasta.gz", "md5": ""}})
+    assert remote.corpus_download_inputs() == []
+    assert remote.corpus_download_path() == "results/corpus/download/rnacentral_active.fasta.gz"
+    assert "--release" not in remote.download_corpus_args()  # the label goes to the summary only
