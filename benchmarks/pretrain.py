@@ -172,8 +172,9 @@ def run_way(way: str, precision: str, args) -> dict:
         command += ["--published-repo", args.published_repo]
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     done = subprocess.run(command, capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        raise SystemExit(f"{way} {precision} failed:\n{done.stderr[-3000:]}")
+    if done.returncode != 0:  # e.g. out of memory: reported, the other ways still run
+        lines = done.stderr.strip().splitlines()
+        return {"way": way, "precision": precision, "error": lines[-1] if lines else f"exit {done.returncode}"}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -226,12 +227,16 @@ def main(argv=None) -> int:
     mem_key = "cuda_extra_gib" if args.device == "cuda" else "extra_gib"
     for precision in precisions:
         results = {way: run_way(way, precision, args) for way in ways}
+        failed = {way: r for way, r in results.items() if "error" in r}
+        for way, r in failed.items():
+            print(f"  {precision} {way:>14}: failed: {r['error']}")
+        results = {way: r for way, r in results.items() if way not in failed}
         for way, r in results.items():
             print(f"  {precision} {way:>14}: {r['wall']:8.2f} s wall, {r['cpu']:8.2f} s cpu, "
                   f"{r['real_tokens']:>7,} real tokens ({r['padded_tokens']:,} with padding, {r['batches']} "
                   f"batch(es)) = {r['real_tokens'] / r['wall']:8.0f} tokens/s, peak memory +{r[mem_key]:.2f} GiB")
         ours = results.get("ours")
-        for way in ways:
+        for way in results:
             if way == "ours" or ours is None:
                 continue
             pub = results[way]
