@@ -160,14 +160,16 @@ def _decay_powers(n: int, log_a: Tensor) -> Tensor:
     return powers.masked_fill(powers < torch.finfo(powers.dtype).tiny, 0)
 
 
-def exclusive_decay_scan(u: Tensor, log_a: Tensor, reverse: bool = False) -> Tensor:
+def exclusive_decay_scan(u: Tensor, log_a: Tensor, reverse: bool = False, initial: Tensor | None = None) -> Tensor:
     """State entering each step of a decaying sum along dim 2 of u (B, H, N, D), decay a (H,):
 
-    forward  out[c] = sum_{c' < c} a**(c - 1 - c') u[c'];
-    reverse  out[c] = sum_{c' > c} a**(c' - c - 1) u[c'].
+    forward  out[c] = sum_{c' < c} a**(c - 1 - c') u[c']   (+ a**c initial);
+    reverse  out[c] = sum_{c' > c} a**(c' - c - 1) u[c']   (+ a**(N - 1 - c) initial);
 
-    Loop-free: blocks of ``SCAN_BLOCK`` steps are scanned by one (G, G) triangular matmul, the
-    block totals by the same function at decay a**G (recursively), then combined.
+    ``initial`` (B, H, D): the state entering step 0 (forward) or the last step (reverse) from
+    outside, or None. Loop-free: blocks of ``SCAN_BLOCK`` steps are scanned by one (G, G)
+    triangular matmul, the block totals by the same function at decay a**G (recursively, with
+    ``initial`` passed on), then combined.
     """
     n = u.shape[2]
     g = min(n, SCAN_BLOCK)
@@ -178,19 +180,22 @@ def exclusive_decay_scan(u: Tensor, log_a: Tensor, reverse: bool = False) -> Ten
         lag = lag.T
     tri = torch.where(lag >= 0, powers[:, lag.clamp(min=0)], powers.new_zeros(()))  # (H, G, G)
     m = math.ceil(n / g)
-    if m * g != n:  # zero steps at the end change nothing in either direction
-        u = F.pad(u, (0, 0, 0, m * g - n))
+    pad = m * g - n
+    if pad:  # zero steps change nothing; in reverse they go first, so the edge state still enters at step n-1
+        u = F.pad(u, (0, 0, pad, 0) if reverse else (0, 0, 0, pad))
     blocks = u.reshape(u.shape[0], u.shape[1], m, g, u.shape[-1])
     out = tri[None, :, None] @ blocks  # within each block
+    carry = initial[:, :, None] if initial is not None and m == 1 else None  # (B, H, 1, D)
     if m > 1:
         weights = powers[:, :g] if reverse else powers[:, :g].flip(-1)  # step -> block edge
         totals = (weights[None, :, None, None, :] @ blocks).squeeze(-2)  # (B, H, M, D)
-        carry = exclusive_decay_scan(totals, log_a * g, reverse)  # entering each block
+        carry = exclusive_decay_scan(totals, log_a * g, reverse, initial)  # entering each block
+    if carry is not None:
         # carry reaches step i of its block after i (forward) or G - 1 - i (reverse) more steps
         reach = powers[:, :g].flip(-1) if reverse else powers[:, :g]
-        out = out + reach[None, :, None, :, None] * carry[:, :, :, None, :]
+        out = torch.addcmul(out, reach[None, :, None, :, None], carry[:, :, :, None, :])
     out = out.reshape(u.shape[0], u.shape[1], m * g, u.shape[-1])
-    return out[:, :, :n]
+    return out[:, :, pad:] if reverse else out[:, :, :n]
 
 
 @dataclass
@@ -233,9 +238,10 @@ def intra_chunks(q: Tensor, k: Tensor, v: Tensor, decays: ChunkDecays
     num (B, H, N, C, dv), compute dtype, = sum over m in the same chunk of gamma**|n - m|
     (q_n . k_m) v_m (the diagonal once); and in the state dtype: row (B, H, N, C, 1) = the same
     sum without v_m (the score row sums; no gradient: they only feed the detached normaliser)
-    and the summaries u_fwd = [sum_j gamma**(C-1-j) k_j v_j^T | sum_j gamma**(C-1-j) k_j] and
-    u_bwd = [sum_j gamma**j k_j v_j^T | sum_j gamma**j k_j], each (B, H, N, dk, dv + 1)
-    (the last column: the decayed key sums that carry the row sums across chunks).
+    and the summaries u_fwd (weights gamma**(C-1-j), key j -> the chunk's end) and u_bwd
+    (gamma**j, key j -> its start), each (B, H, N, dk * dv + dk): the flattened (dk, dv)
+    matrix sum_j w_j k_j v_j^T followed by the decayed key sum sum_j w_j k_j (which carries the
+    row sums across chunks; ``state_parts`` splits them).
     """
     state = decays.log_chunk.dtype
     dk = k.shape[-1]
@@ -245,20 +251,27 @@ def intra_chunks(q: Tensor, k: Tensor, v: Tensor, decays: ChunkDecays
     del scores  # long inputs: free each temporary as soon as it is used
     # both directions' key weights in one (2 dk, C) @ (C, dv) product per chunk
     weighted = (k.unsqueeze(-2) * decays.keys[None, :, None]).flatten(-2)  # (B, H, N, C, 2 dk)
-    key_sums = weighted.detach().sum(dim=-2, dtype=state).unsqueeze(-1)  # (B, H, N, 2 dk, 1)
-    summaries = weighted.transpose(-1, -2) @ v  # (B, H, N, 2 dk, dv)
+    key_sums = weighted.detach().sum(dim=-2, dtype=state).unflatten(-1, (2, dk))  # (B, H, N, 2, dk)
+    summaries = (weighted.transpose(-1, -2) @ v).unflatten(-2, (2, dk)).flatten(-2)  # (B, H, N, 2, dk dv)
     del weighted
-    both = torch.cat((summaries.to(state), key_sums), dim=-1).unflatten(-2, (2, dk))  # (B, H, N, 2, dk, dv + 1)
+    both = torch.cat((summaries, key_sums), dim=-1)  # one pass, cast to the state dtype on the way
+    if both.dtype != state:  # (a float64 model's products are already float64)
+        both = both.to(state)
     return num, row, both[:, :, :, 0], both[:, :, :, 1]
 
 
+def state_parts(state: Tensor, dk: int) -> tuple[Tensor, Tensor]:
+    """A summary or state (..., dk * dv + dk) -> its (dk, dv) matrix part (..., dk, dv) and its
+    key-sum part (..., dk), both views."""
+    dv = (state.shape[-1] - dk) // dk
+    return state[..., :dk * dv].unflatten(-1, (dk, dv)), state[..., dk * dv:]
+
+
 def chunk_states(u_fwd: Tensor, u_bwd: Tensor, decays: ChunkDecays) -> tuple[Tensor, Tensor]:
-    """States entering each chunk from the left (fwd) and the right (bwd), (B, H, N, dk, D),
-    from the summaries of ``intra_chunks`` (N chunks in order; state dtype)."""
-    shape = u_fwd.shape
-    fwd = exclusive_decay_scan(u_fwd.flatten(-2), decays.log_chunk)
-    bwd = exclusive_decay_scan(u_bwd.flatten(-2), decays.log_chunk, reverse=True)
-    return fwd.view(shape), bwd.view(shape)
+    """States entering each chunk from the left (fwd) and the right (bwd), (B, H, N, D), from
+    the summaries (B, H, N, D) of ``intra_chunks`` (N chunks in order; state dtype)."""
+    return (exclusive_decay_scan(u_fwd, decays.log_chunk),
+            exclusive_decay_scan(u_bwd, decays.log_chunk, reverse=True))
 
 
 def add_inter_chunks_(num: Tensor, row: Tensor, q: Tensor, fwd: Tensor, bwd: Tensor,
@@ -268,49 +281,46 @@ def add_inter_chunks_(num: Tensor, row: Tensor, q: Tensor, fwd: Tensor, bwd: Ten
 
     num (B, H, N, C, dv) contiguous and q (B, H, N, C, dk) in the compute dtype (the product
     accumulates into num in float32 inside the matmul and is rounded once); row
-    (B, H, N, C, 1) contiguous and fwd/bwd (B, H, N, dk, dv + 1) (``chunk_states``,
+    (B, H, N, C, 1) contiguous and fwd/bwd (B, H, N, dk * dv + dk) (``chunk_states``,
     ``segment_states``) in the state dtype; the row sums are formed in the state dtype."""
-    dv = num.shape[-1]
-    states = torch.cat((fwd, bwd), dim=-2)  # (B, H, N, 2 dk, dv + 1)
+    dk = q.shape[-1]
+    (f_matrix, f_keys), (b_matrix, b_keys) = state_parts(fwd, dk), state_parts(bwd, dk)
     with torch.no_grad():  # q . (decayed key sums), weighted by each query's decay, state dtype
-        reach = q.to(states.dtype) @ torch.cat((fwd[..., dv:], bwd[..., dv:]), dim=-1)  # (B, H, N, C, 2)
+        reach = q.to(fwd.dtype) @ torch.stack((f_keys, b_keys), dim=-1)  # (B, H, N, C, 2)
         row.add_((reach * decays.row_queries[None, :, None]).sum(dim=-1, keepdim=True))
+    # both directions' states, cast to the compute dtype on the way into one (2 dk, dv) matrix
+    states = f_matrix.new_empty((*f_matrix.shape[:-2], 2 * dk, f_matrix.shape[-1]), dtype=num.dtype)
+    states[..., :dk, :].copy_(f_matrix)
+    states[..., dk:, :].copy_(b_matrix)
     scaled = (q.unsqueeze(-2) * decays.queries[None, :, None]).flatten(-2)  # (B, H, N, C, 2 dk)
-    flat = num.flatten(0, 2)  # a view: the adds land in ``num``
-    flat.baddbmm_(scaled.flatten(0, 2), states[..., :dv].to(num.dtype).flatten(0, 2))
+    num.flatten(0, 2).baddbmm_(scaled.flatten(0, 2), states.flatten(0, 2))  # a view: adds land in num
 
 
 def segment_totals(u_fwd: Tensor, u_bwd: Tensor, decays: ChunkDecays) -> tuple[Tensor, Tensor]:
-    """Totals of one segment of n chunks' summaries (B, H, n, dk, D), decayed to the segment's
+    """Totals of one segment of n chunks' summaries (B, H, n, D), decayed to the segment's
     right edge (fwd: a**(n-1-j) u_fwd[j]) and left edge (bwd: a**j u_bwd[j]), a = gamma**C.
-    Returns two (B, H, dk * D)."""
+    Returns two (B, H, D)."""
     n = u_fwd.shape[2]
     powers = _decay_powers(n, decays.log_chunk)[None, :, None, :]  # (1, H, 1, n)
-    t_fwd = (powers.flip(-1) @ u_fwd.flatten(-2)).squeeze(-2)
-    t_bwd = (powers @ u_bwd.flatten(-2)).squeeze(-2)
-    return t_fwd, t_bwd
+    return (powers.flip(-1) @ u_fwd).squeeze(-2), (powers @ u_bwd).squeeze(-2)
 
 
 def segment_carries(t_fwd: Tensor, t_bwd: Tensor, chunks_per_segment: int, decays: ChunkDecays
                     ) -> tuple[Tensor, Tensor]:
-    """States entering each segment from the left and from the right, (B, H, S, dk * D), from
-    the totals (B, H, S, dk * D) of S segments of ``chunks_per_segment`` chunks (the last may
-    be shorter: it is only ever a source)."""
+    """States entering each segment from the left and from the right, (B, H, S, D), from the
+    totals (B, H, S, D) of S segments of ``chunks_per_segment`` chunks (the last may be
+    shorter: it is only ever a source)."""
     log_a = decays.log_chunk * chunks_per_segment
     return exclusive_decay_scan(t_fwd, log_a), exclusive_decay_scan(t_bwd, log_a, reverse=True)
 
 
 def segment_states(u_fwd: Tensor, u_bwd: Tensor, carry_fwd: Tensor, carry_bwd: Tensor,
                    decays: ChunkDecays) -> tuple[Tensor, Tensor]:
-    """States entering each chunk of one segment (B, H, n, dk, D): the exclusive scans of the
-    segment's own summaries plus the carries from the other segments (B, H, dk * D), decayed
-    to each chunk. Together they equal ``chunk_states`` over the whole sequence."""
-    shape, n = u_fwd.shape, u_fwd.shape[2]
-    powers = _decay_powers(n, decays.log_chunk)[None, :, :, None]  # (1, H, n, 1)
-    fwd = exclusive_decay_scan(u_fwd.flatten(-2), decays.log_chunk) + powers * carry_fwd[:, :, None]
-    bwd = exclusive_decay_scan(u_bwd.flatten(-2), decays.log_chunk, reverse=True) \
-        + powers.flip(2) * carry_bwd[:, :, None]
-    return fwd.view(shape), bwd.view(shape)
+    """States entering each chunk of one segment (B, H, n, D): the exclusive scans of the
+    segment's own summaries starting from the carries from the other segments (B, H, D).
+    Together they equal ``chunk_states`` over the whole sequence."""
+    return (exclusive_decay_scan(u_fwd, decays.log_chunk, initial=carry_fwd),
+            exclusive_decay_scan(u_bwd, decays.log_chunk, reverse=True, initial=carry_bwd))
 
 
 def decayed_sums(q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor, chunk_size: int) -> tuple[Tensor, Tensor]:
