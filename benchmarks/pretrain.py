@@ -14,7 +14,8 @@ every way):
   when no checkout is given;
 * ours: the same sequences, uncut, in length-grouped token-budget batches of at most
   ``--batch`` x 2,000 padded tokens (the published batch's size), padding mask, the form the
-  encoder picks by length. One step = every batch needed for these sequences (gradient
+  encoder picks by length, and the training loop's loss (``rnaret.train.pretrain.mlm_loss``:
+  the MLM head at the chosen positions only) and optimizer (fused AdamW). One step = every batch needed for these sequences (gradient
   accumulation), so every way does one optimizer update on the same data.
 
 tokens/s counts real (non-PAD) tokens: ours trains on more of them (no cut). Each way and
@@ -105,10 +106,12 @@ def measure(way: str, precision: str, args) -> dict:
     (wall, cpu), tokens, memory."""
     import torch
 
-    from rnaret.masking import mask_tokens, masked_lm_loss
+    from rnaret.masking import IGNORE_INDEX, mask_tokens, masked_lm_loss
     from rnaret.precision import autocast
     from rnaret.train.config import preset
-    from rnaret.train.pretrain import build_model
+    from rnaret.train.data import LocalBatch
+    from rnaret.train.guard import make_adamw
+    from rnaret.train.pretrain import build_model, mlm_loss
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -120,24 +123,35 @@ def measure(way: str, precision: str, args) -> dict:
                                    model.config)
         copy_weights(model, theirs)  # the same initial weights
         model = theirs.to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if way == "ours":  # the training loop's own optimizer (fused AdamW)
+        optimizer = make_adamw(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    else:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sequences = draw_sequences(args.sequences, args.seed)
     token_batches, masks, real_tokens = batches_for(way, sequences, args.k, args.batch)
     gen = torch.Generator().manual_seed(0)
     masked = [mask_tokens(t, args.k, gen) for t in token_batches]
     n_chosen = sum(m.n_chosen for m in masked)
 
-    def logits_of(inputs, mask):
+    def loss_of(m, mask):
+        """Summed MLM loss of one micro-batch: the published ways project every position to the
+        vocabulary, as published; ours is the training loop's (the head at the chosen positions)."""
+        inputs, labels = m.inputs.to(device), m.labels.to(device)
+        if way == "ours":
+            flat = labels.flatten()
+            positions = (flat != IGNORE_INDEX).nonzero().squeeze(-1)
+            batch = LocalBatch(inputs, positions, flat[positions], torch.zeros(len(inputs), dtype=torch.long))
+            return mlm_loss(model, batch)[0]
         if way == "published-code":
-            return model(inputs)[0]
-        form = "parallel" if way == "published-way" else None
-        return model(inputs, form=form, padding_mask=None if mask is None else mask.to(device)).logits
+            logits = model(inputs)[0]
+        else:
+            logits = model(inputs, form="parallel", padding_mask=mask.to(device)).logits
+        return masked_lm_loss(logits.float(), labels)[0]
 
     def step():
         for m, mask in zip(masked, masks):
             with autocast(device, precision):
-                logits = logits_of(m.inputs.to(device), mask)
-            loss_sum, _ = masked_lm_loss(logits.float(), m.labels.to(device))
+                loss_sum = loss_of(m, mask)
             (loss_sum / n_chosen).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -190,7 +204,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 0 on CPU, 1 on CUDA)")
     parser.add_argument("--precisions", type=lambda s: s.split(","), default=None,
-                        help="comma-separated fp32,bf16 (default: both where the device has bf16 matrix units)")
+                        help="comma-separated fp32,bf16 (default both)")
     parser.add_argument("--ways", type=lambda s: s.split(","), default=None,
                         help=f"which of {','.join(WAYS)} (default: all; published-code needs --published-repo)")
     add_published_arguments(parser)
@@ -198,8 +212,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import torch
-
-    from rnaret.precision import bf16_matmul_available
 
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     args.batch = args.batch or (100 if args.device == "cuda" else 8)
@@ -213,7 +225,7 @@ def main(argv=None) -> int:
         way, precision = args.measure.split(":")
         print(json.dumps(measure(way, precision, args)))
         return 0
-    precisions = args.precisions or (["fp32", "bf16"] if bf16_matmul_available(args.device) else ["fp32"])
+    precisions = args.precisions or ["fp32", "bf16"]
     ways = args.ways or [w for w in WAYS if w != "published-code" or args.published_repo]
     if "published-code" in ways and not args.published_repo:
         raise SystemExit("--ways published-code needs --published-repo")

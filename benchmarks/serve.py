@@ -1,6 +1,7 @@
 """Latency and throughput of `rnaret serve`, measured against a real local server.
 
-Starts ``python -m rnaret serve`` on 127.0.0.1 (a free port) with the given checkpoints — by
+Starts ``python -m rnaret serve`` on 127.0.0.1 (a socket bound here and handed over with
+``--fd``, so no port can be taken in between) with the given checkpoints — by
 default the pipeline's (``results/structure/bprna/rnaret-k1/checkpoint``,
 ``results/coding/mouse/rnaret-k5/checkpoint``) when both exist, else small untrained demo
 checkpoints (``rnaret.serve.demo``; their speed is not the paper-size models') — waits until it
@@ -50,12 +51,6 @@ def sequences() -> dict[int, tuple[str, str]]:
     return {100: (short.id, short.sequence[:100]), 2000: (long.id.split("|")[0], long.sequence[:2000])}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def start_server(args, workdir: Path) -> tuple[subprocess.Popen, str, str]:
     """Start the server; returns (process, base URL, what checkpoints it serves)."""
     chosen = {"structure": args.structure_checkpoint, "coding": args.coding_checkpoint, "embed": args.embed_checkpoint}
@@ -71,24 +66,25 @@ def start_server(args, workdir: Path) -> tuple[subprocess.Popen, str, str]:
             what = "small untrained demo checkpoints (rnaret.serve.demo: d=16, 1 layer)"
     else:
         what = "the given checkpoints"
-    port = free_port()
-    command = [sys.executable, "-m", "rnaret", "serve", "--port", str(port), "--workers", str(args.workers),
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    port = sock.getsockname()[1]
+    command = [sys.executable, "-m", "rnaret", "serve", "--fd", str(sock.fileno()), "--workers", str(args.workers),
                "--tmp-dir", str(workdir), "--log-level", "warning", "--max-jobs", str(max(20, 2 * args.concurrency))]
     for role, path in chosen.items():
         if path:
             command += [f"--{role}-checkpoint", path]
     log = open(workdir / "serve.log", "w")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, pass_fds=[sock.fileno()])
+    sock.close()  # the server holds the only copy: if it dies, the request below fails at once
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/api/health", timeout=2):
-                return process, base, what
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the server did not start; its log:\n{(workdir / 'serve.log').read_text()[-3000:]}")
-            time.sleep(0.3)
+    try:  # waits in the socket's backlog until the server has loaded its models and accepts
+        with urllib.request.urlopen(f"{base}/api/health", timeout=600):
+            return process, base, what
+    except OSError:
+        process.kill()
+        raise SystemExit(f"the server did not start; its log:\n{(workdir / 'serve.log').read_text()[-3000:]}")
 
 
 def predict(base: str, body: bytes) -> tuple[float, dict | None, str | None]:

@@ -13,25 +13,40 @@ Formats ``load_encoder`` accepts:
   the encoder comes from ``ret.*``, the head weights from ``load_published_state_dict``).
   The config is inferred from the tensor shapes.
 
-Every problem raises ``rnaret.io.errors.InputError`` naming the file.
+Every problem raises ``rnaret.io.errors.InputError`` naming the file: a config.json that is not
+a JSON object of the config's fields with values of their types, a truncated or corrupt
+safetensors or ``.pth``, weights whose keys, shapes or kinds (float or not) do not fit. The fit
+is checked on a model built on the ``meta`` device (no memory) before the real one is built, so
+a damaged config asking for a huge model fails at once instead of allocating it.
+
+Fine-tuned checkpoint folders (``task.json``, ``encoder/``, ``head.safetensors``; written by
+``rnaret.tasks.finetune.save_finetuned``) are read with :func:`read_task_meta`,
+:func:`read_head_state` and :func:`build_checked`.
 """
 from __future__ import annotations
 
-import json
+import dataclasses
+import math
 import os
 import pickle
 import re
+import warnings
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import Tensor
 
 from rnaret.io.atomic import atomic_dir
 from rnaret.io.errors import InputError
+from rnaret.io.mapping import read_json_object
 from rnaret.model import EncoderConfig, build_encoder
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "weights.safetensors"
+TASK_NAME = "task.json"
+HEAD_NAME = "head.safetensors"
+ENCODER_KINDS = ("retnet", "transformer", "onehot")
 DEFAULT_HEADS = 4
 _LAYER_KEY = re.compile(r"^layers\.(\d+)\.")
 
@@ -88,19 +103,48 @@ def load_encoder(path, device="cpu", strict: bool = True, retention_heads: int |
         state, _ = load_published_state_dict(path)
         config = infer_config(state, path, retention_heads)
         source = path
-    model = build_encoder(config)
-    load_state_checked(model, state, source, strict=strict)
+    layers = _layer_indices(state)
+    if layers and config.retnet_layers > max(layers) + 1:
+        # checked before any model is built: a damaged layer count must not build a huge model
+        raise InputError(source, f"the config gives {config.retnet_layers} layers, the weights hold "
+                                 f"{max(layers) + 1}")
+    model = build_checked(lambda: build_encoder(config), state, source, strict=strict, what="encoder")
     return model.to(device).eval()
 
 
+def _layer_indices(state: dict[str, Tensor]) -> set[int]:
+    return {int(m.group(1)) for m in map(_LAYER_KEY.match, state) if m}
+
+
+def _check_config_values(data: dict, path) -> None:
+    """Each known field of a config.json holds a value of its type (ints not bools, dropouts in
+    [0, 1], architecture a string), so that building the model cannot fail on them."""
+    kinds = {f.name: str(f.type) for f in dataclasses.fields(EncoderConfig)}
+    for name, value in data.items():
+        kind = kinds.get(name)
+        if kind is None:
+            continue  # EncoderConfig.from_dict names unknown keys
+        if value is None and "None" in kind:
+            continue
+        if kind.startswith("int"):
+            ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31
+        elif kind.startswith("float"):
+            ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                  and 0.0 <= value <= 1.0)
+        else:
+            ok = isinstance(value, str)
+        if not ok:
+            want = {"int": "a whole number >= 0", "float": "a number from 0 to 1"}.get(kind.split(" ")[0], "a string")
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+            raise InputError(path, f"bad encoder config: {name} must be {want}, got {shown}")
+
+
 def read_config(path) -> EncoderConfig:
-    """EncoderConfig from a JSON file (ours or the published field names); InputError if bad."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(path, f"cannot read the config as JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise InputError(path, "the config must be a JSON object")
+    """EncoderConfig from a JSON file (ours or the published field names); InputError naming
+    the file when it is not a JSON object, names an unknown key or holds a value of the wrong
+    type or an impossible combination (e.g. heads that do not divide the width)."""
+    data = read_json_object(path)
+    _check_config_values(data, path)
     try:
         return EncoderConfig.from_dict(data)
     except (TypeError, ValueError) as exc:
@@ -111,10 +155,13 @@ def _read_safetensors(path) -> dict[str, Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    if not os.path.isfile(path):
+        raise InputError(path, "no such file" if not os.path.exists(path) else "not a file")
     try:
         return load_file(os.fspath(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise InputError(path, f"not a readable safetensors file: {exc}") from exc
+    except (SafetensorError, OSError, ValueError, TypeError, RuntimeError) as exc:
+        # truncated files, damaged headers, dtypes torch lacks: all "not readable"
+        raise InputError(path, f"not a readable safetensors file: {exc}") from None
 
 
 def read_pth(path) -> dict[str, Tensor]:
@@ -124,17 +171,31 @@ def read_pth(path) -> dict[str, Tensor]:
     an InputError before anything in it runs. A {"state_dict": {...}} or {"model": {...}}
     wrapper is unwrapped.
     """
+    if not os.path.isfile(path):
+        raise InputError(path, "no such file" if not os.path.exists(path) else "not a file")
     try:
-        obj = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # a damaged file can look like an old pickle protocol; the error below says enough
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            obj = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # name what torch's restricted unpickler refused, not its advice to switch it off
-        detail = [ln.strip() for ln in str(exc).splitlines()
-                  if re.match(r"(Trying to load unsupported|Unsupported)", ln.strip())]
-        raise InputError(path, "refused: the file holds pickled objects other than tensors "
-                               "(not unpickled, nothing in it was run)"
-                               + (f": {detail[0]}" if detail else "")) from exc
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as exc:
-        raise InputError(path, f"not a readable PyTorch checkpoint: {exc}") from exc
+        text = str(exc)
+        named = re.search(r"unsupported GLOBAL\s+([\w.]+)|Unsupported global: GLOBAL\s+([\w.]+)", text, re.I)
+        if named:
+            raise InputError(path, "refused: the file holds pickled objects other than tensors (not "
+                                   f"unpickled, nothing in it was run): it names {named.group(1) or named.group(2)}"
+                             ) from None
+        # otherwise the pickle itself is damaged: an opcode or a structure the unpickler rejects
+        detail = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+        detail = detail.group(1).strip() if detail else _first_line(exc)
+        raise InputError(path, f"not a readable PyTorch checkpoint: a damaged pickle ({detail[:120]})") from None
+    except Exception as exc:  # noqa: BLE001
+        # torch.load on damaged bytes raises nearly any type (RuntimeError from the zip reader,
+        # EOFError, KeyError, IndexError, UnicodeDecodeError, struct.error ...): the file is
+        # untrusted input, so each is the same answer
+        raise InputError(path, f"not a readable PyTorch checkpoint: {type(exc).__name__}: "
+                               f"{_first_line(exc)}") from None
     if isinstance(obj, dict) and len(obj) == 1 and next(iter(obj)) in ("state_dict", "model") \
             and isinstance(next(iter(obj.values())), dict):
         obj = next(iter(obj.values()))
@@ -144,6 +205,11 @@ def read_pth(path) -> dict[str, Tensor]:
     if bad:
         raise InputError(path, f"not a state dict: entries that are not named tensors: {bad[:5]}")
     return dict(obj)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else ""
 
 
 def load_published_state_dict(path) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
@@ -168,9 +234,14 @@ def infer_config(state: dict[str, Tensor], path, retention_heads: int | None = N
     """EncoderConfig read off a state dict's shapes: vocab and embed dim (embed_tokens), value and
     FFN dims (layer 0), number of layers, heads (retnet_rel_pos.decay, else ``retention_heads``,
     else 4). Dropouts are the paper's (0.2; they only act in training)."""
+    indices = _layer_indices(state)
+    if indices and indices != set(range(max(indices) + 1)):
+        missing = sorted(set(range(max(indices) + 1)) - indices)
+        raise InputError(path, f"cannot infer the encoder shape: layers {missing[:5]} are missing "
+                               f"(the file holds layers up to {max(indices)})")
     try:
         vocab, dim = state["embed_tokens.weight"].shape
-        layers = 1 + max(int(m.group(1)) for m in map(_LAYER_KEY.match, state) if m)
+        layers = 1 + max(indices)
         if "layers.0.retention.v_proj.weight" in state:
             architecture = "retnet"
             value_dim = state["layers.0.retention.v_proj.weight"].shape[0]
@@ -194,21 +265,92 @@ def infer_config(state: dict[str, Tensor], path, retention_heads: int | None = N
         raise InputError(path, f"the tensor shapes give no valid encoder config: {exc}") from exc
 
 
-def load_state_checked(model, state: dict[str, Tensor], path, strict: bool = True) -> None:
-    """Copy ``state`` into ``model`` after checking keys and shapes; the InputError names the
-    file and every missing, unexpected and mismatched key."""
-    expected = model.state_dict()
+def state_problems(expected: dict[str, Tensor], state: dict[str, Tensor], strict: bool = True) -> list[str]:
+    """What keeps ``state`` from loading into a module whose state dict is ``expected``: shape
+    mismatches, tensors of another kind (floating point or not), and with ``strict`` missing
+    and unexpected keys. Empty when it fits."""
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     mismatched = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
                   for k in expected if k in state and state[k].shape != expected[k].shape]
+    kinds = [f"{k}: file {state[k].dtype} vs model {expected[k].dtype}" for k in expected
+             if k in state and state[k].is_floating_point() != expected[k].is_floating_point()]
     problems = []
     if mismatched:
-        problems.append(f"shape mismatch {mismatched}")
+        problems.append(f"shape mismatch {_listed(mismatched, 3)}")
+    if kinds:
+        problems.append(f"dtype mismatch {_listed(kinds, 3)}")
     if strict and missing:
-        problems.append(f"missing keys {missing}")
+        problems.append(f"missing keys {_listed(missing, 12)}")
     if strict and unexpected:
-        problems.append(f"unexpected keys {unexpected}")
+        problems.append(f"unexpected keys {_listed(unexpected, 12)}")
+    return problems
+
+
+def _listed(items: list[str], limit: int) -> str:
+    """The first ``limit`` items as a list, and how many more there are."""
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return f"{items[:limit]}{more}"
+
+
+def load_state_checked(model, state: dict[str, Tensor], path, strict: bool = True, what: str = "encoder") -> None:
+    """Copy ``state`` into ``model`` after checking keys, shapes and kinds; the InputError names
+    the file and every missing, unexpected and mismatched key."""
+    problems = state_problems(model.state_dict(), state, strict)
     if problems:
-        raise InputError(path, "checkpoint does not fit the encoder: " + "; ".join(problems))
+        raise InputError(path, f"checkpoint does not fit the {what}: " + "; ".join(problems))
+    expected = model.state_dict()
     model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
+
+
+def build_checked(build: Callable[[], torch.nn.Module], state: dict[str, Tensor], path, *, strict: bool = True,
+                  what: str = "encoder", settings_path=None) -> torch.nn.Module:
+    """``build()`` -> a module holding ``state``, in train mode on CPU.
+
+    The module is first built on the ``meta`` device (no memory) and ``state`` checked against
+    it (:func:`state_problems`), so that settings that disagree with the weights fail before a
+    possibly huge module is allocated. ``path``: the weights file named in errors;
+    ``settings_path``: the file the settings came from, named when ``build`` itself fails.
+    """
+    def make():
+        try:
+            return build()
+        except (ValueError, TypeError, RuntimeError, OverflowError) as exc:
+            raise InputError(settings_path or path, f"the settings build no {what}: {exc}") from None
+
+    with torch.device("meta"):
+        skeleton = make()
+    problems = state_problems(skeleton.state_dict(), state, strict)
+    if problems:
+        raise InputError(path, f"checkpoint does not fit the {what}: " + "; ".join(problems))
+    module = make()
+    load_state_checked(module, state, path, strict=strict, what=what)
+    return module
+
+
+# -- fine-tuned checkpoint folders -----------------------------------------------------------
+def read_task_meta(folder) -> dict:
+    """The ``task.json`` of a fine-tuned checkpoint folder -> its mapping, checked: ``task`` a
+    non-empty string, ``settings`` a mapping (optional), ``encoder_kind`` one of
+    ``ENCODER_KINDS`` (optional, default retnet). InputError naming the file otherwise."""
+    path = Path(folder) / TASK_NAME
+    if not path.exists():
+        raise InputError(folder, f"not a fine-tuned checkpoint folder (no {TASK_NAME})")
+    meta = read_json_object(path)
+    if not isinstance(meta.get("task"), str) or not meta["task"]:
+        raise InputError(path, "'task' must name the task (a string)")
+    if not isinstance(meta.get("settings", {}), dict):
+        raise InputError(path, "'settings' must be a mapping of setting names to values")
+    if meta.get("encoder_kind", "retnet") not in ENCODER_KINDS:
+        raise InputError(path, f"'encoder_kind' must be one of {', '.join(ENCODER_KINDS)}, "
+                               f"got {str(meta.get('encoder_kind'))[:40]!r}")
+    return meta
+
+
+def read_head_state(folder) -> dict[str, Tensor]:
+    """The head weights (``head.safetensors``) of a fine-tuned checkpoint folder; InputError
+    naming the file when it is missing, truncated or corrupt."""
+    path = Path(folder) / HEAD_NAME
+    if not path.exists():
+        raise InputError(folder, f"the fine-tuned checkpoint has no {HEAD_NAME}")
+    return _read_safetensors(path)

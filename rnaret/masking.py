@@ -1,16 +1,18 @@
 """Masked-language-model corruption as published (span masking of k tokens, 15 %, 80/10/10).
 
-Published scheme (RNAret ``pretrain.py``): a sequence of n tokens gets ceil(0.15 n / k) spans of
-k consecutive tokens, span starts uniform with replacement (so spans may overlap and the real
-masked fraction is below 15 %); each chosen token becomes MASK with probability 0.8, a random
-k-mer with probability 0.1, and stays unchanged otherwise; the loss is the cross-entropy on the
-chosen tokens only.
+Published scheme (RNAret ``pretrain.py``), kept exactly: a sequence of n tokens (its non-PAD
+tokens, FILL flanks and UNK included) gets ceil(0.15 n / k) spans of k consecutive tokens whose
+starts are drawn uniformly, with replacement, from the n - k + 1 positions where a span fits
+(so spans may overlap and the real masked fraction is below 15 %); each chosen token becomes MASK
+with probability 0.8, a random k-mer with probability 0.1, and stays unchanged otherwise; the
+loss is the cross-entropy on the chosen tokens only. ``MaskedBatch.span_starts`` holds the
+starts drawn, so the count and the spans can be checked against the published rule.
 
 Differences from the published code, on purpose:
 - the random token is drawn uniformly from exactly the 4**k k-mer ids (6 .. 4**k + 5); the
   published ``np.random.randint(5, 5 + 4**k)`` could draw the unused id 5 and never the last k-mer;
-- only k-mer positions are ever chosen: PAD, FILL, CLS, MASK and UNK positions never are (the
-  published count and span starts included the FILL flanks);
+- only k-mer positions carry loss: the positions of a span that hold PAD, FILL, CLS, MASK or UNK
+  are not chosen (the published loss also scored the FILL flanks and UNK tokens a span covered);
 - every draw comes from a ``torch.Generator`` so a run is reproducible.
 """
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rnaret.tokenizer import FIRST_KMER_ID, MASK
+from rnaret.tokenizer import FIRST_KMER_ID, MASK, PAD
 
 IGNORE_INDEX = -100  # label of positions that carry no loss (torch's cross_entropy default)
 
@@ -52,13 +54,15 @@ class MaskedBatch:
     inputs: (B, L) long, the corrupted tokens fed to the encoder;
     labels: (B, L) long, the original token where chosen, IGNORE_INDEX elsewhere;
     chosen: (B, L) bool, the positions carrying loss;
-    maskable: (B, L) bool, the k-mer positions that could have been chosen.
+    maskable: (B, L) bool, the k-mer positions that could have been chosen;
+    span_starts: (B, S) long, the span starts drawn per row (-1 past the row's count), or None.
     """
 
     inputs: torch.Tensor
     labels: torch.Tensor
     chosen: torch.Tensor
     maskable: torch.Tensor
+    span_starts: torch.Tensor | None = None
 
     @property
     def n_chosen(self) -> int:
@@ -85,7 +89,7 @@ def mask_tokens(
 ) -> MaskedBatch:
     """Corrupt a batch for MLM with the published span scheme (random draw fixed, see module doc).
 
-    tokens: (B, L) long token ids (PAD-padded on the right or anywhere; any special ids).
+    tokens: (B, L) long token ids, right-padded with PAD (any special ids).
     k: the tokenizer's k (vocabulary 4**k + 6; also the span length unless config.span is set).
     generator: a CPU ``torch.Generator``; all draws come from it, so equal seeds give equal masks.
     Returns a ``MaskedBatch`` on the device of ``tokens``.
@@ -97,30 +101,32 @@ def mask_tokens(
     batch, length = tokens_cpu.shape
     span = config.span or k
     maskable = maskable_positions(tokens_cpu, k)  # (B, L)
-    n_maskable = maskable.sum(dim=1)  # (B,)
+    real = tokens_cpu != PAD  # (B, L): the tokens the published count_nonzero counts
+    n_real = real.sum(dim=1)  # (B,)
 
-    # The region spanned by each row's k-mers: spans start inside it and stay inside when it is
-    # at least one span long (the published draw, randint(0, n - k + 1), restricted to k-mers).
+    # Spans start where a whole span fits in the row's tokens (the published
+    # randint(0, n - k + 1)); a row shorter than a span gets its spans at its first token.
     positions = torch.arange(length)
-    first = torch.where(maskable, positions, length).min(dim=1).values  # (B,)
-    last = torch.where(maskable, positions, -1).max(dim=1).values  # (B,)
-    n_starts = (last - first + 1 - span + 1).clamp(min=1)  # (B,)
+    first = torch.where(real, positions, length).min(dim=1).values  # (B,)
+    n_starts = (n_real - span + 1).clamp(min=1)  # (B,)
     n_spans = torch.tensor(
-        [math.ceil(config.mask_prob * int(n) / span) if n > 0 else 0 for n in n_maskable],
+        [math.ceil(config.mask_prob * int(n) / span) if n > 0 else 0 for n in n_real],
         dtype=torch.long,
-    )  # (B,)
+    )  # (B,): the published count, computed in float64 as published
     max_spans = int(n_spans.max()) if batch else 0
 
     chosen = torch.zeros(batch, length, dtype=torch.bool)
+    used = torch.arange(max_spans)[None, :] < n_spans[:, None]  # (B, S)
+    starts = torch.full((batch, max_spans), -1, dtype=torch.long)
     if max_spans > 0:
         u = torch.rand(batch, max_spans, generator=generator, dtype=torch.float64)
-        starts = first[:, None] + (u * n_starts[:, None]).long().clamp(max=n_starts[:, None] - 1)
-        used = torch.arange(max_spans)[None, :] < n_spans[:, None]  # (B, S)
-        covered = starts[:, :, None] + torch.arange(span)[None, None, :]  # (B, S, span)
+        drawn = first[:, None] + (u * n_starts[:, None]).long().clamp(max=n_starts[:, None] - 1)
+        starts = torch.where(used, drawn, starts)
+        covered = drawn[:, :, None] + torch.arange(span)[None, None, :]  # (B, S, span)
         valid = used[:, :, None] & (covered < length)
         rows = torch.arange(batch)[:, None, None].expand_as(covered)
         chosen[rows[valid], covered[valid]] = True
-        chosen &= maskable  # a span may run over an UNK or past the last k-mer
+        chosen &= maskable  # only k-mer positions carry loss
 
     # 80/10/10 among the chosen tokens, drawn for every position so the draw count is fixed.
     action = torch.rand(batch, length, generator=generator)
@@ -142,13 +148,15 @@ def mask_tokens(
         labels=labels.to(device),
         chosen=chosen.to(device),
         maskable=maskable.to(device),
+        span_starts=starts.to(device),
     )
 
 
 def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed cross-entropy and correct-prediction count over the labelled positions.
 
-    logits: (B, L, V) float; labels: (B, L) long with IGNORE_INDEX where no loss.
+    logits: (..., V) float, e.g. (N, V) at the N chosen positions only, or (B, L, V); labels:
+    the matching (...) long, IGNORE_INDEX where no loss.
     Returns (loss_sum, n_correct) as 0-d tensors; divide loss_sum by the number of labelled
     tokens (over all ranks and micro-batches) for the mean the published loss takes.
     """
@@ -157,7 +165,6 @@ def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Te
     loss_sum = torch.nn.functional.cross_entropy(
         flat_logits, flat_labels, ignore_index=IGNORE_INDEX, reduction="sum"
     )
-    with torch.no_grad():
-        keep = flat_labels != IGNORE_INDEX
-        n_correct = (flat_logits.argmax(dim=-1)[keep] == flat_labels[keep]).sum()
+    with torch.no_grad():  # no boolean indexing: nothing here waits for the device
+        n_correct = ((flat_logits.argmax(dim=-1) == flat_labels) & (flat_labels != IGNORE_INDEX)).sum()
     return loss_sum, n_correct

@@ -54,14 +54,13 @@ VARIANT_PREFIXES = {"mea_": "MEA"}
 BASE_VARIANT = {"vienna": "MFE"}
 PUBLISHED_COLUMNS = ("task", "dataset", "test_set", "model", "metric", "value", "source", "table", "note")
 NOT_AVAILABLE = ("NA", "", "not available", "n/a")
-RNARET_PAPER = ("RNAret paper (Communications Biology 2026, doi:10.1038/s42003-026-09757-x): its "
-                "result tables could not be reached from a citable source here, so no RNAret figure "
-                "is given for this dataset")
+RNARET_PAPER = ("RNAret paper (Communications Biology 2026, doi:10.1038/s42003-026-09757-x): no citable "
+                "source of its result tables is available, so no RNAret figure is given for this dataset")
 
 INTRO = ("Rows `this run` come from the pipeline's `metrics.tsv` files; `published` rows are figures "
          "copied verbatim from the cited source (numbered notes below), on the test set the source "
-         "names, which may differ from this run's; `not available` means no citable figure exists "
-         "here and none is given. `NA`: undefined for this run (e.g. no pseudoknotted sequence, one "
+         "names, which may differ from this run's; `not available` means no citable figure is "
+         "available and none is given. `NA`: undefined for this run (e.g. no pseudoknotted sequence, one "
          "class only); `–`: not reported.")
 ORIGIN_RUN, ORIGIN_PUBLISHED, ORIGIN_MISSING = "this run", "published", "not available"
 TSV_COLUMNS_BEFORE = ("dataset", "model", "variant", "origin")

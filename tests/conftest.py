@@ -1,11 +1,18 @@
 """Shared fixtures: paths to the bundled data and the reference vectors."""
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# Subprocesses find the interpreter that runs the tests first on PATH (the pipeline's rules call
+# `python -m rnaret ...`), also when its virtual environment was not activated.
+_BIN = str(Path(sys.executable).parent)
+if os.environ.get("PATH", "").split(os.pathsep)[0] != _BIN:
+    os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
 RESOURCES = ROOT / "resources"
 REFERENCE = ROOT / "tests" / "data" / "reference"
 

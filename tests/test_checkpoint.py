@@ -199,3 +199,151 @@ def test_heads_from_the_decay_buffer_or_the_argument(published_state):
     assert infer_config(no_buffers, "x.pth", retention_heads=2).retnet_retention_heads == 2
     with pytest.raises(InputError, match="decay buffer has 4"):
         infer_config(published_state, "x.pth", retention_heads=2)
+
+
+# --------------------------------------------------------------------------- damaged checkpoints
+
+def _tiny_config(**changes) -> EncoderConfig:
+    return EncoderConfig(**{"vocab_size": 1030, "retnet_embed_dim": 8, "retnet_value_embed_dim": 8,
+                            "retnet_ffn_embed_dim": 16, "retnet_layers": 2, "retnet_retention_heads": 2,
+                            **changes})
+
+
+@pytest.fixture()
+def tiny_dir(tmp_path):
+    torch.manual_seed(0)
+    return save_encoder(RetNetEncoder(_tiny_config()), tmp_path / "tiny")
+
+
+@pytest.mark.parametrize("text, words", [
+    ('{"vocab_size": 1030, "retnet_embed_dim": 8,,}', ["not valid JSON", "line 1, column 44"]),
+    ("[1, 2]", ["must hold a JSON object", "found list"]),
+    ('{"vocab_size": 1030, "retnet_embed_dim": "8"}', ["retnet_embed_dim must be a whole number", "'8'"]),
+    ('{"vocab_size": 1030, "retnet_layers": true}', ["retnet_layers must be a whole number", "True"]),
+    ('{"vocab_size": 1030, "dropout": 1.5}', ["dropout must be a number from 0 to 1"]),
+    ('{"vocab_size": 1030, "dropout": NaN}', ["dropout must be a number from 0 to 1"]),
+    ('{"vocab_size": 1030, "architecture": 3}', ["architecture must be a string"]),
+    ('{"vocab_size": 1031}', ["bad encoder config", "vocab_size"]),
+    ('{"vocab_size": 1030, "retnet_embed_dim": 9, "retnet_retention_heads": 2}', ["heads of an even size"]),
+    (b'\xff\xfe{"vocab_size": 1030}', ["byte 0xFF is not UTF-8"]),
+    ("", ["the file is empty"]),
+])
+def test_an_invalid_config_json_is_refused_naming_it(tiny_dir, text, words):
+    path = tiny_dir / "config.json"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(InputError) as err:
+        load_encoder(tiny_dir)
+    assert str(err.value).startswith(str(path)), str(err.value)
+    for word in words:
+        assert word in str(err.value), (word, str(err.value))
+
+
+@pytest.mark.parametrize("field, value", [("retnet_embed_dim", 1_000_000_000), ("retnet_ffn_embed_dim", 2**30),
+                                          ("retnet_layers", 1_000_000), ("retnet_value_embed_dim", 2**30)])
+def test_a_config_asking_for_a_huge_model_fails_before_allocating_it(tiny_dir, field, value):
+    # built on the meta device first: a 1e9-wide model would need terabytes if it were allocated
+    data = json.loads((tiny_dir / "config.json").read_text())
+    data[field] = value
+    (tiny_dir / "config.json").write_text(json.dumps(data))
+    with pytest.raises(InputError, match="does not fit the encoder|layers, the weights hold"):
+        load_encoder(tiny_dir)
+
+
+@pytest.mark.parametrize("keep", [0, 7, 8, 100, -1])
+def test_a_truncated_safetensors_is_refused(tiny_dir, keep):
+    path = tiny_dir / "weights.safetensors"
+    data = path.read_bytes()
+    path.write_bytes(data[:keep] if keep >= 0 else data[:-1])
+    with pytest.raises(InputError) as err:
+        load_encoder(tiny_dir)
+    assert str(path) in str(err.value)
+    assert "not a readable safetensors file" in str(err.value)
+
+
+def test_weights_of_another_kind_are_refused(tiny_dir):
+    state = load_file(tiny_dir / "weights.safetensors")
+    state["embed_tokens.weight"] = state["embed_tokens.weight"].to(torch.int32)
+    save_file(state, str(tiny_dir / "weights.safetensors"))
+    with pytest.raises(InputError, match=r"dtype mismatch \['embed_tokens.weight: file torch.int32 vs model "
+                                         r"torch.float32'\]"):
+        load_encoder(tiny_dir)
+
+
+def test_a_pth_with_a_gap_in_its_layers_or_cut_short(tmp_path, tiny_dir):
+    state = load_file(tiny_dir / "weights.safetensors")
+    gap = {k.replace("layers.1.", "layers.7."): v for k, v in state.items()}
+    torch.save(gap, tmp_path / "gap.pth")
+    with pytest.raises(InputError, match=r"gap\.pth: cannot infer the encoder shape: layers \[1, 2, 3, 4, 5\] "
+                                         r"are missing"):
+        load_encoder(tmp_path / "gap.pth")
+    torch.save(state, tmp_path / "whole.pth")
+    data = (tmp_path / "whole.pth").read_bytes()
+    for cut in (10, len(data) // 2, len(data) - 30):
+        (tmp_path / "cut.pth").write_bytes(data[:cut])
+        with pytest.raises(InputError, match=r"cut\.pth: not a readable PyTorch checkpoint"):
+            load_encoder(tmp_path / "cut.pth")
+
+
+@pytest.fixture()
+def finetuned(tmp_path, tiny_dir):
+    from rnaret.tasks import get_task
+    from rnaret.tasks.finetune import TaskModel, save_finetuned
+
+    task = get_task("interaction")
+    encoder = load_encoder(tiny_dir)
+    return save_finetuned(TaskModel(encoder, task.build_head(8)), task, tmp_path / "ft", encoder_kind="retnet",
+                          init=str(tiny_dir))
+
+
+def _edit_task_json(folder, change):
+    meta = json.loads((folder / "task.json").read_text())
+    change(meta)
+    (folder / "task.json").write_text(json.dumps(meta))
+
+
+def test_a_finetuned_checkpoint_loads(finetuned):
+    from rnaret.tasks.finetune import load_finetuned
+
+    task, model, meta = load_finetuned(finetuned)
+    assert task.name == "interaction" and meta["encoder_kind"] == "retnet" and not model.training
+
+
+@pytest.mark.parametrize("damage, file, words", [
+    (lambda f: (f / "task.json").unlink(), "", ["not a fine-tuned checkpoint folder (no task.json)"]),
+    (lambda f: (f / "task.json").write_text('{"task": "interaction",'), "task.json", ["not valid JSON", "line 1"]),
+    (lambda f: (f / "task.json").write_text('"interaction"'), "task.json", ["must hold a JSON object"]),
+    (lambda f: _edit_task_json(f, lambda m: m.pop("task")), "task.json", ["'task' must name the task"]),
+    (lambda f: _edit_task_json(f, lambda m: m.update(task="folding")), "task.json", ["unknown task 'folding'"]),
+    (lambda f: _edit_task_json(f, lambda m: m.update(settings=[1])), "task.json", ["'settings' must be a mapping"]),
+    (lambda f: _edit_task_json(f, lambda m: m["settings"].update(colour=1)), "task.json",
+     ["unknown interaction setting 'colour'"]),
+    (lambda f: _edit_task_json(f, lambda m: m.update(encoder_kind="lstm")), "task.json", ["'encoder_kind' must be one of"]),
+    (lambda f: _edit_task_json(f, lambda m: m["settings"].update(head_dropout="high")), "task.json",
+     ["the settings build no interaction head"]),
+    (lambda f: (f / "head.safetensors").unlink(), "", ["the fine-tuned checkpoint has no head.safetensors"]),
+    (lambda f: (f / "head.safetensors").write_bytes((f / "head.safetensors").read_bytes()[:40]), "head.safetensors",
+     ["not a readable safetensors file"]),
+    (lambda f: save_file({"extra.weight": torch.zeros(8, 8)}, str(f / "head.safetensors")), "head.safetensors",
+     ["does not fit the interaction head", "missing keys", "unexpected keys ['extra.weight']"]),
+    (lambda f: shutil.rmtree(f / "encoder"), "encoder", ["no such checkpoint file or directory"]),
+    (lambda f: (f / "encoder" / "config.json").write_text("{}"), "encoder/config.json", ["has no 'vocab_size'"]),
+])
+def test_a_missing_or_corrupt_part_of_a_finetuned_checkpoint(finetuned, damage, file, words):
+    from rnaret.tasks.finetune import load_finetuned
+
+    damage(finetuned)
+    with pytest.raises(InputError) as err:
+        load_finetuned(finetuned)
+    assert str(err.value).startswith(str(finetuned / file) if file else str(finetuned)), str(err.value)
+    for word in words:
+        assert word in str(err.value), (word, str(err.value))
+
+
+def test_evaluate_names_the_damaged_task_json(finetuned, resources, tmp_path, capsys):
+    from rnaret.cli import main
+
+    (finetuned / "task.json").write_text("{")
+    assert main(["evaluate", "--checkpoint", str(finetuned), "--split",
+                 f"test={resources / 'mirna_target/mirtar_deepmirtar_indtest.tsv'}", "--out", str(tmp_path / "o")]) == 1
+    assert f"{finetuned / 'task.json'}: line 1, column 2: not valid JSON" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -7,9 +7,9 @@ import gzip
 import pytest
 import yaml
 
-from rnaret.data.datasets import SplitSource, iter_sequences, split_sources
+from rnaret.data.datasets import SplitSource, split_sources
 from rnaret.data.leakage import remove_leakage
-from rnaret.io.errors import InputError
+from rnaret.io.datasets import iter_sequences
 from rnaret.io.fasta import read_fasta
 
 
@@ -27,47 +27,6 @@ def test_config_datasets_resolve_to_splits(config_datasets, root):
     assert mirtar_test.row_split == "test"
     assert all((root / s.path).exists() for s in sources)
     assert not any(s.split == "finetuned_on" for s in sources)
-
-
-def test_table_rows_are_selected_by_split_column(root):
-    table = root / "resources/mirna_target/mirtar_deepmirtar_miraw.tsv"
-    counts = {split: sum(1 for _ in iter_sequences(SplitSource("i", "m", split, str(table), split)))
-              for split in ("train", "valid", "test")}
-    # SOURCE.md: train 22,173, valid 2,774, test 2,773 rows; two sequences (miRNA, target) a row
-    assert counts == {"train": 2 * 22173, "valid": 2 * 2774, "test": 2 * 2773}
-    record, seq = next(iter_sequences(SplitSource("i", "m", "test", str(table), "test")))
-    assert record.endswith(":mirna_seq")
-
-
-def test_every_structure_format_gives_the_same_sequences(root, tmp_path):
-    csv_path = root / "resources/structure/bprna_test.csv"
-    with open(csv_path, newline="") as handle:
-        by_id = {row["id"]: row["sequence"] for row in csv.DictReader(handle)}
-    assert [s for _, s in iter_sequences(str(csv_path))] == list(by_id.values())
-    dbn = dict(iter_sequences(str(root / "resources/structure/bprna_test.dbn")))
-    assert dbn == by_id
-    bpseq = dict(iter_sequences(str(root / "resources/structure/bpseq/bprna_test")))
-    assert len(bpseq) == 20 and all(by_id[k] == v for k, v in bpseq.items())
-    # a CT file written from one bpseq record
-    name, seq = next(iter(bpseq.items()))
-    ct = tmp_path / f"{name}.ct"
-    ct.write_text(f"{len(seq)} {name}\n" + "".join(
-        f"{i} {c} {i - 1} {i + 1} 0 {i}\n" for i, c in enumerate(seq, 1)))
-    assert dict(iter_sequences(str(ct))) == {name: seq}
-
-
-def test_unknown_format_and_missing_file(tmp_path):
-    (tmp_path / "x.parquet").write_text("")
-    with pytest.raises(InputError, match="unknown dataset format"):
-        list(iter_sequences(str(tmp_path / "x.parquet")))
-    with pytest.raises(InputError, match="not found"):
-        list(iter_sequences(str(tmp_path / "absent.csv")))
-    table = tmp_path / "t.tsv"
-    table.write_text("id\tlabel\na\t1\n")
-    with pytest.raises(InputError, match="no sequence column"):
-        list(iter_sequences(str(table)))
-    with pytest.raises(InputError, match="no 'split' column"):
-        list(iter_sequences(SplitSource("t", "d", "test", str(table), "test")))
 
 
 def test_leakage_removes_case_and_u_t_variants(tmp_path, root):

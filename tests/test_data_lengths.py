@@ -1,16 +1,42 @@
 """The length policy: minimum length, long sequences kept, split into windows or dropped."""
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from rnaret.data.lengths import LengthPolicy, apply_length_policy, windows
 from rnaret.io.fasta import read_fasta
 
 
+# (length, window, overlap) -> the windows, worked out by hand: steps of window - overlap while a
+# whole window fits before the end, then one window ending exactly at the end
+WINDOWS = {
+    (2000, 2000, 200): [(0, 2000)],
+    (2001, 2000, 200): [(0, 2000), (1, 2001)],
+    (3800, 2000, 200): [(0, 2000), (1800, 3800)],
+    (10449, 2000, 200): [(0, 2000), (1800, 3800), (3600, 5600), (5400, 7400), (7200, 9200), (8449, 10449)],
+    (57, 10, 3): [(0, 10), (7, 17), (14, 24), (21, 31), (28, 38), (35, 45), (42, 52), (47, 57)],
+    (11, 10, 0): [(0, 10), (1, 11)],
+    (9, 10, 3): [(0, 9)],
+}
+
+
+@pytest.mark.parametrize("length, window, overlap", list(WINDOWS))
+def test_windows_are_the_hand_computed_ones(length, window, overlap):
+    assert windows(length, window, overlap) == WINDOWS[(length, window, overlap)]
+
+
+def window_count(length: int, window: int, overlap: int) -> int:
+    """How many windows cover ``length`` nt: 1 when it fits, else ceil((n - w) / (w - o)) + 1."""
+    return 1 if length <= window else math.ceil((length - window) / (window - overlap)) + 1
+
+
 @pytest.mark.parametrize("length, window, overlap", [
     (2000, 2000, 200), (2001, 2000, 200), (3800, 2000, 200), (10449, 2000, 200), (57, 10, 3), (11, 10, 0)])
 def test_windows_cover_every_position_with_full_windows(length, window, overlap):
     spans = windows(length, window, overlap)
+    assert len(spans) == window_count(length, window, overlap)
     covered = [0] * length
     for a, b in spans:
         assert b - a == min(window, length)
@@ -68,6 +94,8 @@ def test_sample_counts_match_an_independent_count(tmp_path, resources):
     counts = apply_length_policy(source, tmp_path / "out.fa.gz", LengthPolicy(), show_progress=False)
     lengths = [len(r.sequence) for r in read_fasta(source)]
     assert counts["long"] == sum(n > 2000 for n in lengths) == 1359  # SOURCE.md
-    expected = sum(len(windows(n, 2000, 200)) if n > 2000 else 1 for n in lengths if n >= 10)
-    assert counts["records_out"] == expected
+    expected = sum(window_count(n, 2000, 200) for n in lengths if n >= 10)
+    # 17,861 records (the README's 17,838 are after the leakage stage removed 23 short records)
+    assert counts["records_out"] == expected == 17_861
+    assert counts["windows_written"] == sum(window_count(n, 2000, 200) for n in lengths if n > 2000) == 3_019
     assert max(len(r.sequence) for r in read_fasta(tmp_path / "out.fa.gz")) == 2000

@@ -1,5 +1,12 @@
-"""The generic fine-tuning loop: batching, seeding, best-on-validation, freezing, checkpoints."""
+"""The generic fine-tuning loop: batching, seeding, best-on-validation, freezing, checkpoints,
+resume after SIGKILL and only from the same settings and inputs."""
 from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,13 +22,14 @@ from rnaret.tasks.finetune import (TaskModel, evaluate, finetune, load_finetuned
 from rnaret.tasks.run import initial_model
 
 MAIN = "mirna_target/mirtar_deepmirtar_miraw.tsv"
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def tiny_encoder(seed: int = 0, k: int = 5):
+def tiny_encoder(seed: int = 0, k: int = 5, dropout: float = 0.0):
     torch.manual_seed(seed)
     return build_encoder(EncoderConfig.paper(k, retnet_embed_dim=16, retnet_value_embed_dim=16,
                                              retnet_ffn_embed_dim=32, retnet_layers=2, retnet_retention_heads=2,
-                                             dropout=0.0, activation_dropout=0.0))
+                                             dropout=dropout, activation_dropout=dropout))
 
 
 @pytest.fixture(scope="module")
@@ -57,11 +65,14 @@ def test_same_seed_same_weights(pairs):
     states = []
     for _ in range(2):
         task = get_task("interaction", {"epochs": 1, "lr": 1e-3, "batch_size": 32, "seed": 3})
-        model = TaskModel(tiny_encoder(), task.build_head(16))
-        finetune(task, model, pairs["train"], pairs["valid"], progress=False, device=torch.device("cpu"))
+        model = TaskModel(tiny_encoder(dropout=0.2), task.build_head(16))
+        result = finetune(task, model, pairs["train"], pairs["valid"], progress=False,
+                          device=torch.device("cpu"))
         states.append(model.state_dict())
     for key in states[0]:
         assert torch.equal(states[0][key], states[1][key]), key
+    # the log rows carry the gradient norm (before clipping) and the skipped steps
+    assert all(h["grad_norm"] > 0 and h["skipped_steps"] == 0 for h in result.history)
 
 
 def test_best_checkpoint_is_chosen_on_validation_not_the_last(pairs):
@@ -69,7 +80,8 @@ def test_best_checkpoint_is_chosen_on_validation_not_the_last(pairs):
     flipped = [type(e)(e.id, e.tokens, 1 - e.target, e.info) for e in pairs["train"]]
     task = get_task("interaction", {"epochs": 6, "lr": 3e-3, "batch_size": 16, "evals_per_epoch": 1})
     model = TaskModel(tiny_encoder(), task.build_head(16))
-    result = finetune(task, model, flipped, pairs["valid"], progress=False, device=torch.device("cpu"))
+    result = finetune(task, model, flipped, pairs["valid"], progress=False, device=torch.device("cpu"),
+                      precision="fp32")  # the precision evaluate() below uses on the CPU
     aucs = [h["valid_auc"] for h in result.history]
     assert result.best["value"] == max(aucs)
     assert result.best["step"] == result.history[int(np.argmax(aucs))]["step"]
@@ -173,3 +185,117 @@ def test_dataset_entry_and_settings_from_the_pipeline_config(root):
     settings = task_settings("coding", config, ["epochs=2", "freeze_encoder=true", "train_crop=null"])
     assert settings == {"preset": "laptop", "epochs": 2, "freeze_encoder": True, "train_crop": None}
     assert get_task("coding", settings).settings["lr"] == get_task("coding", {"preset": "laptop"}).settings["lr"]
+
+
+# ------------------------------------------------------------------ resume
+
+
+@pytest.fixture(scope="module")
+def run_files(resources, tmp_path_factory):
+    """On disk: a tiny k=5 encoder with dropout 0.2 and a small interaction table (192 train and
+    64 valid pairs, both labels in each)."""
+    from rnaret.checkpoint import save_encoder
+
+    folder = tmp_path_factory.mktemp("finetune_run")
+    table = pd.read_csv(resources / MAIN, sep="\t", dtype=str)
+    rows = pd.concat([table[(table.split == split) & (table.label == label)].head(n // 2)
+                      for split, n in (("train", 192), ("valid", 64)) for label in "01"])
+    rows.to_csv(folder / "pairs.tsv", sep="\t", index=False)
+    save_encoder(tiny_encoder(dropout=0.2), folder / "encoder")
+    return folder
+
+
+def _finetune_cmd(files, out, *extra):
+    return [sys.executable, "-m", "rnaret", "finetune", "--task", "interaction", "--init", str(files / "encoder"),
+            "--out", str(out), "--split", f"train={files / 'pairs.tsv'}#train",
+            "--split", f"valid={files / 'pairs.tsv'}#valid", "--set", "epochs=10", "--set", "batch_size=16",
+            "--set", "lr=1e-3", "--threads", "1", "--quiet", "--precision", "fp32", "--device", "cpu", *extra]
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _tensors(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def _assert_same_checkpoint(a: Path, b: Path) -> None:
+    """Same head and encoder tensors, bit for bit; same training log but for the wall-clock column."""
+    for name in ("head.safetensors", "encoder/weights.safetensors"):
+        ta, tb = _tensors(a / name), _tensors(b / name)
+        assert ta.keys() == tb.keys()
+        for key in ta:
+            assert ta[key].numpy().tobytes() == tb[key].numpy().tobytes(), f"{name}: {key}"
+    la = pd.read_csv(a / "train_log.tsv", sep="\t").drop(columns="seconds")
+    lb = pd.read_csv(b / "train_log.tsv", sep="\t").drop(columns="seconds")
+    pd.testing.assert_frame_equal(la, lb)
+
+
+@pytest.mark.slow
+def test_killed_finetuning_resumes_to_bit_identical_weights(run_files, tmp_path):
+    """SIGKILL once the checkpoint of epoch 1 is complete (the line printed after its folder is
+    renamed into place; read from the pipe, no polling); the rerun continues from it and ends with
+    the weights and log of an unbroken run (dropout 0.2: masks from (seed, step, row))."""
+    reference = subprocess.Popen(_finetune_cmd(run_files, tmp_path / "ref"), env=_env(), text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    victim = subprocess.Popen(_finetune_cmd(run_files, tmp_path / "killed"), env=_env(), text=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    seen = []
+    for line in victim.stderr:
+        seen.append(line)
+        if "written (epoch 1," in line:
+            break
+    else:
+        raise AssertionError("the run ended before its first checkpoint:\n" + "".join(seen[-20:]))
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait() == -signal.SIGKILL
+    victim.stderr.close()
+    assert not (tmp_path / "killed").exists()
+    rerun = subprocess.run(_finetune_cmd(run_files, tmp_path / "killed"), env=_env(), capture_output=True,
+                           text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resuming from" in rerun.stderr and "(epoch 1, step 12)" in rerun.stderr
+    _, err = reference.communicate(timeout=600)
+    assert reference.returncode == 0, err
+    _assert_same_checkpoint(tmp_path / "ref", tmp_path / "killed")
+    assert sorted(p.name for p in (tmp_path / "killed.train").iterdir()) == [
+        "fingerprint.json", "step-000000120", "train_log.tsv"]  # the newest epoch's checkpoint only
+
+
+def test_finetuning_resumes_only_from_the_same_settings_and_inputs(run_files, tmp_path, capsys):
+    from rnaret.tasks.run import run_finetune
+
+    entry = {"train": {"path": str(run_files / "pairs.tsv"), "split": "train"},
+             "valid": {"path": str(run_files / "pairs.tsv"), "split": "valid"}}
+    settings = {"epochs": 2, "batch_size": 32, "lr": 1e-3}
+
+    def run(out, table_entry=entry, **changes):
+        return run_finetune("interaction", table_entry, str(run_files / "encoder"), out,
+                            settings={**settings, **changes}, device="cpu", progress=False, precision="fp32")
+
+    out = tmp_path / "ft"
+    first = run(out)
+    capsys.readouterr()
+    # the same run again: continued from its last checkpoint (nothing left to train), same result
+    again = run(out)
+    err = capsys.readouterr().err
+    assert "resuming from" in err and "(epoch 2, step 12)" in err and again == first
+    # another setting: the run folder is replaced, a fresh run starts
+    run(out, lr=2e-3)
+    err = capsys.readouterr().err
+    assert "(settings.lr changed)" in err and "resuming" not in err
+    assert (tmp_path / "ft.train.replaced" / "step-000000012").is_dir()
+    # another training file content (one label flipped), same path: a fresh run too
+    table = pd.read_csv(run_files / "pairs.tsv", sep="\t", dtype=str)
+    table.loc[0, "label"] = "1" if table.loc[0, "label"] == "0" else "0"
+    edited = tmp_path / "pairs.tsv"
+    table.to_csv(edited, sep="\t", index=False)
+    moved = {"train": {"path": str(edited), "split": "train"}, "valid": entry["valid"]}
+    run(out, moved, lr=2e-3)
+    err = capsys.readouterr().err
+    assert "(inputs.train.digest changed)" in err

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import gzip
-import math
 
 import numpy as np
 import pytest
@@ -35,15 +34,33 @@ def batches(resources):
     return {k: collate([encode(s, k) for s in seqs]) for k in (1, 3, 5)}
 
 
+def expected_masked_fraction(tokens: torch.Tensor, k: int) -> float:
+    """E[chosen k-mer tokens] / k-mer tokens under the published rule: with S = ceil(0.15 n / k)
+    starts uniform over m = n - k + 1 places, position t is covered with probability
+    1 - (1 - c_t / m)**S, c_t the number of starts whose span holds t."""
+    covered = maskable = 0.0
+    for row in tokens.numpy():
+        row = row[row != PAD]
+        n = len(row)
+        m = max(n - k + 1, 1)
+        spans = np.ceil(0.15 * n / k)
+        t = np.arange(n)
+        c = np.minimum(t, m - 1) - np.maximum(0, t - k + 1) + 1
+        is_kmer = (row >= FIRST_KMER_ID) & (row < FIRST_KMER_ID + 4**k)
+        covered += float((1 - (1 - c[is_kmer] / m) ** spans).sum())
+        maskable += int(is_kmer.sum())
+    return covered / maskable
+
+
 @pytest.mark.parametrize("k", [1, 3, 5])
 def test_masked_fraction_and_80_10_10_split(batches, k):
     tokens = batches[k]
     out = mask_tokens(tokens, k, torch.Generator().manual_seed(0))
     chosen = out.chosen
     n = out.n_chosen
-    # ceil(0.15 n / k) spans of k with starts drawn with replacement: overlaps bring the share
-    # a little below 15 %; it must stay close to it and never above
-    assert 0.12 < out.masked_fraction <= 0.15 + 1e-9
+    # ceil(0.15 n / k) spans of k with starts drawn with replacement: the share of k-mer tokens
+    # chosen is what the published rule gives in expectation, computed exactly below
+    assert out.masked_fraction == pytest.approx(expected_masked_fraction(tokens, k), abs=0.004)
     # the corrupted inputs: 80 % MASK, 10 % another token, 10 % unchanged (among chosen tokens)
     is_mask = (out.inputs == MASK) & chosen
     unchanged = (out.inputs == tokens) & chosen
@@ -59,18 +76,88 @@ def test_masked_fraction_and_80_10_10_split(batches, k):
     assert torch.equal(out.inputs[~chosen], tokens[~chosen])
 
 
+# ------------------------------------------------------------------ the published rule, exactly
+# Read from DrBlackZJU/RNAret pretrain.py (``add_mask``) and written here from that reading: a row
+# of n non-PAD tokens (count_nonzero: FILL flanks and UNK count) gets ceil(0.15 n / k) span starts,
+# each uniform over 0 .. n - k with replacement, and every span covers [start, start + k).
+
+
+def published_span_count(row: np.ndarray, k: int) -> int:
+    """The published number of spans of one row of tokens."""
+    return int(np.ceil(0.15 * np.count_nonzero(row) / k))
+
+
+def published_spans(row: np.ndarray, k: int, starts) -> np.ndarray:
+    """The published span positions of one row for the given starts, as a bool mask."""
+    covered = np.zeros(len(row), dtype=bool)
+    for start in starts:
+        covered[start : start + k] = True
+    return covered
+
+
+@pytest.fixture(scope="module")
+def shard_batches(resources, tmp_path_factory):
+    """Length-grouped batches of every record of shards built from the first 1,500 records of the
+    bundled sample, at k = 1, 3, 5 (the batches pretraining masks, uncropped)."""
+    from rnaret.data.batching import TokenBudgetBatchSampler
+    from rnaret.data.shards import ShardCorpus, write_shards
+    from rnaret.io.fasta import write_fasta
+
+    records, header, chunks = [], None, []
+    with gzip.open(resources / "rnacentral" / "rnacentral_sample.fa.gz", "rt") as handle:
+        for line in handle:
+            if line.startswith(">"):
+                if header is not None:
+                    records.append((header, "".join(chunks)))
+                    if len(records) == 1500:
+                        break
+                header, chunks = line[1:].strip(), []
+            else:
+                chunks.append(line.strip())
+    folder = tmp_path_factory.mktemp("masking_shards")
+    with open(folder / "sample.fa", "w") as out:
+        write_fasta(records, out)
+    out = {}
+    for k in (1, 3, 5):
+        write_shards(folder / "sample.fa", folder / f"k{k}", k, tokens_per_shard=500_000,
+                     valid_fraction=0.0, seed=0, show_progress=False)
+        corpus = ShardCorpus(folder / f"k{k}", "train")
+        sampler = TokenBudgetBatchSampler(corpus.lengths, 60_000, shuffle=False)
+        out[k] = [collate([corpus.tokens(i) for i in batch]) for batch in sampler]
+    return out
+
+
 @pytest.mark.parametrize("k", [1, 3, 5])
-def test_span_count_per_sequence_is_published(batches, k):
-    """Each row gets ceil(0.15 n / k) span starts; chosen tokens lie between n/k-ish bounds."""
-    tokens = batches[k]
-    out = mask_tokens(tokens, k, torch.Generator().manual_seed(1))
-    n_maskable = out.maskable.sum(dim=1)
-    per_row = out.chosen.sum(dim=1)
-    for n, c in zip(n_maskable.tolist(), per_row.tolist()):
-        spans = math.ceil(0.15 * n / k)
-        assert 1 <= c <= spans * k  # overlaps only lower the count
-        if n >= k:
-            assert c >= k  # at least one whole span fits
+def test_span_counts_and_spans_are_the_published_rule_on_the_shards(shard_batches, k):
+    """Every record of the shards: exactly the published number of spans, every start where the
+    published draw puts it, and the chosen positions exactly the published spans' k-mer tokens."""
+    gen = torch.Generator().manual_seed(11)
+    relative, rows = [], 0
+    for tokens in shard_batches[k]:
+        out = mask_tokens(tokens, k, gen)
+        for b in range(tokens.shape[0]):
+            row = tokens[b].numpy()
+            row = row[: np.count_nonzero(row != PAD)]
+            starts = out.span_starts[b][out.span_starts[b] >= 0].numpy()
+            assert len(starts) == published_span_count(row, k), (k, b)
+            n = len(row)
+            assert starts.min() >= 0 and starts.max() <= max(n - k, 0)
+            is_kmer = (row >= FIRST_KMER_ID) & (row < FIRST_KMER_ID + 4**k)
+            expected = published_spans(row, k, starts) & is_kmer
+            chosen = out.chosen[b, :n].numpy()
+            assert np.array_equal(chosen, expected), (k, b)
+            assert not out.chosen[b, n:].any()
+            if n - k + 1 >= 20:
+                relative.append(starts / (n - k + 1))
+            rows += 1
+    assert rows == 1500
+    # starts uniform over the places a span fits: a chi-square test over 20 equal bins (seeded,
+    # so the same figure every run)
+    from scipy.stats import chisquare
+
+    pooled = np.concatenate(relative)
+    counts = np.bincount(np.minimum((pooled * 20).astype(int), 19), minlength=20)
+    assert len(pooled) > 5000 and chisquare(counts).pvalue > 1e-3
 
 
 def test_spans_are_k_long_runs(batches):

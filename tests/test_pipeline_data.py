@@ -228,7 +228,7 @@ def test_bad_corpus_fails_naming_the_record_and_leaves_no_output(tmp_path):
     result = snakemake(workdir, "--cores", "1", *DATA_TARGETS, check=False)
     assert result.returncode != 0
     log = (workdir / "logs/data/normalize_corpus.log").read_text()
-    assert "record 'URS_bad'" in log and "line 3" in log and "'J'" in log and "IUPAC" in log
+    assert "record 'URS_bad'" in log and "line 5, column 3" in log and "'J'" in log and "IUPAC" in log
     left = sorted(p.name for p in (workdir / "results/corpus").iterdir())
     assert left == ["download", "download.json"]  # nothing from the failed stage, no partial file
 

@@ -196,7 +196,7 @@ def test_a_downstream_metric_moves_little_in_bf16(resources):
     (best 30-nt window, as the coding task scores) by at most 0.01."""
     from sklearn.metrics import roc_auc_score
 
-    from rnaret.tasks.transcripts import read_transcripts
+    from rnaret.io.transcripts import read_transcripts
 
     def examples(name, n):
         rows = [t for t in read_transcripts(resources / "mrna_lncrna" / name) if len(t.sequence) <= 3000]

@@ -1,28 +1,34 @@
-"""`rnaret serve` JSON API: the real app, real worker processes, small real checkpoints, bundled data.
+"""`rnaret serve` JSON API through a real uvicorn on 127.0.0.1: the real app, real worker
+processes, small real checkpoints, bundled data.
 
-One app (two worker processes) serves the whole module; its jobs' folders go to a temporary
-folder the tests watch.
+One server (two worker processes) serves the whole module on a socket bound before it starts
+(`serve_server.ThreadServer`); its jobs' folders go to a temporary folder the tests watch. Waits
+are on observable states (a job's status, the server's counts in /api/health), never on the
+clock; request loops are bounded and stop by themselves.
 """
 from __future__ import annotations
 
 import gzip
 import io
-import threading
-import time
 
 import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient  # noqa: E402
+pytest.importorskip("uvicorn")
 
 from rnaret.io.fasta import read_fasta  # noqa: E402
 from rnaret.io.structure import parse_dot_bracket, read_bpseq, read_ct, read_dbn, read_structures  # noqa: E402
 from rnaret.serve import Limits, create_app  # noqa: E402
 from rnaret.serve.demo import tiny_checkpoints  # noqa: E402
+from serve_server import ThreadServer  # noqa: E402
 
 LIMITS = Limits(max_request_bytes=20_000, max_sequences=4, max_total_length=6_000, max_structure_length=1_600,
                 max_jobs=5)
+# hang guards of the bounded waits below (a job's status is polled; these are never reached
+# unless the server is broken)
+POLLS = 6000
+POLL_S = 0.1
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +42,18 @@ def jobs_root(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def client(checkpoints, jobs_root):
+def server(checkpoints, jobs_root):
+    # fp32: the answers are compared with rnaret fold / classify / embed run here in float32
     app = create_app(checkpoints["structure"], checkpoints["coding"], checkpoints["embed"], LIMITS,
-                     workers=2, threads_per_worker=1, tmp_root=jobs_root, job_ttl_s=60)
-    with TestClient(app) as test_client:
-        yield test_client
+                     workers=2, threads_per_worker=1, tmp_root=jobs_root, job_ttl_s=60, precision="fp32")
+    with ThreadServer(app) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with server.client() as http:
+        yield http
 
 
 @pytest.fixture(scope="module")
@@ -69,23 +82,51 @@ def folders(root):
     return sorted(p.name for p in root.iterdir())
 
 
-def wait_done(client, job, timeout=120):
-    deadline = time.monotonic() + timeout
-    seen = [job["progress"]["fraction"]]
-    while job["status"] != "done":
-        assert time.monotonic() < deadline, f"job not done after {timeout} s: {job['progress']}"
-        time.sleep(0.1)
-        job = client.get(job["url"]).json()
-        seen.append(job["progress"]["fraction"])
-    return job, seen
+def poll(what, until, message):
+    """Call ``what()`` until ``until(value)`` holds (at most POLLS times) -> the values seen."""
+    import time
+
+    seen = [what()]
+    for _ in range(POLLS):
+        if until(seen[-1]):
+            return seen
+        time.sleep(POLL_S)
+        seen.append(what())
+    raise AssertionError(f"{message}: {seen[-1]}")
+
+
+def wait_done(client, job):
+    """Poll a job until it is done -> (job, progress fractions seen)."""
+    seen = poll(lambda: client.get(job["url"]).json(), lambda j: j["status"] == "done", "job not done")
+    return seen[-1], [j["progress"]["fraction"] for j in seen]
+
+
+def wait_idle(client):
+    """Until the server holds no job and runs no stage (so every job folder is gone) -> counts."""
+    return poll(lambda: client.get("/api/health").json(),
+                lambda h: h["jobs"] == 0 and h["stages_running"] == 0, "server not idle")[-1]
 
 
 # -- what the server knows ---------------------------------------------------------------------
-def test_info_names_models_and_limits(client):
+def test_info_names_models_and_limits(client, checkpoints):
     info = client.get("/api/info").json()
     assert set(info["stages"]) == {"structure", "vienna", "coding", "embed"}
     assert info["stages"]["structure"]["k"] == 1 and info["stages"]["coding"]["k"] == 5
     assert info["limits"] == LIMITS.as_dict()
+    # checkpoints are named, not located: the page never shows the server's folders
+    assert {s: info["stages"][s]["checkpoint"] for s in ("structure", "coding", "embed")} == {
+        "structure": "untrained-demo-structure", "coding": "untrained-demo-coding", "embed": "untrained-demo-encoder"}
+    assert str(checkpoints["structure"].parent) not in client.get("/api/info").text
+    assert client.get("/api/health").json() == {"status": "ok", "jobs": 0, "active": 0, "stages_running": 0}
+
+
+def test_display_names_of_pipeline_and_other_checkpoints():
+    from rnaret.serve.worker import _display_name
+
+    assert _display_name("/srv/run/results/structure/bprna/rnaret-k1/checkpoint") == "rnaret-k1 fine-tuned on bprna"
+    assert _display_name("/tmp/x/results/coding/mouse/onehot/checkpoint (the coding model's encoder)") == \
+        "onehot fine-tuned on mouse (the coding model's encoder)"
+    assert _display_name("/home/me/models/RNAStrAlign_1mer.pth") == "RNAStrAlign_1mer.pth"
 
 
 def test_openapi_documents_the_routes_and_shapes(client):
@@ -192,13 +233,17 @@ def test_job_reports_progress_and_delete_removes_its_folder(client, jobs_root, t
     assert gone.status_code == 404 and "unknown, deleted or expired" in gone.json()["detail"]
 
 
-def test_finished_jobs_expire(client, jobs_root):
-    manager = client.app.state.manager
+def test_finished_jobs_expire(server, client, jobs_root):
+    manager = server.app.state.manager
     job, _ = wait_done(client, client.post("/api/jobs", json={"fasta": "GGGGAAAUCCCC", "vienna": False}).json())
     assert job["results"][0]["id"] == "sequence_1"  # a bare sequence is one record
     held = manager.jobs[job["id"]]
-    held.last_access -= manager.config.job_ttl_s + 1
-    assert manager.expire() == 1
+
+    def age_and_expire():  # on the server's event loop, where the manager lives
+        held.last_access -= manager.config.job_ttl_s + 1
+        return manager.expire()
+
+    assert server.call(age_and_expire) == 1
     assert not held.folder.exists() and client.get(job["url"]).status_code == 404
 
 
@@ -251,7 +296,7 @@ def test_bad_input_is_a_422_with_a_clear_message(client, jobs_root, body, words)
 
 def test_bad_input_names_record_and_line(client):
     detail = client.post("/api/jobs", json={"fasta": ">a\nGGGA\n>b\nCCXC\n"}).json()["detail"]
-    assert detail == "your FASTA: record 'b': line 3: 'X' at position 3 is not an IUPAC nucleotide letter"
+    assert detail == "your FASTA: record 'b': line 4, column 3: 'X' at position 3 is not an IUPAC nucleotide letter"
 
 
 @pytest.mark.parametrize("name, data, words", [
@@ -266,16 +311,64 @@ def test_bad_uploads_are_422(client, resources, name, data, words):
     assert response.status_code == 422 and words in response.json()["detail"]
 
 
-def test_malformed_json_is_422(client):
-    response = client.post("/api/jobs", content=b'{"fasta": ">a\\nGGG"', headers={"content-type": "application/json"})
-    assert response.status_code == 422 and response.json()["detail"] == "invalid request: the request body is not valid JSON"
+@pytest.mark.parametrize("body, detail", [
+    (b'{"fasta": ">a\\nGGG"', "invalid request: the request body is not valid JSON"),
+    (b"\xff\xfe{}", "invalid request: the request body is not valid JSON"),
+    (b"", 'invalid request: the request has no body; send JSON such as {"fasta": ">my_rna\\nGGGAAACCC"}'),
+    (b"[1, 2]", 'invalid request: the JSON body must be an object such as {"fasta": ">my_rna\\nGGGAAACCC"}'),
+    (b'"GGGAAACCC"', 'invalid request: the JSON body must be an object such as {"fasta": ">my_rna\\nGGGAAACCC"}'),
+    (b"null", 'invalid request: the JSON body must be an object such as {"fasta": ">my_rna\\nGGGAAACCC"}'),
+    (b'{"fasta": 5}', "invalid request: fasta: Input should be a valid string"),
+    (b'{"fasta": [">a", "GGG"]}', "invalid request: fasta: Input should be a valid string"),
+    (b'{"sequences": "GGG"}', "invalid request: sequences: Input should be a valid list"),
+    (b'{"sequences": [{"id": 1, "sequence": "GGG"}]}', "invalid request: sequences.0.id: Input should be a valid string"),
+    (b'{"sequences": [{"id": "a"}]}', "invalid request: sequences.0.sequence: Field required"),
+    (b'{"fasta": ">a\\nGGG", "vienna": "perhaps"}',
+     "invalid request: vienna: Input should be a valid boolean, unable to interpret input"),
+    (b'{"fasta": ">a\\nGGG", "embeddings": 2}',
+     "invalid request: embeddings: Input should be a valid boolean, unable to interpret input"),
+    (b'{"fasta": ">a\\nGGG", "colour": "red"}', "invalid request: colour: Extra inputs are not permitted"),
+])
+def test_malformed_json_and_wrong_types_are_422(client, jobs_root, body, detail):
+    before = folders(jobs_root)
+    for route in ("/api/jobs", "/api/predict"):
+        response = client.post(route, content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 422 and response.json()["detail"] == detail
+    assert folders(jobs_root) == before
+
+
+def test_a_json_body_without_the_json_content_type_says_so(client):
     form = client.post("/api/jobs", content=b'{"fasta": ">a\\nGGG"}',
                        headers={"content-type": "application/x-www-form-urlencoded"})  # curl -d without -H
     assert form.status_code == 422 and "Content-Type: application/json" in form.json()["detail"]
 
 
+FILE_FIELD = "file: {}: send the FASTA file as the multipart form field 'file' (curl -F file=@my.fa)"
+
+
+@pytest.mark.parametrize("request_kwargs, status, detail", [
+    ({"files": {"fasta": ("a.fa", b">a\nGGGAAACCC\n")}}, 422, "invalid request: " + FILE_FIELD.format("missing")),
+    ({"data": {"vienna": "false"}, "files": {"other": ("a.txt", b"x")}}, 422,
+     "invalid request: " + FILE_FIELD.format("missing")),
+    ({"data": {"file": ">a\nGGGAAACCC"}, "files": {"other": ("a.txt", b"x")}}, 422,
+     "invalid request: " + FILE_FIELD.format("not a file")),
+    ({"json": {"fasta": ">a\nGGG"}}, 422, "invalid request: " + FILE_FIELD.format("missing")),
+    ({"files": {"file": ("a.fa", b">a\nGGG\n")}, "data": {"vienna": "perhaps"}}, 422,
+     "invalid request: vienna: Input should be a valid boolean, unable to interpret input"),
+    ({"content": b"", "headers": {"content-type": "multipart/form-data"}}, 400, "Missing boundary in multipart."),
+])
+def test_multipart_without_a_file_is_refused(client, jobs_root, request_kwargs, status, detail):
+    before = folders(jobs_root)
+    response = client.post("/api/jobs/upload", **request_kwargs)
+    assert response.status_code == status and response.json()["detail"] == detail
+    assert folders(jobs_root) == before
+
+
 def test_unknown_job_and_file_are_404(client, trna_like):
-    assert client.get("/api/jobs/0123456789abcdef").status_code == 404
+    unknown = client.get("/api/jobs/0123456789abcdef")
+    assert unknown.status_code == 404
+    assert unknown.json()["detail"] == "no job '0123456789abcdef' (unknown, deleted or expired)"
+    assert client.delete("/api/jobs/0123456789abcdef").status_code == 404
     job = client.post("/api/predict", json={"fasta": f">a\n{trna_like.sequence}\n", "embeddings": False}).json()
     for bad in ("../../etc/passwd", "input.fa", "embeddings.safetensors"):
         assert client.get(f"{job['url']}/files/0/{bad}").status_code == 404
@@ -284,21 +377,45 @@ def test_unknown_job_and_file_are_404(client, trna_like):
 
 
 # -- limits ----------------------------------------------------------------------------------------
-def test_oversized_requests_are_413(client, jobs_root):
-    before = folders(jobs_root)
-    big = ">big\n" + "ACGU" * 6_000  # 24 kB > max_request_bytes
-    declared = client.post("/api/jobs", json={"fasta": big})
-    assert declared.status_code == 413 and "max_request_bytes" in declared.json()["detail"]
+TOO_LARGE = (f"the request is larger than {LIMITS.max_request_bytes:,} bytes (this server's max_request_bytes); "
+             f"send fewer or shorter sequences per request")
 
-    def chunks():  # no Content-Length: the limit applies while the body arrives
+
+def test_a_declared_oversized_body_is_413(client, jobs_root):
+    before = folders(jobs_root)
+    big = ">big\n" + "ACGU" * 6_000  # 24 kB > max_request_bytes, with its Content-Length
+    for route in ("/api/jobs", "/api/predict"):
+        declared = client.post(route, json={"fasta": big})
+        assert declared.status_code == 413 and declared.json()["detail"] == TOO_LARGE
+    assert folders(jobs_root) == before
+
+
+def test_a_chunked_body_without_content_length_is_413_while_it_arrives(client, jobs_root):
+    before = folders(jobs_root)
+
+    def json_chunks():  # Transfer-Encoding: chunked, no Content-Length
         yield b'{"fasta": ">big\\n'
         for _ in range(30):
             yield b"ACGU" * 250
         yield b'"}'
 
-    streamed = client.post("/api/jobs", content=chunks(), headers={"content-type": "application/json"})
-    assert streamed.status_code == 413 and "max_request_bytes" in streamed.json()["detail"]
+    def multipart_chunks():
+        yield b'--bound\r\nContent-Disposition: form-data; name="file"; filename="big.fa"\r\n\r\n>big\n'
+        for _ in range(30):
+            yield b"ACGU" * 250
+        yield b"\r\n--bound--\r\n"
 
+    for route, chunks, content_type in (("/api/jobs", json_chunks, "application/json"),
+                                        ("/api/jobs/upload", multipart_chunks, "multipart/form-data; boundary=bound")):
+        streamed = client.post(route, content=chunks(), headers={"content-type": content_type})
+        assert "content-length" not in streamed.request.headers
+        assert streamed.request.headers["transfer-encoding"] == "chunked"
+        assert streamed.status_code == 413 and streamed.json()["detail"] == TOO_LARGE
+    assert folders(jobs_root) == before
+
+
+def test_too_many_or_too_long_sequences_are_413(client, jobs_root):
+    before = folders(jobs_root)
     many = "".join(f">s{i}\nGGGAAACCC\n" for i in range(LIMITS.max_sequences + 1))
     too_many = client.post("/api/jobs", json={"fasta": many})
     assert too_many.status_code == 413 and "max_sequences" in too_many.json()["detail"]
@@ -306,71 +423,70 @@ def test_oversized_requests_are_413(client, jobs_root):
     long = "".join(f">s{i}\n{'ACGU' * 500}\n" for i in range(4))  # 8,000 nt > max_total_length
     too_long = client.post("/api/predict", json={"fasta": long})
     assert too_long.status_code == 413 and "max_total_length" in too_long.json()["detail"]
+    assert folders(jobs_root) == before
 
+
+def test_a_gzip_bomb_is_413(client, jobs_root):
+    before = folders(jobs_root)
     bomb = gzip.compress(b">z\n" + b"A" * 5_000_000)  # 5 kB compressed, 5 MB inside
+    assert len(bomb) < LIMITS.max_request_bytes
     exploded = client.post("/api/jobs/upload", files={"file": ("z.fa.gz", bomb, "application/gzip")})
-    assert exploded.status_code == 413 and "decompresses" in exploded.json()["detail"]
+    assert exploded.status_code == 413
+    assert exploded.json()["detail"] == (f"'z.fa.gz': the gzip upload decompresses to more than "
+                                         f"{LIMITS.max_request_bytes:,} bytes (this server's max_request_bytes)")
     assert folders(jobs_root) == before
 
 
 # -- concurrency -----------------------------------------------------------------------------------
-def test_a_long_fold_does_not_block_a_second_request(client, transcripts, trna_like):
-    """A 1.3-1.5 kb fold (seconds of ViennaRNA) and a short request sent right after it: the
-    short one is answered first, the server stays responsive, and the two jobs' work overlaps."""
+def test_a_short_request_is_answered_while_a_long_job_runs(client, transcripts, trna_like):
+    """Round-robin scheduling: a long job of four 1.3-1.5 kb sequences (four ViennaRNA folds of
+    seconds each, at least two folds' time on two workers) is running when a 120-nt request
+    arrives; the short request is answered while the long job is still running (its stages take
+    turns with the long job's, instead of waiting behind all of them)."""
     mid, _ = transcripts
-    answers: dict = {}
-
-    def send(name, fasta):
-        started = time.monotonic()
-        response = client.post("/api/predict", json={"fasta": fasta, "embeddings": False})
-        answers[name] = (started, time.monotonic(), response)
-
-    long_request = threading.Thread(target=send, args=("long", f">long\n{mid.sequence}\n"))
-    long_request.start()
-    time.sleep(0.3)
-    short_request = threading.Thread(target=send, args=("short", f">short\n{trna_like.sequence}\n"))
-    short_request.start()
-    health_started = time.monotonic()
-    assert client.get("/api/health").json() == {"status": "ok"}
-    health_seconds = time.monotonic() - health_started
-    long_request.join(120)
-    short_request.join(120)
-
-    (long_start, long_end, long_response), (short_start, short_end, short_response) = answers["long"], answers["short"]
-    long_job, short_job = long_response.json(), short_response.json()
-    assert long_response.status_code == short_response.status_code == 200
-    # the pair overlapped: the total wall time is less than the two latencies added
-    wall = max(long_end, short_end) - min(long_start, short_start)
-    assert wall < (long_end - long_start) + (short_end - short_start)
-    # and the server worked on both at once: the short job ran inside the long one's time
-    assert long_job["started"] < short_job["finished"] < long_job["finished"]
-    assert short_end < long_end
-    vienna_seconds = long_job["results"][0]["seconds"]["vienna"]
-    assert health_seconds < max(1.0, vienna_seconds / 2), (health_seconds, vienna_seconds)
-    for job in (long_job, short_job):
-        client.delete(job["url"])
+    long_fasta = "".join(f">long{i}\n{mid.sequence}\n" for i in range(LIMITS.max_sequences))
+    created = client.post("/api/jobs", json={"fasta": long_fasta, "embeddings": False})
+    assert created.status_code == 202
+    long_job = created.json()
+    try:
+        assert client.get(long_job["url"]).json()["status"] == "running"
+        short = client.post("/api/predict", json={"fasta": f">short\n{trna_like.sequence}\n", "embeddings": False})
+        assert short.status_code == 200 and short.json()["status"] == "done"
+        # the observable state when the short answer came back: the long job is not finished
+        now = client.get(long_job["url"]).json()
+        assert now["status"] == "running" and now["progress"]["done"] < now["progress"]["total"]
+        client.delete(short.json()["url"])
+    finally:
+        client.delete(long_job["url"])
+    wait_idle(client)
 
 
 def test_busy_server_answers_429(client, transcripts, jobs_root):
-    """max_jobs jobs are still running when one more arrives: no job can finish before every
-    job's first stage (an 800-nt structure and heat map) and one ViennaRNA fold have run, since
-    stages are taken round-robin over the jobs."""
+    """Jobs are sent one after the other until the server refuses one with 429 (a bounded loop:
+    at most 4 x max_jobs requests). Each job is an 800-nt structure, fold and coding track, so
+    they pile up faster than they finish; the refusal names the limit and the count."""
     mid, _ = transcripts
     before = folders(jobs_root)
-    created = [client.post("/api/jobs", json={"fasta": f">j{i}\n{mid.sequence[:800]}\n", "embeddings": False})
-               for i in range(LIMITS.max_jobs)]
+    accepted, refused = [], None
     try:
-        assert [r.status_code for r in created] == [202] * LIMITS.max_jobs
-        refused = client.post("/api/jobs", json={"fasta": ">late\nGGGAAACCC\n"})
-        assert refused.status_code == 429 and "max_jobs" in refused.json()["detail"]
+        for attempt in range(4 * LIMITS.max_jobs):
+            answer = client.post("/api/jobs", json={"fasta": f">j{attempt}\n{mid.sequence[:800]}\n",
+                                                    "embeddings": False})
+            if answer.status_code == 429:
+                refused = answer
+                break
+            assert answer.status_code == 202, answer.text
+            accepted.append(answer.json()["url"])
+        assert refused is not None, f"no 429 after {len(accepted)} jobs"
+        assert len(accepted) >= LIMITS.max_jobs
+        assert refused.json()["detail"] == (f"the server is busy: {LIMITS.max_jobs} jobs are queued or running "
+                                            f"(its max_jobs); try again when one has finished")
     finally:
-        for r in created:
-            client.delete(r.json()["url"])
-    assert not any(r.json()["id"] in client.app.state.manager.jobs for r in created)
+        for url in accepted:
+            client.delete(url)
+    assert all(client.get(url).status_code == 404 for url in accepted)
     # the jobs' folders go as soon as their running stages return
-    deadline = time.monotonic() + 60
-    while folders(jobs_root) != before and time.monotonic() < deadline:
-        time.sleep(0.2)
+    assert wait_idle(client)["active"] == 0
     assert folders(jobs_root) == before
 
 
@@ -395,3 +511,30 @@ def test_serve_command_sorts_checkpoints_by_task(checkpoints, tmp_path):
                         (["--checkpoint", str(checkpoints["embed"])], "at least one")):
         with pytest.raises(InputError, match=words):
             resolve_checkpoints(parser.parse_args(argv))
+
+
+def test_a_gpu_that_is_not_there_stops_the_start_up_with_the_reason(checkpoints):
+    import asyncio
+
+    import torch
+
+    from rnaret.serve.config import ServeConfig
+    from rnaret.serve.jobs import JobManager
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    manager = JobManager(ServeConfig(structure=str(checkpoints["structure"]), workers=1, device="cuda"))
+
+    async def start():
+        try:
+            await manager.start()
+        finally:
+            await manager.stop()
+
+    with pytest.raises(RuntimeError, match="could not load the models: --device cuda was asked for, but torch "
+                                           "finds no usable CUDA device"):
+        asyncio.run(start())
+    with pytest.raises(ValueError, match="device must be"):
+        ServeConfig(structure="x", device="gpu")
+    with pytest.raises(ValueError, match="precision must be"):
+        ServeConfig(structure="x", precision="fp16")

@@ -1,24 +1,25 @@
-"""`rnaret serve` in a real browser: the command starts uvicorn on 127.0.0.1, headless Chromium
-(Debian's, driven by Playwright) pastes a bundled sequence, sees the drawings and the coding plot,
-downloads a bpseq, and sees the message for bad input; stopping the server removes its folders.
+"""`rnaret serve` in a real browser: the command serves on a loopback socket bound by the test,
+headless Chromium (Debian's, driven by Playwright) pastes a bundled sequence, sees the drawings
+and the coding plot, downloads a bpseq, and sees the message for bad input; stopping the server
+removes its folders.
 
-Set RNARET_SERVE_SCREENSHOT=PATH to keep the screenshot of the result page (docs/serve.png).
+The server runs small untrained demo checkpoints unless RNARET_SERVE_CHECKPOINTS names real
+ones (fine-tuned checkpoint folders separated by ':', e.g. the default run's
+results/structure/bprna/rnaret-k1/checkpoint:results/coding/mouse/rnaret-k5/checkpoint). Set
+RNARET_SERVE_SCREENSHOT=PATH to keep the screenshot of the result page (docs/serve.png).
 """
 from __future__ import annotations
 
 import os
 import shutil
 import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from rnaret.io.structure import parse_dot_bracket, read_bpseq, read_structures
+from serve_server import REQUEST_TIMEOUT_S, start_command, wait_until_up
 
 CHROMIUM = "/usr/bin/chromium"
 # flags that work on this kind of machine (MACHINE_FACTS.md, "Web and browser tests")
@@ -31,46 +32,41 @@ pytestmark = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def served_checkpoints(tmp_path_factory) -> list[str]:
+    """``--checkpoint`` arguments: RNARET_SERVE_CHECKPOINTS's folders, else demo checkpoints."""
+    given = [p for p in os.environ.get("RNARET_SERVE_CHECKPOINTS", "").split(os.pathsep) if p]
+    if given:
+        missing = [p for p in given if not Path(p).is_dir()]
+        if missing:
+            pytest.fail(f"RNARET_SERVE_CHECKPOINTS: no such checkpoint folder: {', '.join(missing)}")
+        return [arg for p in given for arg in ("--checkpoint", str(Path(p).resolve()))]
+    from rnaret.serve.demo import tiny_checkpoints
+
+    checkpoints = tiny_checkpoints(tmp_path_factory.mktemp("checkpoints"))
+    return ["--checkpoint", str(checkpoints["structure"]), "--checkpoint", str(checkpoints["coding"]),
+            "--embed-checkpoint", str(checkpoints["embed"])]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """`python -m rnaret serve` on a free loopback port with small real checkpoints; yields
-    (base URL, process, jobs folder)."""
-    from rnaret.serve.demo import tiny_checkpoints
-
-    checkpoints = tiny_checkpoints(tmp_path_factory.mktemp("checkpoints"))
+    """`python -m rnaret serve` on a socket the test bound on 127.0.0.1; yields (base URL,
+    process, jobs folder)."""
     jobs = tmp_path_factory.mktemp("jobs")
-    port = free_port()
     log = open(tmp_path_factory.mktemp("log") / "serve.log", "w+")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "rnaret", "serve", "--checkpoint", str(checkpoints["structure"]),
-         "--checkpoint", str(checkpoints["coding"]), "--embed-checkpoint", str(checkpoints["embed"]),
-         "--port", str(port), "--workers", "2", "--threads-per-worker", "1", "--tmp-dir", str(jobs),
-         "--log-level", "warning"],
-        stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/api/health", timeout=2) as answer:
-                if answer.status == 200:
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            log.seek(0)
-            pytest.fail(f"rnaret serve did not start:\n{log.read()[-3000:]}")
-        time.sleep(0.3)
+    process, base = start_command([*served_checkpoints(tmp_path_factory), "--workers", "2",
+                                   "--threads-per-worker", "1", "--tmp-dir", str(jobs), "--log-level", "warning"],
+                                  stdout=log)
+    try:
+        wait_until_up(base)
+    except Exception:
+        process.kill()
+        process.wait()
+        log.seek(0)
+        pytest.fail(f"rnaret serve did not start:\n{log.read()[-3000:]}")
     yield base, process, jobs
     if process.poll() is None:
         process.kill()
-        process.wait(10)
+        process.wait(REQUEST_TIMEOUT_S)
     log.close()
 
 
@@ -140,6 +136,10 @@ def test_paste_predict_see_drawings_and_download_bpseq(server, browser_page, bun
     if os.environ.get("RNARET_SERVE_SCREENSHOT"):
         shutil.copyfile(shot, os.environ["RNARET_SERVE_SCREENSHOT"])
     assert failed == []  # nothing the page asked for failed to load (nothing external either)
+    # the footer names the models, never a folder of the server (no temporary paths on the page)
+    footer = page.locator("footer").inner_text()
+    assert "structure model:" in footer and "coding model:" in footer
+    assert "/" not in footer.split("JSON API")[0], footer
 
 
 def test_bad_input_shows_the_message_on_the_page(server, browser_page):
@@ -159,10 +159,10 @@ def test_stopping_the_server_removes_its_temporary_folders(server):
     base, process, jobs = server
     request = urllib.request.Request(f"{base}/api/jobs", data=b'{"fasta": ">kept\\nGGGGAAAUCCCC"}',
                                      headers={"Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(request, timeout=30) as answer:
+    with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as answer:
         assert answer.status == 202
     assert any(jobs.iterdir())  # the job's folder exists while the server runs
     process.send_signal(signal.SIGTERM)
     # uvicorn shuts down gracefully, then re-raises the signal it caught: exit status -SIGTERM
-    assert process.wait(60) in (0, -signal.SIGTERM)
+    assert process.wait(REQUEST_TIMEOUT_S) in (0, -signal.SIGTERM)
     assert list(jobs.iterdir()) == []

@@ -73,7 +73,7 @@ def test_config_yaml_sets_only_the_data_of_the_run():
 def test_a_partial_config_keeps_the_other_defaults_of_its_block():
     config = validate_config({"pretrain": {"preset": "paper"}, "finetune": {"coding": {"models": ["onehot"]}}})
     assert config["pretrain"]["models"] == validate_config({})["pretrain"]["models"]
-    assert config["finetune"]["interaction"]["models"] == ["rnaret-k5", "transformer-k5"]
+    assert config["finetune"]["interaction"]["models"] == ["rnaret-k5", "transformer-k5", "onehot"]
     assert config["finetune"]["coding"]["published"] == {}
 
 

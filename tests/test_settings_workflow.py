@@ -24,7 +24,8 @@ def workdir(tmp_path_factory):
 
 
 def dry_run_commands(workdir, *args) -> dict[str, list[list[str]]]:
-    """rule -> the argument lists of the shell commands a dry run (-p) prints for it."""
+    """rule -> the argument lists of the shell commands a dry run (-p) prints for it, sorted (the
+    order of independent jobs in a dry run is not fixed)."""
     result = snakemake(workdir, "--dry-run", "--printshellcmds", "--nolock", "--cores", "2", *args)
     commands: dict[str, list[list[str]]] = {}
     rule = None
@@ -34,7 +35,7 @@ def dry_run_commands(workdir, *args) -> dict[str, list[list[str]]]:
             rule = match.group(1)
         elif line.startswith("Shell command: ") and rule:
             commands.setdefault(rule, []).append(shlex.split(line[len("Shell command: "):]))
-    return commands
+    return {rule: sorted(lists) for rule, lists in commands.items()}
 
 
 def value_of(words: list[str], name: str) -> str:

@@ -224,10 +224,29 @@ BAD_FILES = [
     ("bad.ct", "2 r1\n1 G 0 2 0 1\n2 G one 0 0 2\n", ["r1", "expected integers", "line 3"]),
     ("empty.dbn", "", ["the file is empty"]),
     ("x.fold", ">r1\nGGGAAACCC\n(((...)))\n", ["unknown structure format"]),
+    # mismatched brackets: the closing one and the open one of another kind it meets
+    ("mismatch.dbn", ">r1\nGGGAAACCC\n(((...]]]\n",
+     ["r1", "line 3", "mismatched brackets", "']' at position 7", "'(' at position 3"]),
+    ("pair.dbn", ">r1\nGGAAACC\n(]..[).\n", ["r1", "mismatched", "']' at position 2", "'(' at position 1"]),
+    ("empty.bpseq", "", ["the file is empty"]),
+    ("headeronly.bpseq", "Filename: x.bpseq\nOrganism: none\n", ["headeronly", "no 'i base j' lines"]),
+    ("letter.bpseq", "1 G 0\n2 \u00e9 0\n", ["letter", "base '\u00e9' is not one letter", "line 2"]),
+    # a CT whose header count disagrees with its base lines, either way
+    ("long.ct", "3 r1\n1 G 0 2 0 1\n2 G 1 3 0 2\n3 C 2 4 0 3\n4 C 3 0 0 4\n",
+     ["r1", "goes on past the 3 nt its header gives", "line 5"]),
+    ("short.ct", "5 r1\n1 G 0 2 0 1\n2 G 1 3 0 2\n3 r2\n1 G 0 2 0 1\n2 G 1 3 0 2\n3 C 2 0 0 3\n",
+     ["r1", "ends after 2 of the 5 nt its header gives", "line 4"]),
+    ("headeronly.csv", "id,sequence,structure\n", ["the table has no rows"]),
+    ("headeronly.tsv", "id\tsequence\tstructure\n\n\n", ["the table has no rows"]),
+    ("more.csv", "id,sequence,structure\nr1,GGGAAACCC,(((...))),extra\n", ["more fields than the header's 3", "line 2"]),
+    ("fewer.tsv", "id\tsequence\tstructure\nr1\tGGGAAACCC\n", ["fewer fields (2) than the header's 3", "line 2"]),
+    ("deep.csv", 'id,sequence,base_pairs\nr1,GGGAAACCC,"' + "[" * 100000 + '"\n', ["r1", "line 2", "base_pairs"]),
+    ("bigint.csv", 'id,sequence,base_pairs\nr1,GGGAAACCC,"[[1' + "0" * 5000 + ', 2]]"\n', ["r1", "not JSON"]),
+    ("nul.csv", "id,sequence,structure\nr1,GGG\x00AAACCC,(((...)))\n", ["line 2, column 7", "NUL"]),
 ]
 
 
-@pytest.mark.parametrize("name,content,words", BAD_FILES, ids=[b[0] for b in BAD_FILES])
+@pytest.mark.parametrize("name,content,words", [b for b in BAD_FILES if b[2]], ids=[b[0] for b in BAD_FILES if b[2]])
 def test_bad_input_names_file_record_and_problem(tmp_path, name, content, words):
     path = tmp_path / name
     path.write_text(content)
@@ -255,3 +274,28 @@ def test_single_bpseq_and_ct_readers(sample, tmp_path):
     (tmp_path / "energy.ct").write_text(format_ct(rec).replace(f"\t{rec.id}\n", f"  ENERGY = -12.3  {rec.id}\n", 1))
     (got,) = read_ct(tmp_path / "energy.ct")
     assert (got.id, got.pairs) == (rec.id, rec.pairs)
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n", b"\r"])
+def test_any_line_ending_and_a_gz_name_holding_plain_text(tmp_path, sample, ending):
+    import gzip
+
+    text = "".join(f">{r.id}\n{r.sequence}\n{r.dot_bracket}\n" for r in sample).encode().replace(b"\n", ending)
+    (tmp_path / "s.dbn").write_bytes(text)
+    (tmp_path / "plain.dbn.gz").write_bytes(text)
+    (tmp_path / "real.dbn.gz").write_bytes(gzip.compress(text))
+    for name in ("s.dbn", "plain.dbn.gz", "real.dbn.gz"):
+        assert _key(read_structures(tmp_path / name)) == _key(sample), name
+    bad = text.replace(sample[1].dot_bracket.encode(), b")" + sample[1].dot_bracket[1:].encode(), 1)
+    (tmp_path / "bad.dbn").write_bytes(bad)
+    with pytest.raises(InputError) as err:
+        list(read_structures(tmp_path / "bad.dbn"))
+    assert (err.value.record, err.value.line) == (sample[1].id, 6)
+
+
+def test_a_structure_file_that_is_not_utf8_names_line_and_column(tmp_path):
+    path = tmp_path / "x.bpseq"
+    path.write_bytes(b"Filename: caf\xe9\n1 G 0\n")
+    with pytest.raises(InputError, match="byte 0xE9 is not UTF-8") as err:
+        list(read_structures(path))
+    assert (err.value.line, err.value.column) == (1, 14)

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 import pytest
+import pandas as pd
 import torch
 from torch import nn
 
@@ -260,7 +261,11 @@ def test_finetune_writes_structure_outputs_in_contract_format(work):
     root, test = work["root"], work["test"]
     meta = json.loads((root / "checkpoint" / "task.json").read_text())
     assert meta["task"] == "structure" and meta["settings"]["head_channels"] == 8
-    assert work["best"]["metric"] == "f1" and 0.0 <= work["best"]["value"] <= 1.0
+    log = pd.read_csv(root / "checkpoint" / "train_log.tsv", sep="\t")
+    # the best point is the validation pass with the highest F1, not the last one
+    assert work["best"]["metric"] == "f1"
+    assert work["best"]["value"] == pytest.approx(log["valid_f1"].max(), abs=1e-6)
+    assert work["best"]["step"] == int(log.loc[log["valid_f1"].idxmax(), "step"])
     out = root / "eval"
     metrics = read_metrics_tsv(out / "metrics.tsv")
     assert list(metrics) == ["f1", "precision", "recall", "f1_pk", "precision_pk", "recall_pk", "n", "n_pk"]
@@ -277,8 +282,8 @@ def test_finetune_writes_structure_outputs_in_contract_format(work):
     for record in ct:
         assert_valid_structure(record.pairs, record.sequence)
         assert bpseq[record.id].pairs == record.pairs
-        assert set(dbn[record.id].pairs) <= set(record.pairs)
-    import pandas as pd
+        assert dbn[record.id].pairs == record.pairs  # the dot-bracket holds every pair, pseudoknots too
+        assert dbn[record.id].sequence == record.sequence
 
     table = pd.read_csv(out / "predictions.tsv", sep="\t")
     assert list(table["id"]) == [r.id for r in test]
@@ -286,6 +291,34 @@ def test_finetune_writes_structure_outputs_in_contract_format(work):
     assert math.isclose(table["f1"].mean(), metrics["f1"], rel_tol=1e-5, abs_tol=1e-6)
     assert list(table["true_structure"]) == [r.dot_bracket for r in test]
     assert (out / "contact_maps.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluation_outputs_hold_exactly_the_predicted_pairs(bundled, tmp_path):
+    """The evaluation's files, written from predictions that have pairs (the true structures of
+    bundled test records, pseudoknotted ones among them, and each with its last pair dropped):
+    .dbn, .ct and .bpseq read back to exactly those pairs, and the per-sequence F1 in
+    predictions.tsv is the hand-counted one."""
+    task = get_task("structure", {"preset": "laptop"})
+    chosen = [r for r in bundled["test"] if r.pairs][:6]
+    knotted = next(r for r in bundled["test"] if any(a < c < b < d for a, b in r.pairs for c, d in r.pairs))
+    chosen.append(knotted)
+    rows = []
+    for index, record in enumerate(chosen):
+        predicted = record.pairs if index % 2 == 0 else record.pairs[:-1]
+        rows.append({"id": record.id, "length": len(record.sequence), "sequence": record.sequence,
+                     "pairs": predicted, "true_pairs": record.pairs})
+    task.write_outputs(rows, task.metrics(rows), tmp_path)
+    written = {name: {r.id: r for r in read_structures(tmp_path / name)}
+               for name in ("predictions.dbn", "predictions.ct", "predictions_bpseq")}
+    for row in rows:
+        for name, records in written.items():
+            assert records[row["id"]].pairs == row["pairs"], (name, row["id"])
+            assert records[row["id"]].sequence.upper() == row["sequence"].upper(), (name, row["id"])
+    table = pd.read_csv(tmp_path / "predictions.tsv", sep="\t")
+    n_true = np.array([len(r["true_pairs"]) for r in rows])
+    n_pred = np.array([len(r["pairs"]) for r in rows])  # every predicted pair is a true one
+    np.testing.assert_allclose(table["f1"], 2 * n_pred / (n_pred + n_true), atol=5e-6)  # 6 digits written
+    assert table["f1"].tolist()[::2] == [1.0] * len(rows[::2])
 
 
 def test_onehot_control_runs_through_the_same_head(work):

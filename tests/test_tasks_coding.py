@@ -17,7 +17,7 @@ from rnaret.io.fasta import read_fasta, write_fasta
 from rnaret.metrics import read_metrics_tsv
 from rnaret.model import EncoderConfig, build_encoder
 from rnaret.tasks import get_task
-from rnaret.tasks.transcripts import read_transcripts
+from rnaret.io.transcripts import read_transcripts
 
 TRAIN = "mrna_lncrna/mouse_train.fa.gz"
 TEST = "mrna_lncrna/mouse_test.fa.gz"
@@ -128,9 +128,18 @@ def test_finetune_evaluate_and_classify_coding(resources, tmp_path, tiny_k5_chec
                  "--quiet", "--precision", "fp32"]) == 0
     metrics = read_metrics_tsv(out / "metrics.tsv")
     assert (metrics["n"], metrics["n_pos"], metrics["n_neg"]) == (20, 10, 10)
-    assert all(0.0 <= metrics[m] <= 1.0 for m in ("accuracy", "precision", "recall", "f1", "auc"))
-    assert -1.0 <= metrics["mcc"] <= 1.0
     predictions = pd.read_csv(out / "predictions.tsv", sep="\t")
+    # every metric is the one scikit-learn computes from the predictions beside it
+    from sklearn import metrics as sk
+
+    y, score = predictions["label"], predictions["score"]
+    called = (score >= 0.5).astype(int)
+    assert predictions["prediction"].tolist() == called.tolist()
+    for name, value in (("accuracy", sk.accuracy_score(y, called)), ("auc", sk.roc_auc_score(y, score)),
+                        ("precision", sk.precision_score(y, called, zero_division=0)),
+                        ("recall", sk.recall_score(y, called, zero_division=0)),
+                        ("f1", sk.f1_score(y, called, zero_division=0)), ("mcc", sk.matthews_corrcoef(y, called))):
+        assert metrics[name] == pytest.approx(value, abs=1e-6), name
     assert predictions["id"].tolist() == [header.split()[0] for header, _ in test_records]
     assert predictions["length"].tolist() == [len(seq) for _, seq in test_records]
     assert predictions["label"].tolist() == [1, 0] * 10
@@ -170,7 +179,7 @@ def test_classify_rejects_bad_input(tmp_path, tiny_k5_checkpoint, capsys):
                                 encoder_kind="retnet", init=str(tiny_k5_checkpoint))
     assert main(["classify", str(bad), "--checkpoint", str(checkpoint), "--output", str(output)]) == 1
     err = capsys.readouterr().err
-    assert "record 'y'" in err and "line 3" in err and "'X' at position 5" in err
+    assert "record 'y'" in err and "line 4, column 5" in err and "'X' at position 5" in err
     assert not output.exists()
     interaction = get_task("interaction")
     other = save_finetuned(TaskModel(encoder, interaction.build_head(16)), interaction, tmp_path / "int",

@@ -17,7 +17,7 @@ from rnaret.metrics import read_metrics_tsv
 from rnaret.model import EncoderConfig, build_encoder
 from rnaret.tasks import get_task
 from rnaret.tasks.interaction import pair_tokens
-from rnaret.tasks.mirna_table import read_pair_table
+from rnaret.io.mirna_table import read_pair_table
 
 MAIN = "mirna_target/mirtar_deepmirtar_miraw.tsv"
 INDTEST = "mirna_target/mirtar_deepmirtar_indtest.tsv"
@@ -129,7 +129,6 @@ def test_finetune_and_evaluate_interaction_from_the_command_line(resources, tmp_
     metrics = read_metrics_tsv(out / "metrics.tsv")
     assert list(metrics)[:7] == ["accuracy", "precision", "recall", "f1", "auc", "mcc", "n"]
     assert metrics["n"] == 120 and metrics["n_pos"] == 60
-    assert all(0.0 <= metrics[m] <= 1.0 for m in ("accuracy", "precision", "recall", "f1", "auc"))
     predictions = pd.read_csv(out / "predictions.tsv", sep="\t")
     test_rows = pd.read_csv(subset, sep="\t").reset_index(drop=True)
     test_rows = test_rows[test_rows.split == "test"]
@@ -137,10 +136,15 @@ def test_finetune_and_evaluate_interaction_from_the_command_line(resources, tmp_
     assert predictions["mirna_id"].tolist() == test_rows["mirna_id"].tolist()
     assert predictions["target_id"].tolist() == test_rows["target_id"].tolist()
     assert predictions["label"].tolist() == test_rows["label"].tolist()
-    from sklearn.metrics import accuracy_score, roc_auc_score
+    from sklearn import metrics as sk
 
-    assert metrics["auc"] == pytest.approx(roc_auc_score(predictions["label"], predictions["score"]), abs=1e-6)
-    assert metrics["accuracy"] == pytest.approx(accuracy_score(predictions["label"], predictions["prediction"]))
+    y, called = predictions["label"], predictions["prediction"]
+    assert metrics["auc"] == pytest.approx(sk.roc_auc_score(y, predictions["score"]), abs=1e-6)
+    for name, value in (("accuracy", sk.accuracy_score(y, called)),
+                        ("precision", sk.precision_score(y, called, zero_division=0)),
+                        ("recall", sk.recall_score(y, called, zero_division=0)),
+                        ("f1", sk.f1_score(y, called, zero_division=0)), ("mcc", sk.matthews_corrcoef(y, called))):
+        assert metrics[name] == pytest.approx(value, abs=1e-9), name
     assert np.array_equal(predictions["prediction"], (predictions["score"] >= 0.5).astype(int))
 
 

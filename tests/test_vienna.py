@@ -147,6 +147,23 @@ def test_vienna_command_rejects_bad_arguments(handful, tmp_path, capsys):
     assert not (tmp_path / "metrics.tsv").exists()
 
 
+@pytest.mark.parametrize("name, content, words", [
+    ("bad.dbn", ">r1\nGGGAAACCC\n(((...]]]\n", ["record 'r1'", "line 3", "mismatched brackets"]),
+    ("pairs.txt", "m1\tCCAUU\tNM_1\tACGU\t1\n", ["a structure dataset is", "this path is a miRNA-target table"]),
+    ("seqs.fa", ">a\nACGU\n", ["a structure dataset is", "this path is a FASTA"]),
+])
+def test_vienna_reads_through_the_structure_dataset_reader(tmp_path, capsys, name, content, words):
+    path = tmp_path / name
+    path.write_text(content)
+    out = tmp_path / "vienna"
+    assert rnaret_main(["vienna", "--dataset", str(path), "--output-dir", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"rnaret vienna: error: {path}" in err
+    for word in words:
+        assert word in err, (word, err)
+    assert not out.exists()
+
+
 # ---- the library functions
 
 def test_sequences_are_normalised_and_unknown_letters_never_pair():

@@ -43,7 +43,7 @@ def run(args) -> int:
     from rnaret.precision import autocast, configure_precision
     from rnaret.tasks.finetune import make_batches
     from rnaret.tasks.run import load_for_evaluation
-    from rnaret.tasks.transcripts import read_transcripts
+    from rnaret.io.transcripts import read_transcripts
 
     from rnaret.commands.finetune import set_threads
 

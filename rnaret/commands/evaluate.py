@@ -25,7 +25,8 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from rnaret.io.errors import InputError
     from rnaret.tasks.finetune import is_finetuned_checkpoint
-    from rnaret.tasks.run import dataset_entry, read_mapping, run_evaluate, task_settings
+    from rnaret.checkpoint import read_task_meta
+    from rnaret.tasks.run import dataset_entry, run_evaluate, task_settings
 
     from rnaret.commands.finetune import set_threads
 
@@ -34,7 +35,7 @@ def run(args) -> int:
     if task_name is None:
         if not is_finetuned_checkpoint(args.checkpoint):
             raise InputError(args.checkpoint, "not a fine-tuned checkpoint folder; give --task for a .pth")
-        task_name = read_mapping(f"{args.checkpoint}/task.json")["task"]
+        task_name = read_task_meta(args.checkpoint)["task"]
     entry = dataset_entry(task_name, args.dataset_config, args.dataset, args.split)
     settings = task_settings(task_name, args.settings, args.set)
     try:

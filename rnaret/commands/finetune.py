@@ -2,6 +2,8 @@
 
 Writes ``--out`` (a folder, atomically): ``task.json``, ``encoder/``, ``head.safetensors``,
 ``train_log.tsv`` (one row per validation). ``rnaret evaluate --checkpoint OUT`` scores it.
+The run folder (``--run-dir``, default ``OUT.train``) holds a checkpoint per epoch: a rerun after
+a kill continues from it when started from the same settings and inputs.
 """
 from __future__ import annotations
 
@@ -22,9 +24,10 @@ def add_split_arguments(parser) -> None:
                              "or a mapping of task settings: a YAML/JSON file or the JSON object itself")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one task setting (repeatable), e.g. --set epochs=2")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    from rnaret.device import add_device_argument
     from rnaret.precision import add_precision_argument
 
+    add_device_argument(parser)
     add_precision_argument(parser)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads of torch (default: torch's)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -53,6 +56,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, help="output folder of the fine-tuned checkpoint")
     parser.add_argument("--model-name", default=None,
                         help="model name whose finetune.TASK.model_settings apply (with --settings)")
+    parser.add_argument("--run-dir", default=None,
+                        help="the resumable run folder, a checkpoint per epoch (default: OUT.train); a rerun "
+                             "continues it when started from the same settings and inputs, else replaces it")
+    parser.add_argument("--restart", action="store_true",
+                        help="delete the run folder and start over instead of resuming")
     add_split_arguments(parser)
 
 
@@ -66,7 +74,8 @@ def run(args) -> int:
     settings = task_settings(args.task, args.settings, args.set, model=model_name)
     try:
         run_finetune(args.task, entry, args.init, args.out, settings=settings, device=args.device,
-                     progress=not args.quiet, precision=args.precision)
+                     progress=not args.quiet, precision=args.precision, run_dir=args.run_dir,
+                     restart=args.restart)
     except ValueError as exc:
         if isinstance(exc, InputError):
             raise

@@ -5,7 +5,9 @@
     rnaret pretrain --shards results/shards/k5 --out results/pretrain/rnaret-k5 \\
         --init-from pretrain_5mer.pth --max-steps 0        # convert + validate released weights
 
-A rerun with the same --out continues from the newest checkpoint in OUT/train.
+A rerun with the same --out continues from the newest checkpoint in OUT/train when it was
+started from the same settings and inputs (OUT/train/fingerprint.json); otherwise that folder is
+moved to OUT/train.replaced and a fresh run starts, naming what changed.
 """
 from __future__ import annotations
 
@@ -41,10 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from rnaret.precision import add_precision_argument
 
     add_device_argument(parser)
-    add_precision_argument(parser)
+    # None: the config's precision field (auto unless --set/--overrides say otherwise)
+    add_precision_argument(parser, default=None)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--restart", action="store_true",
-                        help="delete OUT/train and start over instead of resuming")
+                        help="delete OUT/train and start over instead of resuming (a run folder started "
+                        "from other settings or inputs is replaced by a fresh run without it)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
 
@@ -71,12 +75,10 @@ def resolve_config(args: argparse.Namespace):
     overrides.pop("k", None)
     if architecture:
         overrides["architecture"] = architecture
-    for key in ("max_steps", "seed", "init_from"):
+    for key in ("max_steps", "seed", "init_from", "precision"):
         value = getattr(args, key)
         if value is not None:
             overrides[key] = value
-    # --precision (default auto, the preset's own) unless --set/--overrides name the field
-    overrides.setdefault("precision", getattr(args, "precision", None) or "auto")
     return preset(args.config_preset, k, **overrides)
 
 

@@ -9,6 +9,7 @@ The server listens on 127.0.0.1 unless ``--host`` says otherwise.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 HELP = "web page and JSON API for structure, coding potential and embeddings (local server)"
@@ -32,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--fd", type=int, default=None, metavar="N",
+                        help="serve on an already bound, listening socket given as file descriptor N "
+                             "(from a process manager or a test) instead of --host/--port")
     parser.add_argument("--workers", type=int, default=2,
                         help="worker processes running the models and ViennaRNA (default 2)")
     parser.add_argument("--threads-per-worker", type=int, default=None,
@@ -115,14 +119,22 @@ def run(args) -> int:
     except ValueError as exc:
         raise InputError(None, str(exc)) from None
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
-    if args.host not in LOOPBACK:
-        print(f"rnaret serve: warning: listening on {args.host}: anyone who can reach this address can use "
+    if args.fd is not None:
+        import socket
+
+        with socket.socket(fileno=os.dup(args.fd)) as sock:  # the socket's own address, for the message
+            host, port = sock.getsockname()[:2]
+        listen = {"fd": args.fd}
+    else:
+        host, port = args.host, args.port
+        listen = {"host": args.host, "port": args.port}
+    if host not in LOOPBACK:
+        print(f"rnaret serve: warning: listening on {host}: anyone who can reach this address can use "
               f"the server and send it work", file=sys.stderr)
-    print(f"rnaret serve: starting {args.workers} workers; then open http://{_url_host(args.host)}:{args.port}/",
+    print(f"rnaret serve: starting {args.workers} workers; then open http://{_url_host(host)}:{port}/",
           file=sys.stderr)
     # lifespan "on": a checkpoint the workers cannot load stops the server instead of serving errors
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, lifespan="on",
-                timeout_graceful_shutdown=5)
+    uvicorn.run(app, **listen, log_level=args.log_level, lifespan="on", timeout_graceful_shutdown=5)
     return 0
 
 

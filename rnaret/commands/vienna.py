@@ -26,7 +26,8 @@ PK_KEYS = ("f1", "precision", "recall", "f1_pk", "precision_pk", "recall_pk")
 
 def add_arguments(parser) -> None:
     parser.add_argument("--dataset", required=True,
-                        help="structure file or folder (.csv/.tsv table, .dbn, .ct, .bpseq, folder of .bpseq)")
+                        help="structure dataset: .csv/.tsv table, .dbn, .ct, .bpseq, or a folder of .bpseq/.ct "
+                             "files (walked recursively)")
     parser.add_argument("--split", default=None,
                         help="read only the table rows whose 'split' column equals this value")
     parser.add_argument("--output-dir", required=True, help="folder for metrics.tsv and predictions")
@@ -48,7 +49,8 @@ def _format(value) -> str:
 def run(args) -> int:
     from rnaret.io.atomic import atomic_open
     from rnaret.io.errors import InputError
-    from rnaret.io.structure import StructureRecord, parse_dot_bracket, read_structures, write_dbn
+    from rnaret.io.datasets import read_dataset
+    from rnaret.io.structure import StructureRecord, parse_dot_bracket, write_dbn
     from rnaret.metrics import structure_scores, write_metrics_tsv
     from rnaret.vienna import fold_many, normalize_sequence
 
@@ -56,7 +58,7 @@ def run(args) -> int:
         raise InputError(None, f"--threads must be at least 1, got {args.threads}")
     if args.max_bp_span is not None and args.max_bp_span < 1:
         raise InputError(None, f"--max-bp-span must be positive, got {args.max_bp_span}")
-    records = list(read_structures(args.dataset, split=args.split))
+    records = list(read_dataset(args.dataset, "structure", args.split))
     for rec in records:
         try:
             normalize_sequence(rec.sequence)

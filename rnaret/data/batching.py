@@ -10,9 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 
-def pack_batches(order: np.ndarray, lengths: np.ndarray, max_tokens: int) -> list[np.ndarray]:
+def pack_batches(order: np.ndarray, lengths: np.ndarray, max_tokens: int,
+                 max_rows: int | None = None) -> list[np.ndarray]:
     """Cut ``order`` (indices sorted by ascending length) into consecutive batches whose padded
-    size max_len * n stays within ``max_tokens``; returns a list of index arrays.
+    size max_len * n stays within ``max_tokens`` and that hold at most ``max_rows`` records
+    (None: no row cap); returns a list of index arrays.
 
     With ascending lengths the padded size of ``order[start:end]`` is ``len[end-1] * (end-start)``,
     which only grows with ``end``, so the longest batch from each start is found by bisection.
@@ -22,7 +24,8 @@ def pack_batches(order: np.ndarray, lengths: np.ndarray, max_tokens: int) -> lis
     batches = []
     start = 0
     while start < n:
-        lo, hi = start + 1, n  # a single record always forms a batch, even over budget
+        lo = start + 1  # a single record always forms a batch, even over budget
+        hi = n if max_rows is None else min(n, start + max_rows)
         while lo < hi:
             mid = (lo + hi + 1) // 2
             if int(sorted_lengths[mid - 1]) * (mid - start) <= max_tokens:
@@ -38,7 +41,8 @@ class TokenBudgetBatchSampler:
     """Batches of similar-length records under a padded-token budget, for one DDP rank.
 
     In: ``lengths`` (n,) token counts per record (e.g. ``ShardCorpus.lengths``), ``max_tokens``
-    per batch (padded: max_len * batch_size), ``shuffle`` (random order within equal lengths and
+    per batch (padded: max_len * batch_size), ``max_rows`` (records per batch; None = no cap),
+    ``shuffle`` (random order within equal lengths and
     random batch order, both from ``(seed, epoch)``), ``rank``/``world_size`` (each rank gets the
     same number of batches: the batch list is cut (``drop_last``) or wrapped around to a
     multiple of ``world_size``). Deterministic given (seed, epoch). ``state_dict()`` /
@@ -47,7 +51,8 @@ class TokenBudgetBatchSampler:
     """
 
     def __init__(self, lengths, max_tokens: int, shuffle: bool = True, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, drop_last: bool = False):
+                 rank: int = 0, world_size: int = 1, drop_last: bool = False,
+                 max_rows: int | None = None):
         self.lengths = np.asarray(lengths, dtype=np.int64)
         if self.lengths.ndim != 1:
             raise ValueError(f"lengths must be 1-D, got shape {self.lengths.shape}")
@@ -55,7 +60,10 @@ class TokenBudgetBatchSampler:
             raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
         if not 0 <= rank < world_size:
             raise ValueError(f"need 0 <= rank < world_size, got rank={rank} world_size={world_size}")
+        if max_rows is not None and max_rows < 1:
+            raise ValueError(f"max_rows must be >= 1 or None, got {max_rows}")
         self.max_tokens = int(max_tokens)
+        self.max_rows = None if max_rows is None else int(max_rows)
         self.shuffle, self.seed = bool(shuffle), int(seed)
         self.rank, self.world_size, self.drop_last = int(rank), int(world_size), bool(drop_last)
         self.epoch = 0
@@ -80,7 +88,7 @@ class TokenBudgetBatchSampler:
             order = tie_order[np.argsort(self.lengths[tie_order], kind="stable")]
         else:
             order = np.argsort(self.lengths, kind="stable")
-        batches = pack_batches(order, self.lengths, self.max_tokens)
+        batches = pack_batches(order, self.lengths, self.max_tokens, self.max_rows)
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         if self.world_size > 1 and batches:

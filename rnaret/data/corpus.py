@@ -40,9 +40,10 @@ def fasta_writer(path, compresslevel: int = 1):
             raw = open(tmp, "wb")
             handle = io.TextIOWrapper(
                 gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=compresslevel),
-                encoding="ascii")
+                encoding="utf-8")
         else:
-            raw, handle = None, open(tmp, "w", encoding="ascii")
+            # UTF-8: headers may hold any text the reader accepted (sequences are ASCII letters)
+            raw, handle = None, open(tmp, "w", encoding="utf-8")
         try:
             with handle:
                 yield handle

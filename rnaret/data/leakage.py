@@ -10,9 +10,10 @@ and a last row ``all all all`` whose ``corpus_records_removed`` counts each remo
 from __future__ import annotations
 
 from rnaret.data.corpus import fasta_writer, write_counts
-from rnaret.data.datasets import SplitSource, iter_sequences, normalized
+from rnaret.data.datasets import SplitSource, normalized
 from rnaret.data.progress import progress
 from rnaret.io.atomic import atomic_open
+from rnaret.io.datasets import iter_sequences
 from rnaret.io.fasta import read_fasta
 
 TABLE_COLUMNS = ("task", "dataset", "split", "sequences", "unique_sequences", "found_in_corpus",
@@ -26,7 +27,7 @@ def load_split_keys(sources: list[SplitSource]) -> tuple[dict[str, list[int]], l
     for index, source in enumerate(sources):
         n = 0
         unique = set()
-        for _record, sequence in iter_sequences(source):
+        for _record, sequence in iter_sequences(source.path, source.row_split, task=source.task):
             n += 1
             unique.add(normalized(sequence))
         for key in unique:

@@ -6,7 +6,7 @@ file, the record and what is wrong. ``read_structures(path)`` picks the reader f
 
 | path | reader |
 |---|---|
-| folder of ``*.bpseq`` (or ``*.ct``) | one record per file, id = file stem, files in name order |
+| folder of ``*.bpseq`` (or ``*.ct``) | walked recursively (RNAStrAlign is nested by family), files in sorted relative-path order, id = the relative path without the suffix (the stem in a flat folder); see :func:`structure_files` |
 | ``.csv`` / ``.tsv`` | table with ``id, sequence`` and ``structure`` and/or ``base_pairs`` |
 | ``.dbn`` / ``.db`` / ``.dot`` | 3-line records ``>id``, sequence, dot-bracket (bpRNA ``#Name:`` too) |
 | ``.bpseq`` | one record, id = file stem |
@@ -27,6 +27,7 @@ import csv
 import json
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -35,7 +36,7 @@ import numpy as np
 
 from rnaret.io.atomic import atomic_open
 from rnaret.io.errors import InputError
-from rnaret.io.fasta import open_text
+from rnaret.io.text import text_lines
 
 # page k uses BRACKETS[k]; letters follow the four bracket kinds (bpRNA/.dbn convention)
 BRACKETS: tuple[tuple[str, str], ...] = (("(", ")"), ("[", "]"), ("{", "}"), ("<", ">")) + tuple(
@@ -73,42 +74,46 @@ class StructureRecord:
 
 # --------------------------------------------------------------------------- pairs and brackets
 
-def check_pairs(pairs: Iterable[Sequence[int]], n: int, *, path=None, record: str | None = None) -> list[Pair]:
+def check_pairs(pairs: Iterable[Sequence[int]], n: int, *, path=None, record: str | None = None,
+                line: int | None = None) -> list[Pair]:
     """Validate 1-based pairs for a sequence of length ``n``; return them sorted, ``i < j``.
 
     Accepts either orientation; the same pair listed twice (e.g. ``[1, 9]`` and ``[9, 1]``) is
     kept once. Raises ``InputError`` for non-integers, positions outside 1..n, a base paired
-    with itself and a base in two different pairs.
+    with itself and a base in two different pairs (naming ``line`` of ``path`` when given).
     """
     partner: dict[int, int] = {}
     out: set[Pair] = set()
     for raw in pairs:
         if not isinstance(raw, (list, tuple)) or len(raw) != 2:
-            raise InputError(path, f"a base pair must be two positions, got {raw!r}", record=record)
+            raise InputError(path, f"a base pair must be two positions, got {_clip(raw)}", record=record,
+                             line=line)
         a, b = raw
         if isinstance(a, bool) or isinstance(b, bool) or not all(
                 isinstance(x, (int, np.integer)) for x in (a, b)):
-            raise InputError(path, f"base pair {list(raw)!r} is not two integers", record=record)
+            raise InputError(path, f"base pair {_clip(list(raw))} is not two integers", record=record, line=line)
         a, b = int(a), int(b)
         if not (1 <= a <= n and 1 <= b <= n):
-            raise InputError(path, f"base pair ({a}, {b}) is outside positions 1..{n}", record=record)
+            raise InputError(path, f"base pair ({a}, {b}) is outside positions 1..{n}", record=record, line=line)
         if a == b:
-            raise InputError(path, f"base {a} is paired with itself", record=record)
+            raise InputError(path, f"base {a} is paired with itself", record=record, line=line)
         i, j = min(a, b), max(a, b)
         for x, y in ((i, j), (j, i)):
             if partner.get(x, y) != y:
                 raise InputError(path, f"base {x} is paired twice (with {partner[x]} and {y})",
-                                 record=record)
+                                 record=record, line=line)
             partner[x] = y
         out.add((i, j))
     return sorted(out)
 
 
-def parse_dot_bracket(structure: str, *, path=None, record: str | None = None) -> list[Pair]:
+def parse_dot_bracket(structure: str, *, path=None, record: str | None = None,
+                      line: int | None = None) -> list[Pair]:
     """Dot-bracket string -> sorted 1-based pairs ``(i, j)``, ``i < j``.
 
-    Raises ``InputError`` for an unknown character, a closing bracket with nothing open and an
-    opening bracket never closed (each naming the 1-based position).
+    Raises ``InputError`` for an unknown character, a closing bracket with nothing of its kind
+    open (naming the open bracket of another kind it meets, as in ``(]``) and an opening
+    bracket never closed, each naming the 1-based position (and ``line`` of ``path`` if given).
     """
     stacks: list[list[int]] = [[] for _ in BRACKETS]
     pairs: list[Pair] = []
@@ -120,16 +125,20 @@ def parse_dot_bracket(structure: str, *, path=None, record: str | None = None) -
         elif ch in _CLOSE:
             stack = stacks[_CLOSE[ch]]
             if not stack:
-                raise InputError(path, f"unbalanced brackets: {ch!r} at position {pos} closes nothing",
-                                 record=record)
+                still_open = max(((s[-1], k) for k, s in enumerate(stacks) if s), default=None)
+                what = f"unbalanced brackets: {ch!r} at position {pos} closes nothing"
+                if still_open is not None:
+                    what = (f"mismatched brackets: {ch!r} at position {pos} closes nothing; the open "
+                            f"bracket before it is {BRACKETS[still_open[1]][0]!r} at position {still_open[0]}")
+                raise InputError(path, what, record=record, line=line)
             pairs.append((stack.pop(), pos))
         else:
             raise InputError(path, f"{ch!r} at position {pos} is not a dot-bracket character",
-                             record=record)
+                             record=record, line=line)
     for k, stack in enumerate(stacks):
         if stack:
             raise InputError(path, f"unbalanced brackets: {BRACKETS[k][0]!r} at position {stack[-1]} "
-                                   f"is never closed", record=record)
+                                   f"is never closed", record=record, line=line)
     pairs.sort()
     return pairs
 
@@ -225,50 +234,56 @@ def matrix_to_pairs(matrix) -> list[Pair]:
     return [(int(a) + 1, int(b) + 1) for a, b in zip(ii, jj)]
 
 
-def _check_sequence(sequence: str, *, path, record) -> None:
+def _clip(value, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, so messages stay readable on garbage input."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_sequence(sequence: str, *, path, record, line: int | None = None) -> None:
     if not sequence:
-        raise InputError(path, "empty sequence", record=record)
+        raise InputError(path, "empty sequence", record=record, line=line)
     if not _SEQUENCE_OK.fullmatch(sequence):
         bad = re.search(r"[^A-Za-z]", sequence)
         raise InputError(path, f"{bad.group()!r} at position {bad.start() + 1} of the sequence is "
-                               f"not a letter", record=record)
+                               f"not a letter", record=record, line=line)
 
 
-def record_from_dot_bracket(id: str, sequence: str, structure: str, *, path=None) -> StructureRecord:
-    """Build a ``StructureRecord`` from a sequence and its dot-bracket, checking both lengths."""
-    _check_sequence(sequence, path=path, record=id)
+def record_from_dot_bracket(id: str, sequence: str, structure: str, *, path=None, line: int | None = None,
+                            structure_line: int | None = None) -> StructureRecord:
+    """Build a ``StructureRecord`` from a sequence and its dot-bracket, checking both lengths.
+
+    ``line`` / ``structure_line``: where the sequence / the structure stand in ``path`` (named
+    in errors; ``structure_line`` defaults to ``line``).
+    """
+    structure_line = structure_line if structure_line is not None else line
+    _check_sequence(sequence, path=path, record=id, line=line)
     if len(structure) != len(sequence):
         raise InputError(path, f"length mismatch: sequence has {len(sequence)} nt, structure "
-                               f"{len(structure)} characters", record=id)
-    return StructureRecord(id, sequence, parse_dot_bracket(structure, path=path, record=id))
+                               f"{len(structure)} characters", record=id, line=structure_line)
+    return StructureRecord(id, sequence, parse_dot_bracket(structure, path=path, record=id, line=structure_line))
 
 
 # --------------------------------------------------------------------------- readers
 
 def _lines(path) -> Iterator[tuple[int, str]]:
-    """(1-based line number, line without newline) of a plain or gzipped text file."""
-    try:
-        with open_text(path) as handle:
-            for number, line in enumerate(handle, start=1):
-                yield number, line.rstrip("\r\n")
-    except UnicodeDecodeError as exc:
-        raise InputError(path, f"not a text file (undecodable bytes: {exc.reason})") from exc
-
-
-def _require_file(path) -> str:
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise InputError(path, "no such file or folder")
-    if os.path.isfile(path) and os.path.getsize(path) == 0:
-        raise InputError(path, "the file is empty")
-    return path
+    """(1-based line number, line without its end) of a plain or gzipped text file, after the
+    checks of :func:`rnaret.io.text.text_lines` (missing, folder, unreadable, empty, not UTF-8,
+    binary, truncated gzip)."""
+    for number, line in text_lines(path):
+        yield number, line.rstrip("\n")
 
 
 def _stem(path) -> str:
     name = Path(path).name
-    if name.endswith(".gz"):
+    if name.lower().endswith(".gz"):
         name = name[:-3]
     return name.rsplit(".", 1)[0] if "." in name else name
+
+
+def _is_base(letter: str) -> bool:
+    # one ASCII letter: what every consumer (tokenizer, pairing rules, writers) can handle
+    return len(letter) == 1 and letter.isascii() and letter.isalpha()
 
 
 def read_dbn(path) -> Iterator[StructureRecord]:
@@ -279,10 +294,10 @@ def read_dbn(path) -> Iterator[StructureRecord]:
     records are skipped. bpRNA's layout (``#Name: id`` header, other ``#`` lines ignored) is read
     too. Raises ``InputError`` for missing lines, length mismatch, bad brackets, duplicate ids.
     """
-    path = _require_file(path)
+    path = os.fspath(path)
     seen: set[str] = set()
     header: tuple[int, str] | None = None
-    body: list[str] = []
+    body: list[tuple[int, str]] = []
     n = 0
 
     def finish():
@@ -293,9 +308,9 @@ def read_dbn(path) -> Iterator[StructureRecord]:
         if rec_id in seen:
             raise InputError(path, "duplicate id (ids must be unique)", record=rec_id, line=line)
         seen.add(rec_id)
-        sequence = body[0].strip()
-        structure = body[1].split()[0]
-        return record_from_dot_bracket(rec_id, sequence, structure, path=path)
+        (sequence_line, sequence), (structure_line, structure) = body
+        return record_from_dot_bracket(rec_id, sequence, structure.split()[0], path=path, line=sequence_line,
+                                       structure_line=structure_line)
 
     for number, line in _lines(path):
         stripped = line.strip()
@@ -313,7 +328,7 @@ def read_dbn(path) -> Iterator[StructureRecord]:
         elif header is None:
             raise InputError(path, f"text before the first '>' header: {stripped[:40]!r}", line=number)
         else:
-            body.append(stripped)
+            body.append((number, stripped))
     if header is not None:
         n += 1
         yield finish()
@@ -325,7 +340,7 @@ def _ints(fields: list[str], *, path, record, line) -> list[int]:
     try:
         return [int(f) for f in fields]
     except ValueError:
-        raise InputError(path, f"expected integers, got {' '.join(fields)!r}", record=record,
+        raise InputError(path, f"expected integers, got {_clip(' '.join(fields))}", record=record,
                          line=line) from None
 
 
@@ -349,15 +364,17 @@ def _pairs_from_partners(partner: list[int], *, path, record, lines: list[int]) 
     return pairs
 
 
-def read_bpseq(path) -> StructureRecord:
-    """Read one ``.bpseq`` file (``i base j`` per line, ``j = 0`` when unpaired); id = file stem.
+def read_bpseq(path, record_id: str | None = None) -> StructureRecord:
+    """Read one ``.bpseq`` file (``i base j`` per line, ``j = 0`` when unpaired); id =
+    ``record_id`` or the file stem.
 
     Header lines before the first numbered line (``Filename:``, ``Organism:`` ... as in CRW
-    files) and ``#`` lines are skipped. Raises ``InputError`` for bad numbers, positions not
-    1, 2, 3 ..., partners out of range, a non-symmetric pairing and a base that is not a letter.
+    files) and ``#`` lines are skipped. Raises ``InputError`` for an empty file, a file without
+    numbered lines, bad numbers, positions not 1, 2, 3 ..., partners out of range, a
+    non-symmetric pairing and a base that is not one letter.
     """
-    path = _require_file(path)
-    rec_id = _stem(path)
+    path = os.fspath(path)
+    rec_id = record_id or _stem(path)
     bases: list[str] = []
     partner: list[int] = []
     lines: list[int] = []
@@ -368,14 +385,14 @@ def read_bpseq(path) -> StructureRecord:
         if not bases and not fields[0].lstrip("-").isdigit():
             continue  # free-text header before the table
         if len(fields) != 3:
-            raise InputError(path, f"expected 3 columns 'i base j', got {len(fields)}: {line.strip()!r}",
+            raise InputError(path, f"expected 3 columns 'i base j', got {len(fields)}: {_clip(line.strip())}",
                              record=rec_id, line=number)
         i, j = _ints([fields[0], fields[2]], path=path, record=rec_id, line=number)
         if i != len(bases) + 1:
             raise InputError(path, f"position {i} where {len(bases) + 1} was expected", record=rec_id,
                              line=number)
-        if len(fields[1]) != 1 or not fields[1].isalpha():
-            raise InputError(path, f"base {fields[1]!r} is not one letter", record=rec_id, line=number)
+        if not _is_base(fields[1]):
+            raise InputError(path, f"base {_clip(fields[1])} is not one letter", record=rec_id, line=number)
         bases.append(fields[1])
         partner.append(j)
         lines.append(number)
@@ -391,61 +408,83 @@ def _ct_title(rest: str) -> str:
     return rest.split()[0] if rest.split() else ""
 
 
-def read_ct(path) -> Iterator[StructureRecord]:
+def _is_ct_base_line(fields: list[str], position: int) -> bool:
+    """True when ``fields`` read as the CT line of base ``position`` (``i base i-1 i+1 j i``)."""
+    if len(fields) != 6 or fields[0] != str(position) or not _is_base(fields[1]):
+        return False
+    return all(f.lstrip("-").isdigit() for f in fields[2:])
+
+
+def read_ct(path, name: str | None = None) -> Iterator[StructureRecord]:
     """Yield the records of a connectivity table (``.ct``) file.
 
     Each record: a header ``N  name`` (an ``ENERGY = x`` before the name is skipped; no name ->
     file stem, numbered from the second record on), then N lines ``i base i-1 i+1 j i``; column 5
-    is the partner (0 = unpaired). Raises ``InputError`` for a bad header, bad numbers, too few
-    columns, positions out of order, partners out of range, non-symmetric pairing, a truncated
-    record and duplicate names.
+    is the partner (0 = unpaired). ``name``: name the records ``name``, ``name_2``, ... instead
+    (headers' names ignored; the folder reader uses the file's path). Raises ``InputError`` for
+    a bad header, bad numbers, too few columns, positions out of order, partners out of range,
+    non-symmetric pairing, a record with fewer or more base lines than its header's length, and
+    duplicate names.
     """
-    path = _require_file(path)
-    stem = _stem(path)
+    path = os.fspath(path)
+    stem = name or _stem(path)
     seen: set[str] = set()
     state = None  # (name, n, header line, bases, partners, lines) of the record being read
+    last: tuple[str, int] | None = None  # (name, n) of the last record read
     n_records = 0
 
     def finish(st):
-        name, _, line, bases, partner, lines = st
-        if name in seen:
-            raise InputError(path, "duplicate record name (names must be unique)", record=name, line=line)
-        seen.add(name)
-        return StructureRecord(name, "".join(bases),
-                               _pairs_from_partners(partner, path=path, record=name, lines=lines))
+        rec_name, _, line, bases, partner, lines = st
+        if rec_name in seen:
+            raise InputError(path, "duplicate record name (names must be unique)", record=rec_name, line=line)
+        seen.add(rec_name)
+        return StructureRecord(rec_name, "".join(bases),
+                               _pairs_from_partners(partner, path=path, record=rec_name, lines=lines))
 
     for number, line in _lines(path):
         fields = line.split()
         if not fields or fields[0].startswith("#"):
             continue
         if state is None:
+            if last is not None and _is_ct_base_line(fields, last[1] + 1):
+                raise InputError(path, f"the record goes on past the {last[1]} nt its header gives "
+                                       f"(this line is base {last[1] + 1})", record=last[0], line=number)
             try:
                 n = int(fields[0])
             except ValueError:
                 raise InputError(path, f"a CT header must start with the sequence length, got "
-                                       f"{line.strip()[:40]!r}", line=number) from None
+                                       f"{_clip(line.strip()[:40])}", line=number) from None
             if n <= 0:
                 raise InputError(path, f"a CT header gives length {n}", line=number)
-            name = _ct_title(line.strip()[len(fields[0]):]) or (
-                stem if n_records == 0 else f"{stem}_{n_records + 1}")
-            state = (name, n, number, [], [], [])
+            if name is not None:
+                rec_name = name if n_records == 0 else f"{name}_{n_records + 1}"
+            else:
+                rec_name = _ct_title(line.strip()[len(fields[0]):]) or (
+                    stem if n_records == 0 else f"{stem}_{n_records + 1}")
+            state = (rec_name, n, number, [], [], [])
             continue
-        name, n, _, bases, partner, lines = state
+        rec_name, n, _, bases, partner, lines = state
         if len(fields) < 5:
+            # a length and a title (not the next base with columns missing): the next header
+            if fields[0].isdigit() and (len(fields) == 1 or not _is_base(fields[1])
+                                        or int(fields[0]) != len(bases) + 1):
+                raise InputError(path, f"the record ends after {len(bases)} of the {n} nt its header gives "
+                                       f"(this line reads as the next header)", record=rec_name, line=number)
             raise InputError(path, f"expected 6 columns 'i base i-1 i+1 j i', got {len(fields)}",
-                             record=name, line=number)
-        i, _, _, j = _ints([fields[0], fields[2], fields[3], fields[4]], path=path, record=name,
+                             record=rec_name, line=number)
+        i, _, _, j = _ints([fields[0], fields[2], fields[3], fields[4]], path=path, record=rec_name,
                            line=number)
         if i != len(bases) + 1:
-            raise InputError(path, f"position {i} where {len(bases) + 1} was expected", record=name,
+            raise InputError(path, f"position {i} where {len(bases) + 1} was expected", record=rec_name,
                              line=number)
-        if len(fields[1]) != 1 or not fields[1].isalpha():
-            raise InputError(path, f"base {fields[1]!r} is not one letter", record=name, line=number)
+        if not _is_base(fields[1]):
+            raise InputError(path, f"base {_clip(fields[1])} is not one letter", record=rec_name, line=number)
         bases.append(fields[1])
         partner.append(j)
         lines.append(number)
         if len(bases) == n:
             n_records += 1
+            last = (rec_name, n)
             yield finish(state)
             state = None
     if state is not None:
@@ -455,6 +494,40 @@ def read_ct(path) -> Iterator[StructureRecord]:
         raise InputError(path, "no CT records")
 
 
+def _table_rows(path, delimiter: str):
+    """(reader, rows) of a CSV/TSV file read through the text layer; csv's own errors (a NUL
+    byte, a field over csv's size limit) become ``InputError`` naming the line."""
+    reader = csv.DictReader((line for _, line in _lines(path)), delimiter=delimiter)
+
+    def rows():
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                raise InputError(path, f"not a readable table: {exc}", line=reader.line_num) from None
+            yield row
+
+    try:
+        columns = [c.strip() for c in (reader.fieldnames or [])]
+    except csv.Error as exc:
+        raise InputError(path, f"not a readable table: {exc}", line=reader.line_num) from None
+    reader.fieldnames = columns
+    return reader, columns, rows()
+
+
+def _parse_base_pairs(text: str, *, path, record, line):
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise InputError(path, "base_pairs is nested too deeply to be a list of pairs", record=record,
+                         line=line) from None
+    except ValueError as exc:  # json.JSONDecodeError, or an integer too long to convert
+        raise InputError(path, f"base_pairs is not JSON ({getattr(exc, 'msg', exc)})", record=record,
+                         line=line) from None
+
+
 def read_structure_table(path, split: str | None = None) -> Iterator[StructureRecord]:
     """Yield the rows of a CSV/TSV structure table (delimiter from the extension).
 
@@ -462,80 +535,133 @@ def read_structure_table(path, split: str | None = None) -> Iterator[StructureRe
     of 1-based ``[i, j]``); a non-empty ``base_pairs`` wins over ``structure`` (DESIGN contract),
     which is then not read at all. Other columns are ignored, except ``split`` when ``split`` is
     given: only rows whose ``split`` column equals it are read (the config's
-    ``{path: table, split: value}`` entries). Raises ``InputError`` for missing columns, bad
-    JSON, invalid pairs, bad brackets, length mismatch, duplicate ids, no (selected) rows.
+    ``{path: table, split: value}`` entries). Raises ``InputError`` for missing columns, rows
+    with more or fewer fields than the header, bad JSON, invalid pairs, bad brackets, length
+    mismatch, duplicate ids, a header and no (selected) rows.
     """
-    path = _require_file(path)
+    path = os.fspath(path)
     name = Path(path).name.lower().removesuffix(".gz")
     delimiter = "\t" if name.endswith(".tsv") else ","
     seen: set[str] = set()
-    rows = (line for _, line in _lines(path))
-    reader = csv.DictReader(rows, delimiter=delimiter)
-    columns = [c.strip() for c in (reader.fieldnames or [])]
-    reader.fieldnames = columns
+    reader, columns, rows = _table_rows(path, delimiter)
     missing = [c for c in ("id", "sequence") if c not in columns]
     if missing or not ({"structure", "base_pairs"} & set(columns)):
         want = missing + ([] if {"structure", "base_pairs"} & set(columns) else ["structure or base_pairs"])
-        raise InputError(path, f"missing column(s) {', '.join(want)}; found {', '.join(columns) or 'none'}")
+        found = ", ".join(columns)[:200] or "none"
+        raise InputError(path, f"missing column(s) {', '.join(want)}; found {found}", line=1)
     if split is not None and "split" not in columns:
         raise InputError(path, f"rows of split {split!r} were asked for but the table has no 'split' column")
     n = 0
-    for row in reader:
+    for row in rows:
+        line = reader.line_num
         if None in row:
-            raise InputError(path, "more fields than header columns", line=reader.line_num)
-        if split is not None and (row.get("split") or "").strip() != split:
+            raise InputError(path, f"more fields than the header's {len(columns)} columns", line=line)
+        if None in row.values():
+            given = sum(value is not None for value in row.values())
+            raise InputError(path, f"fewer fields ({given}) than the header's {len(columns)} columns", line=line)
+        if split is not None and row["split"].strip() != split:
             continue
-        rec_id = (row.get("id") or "").strip()
+        rec_id = row["id"].strip()
         if not rec_id:
-            raise InputError(path, "empty id", line=reader.line_num)
+            raise InputError(path, "empty id", line=line)
         if rec_id in seen:
-            raise InputError(path, "duplicate id (ids must be unique)", record=rec_id, line=reader.line_num)
+            raise InputError(path, "duplicate id (ids must be unique)", record=rec_id, line=line)
         seen.add(rec_id)
-        sequence = (row.get("sequence") or "").strip()
-        _check_sequence(sequence, path=path, record=rec_id)
+        sequence = row["sequence"].strip()
+        _check_sequence(sequence, path=path, record=rec_id, line=line)
         raw_pairs = (row.get("base_pairs") or "").strip()
         if raw_pairs:
-            try:
-                parsed = json.loads(raw_pairs)
-            except json.JSONDecodeError as exc:
-                raise InputError(path, f"base_pairs is not JSON ({exc.msg})", record=rec_id,
-                                 line=reader.line_num) from None
+            parsed = _parse_base_pairs(raw_pairs, path=path, record=rec_id, line=line)
             if not isinstance(parsed, list):
-                raise InputError(path, "base_pairs must be a JSON list of [i, j] pairs", record=rec_id,
-                                 line=reader.line_num)
-            pairs = check_pairs(parsed, len(sequence), path=path, record=rec_id)
+                raise InputError(path, "base_pairs must be a JSON list of [i, j] pairs", record=rec_id, line=line)
+            pairs = check_pairs(parsed, len(sequence), path=path, record=rec_id, line=line)
             yield StructureRecord(rec_id, sequence, pairs)
         else:
             structure = (row.get("structure") or "").strip()
             if not structure:
-                raise InputError(path, "neither structure nor base_pairs given", record=rec_id,
-                                 line=reader.line_num)
-            yield record_from_dot_bracket(rec_id, sequence, structure, path=path)
+                raise InputError(path, "neither structure nor base_pairs given", record=rec_id, line=line)
+            yield record_from_dot_bracket(rec_id, sequence, structure, path=path, line=line)
         n += 1
     if n == 0:
         raise InputError(path, "the table has no rows" + (f" of split {split!r}" if split is not None else ""))
 
 
+STRUCTURE_FILE_SUFFIXES = {"bpseq": (".bpseq", ".bpseq.gz"), "ct": (".ct", ".ct.gz")}
+
+
+def structure_files(folder) -> tuple[str, list[tuple[str, Path]]]:
+    """The structure files under ``folder``, walked recursively -> (kind, [(record id, file)]).
+
+    ``kind`` is "bpseq" when the tree holds any ``.bpseq`` file (what the published ``ssp.py``
+    reads), else "ct" (a warning names the ``.ct`` files left aside when both are there). Files
+    come in the order of their relative paths, compared part by part (the published reader
+    takes ``os.walk``'s order, which is the order a file system happens to list entries and
+    differs between machines; sorted paths give every machine the same examples in the same
+    order). The id of a file's record is its relative path without the suffix (``/``-separated;
+    the file stem in a flat folder). Names starting with '.' (hidden files, macOS ``._*``
+    companions in archives) are skipped; symbolic links to folders are not followed. Raises
+    ``InputError`` for a folder that cannot be listed and one without structure files.
+    """
+    folder = Path(folder)
+
+    def refuse(exc: OSError):
+        raise InputError(exc.filename or folder, f"cannot list the folder: {exc.strerror or exc}")
+
+    found: dict[str, list[Path]] = {"bpseq": [], "ct": []}
+    for root, dirs, files in os.walk(folder, onerror=refuse):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for file_name in files:
+            lower = file_name.lower()
+            for kind, suffixes in STRUCTURE_FILE_SUFFIXES.items():
+                if not file_name.startswith(".") and lower.endswith(suffixes):
+                    found[kind].append(Path(root, file_name))
+    kind = "bpseq" if found["bpseq"] else "ct"
+    if not found[kind]:
+        raise InputError(folder, "the folder (and its subfolders) holds no .bpseq or .ct files")
+    if kind == "bpseq" and found["ct"]:
+        warnings.warn(f"{folder}: {len(found['ct'])} .ct file(s) left aside: the folder holds .bpseq files, "
+                      f"which are read instead", stacklevel=3)
+    out = []
+    for file in sorted(found[kind], key=lambda p: p.relative_to(folder).parts):
+        relative = file.relative_to(folder).as_posix()
+        # the longest suffix that fits: ".bpseq.gz" before ".bpseq"
+        suffix = max((s for s in STRUCTURE_FILE_SUFFIXES[kind] if relative.lower().endswith(s)), key=len)
+        out.append((relative[: -len(suffix)], file))
+    return kind, out
+
+
 def read_structure_folder(path) -> Iterator[StructureRecord]:
-    """Yield one record per ``*.bpseq`` file of a folder (or ``*.ct`` when it has no .bpseq), in
-    file-name order. Raises ``InputError`` for a folder with neither."""
-    path = os.fspath(path)
-    folder = Path(path)
-    files = sorted(p for p in folder.iterdir() if p.name.endswith((".bpseq", ".bpseq.gz")))
-    if files:
-        for file in files:
-            yield read_bpseq(file)
-        return
-    files = sorted(p for p in folder.iterdir() if p.name.endswith((".ct", ".ct.gz")))
-    if not files:
-        raise InputError(path, "the folder holds no .bpseq or .ct files")
-    seen: set[str] = set()
-    for file in files:
-        for rec in read_ct(file):
+    """Yield the records of the ``.bpseq`` (or ``.ct``) files under a folder, walked
+    recursively in sorted relative-path order, ids from the files' relative paths (see
+    :func:`structure_files`). Raises ``InputError`` for a folder without such files and for
+    the bad contents each file reader refuses."""
+    kind, files = structure_files(path)
+    seen: dict[str, Path] = {}
+    for rec_id, file in files:
+        records = [read_bpseq(file, rec_id)] if kind == "bpseq" else read_ct(file, name=rec_id)
+        for rec in records:
             if rec.id in seen:
-                raise InputError(file, "duplicate record name across the folder", record=rec.id)
-            seen.add(rec.id)
+                raise InputError(file, f"record id {rec.id!r} is also the id of a record of {seen[rec.id]}")
+            seen[rec.id] = file
             yield rec
+
+
+def structure_format(path) -> str | None:
+    """The structure format a path names: "structure_folder" (a folder), "structure_table"
+    (``.csv``/``.tsv``), "dbn" (``.dbn``/``.db``/``.dot``), "bpseq" or "ct" (each optionally
+    ``.gz``); None for any other name."""
+    if os.path.isdir(path):
+        return "structure_folder"
+    name = Path(path).name.lower().removesuffix(".gz")
+    if name.endswith(TABLE_EXTENSIONS):
+        return "structure_table"
+    if name.endswith(DBN_EXTENSIONS):
+        return "dbn"
+    if name.endswith(".bpseq"):
+        return "bpseq"
+    if name.endswith(".ct"):
+        return "ct"
+    return None
 
 
 def read_structures(path, split: str | None = None) -> Iterator[StructureRecord]:
@@ -547,23 +673,21 @@ def read_structures(path, split: str | None = None) -> Iterator[StructureRecord]
     path = os.fspath(path)
     if not os.path.exists(path):
         raise InputError(path, "no such file or folder")
-    name = Path(path).name.lower().removesuffix(".gz")
-    if split is not None:
-        if os.path.isdir(path) or not name.endswith(TABLE_EXTENSIONS):
-            raise InputError(path, f"a split ({split!r}) can only be selected from a .csv/.tsv table")
-        return read_structure_table(path, split)
-    if os.path.isdir(path):
+    kind = structure_format(path)
+    if split is not None and kind != "structure_table":
+        raise InputError(path, f"a split ({split!r}) can only be selected from a .csv/.tsv table")
+    if kind == "structure_folder":
         return read_structure_folder(path)
-    if name.endswith(TABLE_EXTENSIONS):
-        return read_structure_table(path)
-    if name.endswith(DBN_EXTENSIONS):
+    if kind == "structure_table":
+        return read_structure_table(path, split)
+    if kind == "dbn":
         return read_dbn(path)
-    if name.endswith(".bpseq"):
+    if kind == "bpseq":
         return iter([read_bpseq(path)])
-    if name.endswith(".ct"):
+    if kind == "ct":
         return read_ct(path)
     raise InputError(path, "unknown structure format: expected .csv, .tsv, .dbn, .bpseq, .ct or a "
-                           "folder of .bpseq files")
+                           "folder of .bpseq/.ct files")
 
 
 # --------------------------------------------------------------------------- writers

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 # the config dataclass lives in a torch-free module; re-exported here for existing imports
 from rnaret.model.config import ARCHITECTURES, PUBLISHED_FIELDS, EncoderConfig  # noqa: F401
+from rnaret.model.dropout import RowDropout, positions_from
 from rnaret.model.retention import (FORMS, add_inter_chunks_, contiguous_as, decay_log, intra_chunks,
                                     make_plan, retention_terms, rotary_angle, rotate_heads, row_normaliser,
                                     segment_carries, segment_states, segment_totals)
@@ -90,8 +91,8 @@ class GLU(nn.Module):
         self.fc1 = nn.Linear(embed_dim, ffn_dim, bias=False)
         self.fc2 = nn.Linear(ffn_dim, embed_dim, bias=False)
         self.gate = nn.Linear(embed_dim, ffn_dim, bias=False)
-        self.activation_dropout = nn.Dropout(activation_dropout)
-        self.dropout = nn.Dropout(dropout)
+        self.activation_dropout = RowDropout(activation_dropout)
+        self.dropout = RowDropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         # fc1 and gate as one matmul (one read of x); the published modules keep their names
@@ -199,7 +200,7 @@ class RetNetLayer(nn.Module):
         self.retention_layer_norm = RMSNorm(d)
         self.ffn = GLU(d, config.retnet_ffn_embed_dim, config.dropout, config.activation_dropout)
         self.final_layer_norm = RMSNorm(d)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = RowDropout(config.dropout)
 
     def forward(self, x: Tensor, plan) -> Tensor:
         if plan.form == "chunkwise":
@@ -241,8 +242,9 @@ class RetNetLayer(nn.Module):
                 add_inter_chunks_(num, row, q, fwd, bwd, decays)
                 del q, u_fwd, u_bwd, fwd, bwd
                 scale = row_normaliser(row.flatten(2, 3), plan.row_scale[:, :, start:end])
-            seg = x[:, start:end] + self.dropout(block.gate_out(num.flatten(2, 3), scale, silu_g))
-            seg = seg + self.ffn(self.final_layer_norm(seg))
+            with positions_from(start):  # dropout masks follow absolute positions
+                seg = x[:, start:end] + self.dropout(block.gate_out(num.flatten(2, 3), scale, silu_g))
+                seg = seg + self.ffn(self.final_layer_norm(seg))
             if result is None:
                 outputs.append(seg)
             else:
@@ -311,7 +313,7 @@ class TokenEncoder(nn.Module):
         nn.init.normal_(self.output_projection.weight, mean=0, std=d ** -0.5)
         self.layers = nn.ModuleList(make_layer(config) for _ in range(config.retnet_layers))
         self.layer_norm = RMSNorm(d)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = RowDropout(config.dropout)
 
     def forward(self, tokens: Tensor, form: str | None = None, padding_mask: Tensor | None = None,
                 return_logits: bool = True) -> EncoderOutput:

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnaret.model.dropout import RowDropout
 from rnaret.model.encoder import (GLU, EncoderConfig, EncoderOutput, RMSNorm, TokenEncoder,
                                   choose_form, finish_output, fused_weight)
 from rnaret.model.retention import rotary_angle, rotary_phasors, rotate_heads
@@ -79,7 +80,7 @@ class TransformerLayer(nn.Module):
         self.attention_layer_norm = RMSNorm(d)
         self.ffn = GLU(d, config.retnet_ffn_embed_dim, config.dropout, config.activation_dropout)
         self.final_layer_norm = RMSNorm(d)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = RowDropout(config.dropout)
 
     def forward(self, x: Tensor, phasors: Tensor, key_mask: Tensor | None) -> Tensor:
         x = x + self.dropout(self.attention(self.attention_layer_norm(x), phasors, key_mask, 0.0))

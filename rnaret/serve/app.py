@@ -53,6 +53,7 @@ SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
 ]
+JSON_EXAMPLE = '{"fasta": ">my_rna\\nGGGAAACCC"}'
 ERRORS = {413: {"model": ErrorResponse, "description": "over a limit of this server"},
           422: {"model": ErrorResponse, "description": "bad input (the message says what and where)"},
           429: {"model": ErrorResponse, "description": "too many jobs running"}}
@@ -60,7 +61,8 @@ ERRORS = {413: {"model": ErrorResponse, "description": "over a limit of this ser
 
 def create_app(structure_checkpoint=None, coding_checkpoint=None, embed_checkpoint=None,
                limits: Limits | None = None, *, workers: int = 2, threads_per_worker: int | None = None,
-               tmp_root=None, job_ttl_s: float = 900.0, device: str = "cpu") -> FastAPI:
+               tmp_root=None, job_ttl_s: float = 900.0, device: str = "cpu",
+               precision: str = "auto") -> FastAPI:
     """The FastAPI application (run it with uvicorn; ``rnaret serve`` does).
 
     ``structure_checkpoint`` / ``coding_checkpoint``: fine-tuned checkpoint folders or released
@@ -75,7 +77,7 @@ def create_app(structure_checkpoint=None, coding_checkpoint=None, embed_checkpoi
     config = ServeConfig(structure=structure_checkpoint, coding=coding_checkpoint, embed=embed_checkpoint,
                          limits=limits or Limits(), workers=workers, threads_per_worker=threads_per_worker,
                          tmp_root=None if tmp_root is None else str(tmp_root), job_ttl_s=job_ttl_s,
-                         device=device)
+                         device=device, precision=precision)
     manager = JobManager(config)
 
     @asynccontextmanager
@@ -103,9 +105,9 @@ def create_app(structure_checkpoint=None, coding_checkpoint=None, embed_checkpoi
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
-    @app.get("/api/health", summary="Liveness check")
+    @app.get("/api/health", summary="Liveness check, with what the server holds")
     async def health() -> dict:
-        return {"status": "ok"}
+        return {"status": "ok", **manager.counts()}
 
     @app.get("/api/info", summary="Models and limits of this server")
     async def info() -> ServerInfo:
@@ -272,10 +274,18 @@ def _error_handlers(app: FastAPI) -> None:
             return JSONResponse({"detail": detail}, status_code=422)
         problems = []
         for error in exc.errors():
-            where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+            loc, kind = tuple(error.get("loc", ())), error.get("type")
+            where = ".".join(str(p) for p in loc if p != "body")
             message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-            if error.get("type") == "json_invalid":
+            if kind == "json_invalid":
                 where, message = "", "the request body is not valid JSON"
+            elif loc == ("body",) and kind == "missing":
+                message = f"the request has no body; send JSON such as {JSON_EXAMPLE}"
+            elif loc == ("body",) and kind in ("model_attributes_type", "dict_type"):
+                message = f"the JSON body must be an object such as {JSON_EXAMPLE}"
+            elif loc == ("body", "file"):  # the upload's multipart field
+                message = (("missing" if kind == "missing" else "not a file") +
+                           ": send the FASTA file as the multipart form field 'file' (curl -F file=@my.fa)")
             problems.append(f"{where}: {message}" if where else message)
         detail = "invalid request: " + "; ".join(problems)
         return JSONResponse({"detail": detail}, status_code=422)
@@ -293,7 +303,15 @@ class RequestTooLarge(HTTPException):
 
 class BodyLimit:
     """ASGI middleware: 413 for a body over ``max_bytes``, by its Content-Length before anything
-    is read, or while reading a body sent without one (chunked)."""
+    is handled, or while reading a body sent without one (chunked).
+
+    Before answering, the rest of the body is read and dropped, up to ``DRAIN_FACTOR`` times
+    ``max_bytes`` (a "lingering close"): a server that closes a connection with unread data
+    makes the kernel reset it, and the client may then lose the 413 and see only "connection
+    reset". A body larger still gets its 413 at once (and the reset, maybe).
+    """
+
+    DRAIN_FACTOR = 16
 
     def __init__(self, app, max_bytes: int):
         self.app, self.max_bytes = app, max_bytes
@@ -302,11 +320,21 @@ class BodyLimit:
         return (f"the request is larger than {self.max_bytes:,} bytes (this server's max_request_bytes); "
                 f"send fewer or shorter sequences per request")
 
+    async def _drain(self, receive, more_body: bool, received: int) -> None:
+        while more_body and received <= self.DRAIN_FACTOR * self.max_bytes:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            received += len(message.get("body", b""))
+            more_body = message.get("more_body", False)
+
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            if int(declared) <= self.DRAIN_FACTOR * self.max_bytes:
+                await self._drain(receive, True, 0)
             response = JSONResponse({"detail": self._message()}, status_code=413, headers={"connection": "close"})
             return await response(scope, receive, send)
         received = 0
@@ -317,7 +345,8 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise RequestTooLarge(413, self._message())
+                    await self._drain(receive, message.get("more_body", False), received)
+                    raise RequestTooLarge(413, self._message(), headers={"connection": "close"})
             return message
 
         await self.app(scope, limited_receive, send)

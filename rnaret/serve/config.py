@@ -3,6 +3,7 @@ and how work is run (worker processes, temporary folders, how long results are k
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -48,7 +49,9 @@ class ServeConfig:
     (default: the CPU count divided by ``workers``). Each job's files live in a
     ``tempfile.TemporaryDirectory`` under ``tmp_root`` (default: the system's), removed when
     the job is deleted, ``job_ttl_s`` seconds after it was last read, or at shutdown.
-    ``device``: where the workers run the models ("cpu", or "cuda": every worker on the GPU).
+    ``device``: where the workers run the models (``rnaret.device.resolve_device``: "auto", "cpu",
+    "cuda" or "cuda:N", every worker on that GPU; a GPU that is not there stops the start-up with
+    the reason); ``precision``: ``rnaret.precision``'s fp32 | bf16 | auto for the model stages.
     """
 
     structure: str | None = None
@@ -60,14 +63,17 @@ class ServeConfig:
     tmp_root: str | None = None
     job_ttl_s: float = 900.0
     device: str = "cpu"
+    precision: str = "auto"
 
     def __post_init__(self):
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         if self.threads_per_worker is not None and self.threads_per_worker < 1:
             raise ValueError(f"threads_per_worker must be >= 1, got {self.threads_per_worker}")
-        if self.device not in ("cpu", "cuda"):
-            raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(self.device)):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ValueError(f"precision must be fp32, bf16 or auto, got {self.precision!r}")
         if self.job_ttl_s <= 0:
             raise ValueError(f"job_ttl_s must be positive, got {self.job_ttl_s}")
 
@@ -79,7 +85,8 @@ class ServeConfig:
     def worker_spec(self) -> dict:
         """What a worker process needs to load its models (plain data: it crosses processes)."""
         return {"structure": _path(self.structure), "coding": _path(self.coding),
-                "embed": _path(self.embed), "threads": self.torch_threads, "device": self.device}
+                "embed": _path(self.embed), "threads": self.torch_threads, "device": self.device,
+                "precision": self.precision}
 
 
 def _path(value) -> str | None:

@@ -10,9 +10,11 @@ from pathlib import Path
 
 def tiny_checkpoints(out_dir, *, width: int = 16, layers: int = 1, head_channels: int = 8,
                      head_blocks: int = 1, seed: int = 0) -> dict[str, Path]:
-    """Write ``structure/`` (k = 1), ``coding/`` (k = 5) fine-tuned checkpoint folders and an
-    ``encoder/`` (k = 1) encoder folder into ``out_dir`` -> ``{"structure", "coding", "embed"}``
-    paths. ``width``: encoder d; ``layers``: encoder layers; ``head_*``: the structure head's size.
+    """Write ``untrained-demo-structure/`` (k = 1), ``untrained-demo-coding/`` (k = 5) fine-tuned
+    checkpoint folders and an ``untrained-demo-encoder/`` (k = 1) encoder folder into ``out_dir``
+    -> ``{"structure", "coding", "embed"}`` paths (the server shows a checkpoint by its folder's
+    name, so the page says these are untrained). ``width``: encoder d; ``layers``: encoder
+    layers; ``head_*``: the structure head's size.
     """
     from rnaret.checkpoint import save_encoder
     from rnaret.model import EncoderConfig, build_encoder
@@ -30,7 +32,7 @@ def tiny_checkpoints(out_dir, *, width: int = 16, layers: int = 1, head_channels
         task = get_task(name, task_settings)
         encoder = build_encoder(EncoderConfig.paper(task.k, **sizes)).eval()
         model = TaskModel(encoder, task.build_head(width)).eval()
-        paths[name] = save_finetuned(model, task, out / name, encoder_kind="retnet",
+        paths[name] = save_finetuned(model, task, out / f"untrained-demo-{name}", encoder_kind="retnet",
                                      init="random weights (rnaret.serve.demo)")
-    paths["embed"] = save_encoder(build_encoder(EncoderConfig.paper(1, **sizes)).eval(), out / "encoder")
+    paths["embed"] = save_encoder(build_encoder(EncoderConfig.paper(1, **sizes)).eval(), out / "untrained-demo-encoder")
     return paths

@@ -25,7 +25,6 @@ from rnaret.serve.config import Limits
 
 _BARE_SEQUENCE = re.compile(f"[{re.escape(IUPAC_NUCLEOTIDES.replace('-', '').replace('.', ''))}\\s]+",
                             re.IGNORECASE)
-GAPS = "-."
 
 
 class BadInput(ValueError):
@@ -86,11 +85,7 @@ def parse_fasta_text(text: bytes | str, folder, limits: Limits, label: str = "yo
     out: list[SequenceInput] = []
     total = 0
     try:
-        for record in read_fasta(path):
-            gap = next((i for i, c in enumerate(record.sequence) if c in GAPS), None)
-            if gap is not None:
-                raise InputError(path, f"{record.sequence[gap]!r} at position {gap + 1} is an alignment gap; "
-                                       f"give the sequence without gaps", record=record.id, line=record.line)
+        for record in read_fasta(path, allow_gaps=False):
             out.append(SequenceInput(record.id, record.sequence.upper().replace("T", "U")))
             total += len(record.sequence)
             check_counts(len(out), total, limits)
@@ -118,7 +113,9 @@ def _relabel(exc: InputError, label: str) -> str:
         what = f"this is not FASTA: {found} (a FASTA record starts with a '>id' line, then the sequence)"
     elif what == "the file is empty":
         what = "no sequence given (the input is empty)"
-    return str(InputError(label, what, record=exc.record, line=exc.line))
+    elif "is not UTF-8 text" in what or what.startswith("binary data"):
+        what = f"this is not a text FASTA file ({what})"
+    return str(InputError(label, what, record=exc.record, line=exc.line, column=exc.column))
 
 
 def sequences_to_fasta(items) -> str:

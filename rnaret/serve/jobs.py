@@ -194,6 +194,13 @@ class JobManager:
             todo.append("embed")
         return todo, notes
 
+    def counts(self) -> dict[str, int]:
+        """``jobs`` held (queued, running or finished and not yet removed), ``active`` (queued
+        or running), ``stages_running`` (in the workers, those of deleted jobs included: their
+        folders go when these return)."""
+        return {"jobs": len(self.jobs), "active": sum(j.status != "done" for j in self.jobs.values()),
+                "stages_running": self._in_flight}
+
     def get(self, job_id: str) -> Job:
         """The job ``job_id`` (its expiry clock restarts); NoSuchJob otherwise."""
         job = self.jobs.get(job_id)

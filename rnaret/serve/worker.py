@@ -57,19 +57,24 @@ def init_worker(spec: dict) -> None:
 
     ``structure``/``coding``: fine-tuned checkpoint folder or released ``.pth`` (None: stage
     off); ``embed``: encoder path, or None for the structure (else coding) model's encoder;
-    ``threads``: torch intra-op threads; ``device``: "cpu" (default) or "cuda".
+    ``threads``: torch intra-op threads; ``device``: as ``rnaret.device.resolve_device`` takes it
+    (default "cpu"); ``precision``: fp32 | bf16 | auto (``rnaret.precision``) of the coding stage.
     """
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle (it stops us)
+    _steady_allocator()
     _MODELS.clear()
     _MODELS["spec"] = dict(spec)
     try:
         _load(spec)
     except Exception as exc:  # kept for describe(): the server then refuses to start, saying why
-        if not isinstance(exc, ValueError):  # InputError and the like say enough by their message
+        from rnaret.device import DeviceError
+
+        clear = isinstance(exc, (ValueError, DeviceError))  # InputError, a missing GPU: the message says it
+        if not clear:
             traceback.print_exc(file=sys.stderr)
-        _MODELS["load_error"] = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        _MODELS["load_error"] = str(exc) if clear else f"{type(exc).__name__}: {exc}"
 
 
 def _load(spec: dict) -> None:
@@ -77,8 +82,10 @@ def _load(spec: dict) -> None:
 
     from rnaret.tasks.run import load_for_evaluation
 
+    from rnaret.device import resolve_device
+
     torch.set_num_threads(int(spec.get("threads") or 1))
-    device = torch.device(spec.get("device") or "cpu")
+    device = resolve_device(spec.get("device") or "cpu")
     for name in ("structure", "coding"):
         if spec.get(name):
             task, model = load_for_evaluation(spec[name], name)
@@ -125,10 +132,17 @@ def describe() -> dict:
 
 
 def _display_name(source: str) -> str:
-    # the last three path parts (e.g. bprna/rnaret-k1/checkpoint): enough to tell models apart
-    # without showing the server's whole folder layout
+    """How a checkpoint is named on the page and in downloads: never the server's folders.
+
+    A fine-tuned checkpoint in the pipeline's layout (``.../{task}/{dataset}/{model}/checkpoint``)
+    is ``{model} fine-tuned on {dataset}``; anything else is its file or folder name."""
     head, _, tail = source.partition(" (")
-    return "/".join(Path(head).parts[-3:]) + (f" ({tail}" if tail else "")
+    parts = Path(head).parts
+    if len(parts) >= 4 and parts[-1] == "checkpoint" and parts[-4] in ("structure", "coding", "interaction"):
+        name = f"{parts[-2]} fine-tuned on {parts[-3]}"
+    else:
+        name = parts[-1] if parts else head
+    return name + (f" ({tail}" if tail else "")
 
 
 def _encoder_facts(encoder) -> dict:
@@ -162,7 +176,38 @@ def run_stage(stage: str, folder: str, seq_id: str, sequence: str) -> dict:
                                          if out_of_memory else f"internal error in the {stage} stage "
                                          f"({type(exc).__name__}); see the server log")}
     result.update(stage=stage, started=started, finished=time.time(), pid=os.getpid())
+    _release_free_memory()
     return result
+
+
+def _libc():
+    """glibc through ctypes, or None where the C library is another one."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
+    except OSError:
+        return None
+
+
+def _steady_allocator() -> None:
+    """A fixed mmap threshold (glibc's M_MMAP_THRESHOLD, 128 KiB): buffers of that size or more
+    (pair maps, figure canvases) are mapped and unmapped one by one instead of being carved
+    from the heap, where glibc's self-raising threshold would leave them to fragment it."""
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+
+
+def _release_free_memory() -> None:
+    """Give memory freed by the stage back to the system (glibc's ``malloc_trim``): without it
+    the allocator keeps the peak of every stage size seen, and a long-running worker's resident
+    set creeps up. A no-op where the C library is not glibc."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 # -- stages -----------------------------------------------------------------------------------
@@ -203,14 +248,14 @@ def _coding(folder: Path, seq_id: str, sequence: str) -> dict:
 
     from rnaret.io.atomic import atomic_open
     from rnaret.tasks.coding import transcript_example
-    from rnaret.tasks.transcripts import Transcript
+    from rnaret.io.transcripts import Transcript
 
-    from rnaret.tasks.finetune import autocast
+    from rnaret.precision import autocast
 
     task, model = _MODELS["coding"]
     device = next(model.parameters()).device
     batch = task.collate([transcript_example(Transcript(seq_id, sequence, None, 1), task.k)]).to(device)
-    with torch.no_grad(), autocast(device):
+    with torch.no_grad(), autocast(device, _MODELS["spec"].get("precision", "auto")):
         output = model(batch.tokens, batch.padding_mask).float()     # (1, n) CDS logits
     track = task.position_probabilities(output, batch)[0]          # (n,) float32
     row = task.predict(output, batch)[0]

@@ -15,38 +15,12 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from rnaret.io.errors import InputError
+from rnaret.io.mapping import read_mapping as read_config_file  # noqa: F401  (the one YAML/JSON mapping reader)
 from rnaret.settings.errors import SettingsError, key_path
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
 CONFIG_SCHEMA = SCHEMA_DIR / "config.schema.yaml"
 DATASET_SHEET_SCHEMA = SCHEMA_DIR / "datasets.schema.yaml"
-
-
-def read_config_file(path) -> dict:
-    """A YAML (or JSON) file holding a mapping -> dict.
-
-    Raises ``InputError`` naming the file, and the line and column of a syntax error.
-    """
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "no such file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = " ".join(str(p) for p in (getattr(exc, "context", None), getattr(exc, "problem", None)) if p)
-        where = f" at column {mark.column + 1}" if mark is not None else ""
-        raise InputError(path, f"not valid YAML{where}: {problem or exc}",
-                         line=mark.line + 1 if mark is not None else None) from None
-    if not isinstance(data, dict):
-        raise InputError(path, f"must hold a mapping of keys, not {type(data).__name__}")
-    return data
 
 
 def merge_config(base: dict, update: Mapping) -> dict:

@@ -51,7 +51,6 @@ from rnaret.tasks.settings import COMMON_SETTINGS, resolve_task_settings  # noqa
 from rnaret.tokenizer import PAD
 
 
-
 @dataclass
 class Example:
     """One input of a task.
@@ -137,6 +136,10 @@ class Task(abc.ABC):
     selection_metric: ClassVar[str]
     #: splits an entry may name; others are rejected with an error naming the key
     known_splits: ClassVar[tuple[str, ...]] = ("train", "valid", "test")
+    #: for a head that reads position 0 only (a CLS head): the number of CLS/SEP-led segments of
+    #: an input, so that the one-hot control puts their pooled one-hot vectors there
+    #: (``rnaret.model.onehot``); None for per-position heads
+    cls_segments: ClassVar[int | None] = None
 
     def __init__(self, settings: Mapping[str, Any] | None = None):
         self.settings = resolve_task_settings(self.name, settings)

@@ -18,12 +18,13 @@ import numpy as np
 import torch
 
 from rnaret.heads.coding import CodingHead, position_loss, window_scores
+from rnaret.io.datasets import read_dataset
 from rnaret.io.errors import InputError
+from rnaret.io.transcripts import Transcript
 from rnaret.metrics import classification_metrics
 from rnaret.tasks.base import Batch, Example, Task, pad_tokens
 from rnaret.tasks.settings import TASK_DEFAULTS, TASK_PRESETS
 from rnaret.tasks.figures import plot_roc
-from rnaret.tasks.transcripts import Transcript, read_transcripts
 from rnaret.tokenizer import encode
 
 
@@ -53,10 +54,9 @@ class CodingTask(Task):
     presets = TASK_PRESETS["coding"]
 
     def read_split(self, path, select: str | None = None) -> list[Example]:
-        """Transcripts of a labelled FASTA -> examples; target = per-position labels (n,)."""
-        if select is not None:
-            raise InputError(path, f"a FASTA has no split column to select {select!r} from")
-        return [transcript_example(t, self.k, path) for t in read_transcripts(path)]
+        """Transcripts of a labelled FASTA (``rnaret.io.datasets.read_dataset``; a FASTA has no
+        split column, so ``select`` is refused) -> examples; target = per-position labels (n,)."""
+        return [transcript_example(t, self.k, path) for t in read_dataset(path, self.name, select)]
 
     def train_view(self, example: Example, rng: np.random.Generator) -> Example:
         """A random crop of ``train_crop`` tokens (and the same labels) when set and shorter."""

@@ -1,15 +1,25 @@
 """The generic fine-tuning and evaluation loop shared by every task (see ``rnaret.tasks.base``).
 
-Seeded; AdamW; a number of epochs or of steps; batches of a fixed size or a token budget, made
-of examples of similar length; validation ``evals_per_epoch`` times per epoch and the best
-checkpoint (highest ``task.selection`` on valid) kept — not the last one; the encoder
-fine-tuned whole or frozen (``freeze_encoder``); float32 on CPU, bf16 autocast on CUDA.
+Seeded; AdamW (fused: a step whose loss or gradient norm is not finite is skipped on the device,
+``rnaret.train.guard``); a number of epochs or of steps; batches of a fixed size or a token
+budget, made of examples of similar length, collated (and on CUDA pinned) by a background thread;
+validation ``evals_per_epoch`` times per epoch and the best checkpoint (highest
+``task.selection`` on valid) kept — not the last one; the encoder fine-tuned whole or frozen
+(``freeze_encoder``); precision from ``rnaret.precision`` (fp32, bf16 autocast, or auto).
+
+Reproducible and resumable: epoch e's sample, crops and batch order come from (seed, e), step
+s's dropout from (seed, s, row) (``rnaret.model.dropout``), so with a ``run_dir`` the loop writes
+a checkpoint after every epoch (model, optimizer, RNG, epoch, best-so-far weights and record,
+history; ``rnaret.train.checkpointing``) and a rerun continues from it, ending bit-identical on
+the CPU to a run that was never stopped. The training loss, gradient norm (before clipping) and
+skipped steps are summed on the device and read at each validation (the ``train_log.tsv`` rows).
 
 A fine-tuned checkpoint is a folder::
 
-    task.json          {"task", "settings", "encoder_kind", "init", "best": {...}}
+    task.json          {"task", "settings", "encoder_kind", "init", "precision", "best": {...}}
     encoder/           the encoder (``save_encoder`` of rnaret.checkpoint, or the onehot model's)
     head.safetensors   the head's state dict
+    train_log.tsv      one row per validation
 """
 from __future__ import annotations
 
@@ -29,7 +39,10 @@ from torch import nn
 
 from rnaret.data.progress import progress as progress_bar
 from rnaret.io.atomic import atomic_dir, atomic_open
-from rnaret.tasks.base import Example, Task
+from rnaret.tasks.base import Batch, Example, Task
+
+CHECKPOINT_KEEP = 1  # fine-tuning run folders keep their newest epoch checkpoint
+TRAIN_TAG, DROPOUT_TAG = 0, 2  # seed streams of a step: global RNG, dropout rows
 
 
 class TaskModel(nn.Module):
@@ -71,18 +84,20 @@ def seed_everything(seed: int) -> None:
 
 
 def pick_device(device: str | None = None) -> torch.device:
-    """``device`` if given, else CUDA when available, else CPU."""
-    if device and device != "auto":
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """``rnaret.device.resolve_device``: auto/None = CUDA when available, else CPU; an explicit
+    ``cuda`` without a GPU raises DeviceError."""
+    from rnaret.device import resolve_device
+
+    return resolve_device(device)
 
 
-def autocast(device: torch.device, precision: str = "auto"):
-    """The autocast of ``precision`` (``rnaret.precision``, the one switch); ``auto`` keeps this
-    loop's rule of bf16 on CUDA and float32 on CPU, as the pretraining loop does."""
+def autocast(device: torch.device, precision: str | None = None):
+    """``rnaret.precision.autocast`` on ``device``; ``precision`` None keeps this function's former
+    choice for its remaining callers (bf16 on CUDA, float32 on CPU)."""
     from rnaret.precision import autocast as precision_autocast
 
-    if precision == "auto":
+    device = torch.device(device)
+    if precision is None:
         precision = "bf16" if device.type == "cuda" else "fp32"
     return precision_autocast(device, precision)
 
@@ -129,18 +144,39 @@ def make_batches(lengths: list[int] | np.ndarray, *, batch_size: int | None = No
     return batches
 
 
+def _collated(task: Task, examples: list[Example], batches: list[list[int]], device: torch.device):
+    """(indices, batch) per batch, collated and (on CUDA) pinned: what the prefetch thread makes."""
+    from rnaret.train.prefetch import pin
+
+    for indices in batches:
+        batch = task.collate([examples[i] for i in indices])
+        yield indices, Batch(*pin((batch.tokens, batch.padding_mask, batch.targets), device), batch.examples)
+
+
+def _on_device(batch: Batch, device: torch.device) -> Batch:
+    from rnaret.train.prefetch import to_device
+
+    return Batch(*to_device((batch.tokens, batch.padding_mask, batch.targets), device), batch.examples)
+
+
 @torch.no_grad()
 def predict(task: Task, model: nn.Module, examples: list[Example], *, device: torch.device,
             max_tokens: int | None = None, progress: bool = True, desc: str = "predict",
-            precision: str = "auto") -> list[dict]:
-    """Run ``model`` over ``examples`` in eval mode -> prediction rows in the examples' order."""
+            precision: str | None = None) -> list[dict]:
+    """Run ``model`` over ``examples`` in eval mode -> prediction rows in the examples' order.
+
+    precision: fp32, bf16 or auto (``rnaret.precision``); None: bf16 on CUDA, fp32 on CPU."""
+    from rnaret.train.prefetch import Prefetcher
+
     model.eval()
+    device = torch.device(device)
     budget = int(max_tokens or task.settings["eval_max_tokens"])
     batches = make_batches([len(e.tokens) for e in examples], max_tokens=budget)
     rows: list[dict | None] = [None] * len(examples)
-    with progress_bar(total=len(examples), desc=desc, unit="seq", disable=not progress, leave=False) as bar:
-        for indices in batches:
-            batch = task.collate([examples[i] for i in indices]).to(device)
+    with progress_bar(total=len(examples), desc=desc, unit="seq", disable=not progress, leave=False) as bar, \
+            Prefetcher(_collated(task, examples, batches, device), depth=2) as stream:
+        for indices, batch in stream:
+            batch = _on_device(batch, device)
             with autocast(device, precision):
                 output = model(batch.tokens, batch.padding_mask)
             output = _to_float(output)
@@ -162,8 +198,9 @@ def _to_float(value):
 
 def evaluate(task: Task, model: nn.Module, examples: list[Example], *, device: torch.device,
              progress: bool = True, desc: str = "evaluate",
-             precision: str = "auto") -> tuple[list[dict], dict[str, float]]:
-    """Predict ``examples`` and compute the task's metrics -> (rows, metrics)."""
+             precision: str | None = None) -> tuple[list[dict], dict[str, float]]:
+    """Predict ``examples`` and compute the task's metrics -> (rows, metrics); precision as in
+    ``predict``."""
     rows = predict(task, model, examples, device=device, progress=progress, desc=desc, precision=precision)
     return rows, task.metrics(rows)
 
@@ -186,19 +223,30 @@ def _subset(examples: list[Example], n: int | None, rng: np.random.Generator) ->
 
 def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Example], *,
              device: torch.device | None = None, progress: bool = True,
-             log_path: Path | None = None, precision: str = "auto") -> FinetuneResult:
+             log_path: Path | None = None, run_dir: Path | None = None,
+             precision: str | None = "auto") -> FinetuneResult:
     """Fine-tune ``model`` on ``train``, choosing the best state on ``valid``.
 
     Settings come from ``task.settings`` (see ``rnaret.tasks.base.COMMON_SETTINGS``). Returns
     the model with the best validation weights loaded, the best point and the per-evaluation
-    history (also written to ``log_path`` as TSV when given).
+    history (also written to ``log_path`` as TSV when given). run_dir: a run folder (prepared by
+    ``rnaret.train.fingerprint.open_run_dir``) where a checkpoint is written after every epoch and
+    from whose newest checkpoint the run continues; None: no checkpoints. precision: fp32, bf16 or
+    auto (``rnaret.precision``).
     """
+    from rnaret.model.dropout import row_keys, row_seeds
+    from rnaret.precision import resolve_precision
+    from rnaret.train import checkpointing as ckpt
+    from rnaret.train.data import step_seed
+    from rnaret.train.guard import StepGuard, make_adamw
+    from rnaret.train.prefetch import Prefetcher
+
     settings = task.settings
     seed = int(settings["seed"])
     seed_everything(seed)
-    device = device or pick_device()
+    device = pick_device(device)
+    precision = resolve_precision(precision, device)
     model.to(device)
-    rng = np.random.default_rng(seed)
     valid = _subset(valid, settings.get("valid_max_examples"), np.random.default_rng(seed + 1))
 
     head_lr = settings.get("head_lr") or settings["lr"]
@@ -206,7 +254,7 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
     encoder_params = [p for p in model.encoder.parameters() if p.requires_grad]
     if encoder_params:
         groups.append({"params": encoder_params, "lr": float(settings["lr"])})
-    optimizer = torch.optim.AdamW(groups, weight_decay=float(settings["weight_decay"]))
+    optimizer = make_adamw(groups, lr=float(settings["lr"]), weight_decay=float(settings["weight_decay"]))
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     warmup = int(settings.get("warmup_steps") or 0)
     max_steps = settings.get("max_steps")
@@ -214,7 +262,9 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
     schedule = settings.get("lr_schedule") or "constant"
     if schedule not in ("constant", "cosine"):
         raise ValueError(f"lr_schedule must be constant or cosine, got {schedule!r}")
-    clip = settings.get("grad_clip")
+    guard = StepGuard(optimizer, [p for g in groups for p in g["params"]], grad_clip=settings.get("grad_clip"),
+                      max_consecutive=int(settings.get("max_nonfinite_steps") or 10), device=device,
+                      name=f"rnaret finetune {task.name}")
 
     def trainable_state() -> dict[str, torch.Tensor]:
         return {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
@@ -222,15 +272,30 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
     best: dict[str, Any] = {"metric": task.selection, "value": -math.inf}
     best_state = trainable_state()
     history: list[dict[str, Any]] = []
-    step = 0
-    started = time.monotonic()
+    step = first_epoch = 0
+    finished = False
+    seconds_before = 0.0  # training time of the epochs a resumed run continues
+    latest = ckpt.latest_checkpoint(run_dir) if run_dir is not None else None
+    if latest is not None:
+        state = ckpt.load_checkpoint(latest, model)
+        optimizer.load_state_dict(state["optimizer"])
+        guard.load_state_dict(state["guard"])
+        ckpt.set_rng_state(state["rng"])
+        step, first_epoch, finished = int(state["step"]), int(state["epoch"]), bool(state["finished"])
+        best, best_state, history = dict(state["best"]), dict(state["best_state"]), list(state["history"])
+        seconds_before = float(state["seconds"])
+        print(f"rnaret finetune: resuming from {latest} (epoch {first_epoch}, step {step})",
+              file=sys.stderr, flush=True)
+    started = time.monotonic() - seconds_before
 
-    def validate(epoch: float, train_loss: float) -> None:
+    def validate(epoch: float) -> None:
         nonlocal best_state
+        interval = guard.interval()  # the one read of the device since the last validation
         _, metrics = evaluate(task, model, valid, device=device, progress=progress, desc="valid",
                               precision=precision)
         value = metrics.get(task.selection, float("nan"))
-        record = {"epoch": round(epoch, 3), "step": step, "train_loss": train_loss,
+        record = {"epoch": round(epoch, 3), "step": step, "train_loss": interval["loss"],
+                  "grad_norm": interval["grad_norm"], "skipped_steps": interval["skipped"],
                   **{f"valid_{key}": val for key, val in metrics.items()},
                   "seconds": round(time.monotonic() - started, 1)}
         history.append(record)
@@ -240,13 +305,25 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
             best_state = trainable_state()
         if log_path is not None:
             _write_history(history, log_path)
-        print(f"{task.name}: epoch {record['epoch']} step {step} train_loss {train_loss:.4f} valid "
+        loss = "nan" if interval["loss"] is None else f"{interval['loss']:.4f}"
+        print(f"{task.name}: epoch {record['epoch']} step {step} train_loss {loss} valid "
               f"{task.selection} {value:.4f} (best {best['value']:.4f}) {record['seconds']} s",
               file=sys.stderr, flush=True)
         model.train()
 
-    done = False
-    for epoch in range(epochs):
+    def save(epoch_done: int, done: bool) -> None:
+        state = {"step": step, "epoch": epoch_done, "finished": done, "optimizer": optimizer.state_dict(),
+                 "guard": guard.state_dict(), "rng": ckpt.rng_state(), "best": best,
+                 "best_state": best_state, "history": history, "settings": settings,
+                 "seconds": time.monotonic() - started}
+        path = ckpt.save_checkpoint(run_dir, step, model, state, CHECKPOINT_KEEP, save_model=ckpt.save_weights)
+        print(f"rnaret finetune: checkpoint {path} written (epoch {epoch_done}, step {step})",
+              file=sys.stderr, flush=True)
+
+    epoch = first_epoch
+    while not finished and epoch < epochs:
+        # everything random in an epoch comes from (seed, epoch): resume-exact without RNG state
+        rng = np.random.default_rng([seed, epoch])
         epoch_examples = _subset(train, settings.get("train_samples_per_epoch"), rng)
         views = [task.train_view(e, rng) for e in epoch_examples]
         batches = make_batches([len(v.tokens) for v in views], batch_size=int(settings["batch_size"]),
@@ -254,40 +331,42 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
         n_evals = max(1, int(settings.get("evals_per_epoch") or 1))
         eval_at = {math.ceil(len(batches) * (j + 1) / n_evals) for j in range(n_evals)}
         model.train()
-        losses: list[float] = []
-        bar = progress_bar(batches, desc=f"{task.name} epoch {epoch + 1}", unit="batch", disable=not progress,
-                           leave=False)
-        for position, indices in enumerate(bar, start=1):
-            batch = task.collate([views[i] for i in indices]).to(device)
-            scale = min(1.0, (step + 1) / warmup) if warmup else 1.0
-            if schedule == "cosine":
-                # progress through the run: by steps when max_steps is set, else by epochs
-                done_fraction = (step / int(max_steps) if max_steps is not None
-                                 else (epoch + (position - 1) / len(batches)) / epochs)
-                scale *= 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, done_fraction)))
-            for group, lr in zip(optimizer.param_groups, base_lrs):
-                group["lr"] = lr * scale
-            with autocast(device, precision):
-                output = model(batch.tokens, batch.padding_mask)
-            loss = task.loss(_to_float(output), batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if clip:
-                nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], float(clip))
-            optimizer.step()
-            step += 1
-            losses.append(float(loss.detach()))
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", refresh=False)
-            last = max_steps is not None and step >= int(max_steps)
-            if position in eval_at or last:
-                validate(epoch + position / len(batches), float(np.mean(losses)))
-                losses = []
-            if last:
-                done = True
-                break
+        bar = progress_bar(total=len(batches), desc=f"{task.name} epoch {epoch + 1}", unit="batch",
+                           disable=not progress, leave=False)
+        with Prefetcher(_collated(task, views, batches, device), depth=2) as stream:
+            for position, (indices, batch) in enumerate(stream, start=1):
+                batch = _on_device(batch, device)
+                scale = min(1.0, (step + 1) / warmup) if warmup else 1.0
+                if schedule == "cosine":
+                    # progress through the run: by steps when max_steps is set, else by epochs
+                    done_fraction = (step / int(max_steps) if max_steps is not None
+                                     else (epoch + (position - 1) / len(batches)) / epochs)
+                    scale *= 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, done_fraction)))
+                for group, lr in zip(optimizer.param_groups, base_lrs):
+                    group["lr"] = lr * scale
+                # the step's random draws: global RNG (heads) and dropout rows, from (seed, step)
+                torch.manual_seed(step_seed(seed, TRAIN_TAG, step))
+                keys = row_keys(step_seed(seed, DROPOUT_TAG, step),
+                                torch.arange(len(indices), device=device))  # made on the device
+                with autocast(device, precision), row_seeds(model, keys):
+                    output = model(batch.tokens, batch.padding_mask)
+                loss = task.loss(_to_float(output), batch)
+                loss.backward()
+                step += 1
+                guard.step(loss, 1.0, step)
+                bar.update(1)
+                last = max_steps is not None and step >= int(max_steps)
+                if position in eval_at or last:
+                    validate(epoch + position / len(batches))
+                if last:
+                    finished = True
+                    break
         bar.close()
-        if done:
-            break
+        epoch += 1
+        finished = finished or epoch >= epochs
+        if run_dir is not None:
+            save(epoch, finished)
+    guard.finish()
     model.load_state_dict(best_state)
     return FinetuneResult(model=model, best=best, history=history)
 
@@ -301,9 +380,11 @@ def _write_history(history: list[dict], path: Path) -> None:
 
 # -- fine-tuned checkpoints -----------------------------------------------------------------
 def save_finetuned(model: TaskModel, task: Task, path: Path, *, encoder_kind: str, init: str,
-                   best: dict | None = None, history: list[dict] | None = None) -> Path:
+                   best: dict | None = None, history: list[dict] | None = None,
+                   precision: str | None = None) -> Path:
     """Write a fine-tuned checkpoint folder (see the module docstring) atomically -> ``path``;
-    ``history`` (the per-validation records of ``finetune``) goes to ``train_log.tsv`` in it."""
+    ``history`` (the per-validation records of ``finetune``) goes to ``train_log.tsv`` in it;
+    ``precision``: the resolved precision it was trained in (recorded in task.json)."""
     from safetensors.torch import save_file
 
     from rnaret.model.onehot import OneHotModel, save_onehot
@@ -318,7 +399,7 @@ def save_finetuned(model: TaskModel, task: Task, path: Path, *, encoder_kind: st
         head_state = {key: value.detach().to("cpu").contiguous() for key, value in model.head.state_dict().items()}
         save_file(head_state, str(tmp / "head.safetensors"))
         meta = {**task.describe(), "encoder_kind": encoder_kind, "init": str(init),
-                "best": _jsonable(best or {})}
+                "precision": precision, "best": _jsonable(best or {})}
         (tmp / "task.json").write_text(json.dumps(meta, indent=2) + "\n")
         if history:
             _write_history(history, tmp / "train_log.tsv")
@@ -338,25 +419,27 @@ def _jsonable(value):
 
 
 def is_finetuned_checkpoint(path) -> bool:
-    """True when ``path`` is a folder written by ``save_finetuned``."""
-    return (Path(path) / "task.json").is_file() and (Path(path) / "head.safetensors").is_file()
+    """True when ``path`` is a folder meant as one written by ``save_finetuned`` (it holds a
+    ``task.json``; ``load_finetuned`` then names whatever else is missing or damaged)."""
+    return (Path(path) / "task.json").is_file()
 
 
 def load_finetuned(path, *, settings_override: dict | None = None) -> tuple[Task, TaskModel, dict]:
     """Load a fine-tuned checkpoint folder -> (task, model in eval mode on CPU, metadata).
 
-    Raises InputError when the folder is not a fine-tuned checkpoint.
+    Raises InputError naming the file when the folder is not a fine-tuned checkpoint or its
+    task.json, encoder or head.safetensors is missing, damaged or does not fit the others.
     """
-    from safetensors.torch import load_file
-
+    from rnaret.checkpoint import build_checked, read_head_state, read_task_meta
     from rnaret.io.errors import InputError
     from rnaret.tasks import get_task
 
     path = Path(path)
-    if not is_finetuned_checkpoint(path):
-        raise InputError(path, "not a fine-tuned checkpoint folder (needs task.json and head.safetensors)")
-    meta = json.loads((path / "task.json").read_text())
-    task = get_task(meta["task"], {**meta.get("settings", {}), **(settings_override or {})})
+    meta = read_task_meta(path)
+    try:
+        task = get_task(meta["task"], {**meta.get("settings", {}), **(settings_override or {})})
+    except ValueError as exc:
+        raise InputError(path / "task.json", str(exc)) from None
     if meta.get("encoder_kind") == "onehot":
         from rnaret.model.onehot import load_onehot
 
@@ -365,8 +448,8 @@ def load_finetuned(path, *, settings_override: dict | None = None) -> tuple[Task
         from rnaret.checkpoint import load_encoder
 
         encoder = load_encoder(path / "encoder")
-    head = task.build_head(encoder_width(encoder))
-    head.load_state_dict(load_file(str(path / "head.safetensors")), strict=True)
+    head = build_checked(lambda: task.build_head(encoder_width(encoder)), read_head_state(path),
+                         path / "head.safetensors", what=f"{task.name} head", settings_path=path / "task.json")
     model = TaskModel(encoder, head)
     model.eval()
     return task, model, meta

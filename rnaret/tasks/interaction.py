@@ -16,11 +16,11 @@ import torch
 import torch.nn.functional as F
 
 from rnaret.heads.interaction import InteractionHead
+from rnaret.io.datasets import read_dataset
 from rnaret.metrics import classification_metrics
 from rnaret.tasks.base import Batch, Example, Task, pad_tokens
 from rnaret.tasks.settings import TASK_DEFAULTS, TASK_PRESETS
 from rnaret.tasks.figures import plot_roc
-from rnaret.tasks.mirna_table import read_pair_table
 from rnaret.tokenizer import CLS, SEP, encode
 
 
@@ -34,15 +34,17 @@ class InteractionTask(Task):
 
     name = "interaction"
     selection_metric = "auc"
+    cls_segments = 2  # [CLS] miRNA [SEP] site: the one-hot control pools both parts at CLS
     # the published recipe and the presets: rnaret.tasks.settings (torch-free, read by the pipeline)
     default_settings = TASK_DEFAULTS["interaction"]
     presets = TASK_PRESETS["interaction"]
 
     def read_split(self, path, select: str | None = None) -> list[Example]:
-        """Pairs of a table (``rnaret.tasks.mirna_table``; ``select`` = split column value) ->
-        examples with target = label and id ``<file>:<line>``."""
+        """Pairs of a miRNA-target table (our TSV or the published 5-column ``.txt``, read by
+        ``rnaret.io.datasets.read_dataset``; ``select`` = split column value) -> examples with
+        target = label and id ``<file>:<line>``."""
         examples = []
-        for row in read_pair_table(path, select):
+        for row in read_dataset(path, self.name, select):
             examples.append(Example(
                 id=f"{Path(path).name}:{row.line}", tokens=pair_tokens(row.mirna, row.site, self.k),
                 target=row.label,

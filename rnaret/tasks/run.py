@@ -19,6 +19,7 @@ from typing import Any, Mapping
 from torch import nn
 
 from rnaret.io.errors import InputError
+from rnaret.io.mapping import read_mapping  # the commands' YAML/JSON reader (also imported from here)
 from rnaret.tasks import get_task
 from rnaret.tasks.base import Task
 from rnaret.tasks.finetune import (TaskModel, encoder_k, encoder_width, evaluate, finetune,
@@ -56,7 +57,8 @@ def initial_model(task: Task, init: str) -> tuple[TaskModel, str]:
     if str(init) == ONEHOT:
         from rnaret.model.onehot import OneHotConfig, OneHotModel
 
-        encoder = OneHotModel(OneHotConfig(k=task.k, project_dim=settings.get("onehot_dim")))
+        encoder = OneHotModel(OneHotConfig(k=task.k, project_dim=settings.get("onehot_dim"),
+                                           cls_segments=task.cls_segments))
         head = task.build_head(encoder_width(encoder))
         model, kind = TaskModel(encoder, head), ONEHOT
     elif is_finetuned_checkpoint(init):
@@ -84,29 +86,69 @@ def initial_model(task: Task, init: str) -> tuple[TaskModel, str]:
     return model, kind
 
 
+def run_dir_for(out) -> Path:
+    """The default run folder of a fine-tuning whose checkpoint is ``out``: ``<out>.train``."""
+    out = Path(out)
+    return out.with_name(out.name + ".train")
+
+
+def finetune_fingerprint(task: Task, entry: Mapping[str, Any], init: str, precision: str) -> dict:
+    """The fingerprint of a fine-tuning run (``rnaret.train.fingerprint``): the task's resolved
+    settings and precision, the initial weights' digest, and the digest and row selection of the
+    train and valid files."""
+    from rnaret.tasks.base import split_source
+    from rnaret.train.fingerprint import file_digest
+
+    inputs: dict[str, Any] = {"init": None if str(init) == ONEHOT else file_digest(init)}
+    for split in ("train", "valid"):
+        if entry.get(split) in (None, ""):
+            inputs[split] = None
+            continue
+        path, select = split_source(entry[split])
+        inputs[split] = {"digest": file_digest(path), "select": select}
+    return {"kind": "finetune", "settings": {"task": task.name, **task.settings, "precision": precision},
+            "inputs": inputs}
+
+
 def run_finetune(task_name: str, entry: Mapping[str, Any], init: str, out, *,
                  settings: Mapping[str, Any] | None = None, device: str | None = None,
-                 progress: bool = True, precision: str = "auto") -> dict:
+                 progress: bool = True, precision: str | None = "auto", run_dir=None,
+                 restart: bool = False) -> dict:
     """Fine-tune ``task_name`` on a dataset entry from ``init``; write the checkpoint folder ``out``
     (with ``train_log.tsv`` inside). Returns the best point (``{"epoch", "step", "metric",
-    "value", "valid_metrics"}``)."""
+    "value", "valid_metrics"}``).
+
+    run_dir: the resumable run folder (default ``<out>.train``): a checkpoint after every epoch;
+    a rerun continues it when its fingerprint (``finetune_fingerprint``) matches, else moves it
+    to ``<run_dir>.replaced`` and starts fresh; restart: delete it first. precision: fp32, bf16
+    or auto (``rnaret.precision``); device: auto, cpu or cuda[:N] (``rnaret.device``).
+    """
+    from rnaret.precision import resolve_precision
+    from rnaret.train.checkpointing import remove_partial_writes
+    from rnaret.train.fingerprint import open_run_dir
+
     task = get_task(task_name, settings)
     seed_everything(int(task.settings["seed"]))
     started = time.monotonic()
     if entry.get("train") in (None, ""):
         raise InputError(None, f"the {task_name} dataset entry has no train split: it can only be evaluated")
+    dev = pick_device(device)
+    precision = resolve_precision(precision, dev)
     data = task.load_dataset(entry, splits=("train", "valid"))
     _log(f"rnaret finetune: {task_name}: {len(data['train'])} train, {len(data['valid'])} valid examples "
-         f"(read in {time.monotonic() - started:.1f} s); init {init}")
+         f"(read in {time.monotonic() - started:.1f} s); init {init}; {dev.type}, {precision}")
     model, kind = initial_model(task, init)
-    dev = pick_device(device)
     out = Path(out)
-    log_path = out.parent / f".{out.name}.train_log.tsv"
-    result = finetune(task, model, data["train"], data["valid"], device=dev, progress=progress, log_path=log_path,
-                      precision=precision)
+    run_dir = Path(run_dir) if run_dir is not None else run_dir_for(out)
+    start = open_run_dir(run_dir, finetune_fingerprint(task, entry, init, precision), restart=restart)
+    if start.describe(run_dir):
+        _log(f"rnaret finetune: {start.describe(run_dir)}")
+    remove_partial_writes(run_dir)
+    result = finetune(task, model, data["train"], data["valid"], device=dev, progress=progress,
+                      log_path=run_dir / "train_log.tsv", run_dir=run_dir, precision=precision)
     model.to("cpu")
-    save_finetuned(model, task, out, encoder_kind=kind, init=str(init), best=result.best, history=result.history)
-    log_path.unlink(missing_ok=True)
+    save_finetuned(model, task, out, encoder_kind=kind, init=str(init), best=result.best,
+                   history=result.history, precision=precision)
     _log(f"rnaret finetune: best valid {result.best.get('metric')} = {result.best.get('value'):.4f} at epoch "
          f"{result.best.get('epoch')} (step {result.best.get('step')}); {time.monotonic() - started:.0f} s")
     return result.best
@@ -143,9 +185,11 @@ def _evaluation_overrides(settings: Mapping[str, Any] | None) -> dict:
 
 def run_evaluate(checkpoint, entry: Mapping[str, Any], out_dir, *, split: str = "test",
                  task_name: str | None = None, settings: Mapping[str, Any] | None = None,
-                 device: str | None = None, progress: bool = True, precision: str = "auto") -> dict:
+                 device: str | None = None, progress: bool = True,
+                 precision: str | None = None) -> dict:
     """Evaluate a fine-tuned model on one split of a dataset entry; write ``metrics.tsv``,
-    ``predictions.tsv`` and the task's figures into ``out_dir``. Returns the metrics."""
+    ``predictions.tsv`` and the task's figures into ``out_dir``. Returns the metrics.
+    precision: fp32, bf16 or auto (``rnaret.precision``); None: bf16 on CUDA, fp32 on CPU."""
     from rnaret.metrics import write_metrics_tsv
 
     task, model = load_for_evaluation(checkpoint, task_name, settings)
@@ -161,14 +205,6 @@ def run_evaluate(checkpoint, entry: Mapping[str, Any], out_dir, *, split: str = 
     _log(f"rnaret evaluate: {task.name} {split} ({len(rows)} examples, {time.monotonic() - started:.0f} s): "
          + json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
     return metrics
-
-
-def read_mapping(path) -> dict:
-    """A YAML or JSON file holding a mapping -> dict; InputError (naming the file, and the line of
-    a syntax error) otherwise."""
-    from rnaret.settings.files import read_config_file
-
-    return read_config_file(path)
 
 
 def _mapping_argument(value, option: str) -> tuple[dict, str | None]:

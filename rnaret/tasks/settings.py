@@ -38,6 +38,7 @@ COMMON_SETTINGS: dict[str, Any] = {
     "select_on": None,            # validation metric picking the best checkpoint; None = the task's
     "dropout": None,              # encoder dropout while fine-tuning; None = the checkpoint's own
     "onehot_dim": None,           # onehot model: None = raw one-hot states, else a fixed projection width
+    "max_nonfinite_steps": 10,    # stop with an error after this many skipped (non-finite) steps in a row
     "seed": 0,
 }
 

@@ -1,9 +1,11 @@
 """Training checkpoints: written atomically, the last few kept, the best by validation loss kept.
 
-Layout of a run folder (``<out>/train``)::
+Layout of a run folder (pretraining's ``<out>/train``, fine-tuning's ``<out>.train``)::
 
+    fingerprint.json           what the run was started from (``rnaret.train.fingerprint``)
     step-000001000/            one checkpoint, renamed into place only once complete
-        model/                 config.json + weights.safetensors (``rnaret.checkpoint.save_encoder``)
+        model/                 config.json + weights.safetensors (``rnaret.checkpoint.save_encoder``;
+                               fine-tuning: weights.safetensors of encoder + head)
         state.pt               optimizer, scheduler, RNG (python, numpy, torch CPU/CUDA per rank),
                                data position, step, metric history (torch.save; read weights_only)
     best/                      model/ + best.json {step, valid_loss}: the lowest validation loss
@@ -96,19 +98,34 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(run_dir, step: int, model: torch.nn.Module, state: dict, keep_last: int) -> Path:
+def save_weights(model: torch.nn.Module, folder) -> Path:
+    """Write ``model``'s whole state dict to ``folder/weights.safetensors`` (any module, e.g. a
+    task model of encoder + head; ``load_model_weights`` reads it back). Returns the folder."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
+    save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": "pt", "producer": "rnaret"})
+    return folder
+
+
+def save_checkpoint(run_dir, step: int, model: torch.nn.Module, state: dict, keep_last: int,
+                    save_model=None) -> Path:
     """Write checkpoint ``step`` atomically, then delete all but the newest ``keep_last``.
 
-    model: the encoder (saved through ``rnaret.checkpoint.save_encoder``); state: a dict of
-    tensors and plain Python values (optimizer/scheduler state dicts, RNG states, positions).
-    Returns the checkpoint folder.
+    model: saved into ``model/`` by ``save_model(model, folder)`` (default
+    ``rnaret.checkpoint.save_encoder``, for encoders; ``save_weights`` for any module); state: a
+    dict of tensors and plain Python values (optimizer/scheduler state dicts, RNG states,
+    positions). Returns the checkpoint folder; it appears under its name only once complete.
     """
-    from rnaret.checkpoint import save_encoder
+    if save_model is None:
+        from rnaret.checkpoint import save_encoder as save_model
 
     run_dir = Path(run_dir)
     target = run_dir / step_dir_name(step)
     with atomic_dir(target) as tmp:
-        save_encoder(model, tmp / MODEL_SUBDIR)
+        save_model(model, tmp / MODEL_SUBDIR)
         torch.save(state, tmp / STATE_FILE)
     for _, old in list_checkpoints(run_dir)[: -max(1, keep_last)]:
         shutil.rmtree(old, ignore_errors=True)
@@ -134,7 +151,7 @@ def load_checkpoint(path, model: torch.nn.Module) -> dict:
         raise InputError(state_file, f"checkpoint state cannot be read ({type(exc).__name__}: {exc}); "
                          "delete the folder to resume from the previous checkpoint") from exc
     if not isinstance(state, dict) or "step" not in state:
-        raise InputError(state_file, "checkpoint state holds no 'step': not a state written by rnaret pretrain")
+        raise InputError(state_file, "checkpoint state holds no 'step': not a state written by rnaret")
     return state
 
 

@@ -4,9 +4,15 @@ Presets (``preset(name, k)``):
 - ``laptop`` (the default pipeline run): a small encoder (3 layers, width 64, ~0.2 M
   parameters) that learns visibly on the bundled RNAcentral sample in under a minute per
   model on 2 CPU cores;
-- ``paper``: the paper's encoder and hyperparameters (AdamW lr 1e-4, weight decay 0.01, 200,000
-  tokens a step = the published 100 x 2,000, cosine warm restarts T_0 50,000 / eta_min 1e-5,
-  600k steps, a checkpoint every 1,000 steps) for GPU clusters;
+- ``paper``: the paper's encoder and hyperparameters for GPU clusters (AdamW lr 1e-4, weight
+  decay 0.01, cosine warm restarts T_0 50,000 / eta_min 1e-5, 600k steps, a checkpoint every
+  1,000 steps). A step holds what a published step held: the published run drew 100 random
+  sequences, each cut to 2,000 tokens and padded to 2,000; ours takes 100 sequences
+  (``max_rows``, a row cap) of similar length, cropped to 2,000 tokens (``max_train_len``), with a
+  padded budget of 100 x 2,000 = 200,000 tokens that a row cap of 100 never exceeds. An epoch
+  therefore has the published number of steps (ceil(records / 100)) and the same real tokens, so
+  the mean real tokens per step equal the published run's (tests/test_pretrain.py checks it on
+  the bundled sample; ``benchmarks/paper_step.py`` prints the figures) while padding is cut;
 - ``tiny``: a few-second configuration for tests and smoke runs.
 """
 from __future__ import annotations
@@ -21,10 +27,13 @@ from rnaret.model.config import ARCHITECTURES, EncoderConfig
 from rnaret.tokenizer import SUPPORTED_K, vocab_size
 from rnaret.train.schedule import SCHEDULES
 
-PRECISIONS = ("auto", "bf16", "fp32")
-# fields a resumed run may change without breaking the run it continues
-RESUMABLE_CHANGES = frozenset({"max_steps", "eval_every", "checkpoint_every", "keep_last",
-                               "log_every", "valid_max_batches", "valid_max_tokens"})
+from rnaret.precision import PRECISIONS
+
+# fields that do not change what any step computes: a resumed run may change them (the run's
+# fingerprint leaves them out); max_steps joins them when the schedule does not depend on it
+RUN_NEUTRAL = frozenset({"eval_every", "checkpoint_every", "keep_last", "log_every", "prefetch",
+                         "max_nonfinite_steps"})
+SCHEDULES_USING_TOTAL = frozenset({"warmup_cosine"})  # the schedules whose shape depends on max_steps
 
 
 @dataclass
@@ -53,6 +62,7 @@ class PretrainConfig:
     # batches: a token budget (rows x padded length) for the GLOBAL micro-batch, shared by the
     # ranks; ``accumulate`` micro-batches make one optimizer step
     max_tokens: int = 200_000
+    max_rows: int | None = None  # at most this many sequences per global micro-batch; None = no cap
     accumulate: int = 1
     max_train_len: int | None = None  # random crop of longer training sequences (tokens); None = none
     # masking (published defaults)
@@ -66,7 +76,10 @@ class PretrainConfig:
     checkpoint_every: int = 1_000
     keep_last: int = 3
     log_every: int = 50
-    precision: str = "auto"  # auto = bf16 autocast on CUDA, float32 on CPU
+    precision: str = "auto"  # rnaret.precision: auto = bf16 where the device has bf16 matrix units
+    # robustness and speed (they never change what a step computes)
+    max_nonfinite_steps: int = 10  # stop with an error after this many skipped steps in a row
+    prefetch: int = 2  # steps whose batches a background thread builds ahead; 0 = build inline
 
     def __post_init__(self):
         # YAML 1.1 reads "3e-4" (no dot) as a string: accept it for the float fields
@@ -89,11 +102,15 @@ class PretrainConfig:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         for name in ("max_tokens", "accumulate", "eval_every", "checkpoint_every", "keep_last",
-                     "log_every", "t0"):
+                     "log_every", "t0", "max_nonfinite_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_steps < 0:
             raise ValueError(f"max_steps must be >= 0, got {self.max_steps}")
+        if self.prefetch < 0:
+            raise ValueError(f"prefetch must be >= 0, got {self.prefetch}")
+        if self.max_rows is not None and self.max_rows < 1:
+            raise ValueError(f"max_rows must be >= 1 or null, got {self.max_rows}")
         if self.max_train_len is not None and self.max_train_len < 1:
             raise ValueError(f"max_train_len must be >= 1 or null, got {self.max_train_len}")
         self.encoder_config()  # fail early on a bad encoder override
@@ -119,6 +136,17 @@ class PretrainConfig:
         if unknown:
             raise ValueError(f"unknown pretrain config keys {unknown}; known keys: {sorted(known)}")
         return cls(**data)
+
+    def run_settings(self) -> dict:
+        """The settings that decide what each step computes: every field except ``RUN_NEUTRAL``,
+        ``init_from`` (its content is fingerprinted instead of its path) and ``max_steps`` when the
+        schedule does not depend on it (a run may then be extended or shortened on resume)."""
+        d = self.to_dict()
+        for name in RUN_NEUTRAL | {"init_from"}:
+            d.pop(name)
+        if self.schedule not in SCHEDULES_USING_TOTAL:
+            d.pop("max_steps")
+        return d
 
     def differences(self, other: "PretrainConfig") -> list[str]:
         """Names of the fields whose values differ from ``other``."""
@@ -147,7 +175,7 @@ def _paper(k: int) -> dict:
     return dict(
         k=k, encoder={}, lr=1e-4, weight_decay=0.01, grad_clip=None,
         schedule="cosine_restarts", t0=50_000, t_mult=1, eta_min=1e-5, warmup_steps=0,
-        max_steps=600_000, max_tokens=200_000, accumulate=1, max_train_len=None,
+        max_steps=600_000, max_tokens=200_000, max_rows=100, accumulate=1, max_train_len=2000,
         eval_every=1_000, valid_max_batches=100, valid_max_tokens=None,
         checkpoint_every=1_000, keep_last=3, log_every=50,
     )

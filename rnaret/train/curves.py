@@ -1,9 +1,12 @@
 """The pretraining metrics table (TSV) and the loss-curve figure.
 
 metrics.tsv columns: step, train_loss (mean cross-entropy per masked token since the previous
-row, nats), valid_loss, masked_accuracy (validation), perplexity (exp valid_loss), tokens_per_s
-(real tokens, all ranks), lr, masked_fraction (chosen / maskable training tokens). Empty cells
-where a row has no such value (validation runs every ``eval_every`` steps).
+row, nats, over the steps that were not skipped), valid_loss, masked_accuracy (validation),
+perplexity (exp valid_loss), tokens_per_s (real tokens, all ranks), lr, masked_fraction (chosen /
+maskable training tokens), grad_norm (mean global gradient norm before clipping, over the steps
+since the previous row that were not skipped), skipped_steps (steps since the previous row whose
+loss or gradient norm was not finite: no update was made). Empty cells where a row has no such
+value (validation runs every ``eval_every`` steps).
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from pathlib import Path
 from rnaret.io.atomic import atomic_open, atomic_path
 
 COLUMNS = ("step", "train_loss", "valid_loss", "masked_accuracy", "perplexity", "tokens_per_s",
-           "lr", "masked_fraction")
+           "lr", "masked_fraction", "grad_norm", "skipped_steps")
 
 
 def _cell(value) -> str:
@@ -42,7 +45,7 @@ def read_metrics(path) -> list[dict]:
             for key, value in raw.items():
                 if value in ("", None):
                     row[key] = None
-                elif key == "step":
+                elif key in ("step", "skipped_steps"):
                     row[key] = int(value)
                 else:
                     row[key] = float(value)

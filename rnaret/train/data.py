@@ -1,9 +1,12 @@
 """Pretraining batches: shard splits, the token-budget batch stream, random crops, masking.
 
 Every rank builds the same global micro-batch (the sampler runs with rank 0 of 1 everywhere),
-crops and masks it with a generator seeded by (seed, step, micro-batch), and keeps its share of
-the rows. Masks therefore do not depend on the number of processes, and a resumed run draws
-exactly what the uninterrupted run drew.
+crops and masks it with a generator seeded by (seed, step), and keeps its share of the rows.
+Masks therefore do not depend on the number of processes, and a resumed run draws exactly what
+the uninterrupted run drew. A rank's share (``LocalBatch``) carries what the device needs: the
+corrupted tokens, the flat positions of the chosen tokens and their labels (the MLM head runs at
+those positions only), and each row's dropout key (``rnaret.model.dropout``), a function of
+(seed, step, micro-batch, the row's index in the global batch).
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import torch
 
 from rnaret.data.batching import collate
 from rnaret.io.errors import InputError
-from rnaret.masking import MaskedBatch, MaskingConfig, mask_tokens
+from rnaret.masking import MaskingConfig, mask_tokens
 from rnaret.tokenizer import PAD
 
 
@@ -80,28 +83,47 @@ def step_seed(*parts: int) -> int:
 
 
 @dataclass
+class LocalBatch:
+    """A rank's share of a masked global micro-batch, as the device needs it.
+
+    inputs: (B, W) long corrupted tokens (W = the share's longest row); positions: (N,) long flat
+    indices (row * W + column) of the N chosen tokens; targets: (N,) long their original ids;
+    row_keys: (B,) long dropout keys of the rows.
+    """
+
+    inputs: torch.Tensor
+    positions: torch.Tensor
+    targets: torch.Tensor
+    row_keys: torch.Tensor
+
+
+@dataclass
 class GlobalBatch:
     """One global micro-batch, masked, with this rank's share.
 
     global_tokens: real (non-PAD) tokens over all ranks; global_chosen / global_maskable:
-    chosen and maskable tokens over all ranks; local: this rank's ``MaskedBatch`` or None when
-    its share is empty.
+    chosen and maskable tokens over all ranks; global_rows: rows over all ranks; local: this
+    rank's ``LocalBatch`` or None when its share is empty.
     """
 
-    local: MaskedBatch | None
+    local: LocalBatch | None
     global_tokens: int
     global_chosen: int
     global_maskable: int
+    global_rows: int
 
 
 def make_global_batch(corpus, indices: list[int], k: int, max_len: int | None,
                       generator: torch.Generator, masking: MaskingConfig,
-                      rank: int = 0, world_size: int = 1) -> GlobalBatch:
+                      rank: int = 0, world_size: int = 1, dropout_base: int = 0) -> GlobalBatch:
     """Crop, pad and mask the records ``indices`` of ``corpus``; keep rows rank::world_size.
 
     Masking the whole global batch with one generator makes the masks independent of the
-    number of ranks; the share is trimmed to its own longest row.
+    number of ranks; the share is trimmed to its own longest row. dropout_base: the integer
+    the rows' dropout keys derive from (with each row's global index).
     """
+    from rnaret.model.dropout import row_keys
+
     rows = [crop(corpus.tokens(i), max_len, generator) for i in indices]
     tokens = collate(rows, pad_id=PAD)  # (B, L)
     masked = mask_tokens(tokens, k, generator, masking)
@@ -111,10 +133,13 @@ def make_global_batch(corpus, indices: list[int], k: int, max_len: int | None,
     if mine:
         width = max(len(rows[i]) for i in mine)
         sel = torch.tensor(mine, dtype=torch.long)
-        local = MaskedBatch(inputs=masked.inputs[sel, :width], labels=masked.labels[sel, :width],
-                            chosen=masked.chosen[sel, :width], maskable=masked.maskable[sel, :width])
+        chosen = masked.chosen[sel, :width]
+        positions = chosen.reshape(-1).nonzero().squeeze(1)  # on the CPU: no device sync
+        local = LocalBatch(inputs=masked.inputs[sel, :width].contiguous(), positions=positions,
+                           targets=masked.labels[sel, :width].reshape(-1)[positions],
+                           row_keys=row_keys(dropout_base, mine))
     return GlobalBatch(local=local, global_tokens=int(real.sum()), global_chosen=masked.n_chosen,
-                       global_maskable=int(masked.maskable.sum()))
+                       global_maskable=int(masked.maskable.sum()), global_rows=len(rows))
 
 
 class BatchStream:
@@ -124,11 +149,12 @@ class BatchStream:
     the sampler's order is a function of (seed, epoch).
     """
 
-    def __init__(self, lengths: np.ndarray, max_tokens: int, seed: int):
+    def __init__(self, lengths: np.ndarray, max_tokens: int, seed: int, max_rows: int | None = None):
         from rnaret.data.batching import TokenBudgetBatchSampler
 
         self.sampler = TokenBudgetBatchSampler(lengths, max_tokens, shuffle=True, seed=seed,
-                                               rank=0, world_size=1, drop_last=False)
+                                               rank=0, world_size=1, drop_last=False,
+                                               max_rows=max_rows)
         self.epoch = 0
         self.offset = 0
         self._iter = None
@@ -162,7 +188,7 @@ class BatchStream:
 
 
 def validation_batches(lengths: np.ndarray, max_tokens: int, seed: int,
-                       max_batches: int | None) -> list[list[int]]:
+                       max_batches: int | None, max_rows: int | None = None) -> list[list[int]]:
     """A fixed list of validation micro-batches: the sampler's shuffled epoch 0, cut to ``max_batches``.
 
     Shuffled, so that a cut keeps all lengths rather than only the shortest records.
@@ -170,7 +196,7 @@ def validation_batches(lengths: np.ndarray, max_tokens: int, seed: int,
     from rnaret.data.batching import TokenBudgetBatchSampler
 
     sampler = TokenBudgetBatchSampler(lengths, max_tokens, shuffle=True, seed=seed, rank=0,
-                                      world_size=1, drop_last=False)
+                                      world_size=1, drop_last=False, max_rows=max_rows)
     sampler.set_epoch(0)
     out = []
     for batch in sampler:

@@ -82,25 +82,30 @@ def all_reduce_sum(values: list[float], ctx: DistributedContext) -> list[float]:
     return t.tolist()
 
 
-def all_reduce_gradients(parameters, ctx: DistributedContext) -> None:
+def all_reduce_gradients(parameters, ctx: DistributedContext, extra: torch.Tensor | None = None):
     """Sum the gradients of ``parameters`` over ranks, in place, through one flat buffer.
 
     A parameter without a gradient on this rank counts as zeros, so every rank sends the same
-    buffer layout.
+    buffer layout. ``extra``: a 0-d tensor (e.g. the step's summed loss) summed in the same
+    collective. Returns the summed ``extra`` (``extra`` itself for a single process), or None.
     """
     if not ctx.enabled:
-        return
+        return extra
     params = [p for p in parameters if p.requires_grad]
     for p in params:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
-    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    pieces = [p.grad.reshape(-1) for p in params]
+    if extra is not None:
+        pieces.append(extra.reshape(1).to(pieces[0].dtype if pieces else extra.dtype))
+    flat = torch.cat(pieces)
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
     offset = 0
     for p in params:
         n = p.numel()
         p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
         offset += n
+    return None if extra is None else flat[offset].to(extra.dtype)
 
 
 def broadcast_object(obj, ctx: DistributedContext):

@@ -7,22 +7,30 @@
     out/metrics.tsv       see rnaret.train.curves
     out/loss_curve.png
     out/summary.json      steps, tokens, final and best validation loss, unigram entropy
-    out/train/            run state: config.json, step-*/ checkpoints, best/, live metrics.tsv
+    out/train/            the run: fingerprint.json, step-*/ checkpoints, best/, live metrics.tsv
 
-A rerun with the same ``out`` continues from the newest checkpoint in ``out/train`` (the state
+A rerun with the same ``out`` continues from the newest checkpoint in ``out/train`` when the
+run's fingerprint (``rnaret.train.fingerprint``: the resolved settings, the shard index, the
+initial weights, the validation set) equals the one the folder was started with; otherwise the
+folder is moved to ``out/train.replaced`` and a fresh run starts, saying what changed. The state
 holds optimizer, scheduler, RNG and data position, and every random draw of a step is seeded by
-(seed, step)), so a killed run ends with the weights the uninterrupted run ends with.
-CUDA runs under bf16 autocast; CPU runs in float32; the code path is the same.
+(seed, step) — masks, crops and dropout (``rnaret.model.dropout``, per row) — so a killed run
+ends with the weights the uninterrupted run ends with.
+
+Per step, nothing waits for the device: a background thread builds, crops, masks (and on CUDA
+pins) the next batches; the MLM head runs only at the chosen positions (their flat indices come
+with the batch, computed on the CPU); losses, gradient norms and skipped-step counts are summed
+on the device and read once per metrics row (``rnaret.train.guard``); a step whose loss or
+gradient norm is not finite is skipped on the device. Precision: ``rnaret.precision``
+(``config.precision``: fp32, bf16 autocast, or auto).
 """
 from __future__ import annotations
 
 import json
 import math
 import random
-import shutil
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,22 +40,30 @@ import torch
 from rnaret.io.atomic import atomic_open
 from rnaret.io.errors import InputError
 from rnaret.masking import MaskingConfig, masked_lm_loss
+from rnaret.model.dropout import row_seeds
+from rnaret.precision import autocast, resolve_precision
 from rnaret.train import checkpointing as ckpt
 from rnaret.train import distributed as dist_utils
-from rnaret.train.config import RESUMABLE_CHANGES, PretrainConfig, model_name
+from rnaret.train import fingerprint as fp
+from rnaret.train.config import PretrainConfig, model_name
 from rnaret.train.curves import plot_loss_curve, write_metrics
-from rnaret.train.data import (BatchStream, effective_lengths, make_global_batch, open_split,
-                               step_seed, unigram_entropy, validation_batches)
+from rnaret.train.data import (BatchStream, LocalBatch, effective_lengths, make_global_batch,
+                               open_split, step_seed, unigram_entropy, validation_batches)
+from rnaret.train.guard import StepGuard, make_adamw
+from rnaret.train.prefetch import Prefetcher, pin, to_device
 from rnaret.train.schedule import make_scheduler
 
 RUN_SUBDIR = "train"
-RUN_CONFIG = "config.json"
-TRAIN_TAG, VALID_TAG = 0, 1  # seed streams: training steps and validation batches
+TRAIN_TAG, VALID_TAG, DROPOUT_TAG = 0, 1, 2  # seed streams: steps, validation batches, dropout
 
 
 @dataclass
 class PretrainResult:
-    """What a finished run reports (on every rank)."""
+    """What a finished run reports (on every rank).
+
+    resumed_from: the checkpoint the run continued from, or None; replaced: where an earlier run
+    folder started from other settings or inputs was moved (a fresh run started), or None.
+    """
 
     out: Path
     step: int
@@ -57,6 +73,7 @@ class PretrainResult:
     best_step: int | None
     best_valid_loss: float | None
     resumed_from: Path | None
+    replaced: Path | None = None
 
 
 def build_model(config: PretrainConfig) -> torch.nn.Module:
@@ -97,41 +114,52 @@ def build_model(config: PretrainConfig) -> torch.nn.Module:
     return model.train()
 
 
-def _autocast(config: PretrainConfig, device: torch.device):
-    """bf16 autocast on CUDA ('auto'/'bf16'), or on CPU when asked for 'bf16'; else nothing."""
-    use_bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
-    if not use_bf16:
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+def mlm_loss(model, batch: LocalBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed cross-entropy, correct predictions) of ``batch`` (on the model's device).
+
+    The encoder runs without its MLM head; the head then projects only the hidden states at the
+    chosen positions: (N, d) -> (N, vocab), never (B, L, vocab) for the whole batch.
+    """
+    hidden = model(batch.inputs, return_logits=False).hidden  # (B, L, d)
+    chosen = hidden.flatten(0, 1).index_select(0, batch.positions)  # (N, d)
+    return masked_lm_loss(model.output_projection(chosen), batch.targets)
+
+
+def _valid_stream(corpus, batches, config, ctx, masking):
+    """This rank's validation batches (b % world_size == rank), built and pinned in order."""
+    for b, indices in enumerate(batches):
+        if b % ctx.world_size != ctx.rank:
+            continue
+        gen = torch.Generator().manual_seed(step_seed(config.seed, VALID_TAG, b))
+        batch = make_global_batch(corpus, indices, config.k, config.max_train_len, gen, masking)
+        yield pin(batch.local, ctx.device), int(batch.local.targets.numel())
 
 
 def evaluate(model, corpus, batches: list[list[int]], config: PretrainConfig,
              ctx: dist_utils.DistributedContext) -> dict:
     """Validation MLM loss, masked accuracy and perplexity over the fixed ``batches``.
 
-    Each rank takes whole batches (b % world_size == rank); sums are reduced over ranks.
-    Masks are seeded per batch, so every evaluation scores the same masked tokens.
-    Returns {"valid_loss", "masked_accuracy", "perplexity", "n_masked"}.
+    Each rank takes whole batches (b % world_size == rank); sums stay on the device until the
+    end, then are reduced over ranks. Masks are seeded per batch, so every evaluation scores the
+    same masked tokens. Returns {"valid_loss", "masked_accuracy", "perplexity", "n_masked"}.
     """
     masking = _masking(config)
+    precision = resolve_precision(config.precision, ctx.device)
     was_training = model.training
     model.eval()
-    loss_sum = correct = n = 0.0
-    with torch.no_grad():
-        for b, indices in enumerate(batches):
-            if b % ctx.world_size != ctx.rank:
-                continue
-            gen = torch.Generator().manual_seed(step_seed(config.seed, VALID_TAG, b))
-            batch = make_global_batch(corpus, indices, config.k, config.max_train_len, gen, masking).local
-            inputs, labels = batch.inputs.to(ctx.device), batch.labels.to(ctx.device)
-            with _autocast(config, ctx.device):
-                logits = model(inputs).logits
-            s, c = masked_lm_loss(logits, labels)
-            loss_sum += float(s)
-            correct += float(c)
-            n += batch.n_chosen
+    loss_sum = torch.zeros((), dtype=torch.float64, device=ctx.device)
+    correct = torch.zeros((), dtype=torch.float64, device=ctx.device)
+    n = 0
+    with torch.no_grad(), Prefetcher(_valid_stream(corpus, batches, config, ctx, masking),
+                                     depth=config.prefetch) as stream:
+        for local, n_chosen in stream:
+            with autocast(ctx.device, precision):
+                s, c = mlm_loss(model, to_device(local, ctx.device))
+            loss_sum += s.double()
+            correct += c.double()
+            n += n_chosen
     model.train(was_training)
-    loss_sum, correct, n = dist_utils.all_reduce_sum([loss_sum, correct, n], ctx)
+    loss_sum, correct, n = dist_utils.all_reduce_sum([float(loss_sum), float(correct), n], ctx)
     loss = loss_sum / n if n else float("nan")
     return {"valid_loss": loss, "masked_accuracy": correct / n if n else float("nan"),
             "perplexity": math.exp(min(loss, 700.0)), "n_masked": int(n)}
@@ -142,21 +170,15 @@ def _masking(config: PretrainConfig) -> MaskingConfig:
                          random_token_prob=config.random_token_prob)
 
 
-def _check_run_config(run_dir: Path, config: PretrainConfig, ctx) -> None:
-    """Refuse to continue a run in ``run_dir`` that was started with different settings."""
-    path = run_dir / RUN_CONFIG
-    if path.is_file():
-        try:
-            saved = PretrainConfig.from_dict(json.loads(path.read_text()))
-        except (ValueError, TypeError) as exc:
-            raise InputError(path, f"cannot read the run's config: {exc}") from exc
-        changed = [name for name in config.differences(saved) if name not in RESUMABLE_CHANGES]
-        if changed:
-            raise InputError(path, f"this run folder was started with other settings ({', '.join(changed)} "
-                             f"differ); delete {run_dir} or pass --restart to start over")
-    if ctx.is_main:
-        with atomic_open(path, "w", encoding="utf-8") as handle:
-            handle.write(config.to_json() + "\n")
+def run_fingerprint(config: PretrainConfig, shards: Path, valid_batches, precision: str) -> dict:
+    """The fingerprint of a pretraining run (``rnaret.train.fingerprint``): the settings that
+    decide each step (with the resolved precision), the shard index, the initial weights and the
+    validation batches."""
+    return {"kind": "pretrain",
+            "settings": {**config.run_settings(), "precision": precision},
+            "inputs": {"shards": fp.shard_digest(shards),
+                       "init_from": fp.file_digest(config.init_from) if config.init_from else None,
+                       "validation_batches": fp.value_digest(valid_batches)}}
 
 
 def pretrain(config: PretrainConfig, shards, out, *, device: str | None = None,
@@ -167,50 +189,76 @@ def pretrain(config: PretrainConfig, shards, out, *, device: str | None = None,
     config: the run's ``PretrainConfig``; shards: a shard folder with train/ and valid/ splits
     (``rnaret shard``); ``config.init_from``: starting weights (a published ``.pth`` or our
     checkpoint) instead of a random initialisation — with ``config.max_steps == 0`` the run only
-    converts and validates them; device: "cpu", "cuda" or None (CUDA when available); threads: CPU
-    threads for torch; restart: delete ``out/train`` first instead of resuming.
+    converts and validates them; device: auto/None (CUDA when available), "cpu" or "cuda[:N]"
+    (``rnaret.device``; an explicit cuda without a GPU is an error); threads: CPU threads for
+    torch; restart: delete ``out/train`` first instead of resuming.
     Under torchrun, every rank calls this; rank 0 writes the files.
     """
-    ctx = dist_utils.setup(device)
+    from rnaret.device import resolve_device
+
+    kind = resolve_device(device).type  # fails at once for a GPU that is not there
+    ctx = dist_utils.setup(kind)
     try:
         return _pretrain(config, Path(shards), Path(out), ctx, threads, show_progress, restart)
     finally:
         dist_utils.teardown(ctx)
 
 
+def _step_batches(train, stream: BatchStream, config: PretrainConfig, ctx, first_step: int):
+    """(step, micro-batches, stream position after them) for steps first_step .. max_steps - 1.
+
+    Every draw of step s comes from a generator seeded by (seed, s); dropout keys from
+    (seed, s, micro-batch, global row). Run in the prefetch thread, in step order.
+    """
+    masking = _masking(config)
+    for step in range(first_step, config.max_steps):
+        gen = torch.Generator().manual_seed(step_seed(config.seed, TRAIN_TAG, step))
+        micro = [make_global_batch(train, stream.next(), config.k, config.max_train_len, gen, masking,
+                                   ctx.rank, ctx.world_size,
+                                   dropout_base=step_seed(config.seed, DROPOUT_TAG, step, j))
+                 for j in range(config.accumulate)]
+        yield step, pin(micro, ctx.device), stream.state()
+
+
 def _pretrain(config, shards, out, ctx, threads, show_progress, restart) -> PretrainResult:
     if threads:
         torch.set_num_threads(threads)
+    precision = resolve_precision(config.precision, ctx.device)
+    train = open_split(shards, "train", config.k)
+    valid = open_split(shards, "valid", config.k)
+    valid_budget = config.valid_max_tokens or config.max_tokens
+    valid_batches = validation_batches(effective_lengths(valid.lengths, config.max_train_len),
+                                       valid_budget, config.seed, config.valid_max_batches,
+                                       config.max_rows)
     run_dir = out / RUN_SUBDIR
+    start = None
     if ctx.is_main:
-        if restart and run_dir.exists():
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        start = fp.open_run_dir(run_dir, run_fingerprint(config, shards, valid_batches, precision),
+                                restart=restart)
         ckpt.remove_partial_writes(run_dir)
+        if start.describe(run_dir):
+            print(f"rnaret pretrain: {start.describe(run_dir)}", file=sys.stderr, flush=True)
+    start = dist_utils.broadcast_object(start, ctx)
     dist_utils.barrier(ctx)
-    _check_run_config(run_dir, config, ctx)
 
     # the same initial weights on every rank, whatever the rank
     random.seed(config.seed)
     np.random.seed(config.seed % 2**32)
     torch.manual_seed(config.seed)
-    train = open_split(shards, "train", config.k)
-    valid = open_split(shards, "valid", config.k)
     model = build_model(config).to(ctx.device)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, betas=config.betas, eps=config.eps,
-                                  weight_decay=config.weight_decay)
+    optimizer = make_adamw(params, lr=config.lr, betas=config.betas, eps=config.eps,
+                           weight_decay=config.weight_decay)
     scheduler = make_scheduler(optimizer, config.schedule, t0=config.t0, t_mult=config.t_mult,
                                eta_min=config.eta_min, warmup=config.warmup_steps,
                                total=max(1, config.max_steps))
+    guard = StepGuard(optimizer, params, grad_clip=config.grad_clip,
+                      max_consecutive=config.max_nonfinite_steps, device=ctx.device,
+                      name="rnaret pretrain")
     stream = BatchStream(effective_lengths(train.lengths, config.max_train_len),
-                         config.max_tokens, config.seed)
-    valid_budget = config.valid_max_tokens or config.max_tokens
-    valid_batches = validation_batches(effective_lengths(valid.lengths, config.max_train_len),
-                                       valid_budget, config.seed, config.valid_max_batches)
+                         config.max_tokens, config.seed, config.max_rows)
     entropy = unigram_entropy(valid, valid_batches, config.k, config.max_train_len, config.seed)
-    masking = _masking(config)
 
     step = 0
     rows: list[dict] = []
@@ -222,6 +270,7 @@ def _pretrain(config, shards, out, ctx, threads, show_progress, restart) -> Pret
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         stream.restore(state["data"])
+        guard.load_state_dict(state["guard"])
         step = int(state["step"])
         rows = list(state["metrics"])
         acc = dict(state["accumulators"])
@@ -240,70 +289,73 @@ def _pretrain(config, shards, out, ctx, threads, show_progress, restart) -> Pret
         last_eval = evaluate(model, valid, valid_batches, config, ctx)
         rows.append({"step": 0, **_valid_cells(last_eval), "lr": scheduler.get_last_lr()[0]})
     interval_start = time.perf_counter()
-    while step < config.max_steps:
-        lr = scheduler.get_last_lr()[0]
-        # every random draw of this step comes from (seed, step): resume-exact, rank-count free
-        gen = torch.Generator().manual_seed(step_seed(config.seed, TRAIN_TAG, step))
-        torch.manual_seed(step_seed(config.seed, TRAIN_TAG, step, 1 + ctx.rank))
-        micro = [make_global_batch(train, stream.next(), config.k, config.max_train_len, gen, masking,
-                                   ctx.rank, ctx.world_size) for _ in range(config.accumulate)]
-        n_chosen = sum(m.global_chosen for m in micro)  # the same number on every rank
-        for m in micro:
-            if m.local is None:
-                continue
-            inputs, labels = m.local.inputs.to(ctx.device), m.local.labels.to(ctx.device)
-            with _autocast(config, ctx.device):
-                logits = model(inputs).logits
-            loss_sum, _ = masked_lm_loss(logits, labels)
-            # the global mean: gradients summed over ranks equal the one-process gradient
-            (loss_sum / max(n_chosen, 1)).backward()
-            # kept on the device: no host sync per micro-batch
-            acc["loss_sum"] = acc["loss_sum"] + loss_sum.detach().double()
-        dist_utils.all_reduce_gradients(params, ctx)
-        if config.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        scheduler.step()
-        step += 1
-        acc["chosen"] += n_chosen
-        acc["maskable"] += sum(m.global_maskable for m in micro)
-        acc["tokens"] += sum(m.global_tokens for m in micro)
-        acc["lr"] = lr
-        progress.update(1)
+    steps = Prefetcher(_step_batches(train, stream, config, ctx, step), depth=config.prefetch)
+    try:
+        for batch_step, micro, stream_state in steps:
+            assert batch_step == step, "the batch stream and the loop disagree on the step"
+            lr = scheduler.get_last_lr()[0]
+            # any other random draw of the step (none in our models) from (seed, step, rank)
+            torch.manual_seed(step_seed(config.seed, TRAIN_TAG, step, 1 + ctx.rank))
+            n_chosen = sum(m.global_chosen for m in micro)  # the same number on every rank
+            loss_total = torch.zeros((), dtype=torch.float32, device=ctx.device)
+            for m in micro:
+                if m.local is None:
+                    continue
+                local = to_device(m.local, ctx.device)
+                with autocast(ctx.device, precision), row_seeds(model, local.row_keys):
+                    loss_sum, _ = mlm_loss(model, local)
+                # the global mean: gradients summed over ranks equal the one-process gradient
+                (loss_sum / max(n_chosen, 1)).backward()
+                loss_total = loss_total + loss_sum.detach().float()  # on the device: no sync
+            global_loss = dist_utils.all_reduce_gradients(params, ctx, extra=loss_total)
+            step += 1
+            guard.step(global_loss, n_chosen, step)
+            scheduler.step()
+            acc["chosen"] += n_chosen
+            acc["maskable"] += sum(m.global_maskable for m in micro)
+            acc["tokens"] += sum(m.global_tokens for m in micro)
+            acc["lr"] = lr
+            progress.update(1)
 
-        final = step == config.max_steps
-        do_eval = step % config.eval_every == 0 or final
-        if step % config.log_every == 0 or do_eval:
-            elapsed = time.perf_counter() - interval_start
-            (loss_sum,) = dist_utils.all_reduce_sum([float(acc["loss_sum"])], ctx)
-            row = {"step": step, "train_loss": loss_sum / max(acc["chosen"], 1),
-                   "tokens_per_s": acc["tokens"] / max(elapsed, 1e-9), "lr": acc["lr"],
-                   "masked_fraction": acc["chosen"] / max(acc["maskable"], 1)}
-            if do_eval:
-                last_eval = evaluate(model, valid, valid_batches, config, ctx)
-                row.update(_valid_cells(last_eval))
-                if best is None or last_eval["valid_loss"] < best["valid_loss"]:
-                    best = {"step": step, "valid_loss": last_eval["valid_loss"]}
-                    if ctx.is_main:
-                        ckpt.save_best(run_dir, model, step, last_eval["valid_loss"])
-            rows.append(row)
-            acc = _fresh_accumulators()
-            progress.set_postfix(loss=f"{row['train_loss']:.3f}", lr=f"{lr:.2e}", refresh=False)
-            if ctx.is_main:
-                write_metrics(run_dir / "metrics.tsv", rows)
-        if step % config.checkpoint_every == 0 or final:
-            rng = dist_utils.gather_objects(ckpt.rng_state(), ctx)
-            if ctx.is_main:
-                state = {"step": step, "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict(), "data": stream.state(), "rng": rng,
-                         "metrics": rows, "accumulators": {**acc, "loss_sum": float(acc["loss_sum"])},
-                         "world_size": ctx.world_size, "config": config.to_dict()}
-                ckpt.save_checkpoint(run_dir, step, model, state, config.keep_last)
-            dist_utils.barrier(ctx)
-        if not acc["chosen"]:  # a row was just written: time the next interval from here
-            interval_start = time.perf_counter()
-    progress.close()
+            final = step == config.max_steps
+            do_eval = step % config.eval_every == 0 or final
+            if step % config.log_every == 0 or do_eval:
+                elapsed = time.perf_counter() - interval_start
+                interval = guard.interval()  # the one read of the device per metrics row
+                row = {"step": step, "train_loss": interval["loss"],
+                       "tokens_per_s": acc["tokens"] / max(elapsed, 1e-9), "lr": acc["lr"],
+                       "masked_fraction": acc["chosen"] / max(acc["maskable"], 1),
+                       "grad_norm": interval["grad_norm"], "skipped_steps": interval["skipped"]}
+                if do_eval:
+                    last_eval = evaluate(model, valid, valid_batches, config, ctx)
+                    row.update(_valid_cells(last_eval))
+                    if best is None or last_eval["valid_loss"] < best["valid_loss"]:
+                        best = {"step": step, "valid_loss": last_eval["valid_loss"]}
+                        if ctx.is_main:
+                            ckpt.save_best(run_dir, model, step, last_eval["valid_loss"])
+                rows.append(row)
+                acc = _fresh_accumulators()
+                if row["train_loss"] is not None:
+                    progress.set_postfix(loss=f"{row['train_loss']:.3f}", lr=f"{lr:.2e}", refresh=False)
+                if ctx.is_main:
+                    write_metrics(run_dir / "metrics.tsv", rows)
+            if step % config.checkpoint_every == 0 or final:
+                rng = dist_utils.gather_objects(ckpt.rng_state(), ctx)
+                if ctx.is_main:
+                    state = {"step": step, "optimizer": optimizer.state_dict(),
+                             "scheduler": scheduler.state_dict(), "data": stream_state, "rng": rng,
+                             "metrics": rows, "accumulators": acc, "guard": guard.state_dict(),
+                             "world_size": ctx.world_size, "config": config.to_dict()}
+                    path = ckpt.save_checkpoint(run_dir, step, model, state, config.keep_last)
+                    print(f"rnaret pretrain: checkpoint {path} written (step {step})", file=sys.stderr,
+                          flush=True)
+                dist_utils.barrier(ctx)
+            if not acc["chosen"]:  # a row was just written: time the next interval from here
+                interval_start = time.perf_counter()
+        guard.finish()
+    finally:
+        steps.close()
+        progress.close()
 
     if last_eval is None:  # resumed at the end, or max_steps == 0: report the current model
         last_eval = evaluate(model, valid, valid_batches, config, ctx)
@@ -317,12 +369,12 @@ def _pretrain(config, shards, out, ctx, threads, show_progress, restart) -> Pret
     return PretrainResult(out=out, step=step, valid_loss=last_eval["valid_loss"],
                           masked_accuracy=last_eval["masked_accuracy"], unigram_entropy=entropy,
                           best_step=best["step"], best_valid_loss=best["valid_loss"],
-                          resumed_from=resumed_from)
+                          resumed_from=resumed_from, replaced=start.replaced if start else None)
 
 
 def _fresh_accumulators() -> dict:
-    """Sums over the steps since the last metrics row (loss_sum: this rank's, the rest global)."""
-    return {"loss_sum": 0.0, "chosen": 0, "maskable": 0, "tokens": 0, "lr": 0.0}
+    """Host-side sums over the steps since the last metrics row (all global counts)."""
+    return {"chosen": 0, "maskable": 0, "tokens": 0, "lr": 0.0}
 
 
 def _valid_cells(result: dict) -> dict:

@@ -15,7 +15,7 @@ from typing import Iterator
 from rnaret.io.errors import InputError
 from rnaret.io.fasta import read_fasta
 
-_CDS = re.compile(r"^CDS:(\d+)-(\d+)$")
+_CDS = re.compile(r"^CDS:([0-9]+)-([0-9]+)$")
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def parse_cds(path, record_id: str, line: int, description: str, length: int) ->
         return None
     match = _CDS.match(found[0])
     if not match:
-        raise InputError(path, f"malformed CDS field {found[0]!r} (expected CDS:start-end)",
+        raise InputError(path, f"malformed CDS field {found[0][:40]!r} (expected CDS:start-end)",
                          record=record_id, line=line)
     start, end = int(match.group(1)), int(match.group(2))
     if not 1 <= start <= end <= length:
