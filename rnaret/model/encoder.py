@@ -12,6 +12,8 @@ published task heads read); ``.hidden`` is after it (what the MLM head reads).
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from dataclasses import dataclass
 
 import torch
@@ -64,23 +66,39 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x, (x.shape[-1],), weight, self.eps)
 
 
-def fused_weight(owner: nn.Module, weights: tuple[Tensor, ...]) -> Tensor:
-    """The row-wise concatenation of ``weights`` (one matmul instead of several reads of x).
+# fused weights of the forward pass in progress (inference): built once, dropped at its end
+_FUSED_WEIGHTS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("rnaret_fused_weights", default=None)
 
-    With autograd recording it is built each call (so that gradients reach each weight); in
-    inference it is cached on ``owner`` until a weight changes (its storage or in-place
-    version), and kept in the autocast dtype when autocast is on, so that neither the copy nor
-    the cast is paid per call."""
+
+@contextlib.contextmanager
+def fused_weights_once():
+    """Within: each module's fused weight (``fused_weight``) is built once and reused by every
+    row group and segment of the forward pass; dropped on exit, so a weight changed between
+    passes (an optimizer step, a load) is always seen."""
+    token = _FUSED_WEIGHTS.set({})
+    try:
+        yield
+    finally:
+        _FUSED_WEIGHTS.reset(token)
+
+
+def fused_weight(owner: nn.Module, weights: tuple[Tensor, ...]) -> Tensor:
+    """The row-wise concatenation of ``weights`` (one matmul instead of several reads of x), in
+    the autocast dtype when autocast is on (else the weights' own).
+
+    With autograd recording it is built each call, so that gradients reach each weight; inside
+    ``fused_weights_once`` (the encoders' inference forward) it is built once per pass."""
     if torch.is_grad_enabled() and any(w.requires_grad for w in weights):
         return torch.cat(weights)
     device = weights[0].device.type
     dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else weights[0].dtype
-    key = (dtype,) + tuple((w.data_ptr(), w._version) for w in weights)
-    cached = owner.__dict__.get("_fused_weight")
-    if cached is None or cached[0] != key:
-        cached = (key, torch.cat(weights).to(dtype))
-        owner.__dict__["_fused_weight"] = cached  # not a buffer: never saved or moved
-    return cached[1]
+    cache = _FUSED_WEIGHTS.get()
+    if cache is None:
+        return torch.cat(weights).to(dtype)
+    key = (id(owner), dtype)
+    if key not in cache:
+        cache[key] = torch.cat(weights).to(dtype)
+    return cache[key]
 
 
 class GLU(nn.Module):
@@ -323,12 +341,16 @@ class TokenEncoder(nn.Module):
         mask = padding_mask_for(tokens, padding_mask)
         bsz, length = tokens.shape
         rows = max(1, self.config.segment_len // max(length, 1))
-        if self.training or torch.is_grad_enabled() or rows >= bsz:
+        if torch.is_grad_enabled():
             return self.forward_embeddings(self.embed_tokens(tokens), mask, form, return_logits)
-        # inference (eval, no autograd) on a large batch: groups of rows of about segment_len tokens, each through
-        # every layer while its activations are in cache (rows are independent: same numbers)
-        parts = [self.forward_embeddings(self.embed_tokens(tokens[i:i + rows]), mask[i:i + rows], form,
-                                         return_logits) for i in range(0, bsz, rows)]
+        with fused_weights_once():
+            if self.training or rows >= bsz:
+                return self.forward_embeddings(self.embed_tokens(tokens), mask, form, return_logits)
+            # inference (eval, no autograd) on a large batch: groups of rows of about segment_len
+            # tokens, each through every layer while its activations are in cache (rows are
+            # independent: the same numbers)
+            parts = [self.forward_embeddings(self.embed_tokens(tokens[i:i + rows]), mask[i:i + rows], form,
+                                             return_logits) for i in range(0, bsz, rows)]
         return EncoderOutput(
             logits=torch.cat([p.logits for p in parts]) if return_logits else None,
             last_inner_state=torch.cat([p.last_inner_state for p in parts]),
