@@ -17,8 +17,8 @@ mask a padded row gives exactly what the same row gives unpadded).
   exact (C, C) decay-masked product (the diagonal counted once); across chunks a forward and a
   backward scan of per-chunk (d_k, d_v) states. The score row sums sum_m gamma**|n-m| q_n . k_m
   come from the same pass: inside a chunk the row sums of the (C, C) block, across chunks q_n
-  times scanned sums of the decayed keys (carried as one more column of the states, so that
-  v keeps its aligned width), and s_n from the same scans with q = 1, k = mu.
+  times scanned sums of the decayed keys (d_k more numbers scanned with each state, so that v
+  keeps its aligned width), and s_n from the same scans with q = 1, k = mu.
   The scans are loop-free (``exclusive_decay_scan``: blocked triangular matmuls).
 
 ``decayed_sums`` composes the chunk-level pieces (``intra_chunks``, ``chunk_states``,
