@@ -16,7 +16,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 base=python3
 
-apt_pkgs=(seqkit)
+apt_pkgs=(seqkit mmseqs2)
 if [ "${RNARET_INSTALL_TEST_DEPS:-1}" = 1 ]; then
   # the SLURM test cluster and the browser tests of `rnaret serve`
   apt_pkgs+=(slurmctld slurmd slurm-client munge chromium)

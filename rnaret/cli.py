@@ -22,6 +22,8 @@ COMMANDS = {
     "download": "rnaret.commands.download",
     "normalize": "rnaret.commands.normalize",
     "leakage": "rnaret.commands.leakage",
+    "homology": "rnaret.commands.homology",
+    "leakage-report": "rnaret.commands.leakage_report",
     "filter": "rnaret.commands.filter",
     "shard": "rnaret.commands.shard",
     "corpus-summary": "rnaret.commands.corpus_summary",

@@ -9,7 +9,7 @@ import yaml
 
 from conftest import ROOT
 
-ENV_FILES = sorted((ROOT / "envs").glob("*.yaml")) + [ROOT / "workflow/wrappers/seqkit/environment.yaml"]
+ENV_FILES = sorted((ROOT / "envs").glob("*.yaml")) + sorted((ROOT / "workflow/wrappers").glob("*/environment.yaml"))
 CONDA_PIN = re.compile(r"^[A-Za-z0-9_.\-]+(?:::)?[A-Za-z0-9_.\-]*\s*==?\s*[0-9][A-Za-z0-9_.+\-]*$")
 PIP_PIN = re.compile(r"^[A-Za-z0-9_.\-\[\],]+==[0-9][A-Za-z0-9_.+\-]*$")
 # conda name -> installed Python distribution whose version the pin must equal

@@ -122,8 +122,15 @@ def downstream_keys(config, splits=("valid", "test")):
     return keys
 
 
-def expected_corpus(corpus_records, config):
-    """The data stages recomputed in plain Python: (records after each stage, final records)."""
+def similar_removed(workdir):
+    """Ids of the records the leakage stage's MMseqs2 pass removed (its hits table)."""
+    with gzip.open(workdir / "results/corpus/leakage_hits.tsv.gz", "rt", newline="") as handle:
+        return {r["corpus_record"] for r in csv.DictReader(handle, delimiter="\t") if r["removed"] == "yes"}
+
+
+def expected_corpus(corpus_records, config, similar=frozenset()):
+    """The data stages recomputed in plain Python: (records after each stage, final records);
+    ``similar``: the ids the similarity pass removed (checked in test_data_leakage/test_similarity)."""
     seen, deduped = set(), []
     for header, seq in corpus_records:
         key = seq.upper().replace("U", "T")
@@ -131,7 +138,8 @@ def expected_corpus(corpus_records, config):
             seen.add(key)
             deduped.append((header.split()[0], seq.replace("U", "T").replace("u", "t")))
     leaked = set().union(*downstream_keys(config).values())
-    clean = [(i, s) for i, s in deduped if s.upper() not in leaked]
+    identical_out = [(i, s) for i, s in deduped if s.upper() not in leaked]
+    clean = [(i, s) for i, s in identical_out if i not in similar]
     final = []
     for rid, seq in clean:
         if len(seq) < 10:
@@ -150,13 +158,17 @@ def read_tsv(path):
 
 def test_stage_counts_match_an_independent_recomputation(run, corpus_records):
     workdir, config, _ = run
-    deduped, clean, final = expected_corpus(corpus_records, config)
+    similar = similar_removed(workdir)
+    deduped, clean, final = expected_corpus(corpus_records, config, similar)
+    _, identical_out, _ = expected_corpus(corpus_records, config)
     summary = {row["stage"]: row for row in read_tsv(workdir / "results/corpus/summary.tsv")}
     assert int(summary["normalize"]["records_in"]) == len(corpus_records) == 16208
     assert int(summary["dedupe"]["records_removed"]) == 3 == len(corpus_records) - len(deduped)
     assert int(summary["dedupe"]["records_out"]) == len(deduped)
-    assert int(summary["leakage"]["records_out"]) == len(clean)
-    assert int(summary["leakage"]["records_removed"]) == len(deduped) - len(clean) >= 24
+    assert int(summary["leakage identical"]["records_out"]) == len(identical_out)
+    assert int(summary["leakage identical"]["records_removed"]) == len(deduped) - len(identical_out) >= 24
+    assert int(summary["leakage similar"]["records_removed"]) == len(similar) > 0
+    assert int(summary["leakage similar"]["records_out"]) == len(clean)
     assert int(summary["filter"]["records_out"]) == len(final)
     assert int(summary["filter"]["records_removed"]) == 1  # the injected 7-nt record
     assert int(summary["filter"]["nucleotides_out"]) == sum(len(s) for _, s in final)
@@ -175,9 +187,9 @@ def test_leakage_table_matches_an_independent_count(run, corpus_records):
     for key, sequences in downstream_keys(config).items():
         row = rows[key]
         assert int(row["unique_sequences"]) == len(sequences), key
-        assert int(row["corpus_records_removed"]) == sum(k in sequences for k in corpus_keys), key
-    assert int(rows[("structure", "bprna", "valid")]["corpus_records_removed"]) >= 1  # the injected one
-    assert int(rows[("coding", "from_url", "test")]["corpus_records_removed"]) == 1
+        assert int(row["corpus_records_identical"]) == sum(k in sequences for k in corpus_keys), key
+    assert int(rows[("structure", "bprna", "valid")]["corpus_records_identical"]) >= 1  # the injected one
+    assert int(rows[("coding", "from_url", "test")]["corpus_records_identical"]) == 1
     assert (workdir / "results/datasets/coding/from_url/test/extra_test.fa").read_bytes() == URL_DATASET
     assert set(rows) >= {("interaction", "mirtar", "test"), ("coding", "mouse", "test"), ("all", "all", "all")}
     assert not any(k[2] == "train" for k in rows)
@@ -186,7 +198,7 @@ def test_leakage_table_matches_an_independent_count(run, corpus_records):
 @pytest.mark.parametrize("k", [1, 3, 5])
 def test_shards_round_trip_to_the_filtered_sequences(run, corpus_records, k):
     workdir, config, _ = run
-    _, _, final = expected_corpus(corpus_records, config)
+    _, _, final = expected_corpus(corpus_records, config, similar_removed(workdir))
     by_id = dict(final)
     root = workdir / "results" / "shards" / f"k{k}"
     seen = []

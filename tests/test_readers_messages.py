@@ -172,6 +172,13 @@ CASES = [
     Case("other", "`--device cuda` without a GPU", ["embed", "reads.fa", *EMBED, "--device", "cuda"], setup="no_cuda"),
     Case("other", "a bad option value", ["vienna", "--dataset", "s.dbn", *VIENNA, "--threads", "0"],
          {"s.dbn": ">r1\nGGGAAACCC\n(((...)))\n"}),
+    # the leakage stage's similarity pass
+    Case("leakage", "MMseqs2 not installed", ["leakage", "c.fa", "-o", "o.fa", "--table", "t.tsv", "--datasets",
+                                              '{"coding": {"m": {"test": "m.fa"}}}', "--mmseqs", "mmseqs-absent"],
+         {"c.fa": ">a\nACGUACGUACGUACGGGAUUC\n", "m.fa": ">t\nACGUACGUACGUACGGGAUU\n"}),
+    Case("leakage", "--datasets text that is not JSON", ["leakage", "c.fa", "-o", "o.fa", "--table", "t.tsv",
+                                                         "--datasets", '{"coding": '],
+         {"c.fa": ">a\nACGUACGUACGUACGGGAUUC\n"}),
 ]
 
 

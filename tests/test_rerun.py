@@ -24,6 +24,7 @@ TABLES = {("tables", "results/tables/structure.html")}
 STRUCTURE_FIGURES = {("f1_distribution", "results/report/structure/bprna/rnaret-k1/f1_distribution.png"),
                      ("structure_figures_index", "results/report/structure/figures.txt")}
 TRAINING_RULES = {"pretrain", "finetune"}
+HOMOLOGY_SUMMARY = {("homology_summary", "results/homology/summary.tsv")}
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +82,8 @@ def test_a_datasets_path_reruns_what_reads_it(run):
     changes = {"datasets": {"coding": {"mouse": {"train": "data/mouse_train_copy.fa.gz"}}}}
     assert plan_after(run, changes, "dataset_path") == {
         ("finetune", "results/coding/mouse/rnaret-k5/checkpoint"),
-        ("evaluate_classifier", "results/coding/mouse/rnaret-k5/metrics.tsv")} | TABLES
+        ("evaluate_classifier", "results/coding/mouse/rnaret-k5/metrics.tsv"),
+        ("homology", "results/homology/coding/mouse.tsv")} | TABLES | HOMOLOGY_SUMMARY
 
 
 def test_another_shard_k_builds_those_shards_only(run):
@@ -98,7 +100,8 @@ def test_a_test_only_dataset_plans_its_evaluation_and_no_training(run):
     changes = {"datasets": {"coding": {"mouse_extra": {"test": "data/mouse_test.fa.gz", "finetuned_on": "mouse"}}}}
     jobs = plan_after(run, changes, "test_only")
     assert not {rule for rule, _ in jobs} & TRAINING_RULES
-    assert jobs == {("evaluate_classifier", "results/coding/mouse_extra/rnaret-k5/metrics.tsv")} | TABLES
+    assert jobs == {("evaluate_classifier", "results/coding/mouse_extra/rnaret-k5/metrics.tsv"),
+                    ("homology", "results/homology/coding/mouse_extra.tsv")} | TABLES | HOMOLOGY_SUMMARY
 
 
 @pytest.mark.parametrize("changes, expected", [

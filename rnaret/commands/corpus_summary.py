@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-HELP = "write a TSV of record/nucleotide counts through normalize, dedupe, leakage, filter and shard"
+HELP = ("write a TSV of record/nucleotide counts through normalize, dedupe, leakage (identical, "
+        "similar), clustering, filter and shard")
 # records_removed: records dropped by the stage (the filter's windows add records besides)
 COLUMNS = ("stage", "records_in", "records_out", "records_removed", "nucleotides_in",
            "nucleotides_out", "detail")
@@ -16,6 +17,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--normalize", required=True, help="counts JSON of `rnaret normalize`")
     parser.add_argument("--dup-num", required=True, help="seqkit rmdup --dup-num-file output")
     parser.add_argument("--leakage", required=True, help="counts JSON of `rnaret leakage`")
+    parser.add_argument("--clusters", help="MMseqs2 cluster table (representative, member), when "
+                                           "the corpus was clustered")
     parser.add_argument("--filter", required=True, help="counts JSON of `rnaret filter`")
     parser.add_argument("--shards", nargs="*", default=[], help="shard folders (with manifest.json)")
     parser.add_argument("-o", "--output", required=True, help="summary TSV")
@@ -30,8 +33,38 @@ def duplicates_removed(dup_num_path) -> int:
     return removed
 
 
-def summary_rows(normalize: dict, dup_removed: int, leakage: dict, filt: dict, manifests: list[dict]):
-    """Rows (dicts over COLUMNS) of the stage table, in pipeline order."""
+def cluster_counts(cluster_table) -> tuple[int, int]:
+    """(records, clusters) of an MMseqs2 '<representative>\\t<member>' table."""
+    records, representatives = 0, set()
+    for line in Path(cluster_table).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            records += 1
+            representatives.add(line.split("\t", 1)[0])
+    return records, len(representatives)
+
+
+def leakage_rows(leakage: dict) -> list[dict]:
+    """The identity pass and the similarity pass as two rows; the similarity row's detail gives,
+    per split, the records each pass removed for it."""
+    identical_out = leakage["records_in"] - leakage["records_removed_identical"]
+    identical_nt_out = leakage["nucleotides_in"] - leakage["nucleotides_removed_identical"]
+    per_split = "; ".join(f"{label}: {c['identical']} identical, {c['similar']} similar"
+                          for label, c in leakage["per_split"].items())
+    t = leakage["thresholds"]
+    return [dict(stage="leakage identical", records_in=leakage["records_in"], records_out=identical_out,
+                 nucleotides_in=leakage["nucleotides_in"], nucleotides_out=identical_nt_out,
+                 detail=f"{len(leakage['splits_checked'])} downstream splits checked (case-insensitive, U = T)"),
+            dict(stage="leakage similar", records_in=identical_out, records_out=leakage["records_out"],
+                 nucleotides_in=identical_nt_out, nucleotides_out=leakage["nucleotides_out"],
+                 detail=f"MMseqs2 {leakage['mmseqs']['version']}, identity >= {t['min_identity']:g}, "
+                        f"test coverage >= {t['min_test_coverage']:g}, E <= {t['max_evalue']:g}; "
+                        f"per split: {per_split}")]
+
+
+def summary_rows(normalize: dict, dup_removed: int, leakage: dict, filt: dict, manifests: list[dict],
+                 clusters: tuple[int, int] | None = None):
+    """Rows (dicts over COLUMNS) of the stage table, in pipeline order; ``clusters``: (records,
+    clusters) of the optional clustering stage."""
     rows = [dict(stage="normalize", records_in=normalize["records_in"], records_out=normalize["records_out"],
                  nucleotides_in=normalize["nucleotides_in"], nucleotides_out=normalize["nucleotides_out"],
                  detail=f"records written in U: {normalize['records_with_U']}; with non-ACGTU letters: "
@@ -40,15 +73,17 @@ def summary_rows(normalize: dict, dup_removed: int, leakage: dict, filt: dict, m
                  records_out=normalize["records_out"] - dup_removed,
                  nucleotides_in=normalize["nucleotides_out"], nucleotides_out=leakage["nucleotides_in"],
                  detail="seqkit rmdup -s -i -P after U->T"),
-            dict(stage="leakage", records_in=leakage["records_in"], records_out=leakage["records_out"],
-                 nucleotides_in=leakage["nucleotides_in"], nucleotides_out=leakage["nucleotides_out"],
-                 detail=f"{len(leakage['splits_checked'])} downstream splits checked"),
-            # windows add records, so the filter's removals are counted, not inferred
-            dict(stage="filter", records_in=filt["records_in"], records_out=filt["records_out"],
-                 records_removed=filt["too_short"] + filt["long_dropped"],
-                 nucleotides_in=filt["nucleotides_in"], nucleotides_out=filt["nucleotides_out"],
-                 detail=f"too short: {filt['too_short']}; long: {filt['long']} "
-                        f"({filt['policy']['long']}: {filt['windows_written']} windows)")]
+            *leakage_rows(leakage)]
+    if clusters is not None:
+        rows.append(dict(stage="cluster", records_in=clusters[0], records_out=clusters[1],
+                         nucleotides_in=leakage["nucleotides_out"], nucleotides_out=filt["nucleotides_in"],
+                         detail="MMseqs2 linclust representatives (dedupe.cluster_identity)"))
+    # windows add records, so the filter's removals are counted, not inferred
+    rows.append(dict(stage="filter", records_in=filt["records_in"], records_out=filt["records_out"],
+                     records_removed=filt["too_short"] + filt["long_dropped"],
+                     nucleotides_in=filt["nucleotides_in"], nucleotides_out=filt["nucleotides_out"],
+                     detail=f"too short: {filt['too_short']}; long: {filt['long']} "
+                            f"({filt['policy']['long']}: {filt['windows_written']} windows)"))
     for m in manifests:
         splits = m["splits"]
         rows.append(dict(stage=f"shard k{m['k']}", records_in=filt["records_out"],
@@ -84,7 +119,8 @@ def run(args) -> int:
     manifests = [load(Path(p) / "manifest.json") for p in args.shards]
     normalize = load(args.normalize)
     rows = summary_rows(normalize, duplicates_removed(args.dup_num), load(args.leakage),
-                        load(args.filter), manifests)
+                        load(args.filter), manifests,
+                        cluster_counts(args.clusters) if args.clusters else None)
     if args.download or args.release:
         rows.insert(0, download_row(load(args.download) if args.download else {}, args.release, normalize))
     with atomic_open(args.output, "w", encoding="utf-8") as handle:

@@ -2,7 +2,9 @@
 
 Modules: ``download`` (HTTP(S)/local fetch with resume and md5), ``corpus`` (validation and U→T
 normalisation before seqkit dedupe), ``datasets`` (the config's downstream datasets),
-``leakage`` (drop corpus sequences found in downstream valid/test splits), ``lengths`` (the
+``leakage`` (drop corpus records identical or similar to downstream valid/test sequences),
+``similarity`` (the MMseqs2 search behind it), ``homology`` (the same check within each
+dataset, reported), ``leakage_report`` (its figure and tables), ``lengths`` (the
 length policy), ``shards`` (tokenize + shard writer and the ``ShardCorpus`` reader; the on-disk
 format is in ``SHARDS.md``), ``batching`` (``TokenBudgetBatchSampler``, ``collate``).
 """

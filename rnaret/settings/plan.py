@@ -186,11 +186,86 @@ class Plan:
         return sorted({s.input for s in self.leakage_sources()})
 
     def leakage_args(self, wildcards=None) -> str:
-        """`rnaret leakage` options: the checked splits (local paths) as JSON, and their names."""
+        """`rnaret leakage` options: the checked splits (local paths) as JSON, their names, and the
+        similarity thresholds (``leakage:``)."""
         mapping: dict = {}
         for s in self.leakage_sources():
             mapping.setdefault(s.task, {}).setdefault(s.dataset, {})[s.split] = s.entry_value()
-        return _join(["--datasets", _json(mapping), "--splits", ",".join(self.config["dedupe"]["leakage_splits"])])
+        return _join(["--datasets", _json(mapping), "--splits", ",".join(self.config["dedupe"]["leakage_splits"]),
+                      *self._similarity_thresholds()])
+
+    # ------------------------------------------------------------------ similarity (leakage, homology)
+
+    def _similarity_thresholds(self) -> list:
+        """``--min-identity/--min-test-coverage/--max-evalue`` from the ``leakage:`` block."""
+        leakage = self.config["leakage"]
+        return ["--min-identity", leakage["min_identity"], "--min-test-coverage", leakage["min_test_coverage"],
+                "--max-evalue", leakage["max_evalue"]]
+
+    def leakage_report_targets(self) -> list[str]:
+        """The leakage figure and the closest removed pairs (when the corpus is built)."""
+        return [f"{CORPUS}/leakage.png", f"{CORPUS}/leakage_closest.tsv"]
+
+    def homology_datasets(self) -> list[tuple[str, str]]:
+        """(task, dataset) of every dataset with a split to hold against its own (or its
+        ``finetuned_on`` dataset's) train/valid splits (``rnaret.data.homology.COMPARISONS``)."""
+        from rnaret.data.homology import COMPARISONS
+
+        out = []
+        for task, datasets in self.datasets.items():
+            for name, dataset in datasets.items():
+                reference = self.dataset(task, dataset.source)
+                if any(dataset.has(evaluated) and reference.has(against) for evaluated, against in COMPARISONS):
+                    out.append((task, name))
+        return out
+
+    def _homology_splits(self, task: str, name: str) -> dict:
+        """The ``datasets:`` mapping a homology job reads: the dataset and its reference dataset."""
+        dataset = self.dataset(task, name)
+        mapping = {name: {s: v.entry_value() for s, v in dataset.splits.items()}}
+        if dataset.source != name:
+            mapping[name]["finetuned_on"] = dataset.source
+            mapping[dataset.source] = {s: v.entry_value() for s, v in self.dataset(task, dataset.source).splits.items()}
+        return {task: mapping}
+
+    def homology_inputs(self, wildcards) -> list[str]:
+        """The files of a dataset's splits and of its reference dataset's."""
+        dataset = self.dataset(wildcards.task, wildcards.dataset)
+        splits = list(dataset.splits.values()) + list(self.dataset(wildcards.task, dataset.source).splits.values())
+        return sorted({s.input for s in splits})
+
+    def homology_args(self, wildcards) -> str:
+        """`rnaret homology` options of one dataset: its splits (and its reference's), thresholds."""
+        return _join(["--datasets", _json(self._homology_splits(wildcards.task, wildcards.dataset)),
+                      "--dataset", f"{wildcards.task}/{wildcards.dataset}", *self._similarity_thresholds()])
+
+    def homology_tables(self, wildcards=None) -> list[str]:
+        """results/homology/{task}/{dataset}.tsv of every compared dataset."""
+        return [f"results/homology/{task}/{name}.tsv" for task, name in self.homology_datasets()]
+
+    def homology_targets(self) -> list[str]:
+        """The combined within-dataset homology table (none without a dataset to compare)."""
+        return ["results/homology/summary.tsv"] if self.homology_datasets() else []
+
+    def clustered(self) -> bool:
+        """Whether the corpus is clustered after the leakage stage (``dedupe.cluster_identity``)."""
+        return self.config["dedupe"].get("cluster_identity") is not None
+
+    def cluster_extra(self, wildcards=None) -> str:
+        """MMseqs2 easy-linclust options: the identity and coverage 0.8 of both sequences (the
+        wrapper adds threads and the memory limit from the job's resources)."""
+        identity = self.config["dedupe"]["cluster_identity"]
+        if identity is None:
+            raise SettingsError("dedupe.cluster_identity", "is null: the corpus is not clustered")
+        return _join(["--min-seq-id", identity, "-c", 0.8, "--cov-mode", 0])
+
+    def filter_input(self) -> str:
+        """What the length filter reads: the cluster representatives, or the leakage stage's output."""
+        return f"{CORPUS}/clustered.fa" if self.clustered() else f"{CORPUS}/no_leakage.fa.gz"
+
+    def cluster_tables(self, wildcards=None) -> list[str]:
+        """The cluster table the summary counts, when the corpus is clustered."""
+        return [f"{CORPUS}/clusters.tsv"] if self.clustered() else []
 
     def filter_args(self, wildcards=None) -> str:
         """`rnaret filter` options from ``length_policy`` (window null = max_length)."""
@@ -212,8 +287,10 @@ class Plan:
         return 1000 + (shards["run_tokens"] * 40 + shards["tokens_per_shard"] * 2) // 1_000_000
 
     def summary_args(self, wildcards=None) -> str:
-        """`rnaret corpus-summary` options set by the config: the corpus release label."""
-        return _join(["--release", self.corpus.get("release", "")])
+        """`rnaret corpus-summary` options set by the config: the corpus release label, and the
+        cluster table when the corpus is clustered."""
+        clusters = [a for path in self.cluster_tables() for a in ("--clusters", path)]
+        return _join(["--release", self.corpus.get("release", ""), *clusters])
 
     def shard_ks(self) -> list[int]:
         """The k of every shard folder the data stages build (``shards.k``)."""
@@ -576,9 +653,9 @@ class Plan:
         released weights only needs no corpus)."""
         if not self.pretrained_models():
             return []
-        return [f"{CORPUS}/summary.tsv"] + [shard_dir(k) for k in self.shard_ks()]
+        return [f"{CORPUS}/summary.tsv"] + [shard_dir(k) for k in self.shard_ks()] + self.leakage_report_targets()
 
     def targets(self) -> list[str]:
         """Every final target of ``rule all``: data, pretraining, evaluations, ViennaRNA, report."""
         return list(dict.fromkeys(self.data_targets() + self.pretrain_targets() + self.evaluation_targets()
-                                  + self.vienna_targets() + self.report_targets()))
+                                  + self.vienna_targets() + self.report_targets() + self.homology_targets()))

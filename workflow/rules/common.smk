@@ -16,6 +16,7 @@ shell.prefix(
 )
 
 SEQKIT_WRAPPER = f"file://{workflow.basedir}/workflow/wrappers/seqkit"
+MMSEQS2_WRAPPER = f"file://{workflow.basedir}/workflow/wrappers/mmseqs2"
 
 
 def check_config_file(path):

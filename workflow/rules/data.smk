@@ -1,4 +1,5 @@
-# Data stages: download -> normalize (U->T) -> dedupe (seqkit) -> leakage -> filter -> shard per k.
+# Data stages: download -> normalize (U->T) -> dedupe (seqkit) -> leakage (identity, then MMseqs2)
+# -> [cluster, optional] -> filter -> shard per k; besides, the homology within each dataset.
 # Every rule calls the `rnaret` command line; outputs are written atomically by rnaret. Options
 # come from rnaret.settings (PLAN): params taking only wildcards are rerun triggers.
 
@@ -96,28 +97,76 @@ rule remove_leakage:
             f"{CORPUS}/leakage.tsv",
             caption="../report/leakage.rst",
             category="Data",
-            labels={"table": "leakage"},
+            subcategory="leakage",
+            labels={"table": "leakage per split"},
         ),
+        hits=f"{CORPUS}/leakage_hits.tsv.gz",
         counts=f"{CORPUS}/leakage.json",
     log:
         "logs/data/remove_leakage.log",
     conda:
         conda_env("data")
-    threads: 1
+    threads: PLAN.threads("leakage")
     resources:
-        mem_mb=2000,
-        runtime=600,
+        **PLAN.resources("leakage"),
     params:
         args=PLAN.leakage_args,
         code_version=PLAN.code_version,
     shell:
         "python -m rnaret leakage {input.fasta:q} --output {output.fasta:q} {params.args}"
-        " --table {output.table:q} --counts {output.counts:q} > {log:q} 2>&1"
+        " --table {output.table:q} --hits {output.hits:q} --counts {output.counts:q}"
+        " --threads {threads} --memory-mb {resources.mem_mb} --tmp-dir {resources.tmpdir:q}"
+        " > {log:q} 2>&1"
+
+
+# optional (dedupe.cluster_identity): one representative per MMseqs2 linclust cluster
+rule cluster_corpus:
+    input:
+        f"{CORPUS}/no_leakage.fa.gz",
+    output:
+        rep=temp(f"{CORPUS}/clustered.fa"),
+        clusters=f"{CORPUS}/clusters.tsv",
+    log:
+        "logs/data/cluster_corpus.log",
+    threads: PLAN.threads("leakage")
+    resources:
+        **PLAN.resources("leakage"),
+    params:
+        command="easy-linclust",
+        extra=PLAN.cluster_extra,
+    wrapper:
+        MMSEQS2_WRAPPER
+
+
+# within each dataset: test against train and valid, valid against train (reported only)
+rule homology:
+    input:
+        PLAN.homology_inputs,
+    output:
+        table="results/homology/{task}/{dataset}.tsv",
+        hits="results/homology/{task}/{dataset}_hits.tsv",
+    log:
+        "logs/data/homology/{task}/{dataset}.log",
+    wildcard_constraints:
+        task="interaction|structure|coding",
+    conda:
+        conda_env("data")
+    threads: PLAN.threads("leakage")
+    resources:
+        mem_mb=2000,
+        runtime=120,
+    params:
+        args=PLAN.homology_args,
+        code_version=PLAN.code_version,
+    shell:
+        "python -m rnaret homology {params.args} --table {output.table:q} --hits {output.hits:q}"
+        " --threads {threads} --memory-mb {resources.mem_mb} --tmp-dir {resources.tmpdir:q}"
+        " > {log:q} 2>&1"
 
 
 rule filter_lengths:
     input:
-        f"{CORPUS}/no_leakage.fa.gz",
+        PLAN.filter_input(),
     output:
         fasta=f"{CORPUS}/filtered.fa.gz",
         counts=f"{CORPUS}/filter.json",
@@ -168,6 +217,7 @@ rule corpus_summary:
         normalize=f"{CORPUS}/normalize.json",
         dup_num=f"{CORPUS}/duplicates.txt",
         leakage=f"{CORPUS}/leakage.json",
+        clusters=PLAN.cluster_tables,
         filter=f"{CORPUS}/filter.json",
         shards=expand("results/shards/k{k}", k=PLAN.shard_ks()),
     output:

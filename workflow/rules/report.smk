@@ -170,3 +170,64 @@ rule structure_figures_index:
         runtime=5,
     shell:
         "printf '%s\\n' {input:q} > {output:q} 2> {log:q}"
+
+
+rule leakage_report:
+    input:
+        hits="results/corpus/leakage_hits.tsv.gz",
+        table="results/corpus/leakage.tsv",
+        counts="results/corpus/leakage.json",
+    output:
+        figure=report(
+            "results/corpus/leakage.png",
+            caption="../report/leakage_figure.rst",
+            category="Data",
+            subcategory="leakage",
+            labels={"table": "hits and removals (figure)"},
+        ),
+        closest=report(
+            "results/corpus/leakage_closest.tsv",
+            caption="../report/leakage_closest.rst",
+            category="Data",
+            subcategory="leakage",
+            labels={"table": "closest removed pairs"},
+        ),
+    log:
+        "logs/report/leakage_report.log",
+    conda:
+        conda_env("report")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        code_version=PLAN.code_version,
+    shell:
+        "python -m rnaret leakage-report --hits {input.hits:q} --table {input.table:q}"
+        " --counts {input.counts:q} --figure {output.figure:q} --closest {output.closest:q}"
+        " > {log:q} 2>&1"
+
+
+rule homology_summary:
+    input:
+        PLAN.homology_tables,
+    output:
+        report(
+            "results/homology/summary.tsv",
+            caption="../report/leakage_homology.rst",
+            category="Data",
+            subcategory="leakage",
+            labels={"table": "homology within datasets"},
+        ),
+    log:
+        "logs/report/homology_summary.log",
+    conda:
+        conda_env("report")
+    threads: 1
+    resources:
+        mem_mb=200,
+        runtime=5,
+    params:
+        code_version=PLAN.code_version,
+    shell:
+        "python -m rnaret leakage-report --homology {input:q} --homology-table {output:q} > {log:q} 2>&1"
