@@ -1,27 +1,38 @@
-"""Encoder speed and memory, ours against the published way, measured in one run.
+"""Encoder speed and memory, ours against the published code, measured in one run.
 
-Prints, on the machine it runs on (paper-size RetNet, k = 1 by default, eval mode):
+Paper-size RetNet (k = 1 by default), eval mode, the same weights in both models, on the machine
+it runs on, in each precision of ``--precisions`` (fp32, and bf16 autocast: ``rnaret.precision``):
 
-(a) throughput on the real length mix of the bundled RNAcentral sample: ours (length-bucketed
-    token-budget batches, padding mask, chunkwise above ``parallel_max_len``) against the
-    published way (every sequence cut to 2,000 nt and padded to 2,000, batches of 8, parallel
-    form, no mask). The published way's cost does not depend on the sequences (every batch is
-    8 x 2,000), so it is timed on a few batches and scaled to the sample; ours runs the whole
-    sample. With ``--sample N`` a seeded random subsample of N records is used (2 CPU cores:
-    the whole sample would take hours the published way). Also printed: the bound on the ratio
-    if ours ran all its matmul FLOPs at the machine's fp32 matmul rate.
-(b) one sequence of each of ``--lengths`` nt: chunkwise, and parallel where it fits in memory;
-    time and peak memory (each case in a fresh subprocess: peak RSS on CPU, peak allocated on
-    CUDA), with the ratios at 8k and the 100k checks (memory, time per nt against 2k).
-(c) the machine's own fp32 matmul rate, and the share of it the encoder reaches at 32k
-    (FLOPs of the matmuls the chunkwise form runs, counted with torch's FlopCounterMode on
-    1/10 of the length and scaled: every part of the chunkwise form is linear in length).
+(a) the real length mix of the bundled RNAcentral sample (a seeded subsample of ``--sample``
+    records): ours (``rnaret.embed.length_batches`` token-budget batches, padding mask, the form
+    chosen by length) against the published way (every sequence cut to 2,000 nt and padded to
+    2,000, batches of 8, as the published scripts batch). With ``--published-repo`` the
+    published batches run through the published ``retnet.py`` itself (``published_code.py``),
+    else through our model run the published way (parallel form, no mask). Each published
+    batch costs the same (8 x 2,000 always), so it is timed on ``--published-batches`` batches
+    and scaled to the sample. The outputs are checked to agree (ours with every position real,
+    as the published code treats PAD, against the published model on the same batch).
+    Printed: the ratios, and the bound on them if ours ran all its matmul FLOPs (counted with
+    torch's FlopCounterMode on the same batches) at the machine's measured matmul rate.
+(b) one sequence of each of ``--lengths`` nt, each case in a fresh process: ours (chunkwise) in
+    every precision, the published code (or the stand-in) in fp32 where it fits; time and
+    memory (CPU: peak RSS over the RSS after model and warm-up, and the peak RSS in all; CUDA:
+    peak allocated), the ratios at 8,000 nt and the 100,000-nt peak.
+(c) the machine's matmul rate in fp32 and bf16 (2048^2 on CPU, 4096^2 on CUDA) and the share of
+    it the encoder reaches at 32k (FLOPs of the chunkwise form's matmuls counted on 1/10 of the
+    length and scaled: every part of it is linear in length).
 
-Usage: python benchmarks/encoder.py [--threads N] [--device cpu|cuda] [--sample 300]
+On the CPU every time is given as wall time and as the process's CPU time: with one thread the
+CPU time is the work done, and moves much less than wall time when the machine is shared.
+Ratios are taken within one run.
+
+Usage: python benchmarks/encoder.py [--threads 1] [--device cpu|cuda] [--sample 300]
+       [--published-repo /path/to/RNAret] [--precisions fp32,bf16] [--parts abc]
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -33,17 +44,35 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path[:0] = [str(ROOT), str(HERE)]  # rnaret from this checkout; published_code beside this file
+
+from published_code import add_published_arguments, copy_weights, import_published, published_encoder  # noqa: E402
+
 SAMPLE = ROOT / "resources" / "rnacentral" / "rnacentral_sample.fa.gz"
 PUBLISHED_LEN, PUBLISHED_BATCH = 2000, 8
 GIB = 2 ** 30
 
 
-def build(k: int, device: str):
+# ---------------------------------------------------------------- shared pieces
+
+def build_ours(k: int, device: str):
+    """The paper-size RetNet at k, seeded random weights, eval mode."""
     from rnaret.model import EncoderConfig, RetNetEncoder
 
     torch.manual_seed(0)
     return RetNetEncoder(EncoderConfig.paper(k)).to(device).eval()
+
+
+def build_theirs(args, ours):
+    """The published RetNet with our weights (eval), or None without ``--published-repo``."""
+    if not args.published_repo:
+        return None
+    module = import_published(args.published_repo, args.published_deps)
+    theirs = published_encoder(module, ours.config)
+    copy_weights(ours, theirs)
+    return theirs.to(args.device).eval()
 
 
 def sync(device: str) -> None:
@@ -51,8 +80,21 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def autocast(device: str):
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda")
+def precision_context(device: str, precision: str):
+    """``rnaret.precision.autocast``: the one switch, for ours and for the published code."""
+    from rnaret.precision import autocast
+
+    return autocast(device, precision)
+
+
+@contextlib.contextmanager
+def timed(device: str, into: dict):
+    """Wall and process CPU seconds of the block (CUDA synchronised) -> into['wall'], ['cpu']."""
+    sync(device)
+    wall, cpu = time.perf_counter(), time.process_time()
+    yield
+    sync(device)
+    into["wall"], into["cpu"] = time.perf_counter() - wall, time.process_time() - cpu
 
 
 def proc_memory(field: str) -> float:
@@ -73,57 +115,49 @@ def reset_peak_rss() -> None:
         pass
 
 
-# ---------------------------------------------------------------- (b) one case, in a subprocess
+def published_forward(theirs, ours):
+    """tokens (B, L) -> logits, the published way: the published code's forward, or (no
+    checkout) ours in the parallel form with every position real (PAD acts as a token)."""
+    if theirs is not None:
+        return lambda tokens: theirs(tokens)[0]
+    return lambda tokens: ours(tokens, form="parallel", padding_mask=torch.ones_like(tokens, dtype=torch.bool)).logits
 
-def measure_one(form: str, length: int, k: int, device: str) -> dict:
-    """Time and peak memory of one forward pass on one random sequence of ``length`` tokens."""
-    model = build(k, device)
-    tokens = torch.randint(6, 6 + 4 ** k, (1, length), device=device)
-    with torch.no_grad(), autocast(device):
-        model(tokens[:, :256], form=form)  # warm-up: kernels, allocator
-        sync(device)
-        reset_peak_rss()
-        before = proc_memory("VmRSS")
-        if device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-            base = torch.cuda.memory_allocated()
+
+def count_flops(model, batches, device: str, precision: str) -> float:
+    """Matmul FLOPs of ``model`` over ``batches`` (torch's FlopCounterMode)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), precision_context(device, precision), counter:
+        for tokens in batches:
+            model(tokens.to(device))
+    return float(counter.get_total_flops())
+
+
+# ---------------------------------------------------------------- (c) matmul rates
+
+def matmul_rate(device: str, precision: str) -> dict:
+    """GFLOP/s of an n x n matmul (n = 2048 CPU, 4096 CUDA) in ``precision``, per wall second
+    and (CPU) per CPU second of this process."""
+    n = 4096 if device == "cuda" else 2048
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    for _ in range(3):
+        a @ b
+    reps, clock = 0, {}
+    with timed(device, clock):
         start = time.perf_counter()
-        model(tokens, form=form)
-        sync(device)
-        seconds = time.perf_counter() - start
-    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the parent process
-    peak = proc_memory("VmHWM")
-    result = {"form": form, "length": length, "seconds": seconds, "rss_before_gib": before,
-              "peak_gib": peak, "extra_gib": peak - before}
-    if device == "cuda":
-        result["cuda_extra_gib"] = (torch.cuda.max_memory_allocated() - base) / GIB
-    return result
-
-
-def run_case(form: str, length: int, args) -> dict:
-    command = [sys.executable, __file__, "--measure", f"{form}:{length}", "--k", str(args.k),
-               "--device", args.device, "--threads", str(args.threads)]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        return {"form": form, "length": length, "error": done.stderr.strip().splitlines()[-1:]}
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def parallel_fits(length: int, heads: int, device: str) -> tuple[bool, float]:
-    """Does the parallel form fit? It holds about three (heads, L, L) float32 matrices."""
-    need = 3 * heads * length ** 2 * 4 / GIB
-    if device == "cuda":
-        free = torch.cuda.mem_get_info()[0] / GIB
-    else:
-        with open("/proc/meminfo") as handle:
-            info = dict(line.split(":", 1) for line in handle)
-        free = int(info["MemAvailable"].split()[0]) / 2 ** 20
-    return need < 0.6 * free, need
+        while time.perf_counter() - start < 2.0:
+            a @ b
+            reps += 1
+    flops = 2 * n ** 3 * reps
+    return {"wall": flops / clock["wall"] / 1e9, "cpu": flops / max(clock["cpu"], 1e-9) / 1e9}
 
 
 # ---------------------------------------------------------------- (a) the real length mix
 
-def length_mix(args, rate: float, per_token: float) -> None:
+def length_mix(args, ours, theirs, rates) -> None:
     from rnaret.embed import length_batches
     from rnaret.io.fasta import read_fasta
     from rnaret.tokenizer import encode
@@ -133,165 +167,274 @@ def length_mix(args, rate: float, per_token: float) -> None:
     if args.sample and args.sample < len(records):
         records = random.Random(args.seed).sample(records, args.sample)
     lengths = [len(s) for s in records]
-    model = build(args.k, args.device)
-    print(f"\n(a) throughput on the real length mix: {len(records)} of {total_records} records of "
-          f"{SAMPLE.relative_to(ROOT)}" + (f" (seeded subsample, seed {args.seed})" if args.sample else "")
-          + f"; {sum(lengths):,} nt, lengths {min(lengths)}..{max(lengths)}, "
-          f"median {sorted(lengths)[len(lengths) // 2]}")
-
     token_lists = [torch.from_numpy(encode(s, args.k)) for s in records]
-    batches = length_batches([len(t) for t in token_lists], args.batch_tokens)
-    with torch.no_grad(), autocast(args.device):
-        model(token_lists[0][None].to(args.device))  # warm-up
-        sync(args.device)
-        start = time.perf_counter()
-        for batch in batches:
-            longest = max(len(token_lists[i]) for i in batch)
-            tokens = torch.zeros(len(batch), longest, dtype=torch.long)
-            for row, i in enumerate(batch):
-                tokens[row, :len(token_lists[i])] = token_lists[i]
-            model(tokens.to(args.device))
-        sync(args.device)
-        ours = time.perf_counter() - start
+    ours_batches = []
+    for batch in length_batches([len(t) for t in token_lists], args.batch_tokens):
+        tokens = torch.zeros(len(batch), max(len(token_lists[i]) for i in batch), dtype=torch.long)
+        for row, i in enumerate(batch):
+            tokens[row, :len(token_lists[i])] = token_lists[i]
+        ours_batches.append(tokens)
+    cut = [t[:PUBLISHED_LEN] for t in token_lists]
+    published_batches = []
+    for start in range(0, len(cut), PUBLISHED_BATCH):
+        tokens = torch.zeros(PUBLISHED_BATCH, PUBLISHED_LEN, dtype=torch.long)  # padded to 2,000 always
+        for row, t in enumerate(cut[start:start + PUBLISHED_BATCH]):
+            tokens[row, :len(t)] = t
+        published_batches.append(tokens)
+    real_nt, published_nt = sum(lengths), sum(min(n, PUBLISHED_LEN) for n in lengths)
+    timed_batches = min(args.published_batches, len(published_batches))
+    who = "the published code" if theirs is not None else "our model run the published way (stand-in)"
+    print(f"\n(a) real length mix: {len(records)} of {total_records} records of {SAMPLE.relative_to(ROOT)}"
+          + (f" (seeded subsample, seed {args.seed})" if args.sample else "")
+          + f"; {real_nt:,} nt, lengths {min(lengths)}..{max(lengths)}, median {sorted(lengths)[len(lengths) // 2]}")
+    print(f"    ours: {len(ours_batches)} batches of <= {args.batch_tokens} tokens, every nt; published way "
+          f"({who}): {len(published_batches)} batches of {PUBLISHED_BATCH} x {PUBLISHED_LEN}, {published_nt:,} nt "
+          f"after the cut, timed on {timed_batches} and scaled")
+    forward = published_forward(theirs, ours)
+    device = args.device
 
-        # the published way: cut to 2,000, pad to 2,000, batches of 8, parallel, no mask
-        cut = [t[:PUBLISHED_LEN] for t in token_lists]
-        n_batches = -(-len(cut) // PUBLISHED_BATCH)
-        timed = min(args.published_batches, n_batches)
-        start = time.perf_counter()
-        for b in range(timed):
-            rows = cut[b * PUBLISHED_BATCH:(b + 1) * PUBLISHED_BATCH]
-            tokens = torch.zeros(PUBLISHED_BATCH, PUBLISHED_LEN, dtype=torch.long)
-            for row, t in enumerate(rows):
-                tokens[row, :len(t)] = t
-            tokens = tokens.to(args.device)
-            model(tokens, form="parallel", padding_mask=torch.ones_like(tokens, dtype=torch.bool))
-        sync(args.device)
-        per_batch = (time.perf_counter() - start) / timed
-    published = per_batch * n_batches
-    published_nt = sum(min(n, PUBLISHED_LEN) for n in lengths)
-    print(f"    ours:      {ours:9.1f} s for {sum(lengths):,} nt (every nt, no cut) "
-          f"= {sum(lengths) / ours:9.0f} nt/s, {len(batches)} batches of <= {args.batch_tokens} tokens")
-    print(f"    published: {published:9.1f} s ({per_batch:.2f} s per {PUBLISHED_BATCH} x {PUBLISHED_LEN} batch, "
-          f"timed on {timed} of {n_batches} batches) for {published_nt:,} nt after the cut "
-          f"= {published_nt / published:9.0f} nt/s")
-    print(f"    ratio: ours is {published / ours:.1f}x faster in wall time and "
-          f"{(sum(lengths) / ours) / (published_nt / published):.1f}x in nt/s   (target >= 20x)")
-    # ours can at best run its matmul FLOPs at the machine's matmul rate
-    ideal = sum(len(t) for t in token_lists) * per_token / rate
-    print(f"    bound: ours at 100% of the fp32 matmul rate would take {ideal:.1f} s, so on this machine "
-          f"the wall-time ratio cannot exceed {published / ideal:.1f}x")
+    # the outputs agree: the published batch through both models, every position real
+    first = published_batches[0].to(device)
+    with torch.no_grad():
+        reference = forward(first).float()
+        agree = {}
+        for precision in args.precisions:
+            with precision_context(device, precision):
+                mine = ours(first, padding_mask=torch.ones_like(first, dtype=torch.bool)).logits.float()
+            agree[precision] = ((mine - reference).abs().max().item(),
+                                ((mine - reference).norm() / reference.norm()).item())
+    print("    outputs agree (published batch 1, PAD as tokens, ours chunkwise vs published fp32): "
+          + "; ".join(f"{p}: max |diff| {a:.2e}, relative {r:.1e}" for p, (a, r) in agree.items()))
+
+    results = {}
+    for precision in args.precisions:
+        with torch.no_grad(), precision_context(device, precision):
+            ours(ours_batches[-1].to(device))  # warm-up
+            forward(published_batches[0][:1, :256].to(device))
+            mine, theirs_time = {}, {}
+            with timed(device, mine):
+                for tokens in ours_batches:
+                    ours(tokens.to(device))
+            with timed(device, theirs_time):
+                for tokens in published_batches[:timed_batches]:
+                    forward(tokens.to(device))
+        scale = len(published_batches) / timed_batches
+        results[precision] = (mine, {k: v * scale for k, v in theirs_time.items()})
+    clocks = ("wall", "cpu") if device == "cpu" else ("wall",)
+    print(f"    {'precision':>9} {'clock':>5} {'ours s':>9} {'published s':>12} {'ratio':>7} {'nt/s ratio':>10}")
+    for precision, (mine, pub) in results.items():
+        for clock in clocks:
+            ratio = pub[clock] / mine[clock]
+            print(f"    {precision:>9} {clock:>5} {mine[clock]:9.1f} {pub[clock]:12.1f} {ratio:6.1f}x "
+                  f"{ratio * real_nt / published_nt:9.1f}x")
+    target = {"fp32": 20, "bf16": 50}
+    if "fp32" in results:
+        base = results["fp32"][1]
+        for precision, (mine, _) in results.items():
+            line = ", ".join(f"{clock} {base[clock] / mine[clock]:.1f}x" for clock in clocks)
+            print(f"    ours {precision} against the published way in fp32: {line} (target >= {target[precision]}x)")
+    flop_precision = "bf16" if "bf16" in args.precisions else args.precisions[0]
+    flops = count_flops(ours, ours_batches, device, flop_precision)
+    print(f"    ours: {flops / 1e12:.2f} TFLOP of matmuls on the mix ({flops / real_nt / 1e6:.1f} MFLOP per nt); "
+          "at 100% of the measured matmul rate it would take, and the ratio could not exceed:")
+    for precision, (mine, pub) in results.items():
+        for clock in clocks:
+            ideal = flops / (rates[precision][clock] * 1e9)
+            pub32 = results.get("fp32", (None, pub))[1][clock]
+            print(f"      {precision} ({clock}): {ideal:.1f} s at {rates[precision][clock]:.0f} GFLOP/s -> bound "
+                  f"{pub32 / ideal:.1f}x against the published fp32; ours reaches "
+                  f"{100 * ideal / mine[clock]:.0f}% of the rate")
 
 
 # ---------------------------------------------------------------- (b) single long sequences
 
+def measure_one(impl: str, precision: str, length: int, args) -> dict:
+    """Time and memory of one forward on one random sequence of ``length`` tokens (this process)."""
+    device = args.device
+    ours = build_ours(args.k, device)
+    if impl == "published":
+        forward = published_forward(build_theirs(args, ours), ours)
+        del ours
+    elif impl == "stand-in":
+        forward = published_forward(None, ours)
+    else:
+        forward = lambda tokens: ours(tokens, form="chunkwise").logits  # noqa: E731
+    tokens = torch.randint(6, 6 + 4 ** args.k, (1, length), device=device)
+    clock = {}
+    with torch.no_grad(), precision_context(device, precision):
+        forward(tokens[:, :256])  # warm-up: kernels, allocator
+        sync(device)
+        reset_peak_rss()
+        before = proc_memory("VmRSS")
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+        with timed(device, clock):
+            forward(tokens)
+    peak = proc_memory("VmHWM")  # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec
+    result = {"impl": impl, "precision": precision, "length": length, **clock, "rss_before_gib": before,
+              "peak_gib": peak, "extra_gib": peak - before}
+    if device == "cuda":
+        result["cuda_extra_gib"] = (torch.cuda.max_memory_allocated() - base) / GIB
+        result["cuda_peak_gib"] = torch.cuda.max_memory_allocated() / GIB
+    return result
+
+
+def run_case(impl: str, precision: str, length: int, args) -> dict:
+    command = [sys.executable, __file__, "--measure", f"{impl}:{precision}:{length}", "--k", str(args.k),
+               "--device", args.device, "--threads", str(args.threads), "--published-deps", args.published_deps]
+    if args.published_repo:
+        command += ["--published-repo", args.published_repo]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        return {"impl": impl, "precision": precision, "length": length, "error": done.stderr.strip().splitlines()[-1:]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def published_fits(length: int, heads: int, device: str) -> tuple[bool, float]:
+    """Does the published (parallel) forward fit? It holds about six (heads, L, L) fp32 matrices."""
+    need = 6 * heads * length ** 2 * 4 / GIB
+    if device == "cuda":
+        free = torch.cuda.mem_get_info()[0] / GIB
+    else:
+        with open("/proc/meminfo") as handle:
+            info = dict(line.split(":", 1) for line in handle)
+        free = int(info["MemAvailable"].split()[0]) / 2 ** 20
+    return need < 0.6 * free, need
+
+
+def extra(r: dict) -> float:
+    return r.get("cuda_extra_gib", r["extra_gib"])
+
+
 def single_sequences(args) -> dict:
-    heads = build(args.k, "cpu").config.retnet_retention_heads
-    print(f"\n(b) one sequence, paper size k={args.k}, {args.device}; each case in a fresh process "
-          "(memory: peak RSS minus RSS after model + warm-up; CUDA: peak allocated)")
-    print(f"    {'length':>7} {'form':>9} {'seconds':>9} {'ms/nt':>7} {'extra GiB':>9} {'peak GiB':>8}")
+    heads = 4
+    other = "published" if args.published_repo else "stand-in"
+    print(f"\n(b) one sequence, paper size k={args.k}, {args.device}, each case in a fresh process; memory: "
+          + ("peak allocated (extra: over the allocation before the forward)" if args.device == "cuda" else
+             "extra = peak RSS minus RSS after model + warm-up; peak = peak RSS in all")
+          + f"; {other} in fp32 up to {args.published_max_len:,} nt where it fits")
+    print(f"    {'length':>7} {'impl':>9} {'prec':>5} {'wall s':>8} {'cpu s':>8} {'ms/nt':>7} {'extra GiB':>9} {'peak GiB':>8}")
     results = {}
     for length in args.lengths:
-        forms = ["chunkwise"]
-        fits, need = parallel_fits(length, heads, args.device)
-        if fits:
-            forms.append("parallel")
-        for form in forms:
-            r = run_case(form, length, args)
-            results[(form, length)] = r
+        cases = [("ours", p) for p in args.precisions]
+        fits, need = published_fits(length, heads, args.device)
+        if length <= args.published_max_len and fits:
+            cases.append((other, "fp32"))
+        for impl, precision in cases:
+            r = run_case(impl, precision, length, args)
+            results[(impl, precision, length)] = r
             if "error" in r:
-                print(f"    {length:>7} {form:>9}   failed: {r['error']}")
+                print(f"    {length:>7} {impl:>9} {precision:>5}   failed: {r['error']}")
                 continue
-            extra = r.get("cuda_extra_gib", r["extra_gib"])
-            print(f"    {length:>7} {form:>9} {r['seconds']:9.2f} {1e3 * r['seconds'] / length:7.3f} "
-                  f"{extra:9.3f} {r['peak_gib']:8.2f}", flush=True)
-        if not fits:
-            print(f"    {length:>7}  parallel   skipped: needs ~{need:.0f} GiB")
-    def extra(r):
-        return r.get("cuda_extra_gib", r["extra_gib"])
-    if ("parallel", 8000) in results and ("chunkwise", 8000) in results \
-            and "error" not in results[("parallel", 8000)] and "error" not in results[("chunkwise", 8000)]:
-        p, c = results[("parallel", 8000)], results[("chunkwise", 8000)]
-        print(f"    at 8k: chunkwise {p['seconds'] / c['seconds']:.1f}x faster (target >= 8x), "
-              f"{extra(p) / max(extra(c), 1e-9):.1f}x less extra memory (target >= 4x)")
-    if ("chunkwise", 100000) in results and ("chunkwise", 2000) in results \
-            and "error" not in results[("chunkwise", 100000)]:
-        big, small = results[("chunkwise", 100000)], results[("chunkwise", 2000)]
-        per = (big["seconds"] / 100000) / (small["seconds"] / 2000)
-        print(f"    at 100k: peak {big['peak_gib']:.2f} GiB in all ({extra(big):.2f} GiB for the forward; "
-              f"target <= 4 GiB); time per nt {per:.2f}x that at 2k (target <= 1.5x)")
+            peak = r.get("cuda_peak_gib", r["peak_gib"])
+            print(f"    {length:>7} {impl:>9} {precision:>5} {r['wall']:8.2f} {r['cpu']:8.2f} "
+                  f"{1e3 * r['wall'] / length:7.3f} {extra(r):9.3f} {peak:8.2f}", flush=True)
+        if length > args.published_max_len or not fits:
+            print(f"    {length:>7} {other:>9}  fp32 not run: "
+                  + (f"needs ~{need:.0f} GiB" if not fits else f"over --published-max-len"))
+    mine, pub = results.get(("ours", "fp32", 8000)), results.get((other, "fp32", 8000))
+    if mine and pub and "error" not in mine and "error" not in pub:
+        times = ", ".join(f"{c} {pub[c] / mine[c]:.1f}x" for c in ("wall", "cpu"))
+        print(f"    at 8k, fp32, ours against {other}: {times} faster (target >= 30x), "
+              f"{extra(pub) / max(extra(mine), 1e-9):.1f}x less extra memory (target >= 15x)")
+    for precision in args.precisions:
+        big = results.get(("ours", precision, 100000))
+        if big and "error" not in big:
+            peak = big.get("cuda_peak_gib", big["peak_gib"])
+            small = results.get(("ours", precision, 2000))
+            per = (f"; time per nt {(big['wall'] / 100000) / (small['wall'] / 2000):.2f}x that at 2k"
+                   if small and "error" not in small else "")
+            print(f"    at 100k, ours {precision}: peak {peak:.2f} GiB in all, {extra(big):.2f} GiB for the "
+                  f"forward (target <= 2 GiB){per}")
     return results
 
 
-# ---------------------------------------------------------------- (c) share of the matmul rate
+def matmul_share(args, results: dict, rates: dict) -> None:
+    from rnaret.tokenizer import vocab_size
 
-def matmul_rate(device: str) -> float:
-    n = 4096 if device == "cuda" else 2048
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
-    a @ b
-    sync(device)
-    reps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < 2.0:
-        a @ b
-        reps += 1
-    sync(device)
-    return 2 * n ** 3 * reps / (time.perf_counter() - start)
+    print(f"\n(c) matmul rate of this machine ({args.device}, {args.threads} thread(s), "
+          f"{'2048' if args.device == 'cpu' else '4096'}^2):")
+    for precision in args.precisions:
+        r = rates[precision]
+        print(f"    {precision}: {r['wall']:.0f} GFLOP/s per wall second"
+              + (f", {r['cpu']:.0f} per CPU second" if args.device == "cpu" else ""))
+    ours = build_ours(args.k, args.device)
+    tokens = torch.randint(6, vocab_size(args.k), (1, 3200))
+    per_token = count_flops_one(ours, tokens, args.device)
+    for precision in args.precisions:
+        r = results.get(("ours", precision, 32000))
+        if not r or "error" in r:
+            print(f"    {precision}: no 32k run to compare")
+            continue
+        clocks = ("wall", "cpu") if args.device == "cpu" else ("wall",)
+        share = ", ".join(f"{100 * per_token * 32000 / r[c] / 1e9 / rates[precision][c]:.0f}% ({c})" for c in clocks)
+        print(f"    encoder at 32k, {precision}: {per_token / 1e6:.1f} MFLOP per token (counted at 3,200, "
+              f"scaled), {per_token * 32000 / r['wall'] / 1e9:.0f} GFLOP/s wall = {share} of the rate "
+              "(target >= 50%)")
 
 
-def flops_per_token(args, length: int) -> float:
+def count_flops_one(model, tokens, device: str) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
-    model = build(args.k, args.device)
-    tokens = torch.randint(6, 10, (1, length), device=args.device)
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
-        model(tokens, form="chunkwise")
-    return counter.get_total_flops() / length
-
-
-def matmul_share(args, results: dict, rate: float, per_token: float) -> None:
-    print(f"\n(c) fp32 matmul rate of this machine ({args.device}, {args.threads} threads): {rate / 1e9:.1f} GFLOP/s")
-    r = results.get(("chunkwise", 32000))
-    if not r or "error" in r:
-        print("    (no 32k chunkwise run to compare)")
-        return
-    achieved = per_token * 32000 / r["seconds"]
-    print(f"    encoder at 32k: {per_token / 1e6:.1f} MFLOP per token (matmuls, counted at 3,200 and scaled), "
-          f"{achieved / 1e9:.1f} GFLOP/s = {100 * achieved / rate:.0f}% of the matmul rate")
+        model(tokens.to(device), form="chunkwise")
+    return counter.get_total_flops() / tokens.shape[1]
 
 
 def main() -> None:
+    from rnaret.precision import bf16_matmul_available
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--k", type=int, default=1)
-    parser.add_argument("--sample", type=int, default=300,
-                        help="records drawn from the sample for (a); 0 = all")
+    parser.add_argument("--sample", type=int, default=300, help="records drawn from the sample for (a); 0 = all")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-tokens", type=int, default=16384)
-    parser.add_argument("--published-batches", type=int, default=2,
-                        help="batches timed the published way in (a)")
+    parser.add_argument("--published-batches", type=int, default=2, help="batches timed the published way in (a)")
+    parser.add_argument("--published-max-len", type=int, default=8000,
+                        help="longest single sequence run the published way in (b) (default 8000)")
+    parser.add_argument("--precisions", type=lambda s: s.split(","), default=None,
+                        help="comma-separated fp32,bf16 (default both; bf16 runs without bf16 "
+                             "matrix units too, the header says whether the device has them)")
     parser.add_argument("--lengths", type=lambda s: [int(x) for x in s.split(",")],
                         default=[2000, 8000, 32000, 100000])
     parser.add_argument("--parts", default="abc", help="which of a, b, c to run")
+    add_published_arguments(parser)
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: torch finds no CUDA device here")
+    if args.device == "cuda":
+        from rnaret.precision import configure_precision
+
+        configure_precision("cuda", "fp32")  # TF32 for the fp32 path, as the commands set it
     if args.measure:
-        form, length = args.measure.split(":")
-        print(json.dumps(measure_one(form, int(length), args.k, args.device)))
+        impl, precision, length = args.measure.split(":")
+        print(json.dumps(measure_one(impl, precision, int(length), args)))
         return
-    print(f"rnaret encoder benchmark: {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, torch {torch.__version__}, {args.threads} threads, device {args.device}"
-          + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else ""))
-    rate = matmul_rate(args.device)
-    per_token = flops_per_token(args, 3200)
+    if args.precisions is None:
+        args.precisions = ["fp32", "bf16"]
+    for p in args.precisions:
+        if p not in ("fp32", "bf16"):
+            raise SystemExit(f"--precisions: {p!r} is not fp32 or bf16")
+    print(f"rnaret encoder benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"torch {torch.__version__}, {args.threads} thread(s), device {args.device}"
+          + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else "")
+          + f", precisions {','.join(args.precisions)}, bf16 matrix units: {bf16_matmul_available(args.device)}"
+          + (f"; published code: {args.published_repo}" if args.published_repo else
+             "; no --published-repo: our model run the published way stands in"))
+    rates = {p: matmul_rate(args.device, p) for p in args.precisions}
+    ours = build_ours(args.k, args.device)
     if "a" in args.parts:
-        length_mix(args, rate, per_token)
-    results = single_sequences(args) if "b" in args.parts or "c" in args.parts else {}
+        length_mix(args, ours, build_theirs(args, ours), rates)
+    del ours
+    results = single_sequences(args) if ("b" in args.parts or "c" in args.parts) else {}
     if "c" in args.parts:
-        matmul_share(args, results, rate, per_token)
+        matmul_share(args, results, rates)
 
 
 if __name__ == "__main__":

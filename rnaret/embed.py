@@ -8,7 +8,8 @@ Output file (safetensors, written atomically; open with ``safetensors.numpy.load
   the rows ``offsets[i]:offsets[i+1]`` belong to sequence i, one row per nucleotide;
 * ``offsets`` int64 (N + 1,), ``lengths`` int64 (N,) (nucleotides per sequence);
 * metadata (``safe_open(path, "np").metadata()``): ``ids`` (JSON list of the FASTA ids, in
-  order), ``format``, ``k``, ``pool``, ``representation``, ``checkpoint``, ``fasta``.
+  order), ``format``, ``k``, ``pool``, ``representation``, ``precision`` (fp32 or bf16, as
+  resolved), ``checkpoint``, ``fasta``.
 
 With odd k a sequence of n >= k nt gives n tokens, token i being the k-mer centred on
 nucleotide i, so per-nucleotide rows are token rows. A sequence shorter than k gives only
@@ -45,7 +46,7 @@ class Embeddings:
     metadata: dict = field(default_factory=dict)
 
 
-def length_batches(lengths, batch_tokens: int, max_padding: float = 0.25) -> list[list[int]]:
+def length_batches(lengths, batch_tokens: int, max_padding: float = 0.1) -> list[list[int]]:
     """Group indices into batches by length, longest first: each batch's (count x longest) is
     at most ``batch_tokens`` and at most ``max_padding`` of it is padding (a sequence that
     would break either starts a new batch; one longer than the budget is a batch alone)."""
@@ -75,13 +76,16 @@ def _pool(states: np.ndarray, pool: str) -> np.ndarray:
 
 @torch.no_grad()
 def embed_sequences(model, ids, sequences, *, batch_tokens: int = 16384, device=None,
-                    per_nucleotide: bool = True, pool: str = "mean",
+                    precision: str = "auto", per_nucleotide: bool = True, pool: str = "mean",
                     representation: str = "last_inner_state", progress: bool = True) -> Embeddings:
     """Embed ``sequences`` (strings, ids alongside) with ``model`` (an encoder in eval mode).
 
-    Batches by length (``length_batches``), the form chosen by length inside the encoder,
-    bf16 autocast on CUDA. Returns ``Embeddings`` (float32 arrays, FASTA order).
+    Batches by length (``length_batches``), the form chosen by length inside the encoder;
+    ``precision`` fp32, bf16 or auto (``rnaret.precision``: bf16 where the device has bf16
+    matrix units). Returns ``Embeddings`` (float32 arrays, FASTA order).
     """
+    from rnaret.precision import autocast, resolve_precision
+
     if pool not in POOLS:
         raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
     if representation not in REPRESENTATIONS:
@@ -98,7 +102,7 @@ def embed_sequences(model, ids, sequences, *, batch_tokens: int = 16384, device=
     per_seq = np.zeros((len(sequences), d), dtype=np.float32)
     per_nt = np.zeros((int(offsets[-1]), d), dtype=np.float32) if per_nucleotide else None
     token_lists = [encode(s, k) for s in sequences]
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    precision = resolve_precision(precision, device)
     bar = tqdm(total=int(lengths.sum()), unit="nt", unit_scale=True, file=sys.stderr,
                disable=not progress, desc="embed")
     for batch in length_batches([len(t) for t in token_lists], batch_tokens):
@@ -108,7 +112,7 @@ def embed_sequences(model, ids, sequences, *, batch_tokens: int = 16384, device=
         for row, i in enumerate(batch):
             tokens[row, :len(token_lists[i])] = torch.from_numpy(token_lists[i])
             mask[row, :len(token_lists[i])] = True
-        with autocast:
+        with autocast(device, precision):
             out = model(tokens.to(device), padding_mask=mask.to(device), return_logits=False)
         states = getattr(out, representation).float().cpu().numpy()
         for row, i in enumerate(batch):
@@ -123,7 +127,7 @@ def embed_sequences(model, ids, sequences, *, batch_tokens: int = 16384, device=
     return Embeddings(list(ids), per_seq, per_nt, offsets, lengths,
                       n_shorter_than_k=int((lengths < k).sum()),
                       metadata={"format": FORMAT, "k": str(k), "pool": pool,
-                                "representation": representation})
+                                "representation": representation, "precision": precision})
 
 
 def write_embeddings(embeddings: Embeddings, path, extra_metadata: dict | None = None) -> None:

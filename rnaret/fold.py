@@ -43,12 +43,13 @@ class FoldedStructure:
 def load_structure_model(checkpoint, device: str | None = None):
     """A fine-tuned structure checkpoint folder or a released ``RNAStrAlign_1mer.pth`` ->
     ``(task, model)``: the ``StructureTask`` (settings as trained) and the ``TaskModel`` in eval
-    mode on ``device`` (default: CUDA when available, else CPU). InputError for anything else."""
-    from rnaret.tasks.finetune import pick_device
+    mode on ``device`` (``rnaret.device.resolve_device``: default CUDA when available, else CPU).
+    InputError for anything else."""
+    from rnaret.device import resolve_device
     from rnaret.tasks.run import load_for_evaluation
 
     task, model = load_for_evaluation(checkpoint, "structure")
-    model.to(pick_device(device)).eval()
+    model.to(resolve_device(device)).eval()
     return task, model
 
 
@@ -67,18 +68,21 @@ def check_sequence(sequence: str, *, path=None, record: str | None = None, line:
 @torch.no_grad()
 def predict_structure(model, sequences: Sequence[str], *, task=None, threshold: float | None = None,
                       max_pairs: int | None = None, device: str | torch.device | None = None,
-                      return_probabilities: bool = True, progress: bool = False) -> list[FoldedStructure]:
+                      precision: str = "auto", return_probabilities: bool = True,
+                      progress: bool = False) -> list[FoldedStructure]:
     """Predict the secondary structure of each sequence.
 
     ``model``: a structure ``TaskModel`` (``load_structure_model``); ``sequences``: strings of
     letters (either case, U or T); ``task``: its ``StructureTask`` (default: a default one, k = 1,
     threshold 0.5, min pair distance 4); ``threshold`` overrides the task's; ``max_pairs``:
     pair-map pixels per batch (default 2**19); ``device``: where to run (default: where the model
-    is). Returns one :class:`FoldedStructure` per sequence, in input order. Raises InputError
+    is); ``precision``: fp32, bf16 or auto (``rnaret.precision``; the pair probabilities are
+    always returned in float32). Returns one :class:`FoldedStructure` per sequence, in input order. Raises InputError
     (a ValueError) naming the sequence (``#n``, 1-based) when one is empty or not letters.
     """
     from rnaret.data.progress import progress as progress_bar
-    from rnaret.tasks.finetune import autocast, make_batches
+    from rnaret.precision import autocast, resolve_precision
+    from rnaret.tasks.finetune import make_batches
     from rnaret.tasks.structure import StructureTask, decode_pairs, dot_bracket_of
 
     task = task or StructureTask()
@@ -89,6 +93,7 @@ def predict_structure(model, sequences: Sequence[str], *, task=None, threshold: 
     if device is None:
         device = next(model.parameters()).device
     device = torch.device(device)
+    precision = resolve_precision(precision, device)
     model.to(device).eval()
     examples = [task.example(StructureRecord(f"#{i}", s, [])) for i, s in enumerate(sequences, start=1)]
     budget = int(max_pairs or DEFAULT_MAX_PAIRS)
@@ -97,7 +102,7 @@ def predict_structure(model, sequences: Sequence[str], *, task=None, threshold: 
     with progress_bar(total=len(examples), desc="fold", unit="seq", disable=not progress) as bar:
         for indices in batches:
             batch = task.collate([examples[i] for i in indices]).to(device)
-            with autocast(device):
+            with autocast(device, precision):
                 logits = model(batch.tokens, batch.padding_mask)
             for i, probs in zip(indices, task.probabilities(logits.float(), batch)):
                 pairs = decode_pairs(probs, probs > 0, threshold)

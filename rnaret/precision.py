@@ -5,11 +5,20 @@
   normalisers and scan states formed and accumulated in float32 by the model code);
 - ``auto``: ``bf16`` where the device has bf16 matrix units (CUDA GPUs with bf16 support; CPUs
   with AMX-BF16 tiles), else ``fp32``. A CPU with only the AVX512-BF16 dot-product instructions
-  (e.g. AMD Zen 4) gets ``fp32``: there bf16 pays only for wide layers (about 2x on 2048-wide
-  products, nothing at the laptop preset's width 64), so it is asked for explicitly.
+  (e.g. AMD Zen 4) gets ``fp32``: there bf16 pays mostly for wide layers (2048^2 products ~2.3x,
+  the paper-size encoder ~1.7x; at the laptop preset's width 64 one coding fine-tuning epoch
+  ~1.25x for the RetNet and nothing for the Transformer, one thread), so it is asked for
+  explicitly.
 
 Every caller resolves the switch here (``resolve_precision``) and enters ``autocast``; nothing
-else in the package decides the precision.
+else in the package decides the precision. A command calls ``configure_precision`` once where it
+starts (never at import): it resolves the switch and, for ``fp32`` on CUDA, lets float32 matmuls
+and convolutions use TF32 tensor cores (10-bit mantissa products, float32 accumulation).
+
+The CPU check reads the instruction-set flags torch reports (``torch.cpu``), not a timing probe:
+a probe would make ``auto`` depend on the machine's load, and with it the numbers of a run.
+One thread, 2048^2 matmul, bf16 against float32: ~2.3x on an AMD EPYC with AVX512-BF16 and no
+AMX (``benchmarks/encoder.py`` part c); ~6.5x was reported on a Xeon with AMX-BF16.
 """
 from __future__ import annotations
 
@@ -70,3 +79,20 @@ def add_precision_argument(parser, default: str = "auto") -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default=default,
                         help=f"numeric precision: fp32, bf16 autocast, or auto = bf16 where the device "
                              f"has bf16 matrix units (default {default})")
+
+
+def configure_precision(device, precision: str | None = "auto") -> str:
+    """Resolve ``precision`` for ``device`` (``resolve_precision``) and set, process-wide, what
+    goes with it: for ``fp32`` on CUDA, TF32 for float32 matmuls and cuDNN convolutions
+    (``torch.backends.cuda.matmul.allow_tf32``, ``torch.backends.cudnn.allow_tf32``,
+    ``torch.set_float32_matmul_precision("high")``); nothing on the CPU, where float32 stays
+    exact. Call it once where a command starts. Returns ``"fp32"`` or ``"bf16"``."""
+    import torch
+
+    device = torch.device(device)
+    resolved = resolve_precision(precision, device)
+    if device.type == "cuda" and resolved == "fp32":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.set_float32_matmul_precision("high")
+    return resolved

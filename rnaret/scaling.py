@@ -5,7 +5,8 @@ the Transformer baseline (``rnaret.model.transformer``, fused ``scaled_dot_produ
 each built at a pretraining preset's size (``rnaret.train.config.preset``) with random weights
 (speed and memory do not depend on the values). One sequence (batch 1) of random k-mer ids per
 length, eval mode, ``torch.inference_mode``, the final MLM projection skipped where the encoder
-allows it (the encoder's cost is measured, not the vocabulary's).
+allows it (the encoder's cost is measured, not the vocabulary's), in the precision asked for
+(``rnaret.precision``: fp32, or bf16 autocast; ``auto`` is resolved once and recorded per row).
 
 Time: the fastest of ``repeats`` forwards (forwards over 1 s are run once) after one warm-up
 forward per series. Memory (of the same forwards, the smallest): the rise of the process's
@@ -44,7 +45,7 @@ COMPLEXITY = {1: "linear", 2: "quadratic"}
 # forwards slower than this are not repeated
 REPEAT_BELOW_SECONDS = 1.0
 COLUMNS = ("preset", "model", "architecture", "form", "embed_dim", "layers", "heads", "parameters",
-           "length", "seconds", "peak_mib", "status", "threads", "device")
+           "length", "seconds", "peak_mib", "status", "threads", "precision", "device")
 
 
 @dataclass
@@ -64,6 +65,7 @@ class Measurement:
     peak_mib: float = math.nan
     status: str = "measured"
     threads: int = 1
+    precision: str = "fp32"
     device: str = field(default_factory=lambda: cpu_name())
 
     def as_row(self) -> dict:
@@ -193,8 +195,9 @@ def _forward_fn(module, form):
 
 def measure_series(model: str, preset_name: str, lengths: Sequence[int], *, k: int = 1,
                    repeats: int = 2, threads: int = 1, max_seconds: float = 15.0,
-                   log=None) -> list[Measurement]:
-    """Time and peak memory of one series at each length (ascending), as ``Measurement`` rows.
+                   precision: str = "fp32", log=None) -> list[Measurement]:
+    """Time and peak memory of one series at each length (ascending), as ``Measurement`` rows,
+    in ``precision`` (fp32, bf16 or auto: ``rnaret.precision``, on the CPU).
 
     Once the next forward is expected (extrapolated by ``TIME_EXPONENT``) to exceed ``max_seconds``, that
     length and the longer ones get status ``skipped`` with the reason. ``log`` (a callable
@@ -202,16 +205,18 @@ def measure_series(model: str, preset_name: str, lengths: Sequence[int], *, k: i
     """
     import torch
 
+    from rnaret.precision import autocast, resolve_precision
     from rnaret.tokenizer import vocab_size
 
     torch.set_num_threads(threads)
+    precision = resolve_precision(precision, "cpu")
     module, config, form = build_model(model, preset_name, k)
     forward = _forward_fn(module, form)
     n_params = sum(p.numel() for p in module.parameters())
     base = dict(preset=preset_name, model=model, architecture=config.architecture,
                 form=form or "attention", embed_dim=config.retnet_embed_dim,
                 layers=config.retnet_layers, heads=config.retnet_retention_heads,
-                parameters=n_params, threads=threads)
+                parameters=n_params, threads=threads, precision=precision)
     generator = torch.Generator().manual_seed(0)
     vocab = vocab_size(k)
 
@@ -222,7 +227,7 @@ def measure_series(model: str, preset_name: str, lengths: Sequence[int], *, k: i
     rows: list[Measurement] = []
     too_slow: str | None = None
     previous: tuple[int, float] | None = None
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast("cpu", precision):
         forward(tokens_of(min(lengths)))  # warm-up: first-call allocations and kernel selection
         for length in sorted(lengths):
             if previous and not too_slow:
@@ -255,7 +260,8 @@ def measure_series(model: str, preset_name: str, lengths: Sequence[int], *, k: i
 
 
 def measure(models: Sequence[str], presets: Sequence[str], lengths: Sequence[int], *, k: int = 1,
-            repeats: int = 2, threads: int = 1, max_seconds: float = 15.0, log=None) -> list[Measurement]:
+            repeats: int = 2, threads: int = 1, max_seconds: float = 15.0, precision: str = "fp32",
+            log=None) -> list[Measurement]:
     """Every (preset, model) series at every length; see ``measure_series``."""
     models = check_models(models)
     if not lengths or min(lengths) < 1:
@@ -264,7 +270,7 @@ def measure(models: Sequence[str], presets: Sequence[str], lengths: Sequence[int
     for preset_name in presets:
         for model in models:
             rows += measure_series(model, preset_name, lengths, k=k, repeats=repeats, threads=threads,
-                                   max_seconds=max_seconds, log=log)
+                                   max_seconds=max_seconds, precision=precision, log=log)
     return rows
 
 
@@ -302,7 +308,8 @@ def write_markdown(rows: Sequence[Measurement], path) -> None:
         first = {m: next(r for r in sub if r.model == m) for m in models}
         desc = "; ".join(f"{m}: {first[m].architecture}, d={first[m].embed_dim}, {first[m].layers} layers, "
                          f"{first[m].heads} heads, {first[m].parameters:,} parameters" for m in models)
-        lines += [f"## Preset `{preset_name}` ({sub[0].threads} CPU thread(s), {sub[0].device})", "",
+        lines += [f"## Preset `{preset_name}` ({sub[0].threads} CPU thread(s), {sub[0].precision}, "
+                  f"{sub[0].device})", "",
                   desc, ""]
         header = ["length"] + [f"{m} s" for m in models] + [f"{m} MiB" for m in models]
         lines += ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]

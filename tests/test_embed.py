@@ -57,7 +57,7 @@ def _embed(fasta, checkpoint, output, *extra):
 
 def test_embed_end_to_end_matches_each_sequence_alone(tmp_path, fasta, checkpoint, records, capsys):
     output = tmp_path / "emb.safetensors"
-    assert _embed(fasta, checkpoint, output, "--batch-tokens", "3000") == 0
+    assert _embed(fasta, checkpoint, output, "--batch-tokens", "3000", "--precision", "fp32") == 0
     assert "1 sequence(s) shorter than k=3" in capsys.readouterr().err
     arrays = load_file(str(output))
     with safe_open(str(output), "np") as handle:
@@ -65,6 +65,7 @@ def test_embed_end_to_end_matches_each_sequence_alone(tmp_path, fasta, checkpoin
     ids = json.loads(metadata["ids"])
     assert ids == [name for name, _ in records]
     assert metadata["k"] == "3" and metadata["pool"] == "mean" and metadata["representation"] == "last_inner_state"
+    assert metadata["precision"] == "fp32"
     lengths = [len(seq) for _, seq in records]
     assert arrays["lengths"].tolist() == lengths
     assert arrays["offsets"].tolist() == [0, *np.cumsum(lengths).tolist()]
@@ -84,11 +85,12 @@ def test_embed_end_to_end_matches_each_sequence_alone(tmp_path, fasta, checkpoin
 
 def test_options_gzip_pool_and_no_per_nucleotide(tmp_path, fasta, checkpoint):
     plain = tmp_path / "plain.safetensors"
-    assert _embed(fasta, checkpoint, plain, "--batch-tokens", "100000") == 0
+    assert _embed(fasta, checkpoint, plain, "--batch-tokens", "100000", "--precision", "fp32") == 0
     packed = tmp_path / "input.fa.gz"
     packed.write_bytes(gzip.compress(fasta.read_bytes()))
     compact = tmp_path / "compact.safetensors"
-    assert _embed(packed, checkpoint, compact, "--batch-tokens", "500", "--no-per-nucleotide", "--pool", "max") == 0
+    assert _embed(packed, checkpoint, compact, "--batch-tokens", "500", "--no-per-nucleotide", "--pool", "max",
+                  "--precision", "fp32") == 0
     a, b = load_file(str(plain)), load_file(str(compact))
     assert "per_nucleotide" not in b
     for i in range(len(a["lengths"])):
@@ -99,6 +101,24 @@ def test_options_gzip_pool_and_no_per_nucleotide(tmp_path, fasta, checkpoint):
     hidden = tmp_path / "hidden.safetensors"
     assert _embed(fasta, checkpoint, hidden, "--representation", "hidden") == 0
     assert not np.allclose(load_file(str(hidden))["per_sequence"], a["per_sequence"])
+
+
+def test_default_precision_is_resolved_recorded_and_close_to_fp32(tmp_path, fasta, checkpoint):
+    """``--precision auto`` (the default) is bf16 where the CPU has bf16 matrix instructions;
+    the file records what was used, and bf16 embeddings stay close to the fp32 ones."""
+    from rnaret.precision import resolve_precision
+
+    exact, default = tmp_path / "fp32.safetensors", tmp_path / "auto.safetensors"
+    assert _embed(fasta, checkpoint, exact, "--precision", "fp32") == 0
+    assert _embed(fasta, checkpoint, default) == 0
+    with safe_open(str(default), "np") as handle:
+        assert handle.metadata()["precision"] == resolve_precision("auto", "cpu")
+    assert _embed(fasta, checkpoint, default, "--precision", "bf16") == 0
+    a, b = load_file(str(exact))["per_nucleotide"], load_file(str(default))["per_nucleotide"]
+    assert np.isfinite(b).all()
+    # bf16 keeps 8 bits of mantissa: per row, 3% of the row's largest entry
+    scale = np.abs(a).max(axis=1, keepdims=True)
+    assert (np.abs(b - a) <= 0.03 * scale + 1e-3).all()
 
 
 def test_command_line_entry_point(tmp_path, fasta, checkpoint):
@@ -114,12 +134,12 @@ def test_a_100k_nt_sequence_is_embedded_chunkwise(records, checkpoint):
     unit = "".join(seq for _, seq in records if len(seq) > 50)
     long_sequence = (unit * (100_000 // len(unit) + 1))[:100_000]
     model = load_encoder(checkpoint)
-    result = embed_sequences(model, ["long"], [long_sequence], progress=False)
+    result = embed_sequences(model, ["long"], [long_sequence], progress=False, precision="fp32")
     assert result.per_nucleotide.shape == (100_000, 64) and np.isfinite(result.per_nucleotide).all()
     # another chunk size on a 30,000-nt prefix: rows 10,000 nt away from the cut (beyond any
     # decay: 0.996**10000 ~ 1e-17) must agree, whatever the chunking
     model.config.chunk_size = 96
-    other = embed_sequences(model, ["long"], [long_sequence[:30_000]], progress=False)
+    other = embed_sequences(model, ["long"], [long_sequence[:30_000]], progress=False, precision="fp32")
     model.config.chunk_size = 128
     assert np.allclose(other.per_nucleotide[:20_000], result.per_nucleotide[:20_000], atol=1e-4)
 

@@ -252,3 +252,32 @@ def test_dropout_acts_in_training_only():
     model.eval()
     with torch.no_grad():
         assert torch.equal(model(tokens).logits, model(tokens).logits)
+
+
+def test_inference_sees_weights_changed_in_place_between_passes():
+    """Inference builds each layer's fused projection weight once per forward pass; a weight
+    changed in place between passes (a fused AdamW step does not bump tensor versions) must be
+    seen by the next pass, in both forms and in bf16."""
+    torch.manual_seed(5)
+    model = RetNetEncoder(_small(3))
+    tokens = torch.randint(5, model.config.vocab_size, (3, 80))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.05, fused=True)
+    for precision in ("fp32", "bf16"):
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+        for form in ("parallel", "chunkwise"):
+            model.eval()
+            with torch.no_grad(), autocast:
+                before = model(tokens, form=form).last_inner_state.clone()
+            model.train()
+            model(tokens, form=form).logits.float().pow(2).mean().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            model.eval()
+            with torch.no_grad(), autocast:
+                after = model(tokens, form=form).last_inner_state
+            fresh = RetNetEncoder(model.config).eval()
+            fresh.load_state_dict(model.state_dict())
+            with torch.no_grad(), autocast:
+                expected = fresh(tokens, form=form).last_inner_state
+            assert not torch.equal(after, before)
+            assert torch.equal(after, expected)

@@ -47,17 +47,20 @@ def test_complex_rotation_is_the_published_theta_shift():
     assert torch.allclose(ret.rotate(x, ret.rotary_phasors(37, angle)), expected, atol=1e-14, rtol=0)
 
 
+@pytest.mark.parametrize("initial", [False, True])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("n", [1, 2, 31, 32, 33, 100, 1100])
-def test_blocked_scan_equals_a_step_by_step_loop(n, reverse):
+def test_blocked_scan_equals_a_step_by_step_loop(n, reverse, initial):
     u = torch.randn(2, 3, n, 5, dtype=torch.float64)
     log_a = torch.log(torch.tensor([0.9, 0.02, 0.999], dtype=torch.float64))
     a = log_a.exp().view(1, 3, 1)
-    expected, state = torch.zeros_like(u), torch.zeros_like(u[:, :, 0])
+    start = torch.randn(2, 3, 5, dtype=torch.float64) if initial else None
+    expected = torch.zeros_like(u)
+    state = start.clone() if initial else torch.zeros_like(u[:, :, 0])
     for c in (reversed(range(n)) if reverse else range(n)):
         expected[:, :, c] = state
         state = state * a + u[:, :, c]
-    got = ret.exclusive_decay_scan(u, log_a, reverse=reverse)
+    got = ret.exclusive_decay_scan(u, log_a, reverse=reverse, initial=start)
     assert torch.allclose(got, expected, atol=1e-12, rtol=1e-12)
 
 
@@ -156,8 +159,8 @@ def test_segment_states_equal_whole_sequence_states(n_chunks, per_segment):
     """Chunk states assembled segment by segment (the encoder's two-pass layers) equal the
     whole-sequence scan, a short last segment included."""
     g = torch.Generator().manual_seed(n_chunks)
-    u_fwd = torch.randn(2, 4, n_chunks, 3, 5, generator=g, dtype=torch.float64)
-    u_bwd = torch.randn(2, 4, n_chunks, 3, 5, generator=g, dtype=torch.float64)
+    u_fwd = torch.randn(2, 4, n_chunks, 3 * 5 + 3, generator=g, dtype=torch.float64)
+    u_bwd = torch.randn(2, 4, n_chunks, 3 * 5 + 3, generator=g, dtype=torch.float64)
     decays = ret.chunk_decays(16, ret.decay_log(4).double())
     fwd, bwd = ret.chunk_states(u_fwd, u_bwd, decays)
     bounds = list(range(0, n_chunks, per_segment))

@@ -409,11 +409,11 @@ def test_fold_loads_a_released_finetuned_pth(tmp_path, bundled):
     n = len(sequence)
     expected = torch.sigmoid(torch.where(torch.tril(torch.ones(n, n, dtype=torch.bool), -1), z, z.T)).numpy()
     expected = expected * brute_force_allowed(sequence)
-    got = predict_structure(model, [sequence], task=task)[0]
+    got = predict_structure(model, [sequence], task=task, precision="fp32")[0]
     np.testing.assert_allclose(got.probabilities, expected, atol=1e-4)
     fasta = write_fasta(tmp_path / "one.fa", [("seq1", sequence)])
     assert main(["fold", str(fasta), "--checkpoint", str(tmp_path / "RNAStrAlign_1mer.pth"),
-                 "--output", str(tmp_path / "one.dbn"), "--quiet"]) == 0
+                 "--output", str(tmp_path / "one.dbn"), "--quiet", "--precision", "fp32"]) == 0
     assert list(read_structures(tmp_path / "one.dbn"))[0].pairs == got.pairs
     broken = dict(state)
     broken.pop("classifier.conv_out.bias")

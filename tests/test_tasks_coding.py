@@ -125,7 +125,7 @@ def test_finetune_evaluate_and_classify_coding(resources, tmp_path, tiny_k5_chec
 
     out = tmp_path / "evaluation"
     assert main(["evaluate", "--checkpoint", str(checkpoint), "--out", str(out), "--split", f"test={test}",
-                 "--quiet"]) == 0
+                 "--quiet", "--precision", "fp32"]) == 0
     metrics = read_metrics_tsv(out / "metrics.tsv")
     assert (metrics["n"], metrics["n_pos"], metrics["n_neg"]) == (20, 10, 10)
     predictions = pd.read_csv(out / "predictions.tsv", sep="\t")
@@ -150,7 +150,7 @@ def test_finetune_evaluate_and_classify_coding(resources, tmp_path, tiny_k5_chec
     plain.write_text("".join(f">{h.split('|')[0]} {h}\n{s.replace('T', 'U')}\n" for h, s in test_records))
     table, track = tmp_path / "coding.tsv", tmp_path / "positions.tsv.gz"
     assert main(["classify", str(plain), "--checkpoint", str(checkpoint), "--output", str(table),
-                 "--positions", str(track), "--quiet"]) == 0
+                 "--positions", str(track), "--quiet", "--precision", "fp32"]) == 0
     calls = pd.read_csv(table, sep="\t")
     assert calls.columns.tolist() == ["id", "length", "score", "prediction", "window_start"]
     assert calls["id"].tolist() == [h.split("|")[0] for h, _ in test_records]

@@ -19,7 +19,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--positions", default=None, help="also write per-position probabilities here")
     parser.add_argument("--max-tokens", type=int, default=None,
                         help="token budget per batch (default: the checkpoint's eval_max_tokens)")
-    parser.add_argument("--device", default=None, help="cpu, cuda (default: cuda when available)")
+    from rnaret.device import add_device_argument
+    from rnaret.precision import add_precision_argument
+
+    add_device_argument(parser)
+    add_precision_argument(parser)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads of torch (default: torch's)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -35,7 +39,9 @@ def run(args) -> int:
     from rnaret.io.atomic import atomic_open, atomic_path
     from rnaret.io.errors import InputError
     from rnaret.tasks.coding import transcript_example
-    from rnaret.tasks.finetune import autocast, make_batches, pick_device
+    from rnaret.device import resolve_device
+    from rnaret.precision import autocast, configure_precision
+    from rnaret.tasks.finetune import make_batches
     from rnaret.tasks.run import load_for_evaluation
     from rnaret.io.transcripts import read_transcripts
 
@@ -46,18 +52,19 @@ def run(args) -> int:
         raise InputError(None, f"--max-tokens must be positive, got {args.max_tokens}")
     task, model = load_for_evaluation(args.checkpoint, "coding")
     examples = [transcript_example(t, task.k, args.fasta) for t in read_transcripts(args.fasta, labelled=False)]
-    device = pick_device(args.device)
+    device = resolve_device(args.device)
+    precision = configure_precision(device, args.precision)
     model.to(device).eval()
     budget = int(args.max_tokens or task.settings["eval_max_tokens"])
     window = int(task.settings.get("window") or 30)
     rows: list = [None] * len(examples)
     tracks: list = [None] * len(examples)
-    print(f"rnaret classify: {len(examples)} transcripts from {args.fasta}, k={task.k}, device {device}",
+    print(f"rnaret classify: {len(examples)} transcripts from {args.fasta}, k={task.k}, device {device}, {precision}",
           file=sys.stderr)
     with torch.no_grad(), progress(total=len(examples), desc="classify", unit="seq", disable=args.quiet) as bar:
         for indices in make_batches([len(e.tokens) for e in examples], max_tokens=budget):
             batch = task.collate([examples[i] for i in indices]).to(device)
-            with autocast(device):
+            with autocast(device, precision):
                 output = model(batch.tokens, batch.padding_mask)
             output = output.float()
             probabilities = task.position_probabilities(output, batch)

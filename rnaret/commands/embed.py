@@ -21,8 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, help="output .safetensors file (written atomically)")
     parser.add_argument("--batch-tokens", type=int, default=16384,
                         help="token budget per batch (longest x count); default 16384")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                        help="cpu (default) or cuda (bf16 autocast)")
+    from rnaret.device import add_device_argument
+    from rnaret.precision import add_precision_argument
+
+    add_device_argument(parser)
+    add_precision_argument(parser)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads of torch (default: torch's)")
     parser.add_argument("--per-nucleotide", action=argparse.BooleanOptionalAction, default=True,
                         help="also write one row per nucleotide (default: yes)")
     parser.add_argument("--pool", choices=("mean", "max"), default="mean",
@@ -36,24 +40,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    import torch
-
     from rnaret.checkpoint import load_encoder
+    from rnaret.commands.finetune import set_threads
+    from rnaret.device import resolve_device
     from rnaret.embed import embed_sequences, write_embeddings
     from rnaret.io.errors import InputError
     from rnaret.io.fasta import read_fasta
+    from rnaret.precision import configure_precision
 
     if args.batch_tokens < 1:
         raise InputError(None, f"--batch-tokens must be >= 1, got {args.batch_tokens}")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise InputError(None, "--device cuda was asked for, but torch sees no CUDA device")
+    set_threads(args.threads)
+    device = resolve_device(args.device)
+    precision = configure_precision(device, args.precision)
     ids, sequences = [], []
     for record in read_fasta(args.fasta):
         ids.append(record.id)
         sequences.append(record.sequence)
-    model = load_encoder(args.checkpoint, device=args.device)
+    model = load_encoder(args.checkpoint, device=device)
     result = embed_sequences(model, ids, sequences, batch_tokens=args.batch_tokens,
-                             device=args.device, per_nucleotide=args.per_nucleotide,
+                             device=device, precision=precision, per_nucleotide=args.per_nucleotide,
                              pool=args.pool, representation=args.representation,
                              progress=args.progress)
     if result.n_shorter_than_k:

@@ -35,7 +35,11 @@ def add_arguments(parser) -> None:
                         help="refuse longer sequences (memory grows with length^2; 0 = no limit; default 3000)")
     parser.add_argument("--max-pairs", type=int, default=None,
                         help="pair-map pixels per batch, n * L^2 (default 2**19)")
-    parser.add_argument("--device", default=None, help="cpu, cuda (default: cuda when available)")
+    from rnaret.device import add_device_argument
+    from rnaret.precision import add_precision_argument
+
+    add_device_argument(parser)
+    add_precision_argument(parser)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads of torch (default: torch's)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -108,7 +112,9 @@ def write_probabilities(path, ids: list[str], folded: list) -> None:
 def run(args) -> int:
     import sys
 
+    from rnaret.device import resolve_device
     from rnaret.fold import load_structure_model, predict_structure
+    from rnaret.precision import configure_precision
     from rnaret.io.atomic import atomic_dir, atomic_open
     from rnaret.io.errors import InputError
     from rnaret.io.structure import StructureRecord, format_bpseq, format_ct
@@ -127,11 +133,14 @@ def run(args) -> int:
     if fmt == "bpseq":
         check_output_folder(args.output)
     records = read_sequences(args.fasta, args.max_length)
-    task, model = load_structure_model(args.checkpoint, args.device)
+    device = resolve_device(args.device)
+    precision = configure_precision(device, args.precision)
+    task, model = load_structure_model(args.checkpoint, device)
     print(f"rnaret fold: {len(records)} sequences from {args.fasta} (longest {max(len(r.sequence) for r in records)}"
-          f" nt), model {args.checkpoint}", file=sys.stderr)
+          f" nt), model {args.checkpoint}, {device}, {precision}", file=sys.stderr)
     folded = predict_structure(model, [r.sequence for r in records], task=task, threshold=args.threshold,
-                               max_pairs=args.max_pairs, return_probabilities=bool(args.pair_probabilities),
+                               max_pairs=args.max_pairs, precision=precision,
+                               return_probabilities=bool(args.pair_probabilities),
                                progress=not args.quiet)
     ids = [r.id for r in records]
     structures = [StructureRecord(rid, f.sequence, f.pairs) for rid, f in zip(ids, folded)]

@@ -34,6 +34,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--k", type=int, default=1, choices=(1, 3, 5), help="tokenizer k (default 1)")
     parser.add_argument("--repeats", type=int, default=2, help="forwards per length; the fastest counts (default 2)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    from rnaret.precision import add_precision_argument
+
+    add_precision_argument(parser)
     parser.add_argument("--max-seconds", type=float, default=15.0,
                         help="a series stops before a forward expected (extrapolated from the last "
                              "length by the form's complexity) to take longer than this (default 15 s)")
@@ -58,7 +61,7 @@ def run(args) -> int:
         print("rnaret scaling: the Transformer baseline is not installed; measuring RNAret only",
               file=sys.stderr)
     rows = scaling.measure(models, args.presets, args.lengths, k=args.k, repeats=args.repeats,
-                           threads=args.threads, max_seconds=args.max_seconds,
+                           threads=args.threads, max_seconds=args.max_seconds, precision=args.precision,
                            log=lambda m: print(f"rnaret scaling: {m}", file=sys.stderr, flush=True))
     scaling.write_tsv(rows, args.output_tsv)
     if args.output_md:

@@ -55,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds a finished job's files are kept after it was last read (default 900)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="where the workers run the models (default cpu)")
+    from rnaret.precision import add_precision_argument
+
+    add_precision_argument(parser)
     parser.add_argument("--tmp-dir", default=None,
                         help="folder for the jobs' temporary folders (default: the system's)")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
@@ -115,7 +118,8 @@ def run(args) -> int:
                         max_jobs=args.max_jobs)
         app = create_app(checkpoints["structure"], checkpoints["coding"], checkpoints["embed"], limits,
                          workers=args.workers, threads_per_worker=args.threads_per_worker,
-                         tmp_root=args.tmp_dir, job_ttl_s=args.job_ttl, device=args.device)
+                         tmp_root=args.tmp_dir, job_ttl_s=args.job_ttl, device=args.device,
+                         precision=args.precision)
     except ValueError as exc:
         raise InputError(None, str(exc)) from None
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")

@@ -25,10 +25,12 @@ class EncoderConfig:
     retnet_embed_dim (d), retnet_value_embed_dim, retnet_ffn_embed_dim, retnet_layers,
     retnet_retention_heads, dropout, activation_dropout.
     Ours: ``k`` (None: inferred from vocab_size), ``chunk_size`` (positions per chunk of the
-    chunkwise form), ``parallel_max_len`` (automatic form: parallel up to this many tokens,
-    chunkwise above), ``segment_len`` (chunkwise form: positions per pass, so that long
-    inputs are processed in cache-sized pieces; the results do not depend on it),
-    ``architecture`` ("retnet", or "transformer" for the baseline).
+    chunkwise form), ``parallel_max_len`` (automatic form: parallel at most up to this many
+    tokens, chunkwise above, and already below where the chunkwise form is the cheaper one:
+    ``parallel_limit``), ``segment_len`` (tokens, rows x positions, that a chunkwise layer
+    processes per pass and that inference runs through the layers at a time, so that long
+    inputs and large batches are processed in cache-sized pieces; the results do not depend
+    on it), ``architecture`` ("retnet", or "transformer" for the baseline).
     """
     vocab_size: int = 10
     retnet_embed_dim: int = 384
@@ -66,6 +68,18 @@ class EncoderConfig:
     def paper(cls, k: int, **overrides) -> "EncoderConfig":
         """The paper-size config at k (1, 3 or 5); keyword overrides for any field."""
         return cls(vocab_size=_vocab_size(k), k=k, **overrides)
+
+    @property
+    def parallel_limit(self) -> int:
+        """Longest input the automatic form (``form=None``) runs in the parallel form:
+        ``parallel_max_len``, or less where the chunkwise form is already the cheaper one.
+
+        Per token and head the parallel form costs ~2 L (dk + dv) multiply-adds, the chunkwise
+        one ~2 C (dk + dv) plus ~8 dk dv for its states and ~4 dk dv more of scan and copy
+        traffic (measured on CPU, fp32 and bf16): they cross at about C + 6 dk dv / (dk + dv)
+        (paper size: 457 tokens; width 64 with 4 heads: 192). Both forms give the same numbers."""
+        dk, dv = self.key_dim, self.value_dim
+        return min(self.parallel_max_len, self.chunk_size + 6 * dk * dv // (dk + dv))
 
     @property
     def key_dim(self) -> int:

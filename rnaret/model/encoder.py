@@ -12,6 +12,8 @@ published task heads read); ``.hidden`` is after it (what the MLM head reads).
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from dataclasses import dataclass
 
 import torch
@@ -21,9 +23,9 @@ from torch import Tensor, nn
 # the config dataclass lives in a torch-free module; re-exported here for existing imports
 from rnaret.model.config import ARCHITECTURES, PUBLISHED_FIELDS, EncoderConfig  # noqa: F401
 from rnaret.model.dropout import RowDropout, positions_from
-from rnaret.model.retention import (FORMS, add_inter_chunks_, decay_log, intra_chunks, make_plan,
-                                    normalise_rows, retention, rotary_angle, rotate, segment_carries,
-                                    segment_states, segment_totals)
+from rnaret.model.retention import (FORMS, add_inter_chunks_, contiguous_as, decay_log, intra_chunks,
+                                    make_plan, retention_terms, rotary_angle, rotate_heads, row_normaliser,
+                                    segment_carries, segment_states, segment_totals)
 from rnaret.tokenizer import PAD
 
 LAYERNORM_EPS = 1e-6
@@ -46,7 +48,10 @@ class EncoderOutput:
 
 
 class RMSNorm(nn.Module):
-    """x / sqrt(mean(x^2) + eps) over the last dim, computed in float32, times an optional weight."""
+    """x / sqrt(mean(x^2) + eps) over the last dim, computed in float32, times an optional weight.
+
+    A float32 input gives a float32 output; a bf16/fp16 input is normalised in float32 by the
+    kernel (as published) and returned in its own dtype."""
 
     def __init__(self, dim: int, eps: float = LAYERNORM_EPS, elementwise_affine: bool = True):
         super().__init__()
@@ -54,10 +59,46 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim)) if elementwise_affine else None
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dtype in (torch.float16, torch.bfloat16):  # normalise in float32, as published
-            out = F.rms_norm(x.float(), (x.shape[-1],), None, self.eps).type_as(x)
-            return out * self.weight if self.weight is not None else out
-        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+        weight = self.weight
+        if weight is not None and weight.dtype != x.dtype:
+            weight = weight.to(x.dtype)
+        # torch's kernels compute reduced-precision inputs in float32 and round once
+        return F.rms_norm(x, (x.shape[-1],), weight, self.eps)
+
+
+# fused weights of the forward pass in progress (inference): built once, dropped at its end
+_FUSED_WEIGHTS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("rnaret_fused_weights", default=None)
+
+
+@contextlib.contextmanager
+def fused_weights_once():
+    """Within: each module's fused weight (``fused_weight``) is built once and reused by every
+    row group and segment of the forward pass; dropped on exit, so a weight changed between
+    passes (an optimizer step, a load) is always seen."""
+    token = _FUSED_WEIGHTS.set({})
+    try:
+        yield
+    finally:
+        _FUSED_WEIGHTS.reset(token)
+
+
+def fused_weight(owner: nn.Module, weights: tuple[Tensor, ...]) -> Tensor:
+    """The row-wise concatenation of ``weights`` (one matmul instead of several reads of x), in
+    the autocast dtype when autocast is on (else the weights' own).
+
+    With autograd recording it is built each call, so that gradients reach each weight; inside
+    ``fused_weights_once`` (the encoders' inference forward) it is built once per pass."""
+    if torch.is_grad_enabled() and any(w.requires_grad for w in weights):
+        return torch.cat(weights)
+    device = weights[0].device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else weights[0].dtype
+    cache = _FUSED_WEIGHTS.get()
+    if cache is None:
+        return torch.cat(weights).to(dtype)
+    key = (id(owner), dtype)
+    if key not in cache:
+        cache[key] = torch.cat(weights).to(dtype)
+    return cache[key]
 
 
 class GLU(nn.Module):
@@ -73,16 +114,26 @@ class GLU(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         # fc1 and gate as one matmul (one read of x); the published modules keep their names
-        h, g = F.linear(x, torch.cat((self.fc1.weight, self.gate.weight))).split(self.fc1.out_features, dim=-1)
-        h = F.gelu(h.float()).type_as(h) * g
-        return self.dropout(self.fc2(self.activation_dropout(h)))
+        h, g = F.linear(x, fused_weight(self, (self.fc1.weight, self.gate.weight))).split(
+            self.fc1.out_features, dim=-1)
+        # gelu in float32 as published: torch's kernels compute a bf16 input in float32
+        return self.dropout(self.fc2(self.activation_dropout(F.gelu(h) * g)))
+
+
+def compute_dtype(device_type: str, state: torch.dtype) -> torch.dtype:
+    """The dtype of the retention products: the autocast dtype when autocast is on for
+    ``device_type`` (bf16), else ``state`` (float32, or float64 for float64 models)."""
+    if state == torch.float32 and torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return state
 
 
 class MultiScaleRetention(nn.Module):
     """q, k, v, g projections, rotary, retention per head, group RMSNorm, swish gate, out_proj.
 
-    forward(x (B, L, d), plan) -> (B, L, d). The retention itself runs with autocast off in
-    float32 (float64 for float64 models); the projections follow autocast.
+    forward(x (B, L, d), plan) -> (B, L, d). The projections follow autocast; the rotation is
+    done in float32 and the retention products in the plan's compute dtype, its decays, sums
+    and normalisers in float32 (``rnaret.model.retention``); the group norm in float32.
     """
 
     def __init__(self, config: EncoderConfig):
@@ -105,47 +156,48 @@ class MultiScaleRetention(nn.Module):
             nn.init.xavier_uniform_(proj.weight, gain=2 ** -2.5)
         nn.init.xavier_uniform_(self.out_proj.weight)
 
-    def project(self, x: Tensor, plan, start: int = 0, ones_column: bool = False
-                ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def project(self, x: Tensor, plan, start: int = 0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Projections of x (B, S, d), positions start..start+S of the plan, ->
-        q, k (B, H, S, dk) rotated (k scaled by key_dim**-0.5), contiguous, in the plan's dtype;
-        v (B, H, S, dv), with a last column = the real-position mask when ``ones_column``
-        (its decayed sums are the score row sums); silu(g) (B, S, H * dv)."""
+        q, k (B, H, S, dk) rotated (k scaled by key_dim**-0.5 and zero at PAD), v (B, H, S, dv),
+        head-major, contiguous, in the plan's compute dtype; silu(g) (B, S, H * dv)."""
         bsz, length, _ = x.shape
         # the four projections as one matmul (one read of x); views into its output
         weights = (self.q_proj.weight, self.k_proj.weight, self.v_proj.weight, self.g_proj.weight)
-        q, k, v, g = F.linear(x, torch.cat(weights)).split([w.shape[0] for w in weights], dim=-1)
-        dtype = plan.log_decay.dtype
-        heads = (bsz, length, self.num_heads, -1)
+        q, k, v, g = F.linear(x, fused_weight(self, weights)).split([w.shape[0] for w in weights], dim=-1)
+        dtype = plan.compute_dtype
         phasors = plan.phasors[start:start + length]
         with torch.autocast(device_type=x.device.type, enabled=False):
-            # head-major and contiguous, so that the chunked views need no copies
-            q = rotate(q.to(dtype).view(heads), phasors).transpose(1, 2).contiguous()
-            # keys scaled by key_dim**-0.5, folded into their rotation
-            k = rotate(k.to(dtype).view(heads), phasors * self.scaling).transpose(1, 2).contiguous()
-            v = v.to(dtype).view(heads).transpose(1, 2)
+            q = rotate_heads(q, phasors, self.num_heads, dtype)
+            # keys scaled by key_dim**-0.5 and PAD keys zeroed, folded into their rotation
+            key_phasors = phasors * self.scaling
             if plan.padding_mask is not None:
-                mu = plan.padding_mask[:, None, start:start + length, None].to(dtype)  # (B, 1, S, 1)
-                k = k * mu  # PAD never acts as a key
-            if ones_column:
-                mu = mu if plan.padding_mask is not None else v.new_ones(())
-                v = torch.cat((v, mu.expand(bsz, self.num_heads, length, 1)), dim=-1)
+                key_phasors = key_phasors * plan.padding_mask[:, start:start + length, None]
+            k = rotate_heads(k, key_phasors, self.num_heads, dtype)
+            v = contiguous_as(v.view(bsz, length, self.num_heads, -1).transpose(1, 2), dtype)
         return q, k, v, F.silu(g)
 
-    def gate_out(self, out: Tensor, silu_g: Tensor) -> Tensor:
-        """Group norm per head of out (B, H, S, dv), times silu(g) (B, S, H * dv), out_proj -> (B, S, d)."""
-        bsz, _, length, _ = out.shape
-        with torch.autocast(device_type=out.device.type, enabled=False):
-            out = self.group_norm(out).transpose(1, 2).reshape(bsz, length, -1)
-        return self.out_proj(silu_g * out)
+    def gate_out(self, num: Tensor, scale: Tensor, silu_g: Tensor) -> Tensor:
+        """The retention output num * scale (num (B, H, S, dv), compute dtype; scale
+        (B, H, S, 1), float32) through the group norm per head, times silu(g) (B, S, H * dv),
+        out_proj -> (B, S, d).
+
+        The group norm of num * scale (scale > 0) is num / sqrt(mean(num^2) + eps / scale^2),
+        formed in float32: the row scale folds into the norm, so the output is never
+        materialised in float32 (one pass from num to the gate's dtype and layout)."""
+        bsz, _, length, dv = num.shape
+        with torch.autocast(device_type=num.device.type, enabled=False):
+            norm = torch.linalg.vector_norm(num, dim=-1, keepdim=True, dtype=scale.dtype)
+            inverse = torch.rsqrt(norm.square() / dv + self.group_norm.eps / scale.square())
+            out = contiguous_as((num * inverse.to(num.dtype)).transpose(1, 2), silu_g.dtype)
+        return self.out_proj(silu_g * out.view(bsz, length, -1))
 
     def forward(self, x: Tensor, plan) -> Tensor:
         """Whole-sequence retention block, either form: x (B, L, d) -> (B, L, d)."""
         q, k, v, silu_g = self.project(x, plan)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            out = retention(q, k, v, plan)
+            num, scale = retention_terms(q, k, v, plan)
         del q, k, v
-        return self.gate_out(out, silu_g)
+        return self.gate_out(num, scale, silu_g)
 
 
 class RetNetLayer(nn.Module):
@@ -184,12 +236,12 @@ class RetNetLayer(nn.Module):
         pending, totals = [], []
         for start in starts:  # pass 1: projections, within-chunk part, chunk summaries
             seg = x[:, start:start + plan.segment]
-            q, k, v, silu_g = block.project(self.retention_layer_norm(seg), plan, start, ones_column=True)
+            q, k, v, silu_g = block.project(self.retention_layer_norm(seg), plan, start)
             with torch.autocast(device_type=device, enabled=False):
                 q, k, v = (t.view(bsz, t.shape[1], -1, c, t.shape[-1]) for t in (q, k, v))
-                out, u_fwd, u_bwd = intra_chunks(q, k, v, decays)
+                num, row, u_fwd, u_bwd = intra_chunks(q, k, v, decays)
                 totals.append(segment_totals(u_fwd, u_bwd, decays))
-            pending.append((q, out, silu_g, u_fwd, u_bwd))
+            pending.append((q, num, row, silu_g, u_fwd, u_bwd))
             del k, v
         with torch.autocast(device_type=device, enabled=False):  # the other segments' states
             carry_fwd, carry_bwd = segment_carries(torch.stack([t[0] for t in totals], 2),
@@ -200,16 +252,16 @@ class RetNetLayer(nn.Module):
         result = torch.empty_like(x) if not torch.is_grad_enabled() else None
         outputs = []
         for index, start in enumerate(starts):  # pass 2: other chunks' part, rest of the block
-            q, out, silu_g, u_fwd, u_bwd = pending[index]
+            q, num, row, silu_g, u_fwd, u_bwd = pending[index]
             pending[index] = None
-            end = start + out.shape[2] * c
+            end = start + num.shape[2] * c
             with torch.autocast(device_type=device, enabled=False):
                 fwd, bwd = segment_states(u_fwd, u_bwd, carry_fwd[:, :, index], carry_bwd[:, :, index], decays)
-                add_inter_chunks_(out, q, fwd, bwd, decays)
+                add_inter_chunks_(num, row, q, fwd, bwd, decays)
                 del q, u_fwd, u_bwd, fwd, bwd
-                out = normalise_rows(out.flatten(2, 3), plan.row_scale[:, :, start:end])
+                scale = row_normaliser(row.flatten(2, 3), plan.row_scale[:, :, start:end])
             with positions_from(start):  # dropout masks follow absolute positions
-                seg = x[:, start:end] + self.dropout(block.gate_out(out, silu_g))
+                seg = x[:, start:end] + self.dropout(block.gate_out(num.flatten(2, 3), scale, silu_g))
                 seg = seg + self.ffn(self.final_layer_norm(seg))
             if result is None:
                 outputs.append(seg)
@@ -287,7 +339,22 @@ class TokenEncoder(nn.Module):
         if tokens.dim() != 2:
             raise ValueError(f"tokens must be (batch, length), got shape {tuple(tokens.shape)}")
         mask = padding_mask_for(tokens, padding_mask)
-        return self.forward_embeddings(self.embed_tokens(tokens), mask, form, return_logits)
+        bsz, length = tokens.shape
+        rows = max(1, self.config.segment_len // max(length, 1))
+        if torch.is_grad_enabled():
+            return self.forward_embeddings(self.embed_tokens(tokens), mask, form, return_logits)
+        with fused_weights_once():
+            if self.training or rows >= bsz:
+                return self.forward_embeddings(self.embed_tokens(tokens), mask, form, return_logits)
+            # inference (eval, no autograd) on a large batch: groups of rows of about segment_len
+            # tokens, each through every layer while its activations are in cache (rows are
+            # independent: the same numbers)
+            parts = [self.forward_embeddings(self.embed_tokens(tokens[i:i + rows]), mask[i:i + rows], form,
+                                             return_logits) for i in range(0, bsz, rows)]
+        return EncoderOutput(
+            logits=torch.cat([p.logits for p in parts]) if return_logits else None,
+            last_inner_state=torch.cat([p.last_inner_state for p in parts]),
+            hidden=torch.cat([p.hidden for p in parts]), padding_mask=mask)
 
     def num_parameters(self) -> int:
         """Number of parameters (buffers not counted), as in the paper."""
@@ -300,7 +367,7 @@ class RetNetEncoder(TokenEncoder):
     ``encoder(tokens, form=None, padding_mask=None, return_logits=True)``:
     tokens LongTensor (B, L); PAD (id 0) is masked unless ``padding_mask`` (B, L) bool, True =
     real, is given (an all-True mask reproduces the published unmasked model); ``form`` is
-    "parallel", "chunkwise" or None (parallel up to ``config.parallel_max_len`` tokens).
+    "parallel", "chunkwise" or None (parallel up to ``config.parallel_limit`` tokens).
     Returns ``EncoderOutput``.
     """
 
@@ -316,7 +383,7 @@ class RetNetEncoder(TokenEncoder):
         """Run the layers on token embeddings (B, L, d) (e.g. a leaf tensor, for input
         gradients) with ``padding_mask`` (B, L) bool, True at real positions."""
         length = embeddings.shape[1]
-        form = choose_form(form, length, self.config.parallel_max_len)
+        form = choose_form(form, length, self.config.parallel_limit)
         # the mask only costs work when something is padded
         mask_or_none = None if bool(padding_mask.all()) else padding_mask
         chunk = self.config.chunk_size
@@ -329,10 +396,13 @@ class RetNetEncoder(TokenEncoder):
             if mask_or_none is not None:
                 mask_or_none = F.pad(mask_or_none, (0, tail), value=False)
         dtype = torch.float64 if embeddings.dtype == torch.float64 else torch.float32
+        products = compute_dtype(embeddings.device.type, dtype)
         rel = self.retnet_rel_pos
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            # segments of about segment_len tokens over all rows (at least one chunk each)
+            segment = max(chunk, self.config.segment_len // embeddings.shape[0])
             plan = make_plan(form, length + tail, rel.angle, rel.decay, mask_or_none, chunk, dtype,
-                             zero_tail=tail, segment_len=self.config.segment_len)
+                             zero_tail=tail, segment_len=segment, compute_dtype=products)
         x = self.dropout(embeddings)
         for layer in self.layers:
             x = layer(x, plan)

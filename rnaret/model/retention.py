@@ -15,17 +15,25 @@ mask a padded row gives exactly what the same row gives unpadded).
 * ``chunkwise_retention``: the same numbers in O(L) time and memory. The numerator
   sum_m gamma**|n-m| (q_n . k_m) v_m is split into chunks of C positions: inside a chunk an
   exact (C, C) decay-masked product (the diagonal counted once); across chunks a forward and a
-  backward scan of per-chunk (d_k, d_v) states. The score row sums come from the same pass
-  (a column of ones appended to v), and s_n from the same scans with q = 1, k = mu, v = 1.
+  backward scan of per-chunk (d_k, d_v) states. The score row sums sum_m gamma**|n-m| q_n . k_m
+  come from the same pass: inside a chunk the row sums of the (C, C) block, across chunks q_n
+  times scanned sums of the decayed keys (d_k more numbers scanned with each state, so that v
+  keeps its aligned width), and s_n from the same scans with q = 1, k = mu.
   The scans are loop-free (``exclusive_decay_scan``: blocked triangular matmuls).
 
-``decayed_sum`` composes the chunk-level pieces (``intra_chunks``, ``chunk_states``,
+``decayed_sums`` composes the chunk-level pieces (``intra_chunks``, ``chunk_states``,
 ``add_inter_chunks_``) over a whole sequence; the encoder's chunkwise layers drive the same
 pieces segment by segment (``segment_totals``, ``segment_carries``, ``segment_states``) so that
 long inputs are processed in cache-sized pieces, with the same numbers.
 
-Both forms run in float32 (float64 if the inputs are) with autocast disabled, so that the
-decays, normalisers and scan states are never held in bf16/fp16.
+Precision. q, k and v come in the *compute dtype* (bfloat16 under bf16 autocast, else float32,
+or float64 for float64 models): every product of them (q k^T, the (C, C) blocks times v, the
+chunk summaries k^T v, queries times states) runs in that dtype, accumulated in float32 by the
+matmul kernels. Everything that is a decay, a sum over many terms or a normaliser is formed and
+accumulated in the *state dtype* (float32, float64 for float64 models) whatever the compute
+dtype: the decay masks and powers, the score row sums and s_n, the per-chunk summaries and the
+scan states, the accumulated output before normalisation. The functions run with autocast
+disabled; the dtypes are explicit.
 """
 from __future__ import annotations
 
@@ -71,16 +79,35 @@ def rotary_phasors(length: int, angle: Tensor) -> Tensor:
 
 def rotate(x: Tensor, phasors: Tensor) -> Tensor:
     """``theta_shift`` as one complex product: x (B, L, H, dk) (last dim contiguous),
-    ``phasors`` (L, dk/2) complex -> (B, L, H, dk). (x1 + i x2)(cos + i sin) is exactly
+    ``phasors`` (L, dk/2) or (B, L, dk/2) complex -> (B, L, H, dk) in the phasors' real dtype
+    (a bf16 x is rotated in float32). (x1 + i x2)(cos + i sin) is exactly
     (x1 cos - x2 sin, x2 cos + x1 sin), the published pair rotation."""
-    xc = torch.view_as_complex(x.unflatten(-1, (-1, 2)))
-    return torch.view_as_real(xc * phasors[:, None, :]).flatten(-2)
+    real = phasors.real.dtype
+    xc = torch.view_as_complex(x.to(real).unflatten(-1, (-1, 2)))
+    return torch.view_as_real(xc * phasors.unsqueeze(-2)).flatten(-2)
+
+
+def rotate_heads(x: Tensor, phasors: Tensor, heads: int, dtype: torch.dtype) -> Tensor:
+    """Rotate x (B, S, H * dk) per head in the phasors' precision ((S, dk/2) or (B, S, dk/2)
+    complex) and return it head-major, contiguous, in ``dtype``: (B, H, S, dk). The rotation,
+    the layout change and the cast to the compute dtype are one pass over the output."""
+    bsz, length, _ = x.shape
+    rotated = rotate(x.view(bsz, length, heads, -1), phasors)  # (B, S, H, dk)
+    return contiguous_as(rotated.transpose(1, 2), dtype)
+
+
+def contiguous_as(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """x in ``dtype``, contiguous: one copy (cast and layout together), none if already so."""
+    if x.dtype == dtype:
+        return x.contiguous()
+    return x.to(dtype, memory_format=torch.contiguous_format)
 
 
 # ---------------------------------------------------------------- parallel form (reference)
 
 def decay_matrix(length: int, log_decay: Tensor, padding_mask: Tensor | None = None) -> Tensor:
-    """The row-normalised decay mask D: (H, L, L) without padding mask, (B, H, L, L) with one.
+    """The row-normalised decay mask D: (H, L, L) without padding mask, (B, H, L, L) with one,
+    in ``log_decay``'s dtype (the state dtype).
 
     ``padding_mask`` (B, L) bool, True at real positions: PAD columns are zeroed before the row
     sums, so PAD positions never count as keys nor in the sqrt(row sum) scale.
@@ -95,13 +122,30 @@ def decay_matrix(length: int, log_decay: Tensor, padding_mask: Tensor | None = N
     return mask / mask.sum(dim=-1, keepdim=True).clamp(min=1).sqrt()
 
 
-def parallel_retention(q: Tensor, k: Tensor, v: Tensor, decay: Tensor) -> Tensor:
-    """Retention, parallel form. q, k (B, H, L, dk) rotated and scaled; v (B, H, L, dv);
-    ``decay`` from ``decay_matrix`` ((H, L, L) or (B, H, L, L)). Returns (B, H, L, dv)."""
+def parallel_terms(q: Tensor, k: Tensor, v: Tensor, decay: Tensor) -> tuple[Tensor, Tensor]:
+    """Retention, parallel form, as (numerator, row scale): out = num * scale.
+
+    q, k (B, H, L, dk) rotated and scaled, v (B, H, L, dv), and ``decay`` (``decay_matrix``
+    cast to the compute dtype) in the compute dtype. Returns num = (QK^T * D) V (B, H, L, dv),
+    compute dtype, and scale = 1 / clamp(|score row sum|, 1) (B, H, L, 1), state dtype: the
+    published normaliser, detached (it rescales without carrying gradient; dividing the
+    (L, dv) output instead of the (L, L) scores is the same per-row scaling)."""
     scores = (q @ k.transpose(-1, -2)).mul_(decay)  # (B, H, L, L)
-    # the published normaliser is detached: it rescales without carrying gradient; dividing
-    # the (L, dv) output instead of the (L, L) scores is the same per-row scaling
-    return (scores @ v) / scores.detach().sum(dim=-1, keepdim=True).abs().clamp(min=1)
+    state = _state_dtype(q)
+    row_sum = scores.detach().sum(dim=-1, keepdim=True, dtype=state)
+    return scores @ v, 1 / row_sum.abs().clamp(min=1)
+
+
+def parallel_retention(q: Tensor, k: Tensor, v: Tensor, decay: Tensor) -> Tensor:
+    """Retention, parallel form (the reference). q, k (B, H, L, dk), v (B, H, L, dv), ``decay``
+    ((H, L, L) or (B, H, L, L)) -> (B, H, L, dv) in the state dtype."""
+    num, scale = parallel_terms(q, k, v, decay.to(q.dtype))
+    return num.to(scale.dtype) * scale
+
+
+def _state_dtype(x: Tensor) -> torch.dtype:
+    """float64 for float64 models, else float32 (the dtype of decays, sums and states)."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
 # ---------------------------------------------------------------- chunkwise form (O(L))
@@ -116,14 +160,16 @@ def _decay_powers(n: int, log_a: Tensor) -> Tensor:
     return powers.masked_fill(powers < torch.finfo(powers.dtype).tiny, 0)
 
 
-def exclusive_decay_scan(u: Tensor, log_a: Tensor, reverse: bool = False) -> Tensor:
+def exclusive_decay_scan(u: Tensor, log_a: Tensor, reverse: bool = False, initial: Tensor | None = None) -> Tensor:
     """State entering each step of a decaying sum along dim 2 of u (B, H, N, D), decay a (H,):
 
-    forward  out[c] = sum_{c' < c} a**(c - 1 - c') u[c'];
-    reverse  out[c] = sum_{c' > c} a**(c' - c - 1) u[c'].
+    forward  out[c] = sum_{c' < c} a**(c - 1 - c') u[c']   (+ a**c initial);
+    reverse  out[c] = sum_{c' > c} a**(c' - c - 1) u[c']   (+ a**(N - 1 - c) initial);
 
-    Loop-free: blocks of ``SCAN_BLOCK`` steps are scanned by one (G, G) triangular matmul, the
-    block totals by the same function at decay a**G (recursively), then combined.
+    ``initial`` (B, H, D): the state entering step 0 (forward) or the last step (reverse) from
+    outside, or None. Loop-free: blocks of ``SCAN_BLOCK`` steps are scanned by one (G, G)
+    triangular matmul, the block totals by the same function at decay a**G (recursively, with
+    ``initial`` passed on), then combined.
     """
     n = u.shape[2]
     g = min(n, SCAN_BLOCK)
@@ -134,120 +180,155 @@ def exclusive_decay_scan(u: Tensor, log_a: Tensor, reverse: bool = False) -> Ten
         lag = lag.T
     tri = torch.where(lag >= 0, powers[:, lag.clamp(min=0)], powers.new_zeros(()))  # (H, G, G)
     m = math.ceil(n / g)
-    if m * g != n:  # zero steps at the end change nothing in either direction
-        u = F.pad(u, (0, 0, 0, m * g - n))
+    pad = m * g - n
+    if pad:  # zero steps change nothing; in reverse they go first, so the edge state still enters at step n-1
+        u = F.pad(u, (0, 0, pad, 0) if reverse else (0, 0, 0, pad))
     blocks = u.reshape(u.shape[0], u.shape[1], m, g, u.shape[-1])
     out = tri[None, :, None] @ blocks  # within each block
+    carry = initial[:, :, None] if initial is not None and m == 1 else None  # (B, H, 1, D)
     if m > 1:
         weights = powers[:, :g] if reverse else powers[:, :g].flip(-1)  # step -> block edge
         totals = (weights[None, :, None, None, :] @ blocks).squeeze(-2)  # (B, H, M, D)
-        carry = exclusive_decay_scan(totals, log_a * g, reverse)  # entering each block
+        carry = exclusive_decay_scan(totals, log_a * g, reverse, initial)  # entering each block
+    if carry is not None:
         # carry reaches step i of its block after i (forward) or G - 1 - i (reverse) more steps
         reach = powers[:, :g].flip(-1) if reverse else powers[:, :g]
-        out = out + reach[None, :, None, :, None] * carry[:, :, :, None, :]
+        out = torch.addcmul(out, reach[None, :, None, :, None], carry[:, :, :, None, :])
     out = out.reshape(u.shape[0], u.shape[1], m * g, u.shape[-1])
-    return out[:, :, :n]
+    return out[:, :, pad:] if reverse else out[:, :, :n]
 
 
 @dataclass
 class ChunkDecays:
-    """The decay factors of chunks of C positions, per head (``chunk_decays``):
+    """The decay factors of chunks of C positions, per head (``chunk_decays``), formed in the
+    state dtype; ``intra``, ``keys`` and ``queries`` are then held in the compute dtype (they
+    multiply the compute-dtype products), ``row_queries`` and ``log_chunk`` in the state dtype:
 
-    intra (H, C, C) gamma**|i - j|; to_end / from_start (H, C, 1) gamma**(C-1-j) / gamma**j
-    (key j -> its chunk's end / its chunk's start); q_fwd / q_bwd (H, C, 1) gamma**(i+1) /
-    gamma**(C-i) (state before the chunk / after it -> query i); log_chunk (H,) C log gamma.
+    intra (H, C, C) gamma**|i - j|; keys (H, C, 2, 1) gamma**(C-1-j), gamma**j (key j -> its
+    chunk's end, its chunk's start); queries (H, C, 2, 1) gamma**(i+1), gamma**(C-i) (state
+    before the chunk, state after it -> query i); row_queries (H, C, 2) the same, state dtype;
+    log_chunk (H,) C log gamma.
     """
     size: int
     intra: Tensor
-    to_end: Tensor
-    from_start: Tensor
-    q_fwd: Tensor
-    q_bwd: Tensor
+    keys: Tensor
+    queries: Tensor
+    row_queries: Tensor
     log_chunk: Tensor
 
 
-def chunk_decays(chunk_size: int, log_decay: Tensor) -> ChunkDecays:
-    """``ChunkDecays`` for chunks of ``chunk_size`` in ``log_decay``'s dtype and device."""
-    ld = log_decay[:, None]  # (H, 1)
+def chunk_decays(chunk_size: int, log_decay: Tensor, compute_dtype: torch.dtype | None = None) -> ChunkDecays:
+    """``ChunkDecays`` for chunks of ``chunk_size``: formed in ``log_decay``'s dtype and device,
+    the product factors cast to ``compute_dtype`` (default: the same)."""
+    dtype = compute_dtype or log_decay.dtype
+    ld = log_decay[:, None, None]  # (H, 1, 1)
     pos = torch.arange(chunk_size, device=log_decay.device).to(log_decay.dtype)
-    column = lambda power: torch.exp(power * ld)[:, :, None]  # noqa: E731  (H, C, 1)
-    return ChunkDecays(chunk_size, torch.exp((pos[:, None] - pos[None, :]).abs() * ld[:, :, None]),
-                       column(chunk_size - 1 - pos), column(pos), column(pos + 1), column(chunk_size - pos),
-                       chunk_size * log_decay)
+    pairs = lambda a, b: torch.exp(torch.stack((a, b), -1)[None] * ld)  # noqa: E731  (H, C, 2)
+    queries = pairs(pos + 1, chunk_size - pos)
+    return ChunkDecays(chunk_size, torch.exp((pos[:, None] - pos[None, :]).abs() * ld).to(dtype),
+                       pairs(chunk_size - 1 - pos, pos)[..., None].to(dtype), queries[..., None].to(dtype),
+                       queries, chunk_size * log_decay)
 
 
-def intra_chunks(q: Tensor, k: Tensor, v: Tensor, decays: ChunkDecays) -> tuple[Tensor, Tensor, Tensor]:
-    """The exact within-chunk part and the per-chunk summaries of the decayed sum.
+def intra_chunks(q: Tensor, k: Tensor, v: Tensor, decays: ChunkDecays
+                 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The exact within-chunk part and the per-chunk summaries of the decayed sums.
 
-    q, k (B, H, N, C, dk), v (B, H, N, C, dv): whole chunks. Returns out (B, H, N, C, dv) =
-    sum over m in the same chunk of gamma**|n - m| (q_n . k_m) v_m (the diagonal once), and the
-    summaries u_fwd = sum_j gamma**(C-1-j) k_j v_j^T, u_bwd = sum_j gamma**j k_j v_j^T
-    (B, H, N, dk, dv).
+    q, k (B, H, N, C, dk), v (B, H, N, C, dv): whole chunks, compute dtype. Returns
+    num (B, H, N, C, dv), compute dtype, = sum over m in the same chunk of gamma**|n - m|
+    (q_n . k_m) v_m (the diagonal once); and in the state dtype: row (B, H, N, C, 1) = the same
+    sum without v_m (the score row sums; no gradient: they only feed the detached normaliser)
+    and the summaries u_fwd (weights gamma**(C-1-j), key j -> the chunk's end) and u_bwd
+    (gamma**j, key j -> its start), each (B, H, N, dk * dv + dk): the flattened (dk, dv)
+    matrix sum_j w_j k_j v_j^T followed by the decayed key sum sum_j w_j k_j (which carries the
+    row sums across chunks; ``state_parts`` splits them).
     """
+    state = decays.log_chunk.dtype
+    dk = k.shape[-1]
     scores = (q @ k.transpose(-1, -2)).mul_(decays.intra[None, :, None])  # (B, H, N, C, C)
-    out = scores @ v
+    row = scores.detach().sum(dim=-1, keepdim=True, dtype=state)
+    num = scores @ v
     del scores  # long inputs: free each temporary as soon as it is used
-    kt = k.transpose(-1, -2)
-    u_fwd = (kt * decays.to_end[None, :, None].transpose(-1, -2)) @ v
-    u_bwd = (kt * decays.from_start[None, :, None].transpose(-1, -2)) @ v
-    return out, u_fwd, u_bwd
+    # both directions' key weights in one (2 dk, C) @ (C, dv) product per chunk
+    weighted = (k.unsqueeze(-2) * decays.keys[None, :, None]).flatten(-2)  # (B, H, N, C, 2 dk)
+    key_sums = weighted.detach().sum(dim=-2, dtype=state).unflatten(-1, (2, dk))  # (B, H, N, 2, dk)
+    summaries = (weighted.transpose(-1, -2) @ v).unflatten(-2, (2, dk)).flatten(-2)  # (B, H, N, 2, dk dv)
+    del weighted
+    both = torch.cat((summaries, key_sums), dim=-1)  # one pass, cast to the state dtype on the way
+    if both.dtype != state:  # (a float64 model's products are already float64)
+        both = both.to(state)
+    return num, row, both[:, :, :, 0], both[:, :, :, 1]
+
+
+def state_parts(state: Tensor, dk: int) -> tuple[Tensor, Tensor]:
+    """A summary or state (..., dk * dv + dk) -> its (dk, dv) matrix part (..., dk, dv) and its
+    key-sum part (..., dk), both views."""
+    dv = (state.shape[-1] - dk) // dk
+    return state[..., :dk * dv].unflatten(-1, (dk, dv)), state[..., dk * dv:]
 
 
 def chunk_states(u_fwd: Tensor, u_bwd: Tensor, decays: ChunkDecays) -> tuple[Tensor, Tensor]:
-    """States entering each chunk from the left (fwd) and the right (bwd), (B, H, N, dk, dv),
-    from the summaries of ``intra_chunks`` (N chunks in order)."""
-    shape = u_fwd.shape
-    fwd = exclusive_decay_scan(u_fwd.flatten(-2), decays.log_chunk)
-    bwd = exclusive_decay_scan(u_bwd.flatten(-2), decays.log_chunk, reverse=True)
-    return fwd.view(shape), bwd.view(shape)
+    """States entering each chunk from the left (fwd) and the right (bwd), (B, H, N, D), from
+    the summaries (B, H, N, D) of ``intra_chunks`` (N chunks in order; state dtype)."""
+    return (exclusive_decay_scan(u_fwd, decays.log_chunk),
+            exclusive_decay_scan(u_bwd, decays.log_chunk, reverse=True))
 
 
-def add_inter_chunks_(out: Tensor, q: Tensor, fwd: Tensor, bwd: Tensor, decays: ChunkDecays) -> Tensor:
-    """out += the other chunks' part: (q * gamma**(i+1)) @ fwd + (q * gamma**(C-i)) @ bwd,
-    in place. out (B, H, N, C, dv) contiguous, q (B, H, N, C, dk), fwd/bwd (B, H, N, dk, dv)."""
-    flat = out.flatten(0, 2)  # a view: the adds land in ``out``
-    flat.baddbmm_((q * decays.q_fwd[None, :, None]).flatten(0, 2), fwd.flatten(0, 2))
-    flat.baddbmm_((q * decays.q_bwd[None, :, None]).flatten(0, 2), bwd.flatten(0, 2))
-    return out
+def add_inter_chunks_(num: Tensor, row: Tensor, q: Tensor, fwd: Tensor, bwd: Tensor,
+                      decays: ChunkDecays) -> None:
+    """num += the other chunks' part, row += its row sums, in place:
+    [q * gamma**(i+1) | q * gamma**(C-i)] @ [fwd; bwd], one product with 2 dk inner terms.
+
+    num (B, H, N, C, dv) contiguous and q (B, H, N, C, dk) in the compute dtype (the product
+    accumulates into num in float32 inside the matmul and is rounded once); row
+    (B, H, N, C, 1) contiguous and fwd/bwd (B, H, N, dk * dv + dk) (``chunk_states``,
+    ``segment_states``) in the state dtype; the row sums are formed in the state dtype."""
+    dk = q.shape[-1]
+    (f_matrix, f_keys), (b_matrix, b_keys) = state_parts(fwd, dk), state_parts(bwd, dk)
+    with torch.no_grad():  # q . (decayed key sums), weighted by each query's decay, state dtype
+        reach = q.to(fwd.dtype) @ torch.stack((f_keys, b_keys), dim=-1)  # (B, H, N, C, 2)
+        row.add_((reach * decays.row_queries[None, :, None]).sum(dim=-1, keepdim=True))
+    # both directions' states, cast to the compute dtype on the way into one (2 dk, dv) matrix
+    states = f_matrix.new_empty((*f_matrix.shape[:-2], 2 * dk, f_matrix.shape[-1]), dtype=num.dtype)
+    states[..., :dk, :].copy_(f_matrix)
+    states[..., dk:, :].copy_(b_matrix)
+    scaled = (q.unsqueeze(-2) * decays.queries[None, :, None]).flatten(-2)  # (B, H, N, C, 2 dk)
+    num.flatten(0, 2).baddbmm_(scaled.flatten(0, 2), states.flatten(0, 2))  # a view: adds land in num
 
 
 def segment_totals(u_fwd: Tensor, u_bwd: Tensor, decays: ChunkDecays) -> tuple[Tensor, Tensor]:
-    """Totals of one segment of n chunks' summaries (B, H, n, dk, dv), decayed to the segment's
+    """Totals of one segment of n chunks' summaries (B, H, n, D), decayed to the segment's
     right edge (fwd: a**(n-1-j) u_fwd[j]) and left edge (bwd: a**j u_bwd[j]), a = gamma**C.
-    Returns two (B, H, dk * dv)."""
+    Returns two (B, H, D)."""
     n = u_fwd.shape[2]
     powers = _decay_powers(n, decays.log_chunk)[None, :, None, :]  # (1, H, 1, n)
-    t_fwd = (powers.flip(-1) @ u_fwd.flatten(-2)).squeeze(-2)
-    t_bwd = (powers @ u_bwd.flatten(-2)).squeeze(-2)
-    return t_fwd, t_bwd
+    return (powers.flip(-1) @ u_fwd).squeeze(-2), (powers @ u_bwd).squeeze(-2)
 
 
 def segment_carries(t_fwd: Tensor, t_bwd: Tensor, chunks_per_segment: int, decays: ChunkDecays
                     ) -> tuple[Tensor, Tensor]:
-    """States entering each segment from the left and from the right, (B, H, S, dk * dv), from
-    the totals (B, H, S, dk * dv) of S segments of ``chunks_per_segment`` chunks (the last may
-    be shorter: it is only ever a source)."""
+    """States entering each segment from the left and from the right, (B, H, S, D), from the
+    totals (B, H, S, D) of S segments of ``chunks_per_segment`` chunks (the last may be
+    shorter: it is only ever a source)."""
     log_a = decays.log_chunk * chunks_per_segment
     return exclusive_decay_scan(t_fwd, log_a), exclusive_decay_scan(t_bwd, log_a, reverse=True)
 
 
 def segment_states(u_fwd: Tensor, u_bwd: Tensor, carry_fwd: Tensor, carry_bwd: Tensor,
                    decays: ChunkDecays) -> tuple[Tensor, Tensor]:
-    """States entering each chunk of one segment (B, H, n, dk, dv): the exclusive scans of the
-    segment's own summaries plus the carries from the other segments (B, H, dk * dv), decayed
-    to each chunk. Together they equal ``chunk_states`` over the whole sequence."""
-    shape, n = u_fwd.shape, u_fwd.shape[2]
-    powers = _decay_powers(n, decays.log_chunk)[None, :, :, None]  # (1, H, n, 1)
-    fwd = exclusive_decay_scan(u_fwd.flatten(-2), decays.log_chunk) + powers * carry_fwd[:, :, None]
-    bwd = exclusive_decay_scan(u_bwd.flatten(-2), decays.log_chunk, reverse=True) \
-        + powers.flip(2) * carry_bwd[:, :, None]
-    return fwd.view(shape), bwd.view(shape)
+    """States entering each chunk of one segment (B, H, n, D): the exclusive scans of the
+    segment's own summaries starting from the carries from the other segments (B, H, D).
+    Together they equal ``chunk_states`` over the whole sequence."""
+    return (exclusive_decay_scan(u_fwd, decays.log_chunk, initial=carry_fwd),
+            exclusive_decay_scan(u_bwd, decays.log_chunk, reverse=True, initial=carry_bwd))
 
 
-def decayed_sum(q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor, chunk_size: int) -> Tensor:
-    """out_n = sum_m gamma**|n - m| (q_n . k_m) v_m for every n, exactly, in O(L) time and memory.
+def decayed_sums(q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor, chunk_size: int) -> tuple[Tensor, Tensor]:
+    """num_n = sum_m gamma**|n - m| (q_n . k_m) v_m and row_n = sum_m gamma**|n - m| q_n . k_m
+    for every n, exactly, in O(L) time and memory.
 
-    q, k (B, H, L, dk), v (B, H, L, dv), ``log_decay`` (H,). Returns (B, H, L, dv).
+    q, k (B, H, L, dk), v (B, H, L, dv) in the compute dtype, ``log_decay`` (H,) in the state
+    dtype. Returns num (B, H, L, dv), compute dtype, and row (B, H, L, 1), state dtype.
     Whole-tensor composition of ``intra_chunks``, ``chunk_states`` and ``add_inter_chunks_``.
     """
     bsz, heads, length, dk = q.shape
@@ -260,18 +341,19 @@ def decayed_sum(q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor, chunk_size: 
     q = q.reshape(bsz, heads, n_chunks, c, dk)
     k = k.reshape(bsz, heads, n_chunks, c, dk)
     v = v.reshape(bsz, heads, n_chunks, c, dv)
-    decays = chunk_decays(c, log_decay.to(q.dtype))
-    out, u_fwd, u_bwd = intra_chunks(q, k, v, decays)
+    decays = chunk_decays(c, log_decay, q.dtype)
+    num, row, u_fwd, u_bwd = intra_chunks(q, k, v, decays)
     if n_chunks > 1:
-        add_inter_chunks_(out, q, *chunk_states(u_fwd, u_bwd, decays), decays)
-    out = out.reshape(bsz, heads, n_chunks * c, dv)
-    return out[:, :, :length] if pad else out
+        add_inter_chunks_(num, row, q, *chunk_states(u_fwd, u_bwd, decays), decays)
+    num = num.reshape(bsz, heads, n_chunks * c, dv)
+    row = row.reshape(bsz, heads, n_chunks * c, 1)
+    return (num[:, :, :length], row[:, :, :length]) if pad else (num, row)
 
 
 def decay_row_sums(padding_mask: Tensor | None, length: int, log_decay: Tensor,
                    chunk_size: int) -> Tensor:
     """s_n = sum over real m of gamma**|n - m|: (B or 1, H, L, 1), by the chunked scans (q=1,
-    k=mask, v=1), in ``log_decay``'s dtype. Without a mask every position is real."""
+    k=mask), in ``log_decay``'s dtype. Without a mask every position is real."""
     dtype, device = log_decay.dtype, log_decay.device
     heads = log_decay.shape[0]
     if padding_mask is None:
@@ -279,34 +361,33 @@ def decay_row_sums(padding_mask: Tensor | None, length: int, log_decay: Tensor,
     else:
         mu = padding_mask.to(dtype)[:, None, :, None].expand(-1, heads, -1, -1)
     ones = torch.ones_like(mu)
-    return decayed_sum(ones, mu, ones, log_decay, chunk_size)
+    return decayed_sums(ones, mu, ones, log_decay, chunk_size)[1]
+
+
+def chunkwise_terms(q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor, row_scale: Tensor,
+                    padding_mask: Tensor | None, chunk_size: int) -> tuple[Tensor, Tensor]:
+    """Retention, chunkwise bidirectional form, as (numerator, row scale): out = num * scale
+    equals ``parallel_terms``' to rounding. q, k (B, H, L, dk) rotated and scaled, v
+    (B, H, L, dv), compute dtype; ``log_decay`` (H,); ``row_scale`` = 1 / sqrt(s_n)
+    (B or 1, H, L, 1) from ``decay_row_sums``; ``padding_mask`` (B, L) bool or None."""
+    if padding_mask is not None:
+        k = k * padding_mask[:, None, :, None].to(k.dtype)  # PAD never acts as a key
+    num, row = decayed_sums(q, k, v, log_decay, chunk_size)
+    return num, row_normaliser(row, row_scale)
 
 
 def chunkwise_retention(q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor, row_scale: Tensor,
                         padding_mask: Tensor | None, chunk_size: int) -> Tensor:
-    """Retention, chunkwise bidirectional form; equals ``parallel_retention`` to rounding.
-
-    q, k (B, H, L, dk) rotated and scaled; v (B, H, L, dv); ``log_decay`` (H,);
-    ``row_scale`` = 1 / sqrt(s_n) (B or 1, H, L, 1) from ``decay_row_sums``;
-    ``padding_mask`` (B, L) bool or None. Returns (B, H, L, dv).
-    """
-    if padding_mask is None:
-        mu = torch.ones_like(v[..., :1])
-    else:
-        mu = padding_mask.to(v.dtype)[:, None, :, None].expand(v.shape[0], v.shape[1], -1, 1)
-        k = k * mu  # PAD never acts as a key
-    # the appended column of ones yields sum_m gamma**|n-m| q_n . k_m, the score row sum
-    return normalise_rows(decayed_sum(q, k, torch.cat((v, mu), dim=-1), log_decay, chunk_size), row_scale)
+    """``chunkwise_terms`` multiplied out: (B, H, L, dv) in the state dtype."""
+    num, scale = chunkwise_terms(q, k, v, log_decay, row_scale, padding_mask, chunk_size)
+    return num.to(scale.dtype) * scale
 
 
-def normalise_rows(total: Tensor, row_scale: Tensor) -> Tensor:
-    """Chunkwise form: decayed sums of v with the ones column appended (..., L, dv + 1) and
-    1/sqrt(s_n) (..., L, 1) -> the retention output (..., L, dv), as published: scaled by the D
-    row normalisation, divided by clamp(|score row sum|, 1), the normaliser detached (it
-    rescales without carrying gradient)."""
-    dv = total.shape[-1] - 1
-    row_sum = total[..., dv:] * row_scale
-    return total[..., :dv] * (row_scale / row_sum.detach().abs().clamp(min=1))
+def row_normaliser(row: Tensor, row_scale: Tensor) -> Tensor:
+    """The published per-row factor of the chunkwise form, state dtype (..., L, 1): the D row
+    normalisation 1/sqrt(s_n) over clamp(|score row sum|, 1), from the decayed score sums
+    ``row`` and ``row_scale`` = 1/sqrt(s_n). No gradient: it only rescales (as published)."""
+    return row_scale / (row * row_scale).abs().clamp(min=1)
 
 
 # ---------------------------------------------------------------- per-forward plan
@@ -315,16 +396,18 @@ def normalise_rows(total: Tensor, row_scale: Tensor) -> Tensor:
 class RetentionPlan:
     """What every layer of one forward pass shares: form, rotary tables, decay normalisation.
 
-    phasors: (L, dk/2) complex rotary factors; decay: (H, L, L) or (B, H, L, L) (parallel
-    form) or None;
-    row_scale: (B or 1, H, L, 1), decays (``ChunkDecays``) and segment (positions per pass, whole
-    chunks) for the chunkwise form; padding_mask (B, L) bool or None.
+    phasors: (L, dk/2) complex rotary factors (state dtype); compute_dtype: the dtype of the
+    products (bf16 under bf16 autocast, else the state dtype of ``log_decay``); decay: (H, L, L)
+    or (B, H, L, L) (parallel form) or None; row_scale: (B or 1, H, L, 1), decays
+    (``ChunkDecays``) and segment (positions per pass, whole chunks) for the chunkwise form;
+    padding_mask (B, L) bool or None.
     """
     form: str
     phasors: Tensor
     log_decay: Tensor
     padding_mask: Tensor | None
     chunk_size: int
+    compute_dtype: torch.dtype
     decay: Tensor | None = None
     row_scale: Tensor | None = None
     decays: ChunkDecays | None = None
@@ -333,11 +416,13 @@ class RetentionPlan:
 
 def make_plan(form: str, length: int, angle: Tensor, log_decay: Tensor,
               padding_mask: Tensor | None, chunk_size: int, dtype: torch.dtype,
-              zero_tail: int = 0, segment_len: int = 4096) -> RetentionPlan:
+              zero_tail: int = 0, segment_len: int = 4096,
+              compute_dtype: torch.dtype | None = None) -> RetentionPlan:
     """Precompute, once per forward, what the retention of every layer needs.
 
-    ``angle`` (dk,) and ``log_decay`` (H,) are the encoder's buffers; ``dtype`` is the compute
-    dtype (float32, or float64 for float64 models); ``padding_mask`` (B, L) bool or None
+    ``angle`` (dk,) and ``log_decay`` (H,) are the encoder's buffers; ``dtype`` is the state
+    dtype (float32, or float64 for float64 models), ``compute_dtype`` that of the products
+    (default: ``dtype``; bfloat16 under bf16 autocast); ``padding_mask`` (B, L) bool or None
     (None: every position real, the fast path). ``zero_tail``: the last positions are
     chunk-alignment padding whose keys and values are exactly zero: they only need to be left
     out of the decay row sums (chunkwise form). ``segment_len``: positions the chunkwise
@@ -345,24 +430,33 @@ def make_plan(form: str, length: int, angle: Tensor, log_decay: Tensor,
     """
     if form not in FORMS:
         raise ValueError(f"form must be one of {FORMS} or None, got {form!r}")
+    compute_dtype = compute_dtype or dtype
     angle, log_decay = angle.to(dtype), log_decay.to(dtype)
-    plan = RetentionPlan(form, rotary_phasors(length, angle), log_decay, padding_mask, chunk_size)
+    plan = RetentionPlan(form, rotary_phasors(length, angle), log_decay, padding_mask, chunk_size,
+                         compute_dtype)
     if form == "parallel":
-        plan.decay = decay_matrix(length, log_decay, padding_mask)
+        plan.decay = decay_matrix(length, log_decay, padding_mask).to(compute_dtype)
     else:
         real = padding_mask
         if zero_tail:
             real = torch.ones(1, length, dtype=torch.bool, device=angle.device) if real is None else real.clone()
             real[:, length - zero_tail:] = False
         plan.row_scale = decay_row_sums(real, length, log_decay, chunk_size).clamp(min=1).rsqrt()
-        plan.decays = chunk_decays(min(chunk_size, length), log_decay)
+        plan.decays = chunk_decays(min(chunk_size, length), log_decay, compute_dtype)
         plan.segment = max(1, segment_len // plan.decays.size) * plan.decays.size
     return plan
 
 
-def retention(q: Tensor, k: Tensor, v: Tensor, plan: RetentionPlan) -> Tensor:
-    """Dispatch to the plan's form. q, k (B, H, L, dk) rotated; v (B, H, L, dv) -> (B, H, L, dv)."""
+def retention_terms(q: Tensor, k: Tensor, v: Tensor, plan: RetentionPlan) -> tuple[Tensor, Tensor]:
+    """The plan's form as (numerator, row scale): q, k (B, H, L, dk) rotated, v (B, H, L, dv),
+    compute dtype -> num (B, H, L, dv), compute dtype, and scale (B, H, L, 1), state dtype;
+    the retention output is num * scale (the encoder folds the scale into its group norm)."""
     if plan.form == "parallel":
-        return parallel_retention(q, k, v, plan.decay)
-    return chunkwise_retention(q, k, v, plan.log_decay, plan.row_scale, plan.padding_mask,
-                               plan.chunk_size)
+        return parallel_terms(q, k, v, plan.decay)
+    return chunkwise_terms(q, k, v, plan.log_decay, plan.row_scale, plan.padding_mask, plan.chunk_size)
+
+
+def retention(q: Tensor, k: Tensor, v: Tensor, plan: RetentionPlan) -> Tensor:
+    """The retention output of the plan's form: (B, H, L, dv) in the state dtype."""
+    num, scale = retention_terms(q, k, v, plan)
+    return num.to(scale.dtype) * scale

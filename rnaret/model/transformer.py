@@ -11,7 +11,8 @@ Positions: rotary embeddings on q and k with the RetNet's angles (1 / 10000**lin
 key_dim/2)), so attention sees relative positions only and any length works (no learned
 table). Padding: PAD keys are masked through ``scaled_dot_product_attention``, so a padded row
 gives what it gives alone. Softmax attention has one form (``form`` is accepted and ignored);
-its memory is O(L^2) unless torch picks a fused kernel. Paper size, k = 1: 10,237,824
+q and k are zero-padded to the value width so that torch's fused (flash) attention kernel runs,
+in O(L) memory, on CPU and CUDA. Paper size, k = 1: 10,237,824
 parameters (no g_proj: 1,572,864 fewer than the RetNet).
 """
 from __future__ import annotations
@@ -22,17 +23,26 @@ from torch import Tensor, nn
 
 from rnaret.model.dropout import RowDropout
 from rnaret.model.encoder import (GLU, EncoderConfig, EncoderOutput, RMSNorm, TokenEncoder,
-                                  choose_form, finish_output)
-from rnaret.model.retention import rotary_angle, rotary_phasors, rotate
+                                  choose_form, finish_output, fused_weight)
+from rnaret.model.retention import rotary_angle, rotary_phasors, rotate_heads
 
 
 class MultiHeadAttention(nn.Module):
-    """Softmax attention with rotary q/k and a key padding mask. (B, L, d) -> (B, L, d)."""
+    """Softmax attention with rotary q/k and a key padding mask. (B, L, d) -> (B, L, d).
+
+    The projections follow autocast (bf16 under bf16 autocast); the rotation is done in float32
+    and its result cast to the projections' dtype, in which ``scaled_dot_product_attention``
+    runs (its kernels accumulate in float32). q and k are zero-padded to the value width when
+    it is larger (and v to theirs when smaller): the scores are unchanged (the scale is given
+    explicitly) and torch's fused flash kernels need one head width for q, k and v; without
+    them attention falls back to materialising (B, H, L, L) scores.
+    """
 
     def __init__(self, config: EncoderConfig):
         super().__init__()
         d, dv = config.retnet_embed_dim, config.retnet_value_embed_dim
         self.num_heads = config.retnet_retention_heads
+        self.key_dim, self.value_dim = config.key_dim, config.value_dim
         self.q_proj = nn.Linear(d, d, bias=False)
         self.k_proj = nn.Linear(d, d, bias=False)
         self.v_proj = nn.Linear(d, dv, bias=False)
@@ -43,14 +53,20 @@ class MultiHeadAttention(nn.Module):
     def forward(self, x: Tensor, phasors: Tensor, key_mask: Tensor | None, dropout_p: float) -> Tensor:
         """x (B, L, d); phasors (L, dk/2) complex; key_mask (B, 1, 1, L) bool (True = attend) or None."""
         bsz, length, _ = x.shape
-        heads = (bsz, length, self.num_heads, -1)
-        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
-        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        weights = (self.q_proj.weight, self.k_proj.weight, self.v_proj.weight)
+        q, k, v = F.linear(x, fused_weight(self, weights)).split([w.shape[0] for w in weights], dim=-1)
+        dtype = q.dtype
+        dk, dv = self.key_dim, self.value_dim
         with torch.autocast(device_type=x.device.type, enabled=False):  # rotation in float32
-            q = rotate(q.to(dtype).view(heads), phasors).to(v.dtype).transpose(1, 2)  # (B, H, L, dk)
-            k = rotate(k.to(dtype).view(heads), phasors).to(v.dtype).transpose(1, 2)
-        out = F.scaled_dot_product_attention(q, k, v.view(heads).transpose(1, 2), attn_mask=key_mask,
-                                             dropout_p=dropout_p)
+            q = rotate_heads(q, phasors, self.num_heads, dtype)  # (B, H, L, dk)
+            k = rotate_heads(k, phasors, self.num_heads, dtype)
+            v = v.view(bsz, length, self.num_heads, dv).transpose(1, 2)  # (B, H, L, dv)
+            if dk < dv:
+                q, k = F.pad(q, (0, dv - dk)), F.pad(k, (0, dv - dk))
+            elif dv < dk:
+                v = F.pad(v, (0, dk - dv))
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, dropout_p=dropout_p,
+                                                 scale=dk ** -0.5)[..., :dv]
         return self.out_proj(out.transpose(1, 2).reshape(bsz, length, -1))
 
 
