@@ -1,4 +1,4 @@
-"""rnaret.io.fasta: the streaming FASTA reader on real data and on every bad input of issue 3."""
+"""rnaret.io.fasta: the streaming FASTA reader on real data and on every bad input it refuses."""
 from __future__ import annotations
 
 import gzip

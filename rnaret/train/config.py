@@ -40,7 +40,7 @@ SCHEDULES_USING_TOTAL = frozenset({"warmup_cosine"})  # the schedules whose shap
 class PretrainConfig:
     """Everything that defines a pretraining run (sizes in tokens; steps are optimizer steps)."""
 
-    architecture: str = "retnet"  # retnet | transformer (the baseline of issue 6)
+    architecture: str = "retnet"  # retnet | transformer (the baseline)
     k: int = 1
     encoder: dict = field(default_factory=dict)  # EncoderConfig fields over the paper size at k
     # starting weights instead of a random init: a published pretrain_{k}mer.pth or our checkpoint
