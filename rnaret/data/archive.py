@@ -16,7 +16,7 @@ The published data come as archives (``datasets.tar.gz``, ``model.tar.gz``). ``u
 
 A failure (download, checksum, a refused member, a truncated archive) leaves no output folder;
 a downloaded archive that fails its check or holds a refused member is deleted too. A killed
-extraction leaves only a temporary ``.<name>.XXXXXXXX`` folder, removed by the next run.
+extraction leaves only a temporary ``.<name>.<8 random letters>`` folder, removed by the next run.
 """
 from __future__ import annotations
 
@@ -266,7 +266,7 @@ def _place(m: Member, root: Path, opener, where, mtime: float | None = None) -> 
 
 
 def _remove_stale_temporaries(output_dir: Path) -> None:
-    """Temporary folders a killed run left beside the output (``atomic_dir``'s ``.<name>.XXXXXXXX``)."""
+    """Temporary folders a killed run left beside the output (``atomic_dir``'s ``.<name>.<8 random letters>``)."""
     pattern = re.compile(rf"^\.{re.escape(output_dir.name)}\.[a-z0-9_]{{8}}$")
     if output_dir.parent.is_dir():
         for path in output_dir.parent.iterdir():
