@@ -91,6 +91,24 @@ def test_best_checkpoint_is_chosen_on_validation_not_the_last(pairs):
     assert metrics["auc"] == pytest.approx(result.best["value"], abs=1e-9)
 
 
+def test_validation_every_n_epochs_and_always_in_the_last(pairs):
+    base = {"epochs": 5, "lr": 1e-3, "batch_size": 64, "train_samples_per_epoch": 128}
+    every = get_task("interaction", {**base, "eval_every_epochs": 2, "evals_per_epoch": 2})
+    result = finetune(every, TaskModel(tiny_encoder(), every.build_head(16)), pairs["train"], pairs["valid"],
+                      progress=False, device=torch.device("cpu"))
+    assert [h["epoch"] for h in result.history] == [1.5, 2.0, 3.5, 4.0, 4.5, 5.0]
+    # the same training: validating less changes nothing but which states are candidates
+    each = get_task("interaction", {**base, "evals_per_epoch": 2})
+    all_evals = finetune(each, TaskModel(tiny_encoder(), each.build_head(16)), pairs["train"], pairs["valid"],
+                         progress=False, device=torch.device("cpu"))
+    by_epoch = {h["epoch"]: h["valid_auc"] for h in all_evals.history}
+    assert [h["valid_auc"] for h in result.history] == [by_epoch[h["epoch"]] for h in result.history]
+    with pytest.raises(ValueError, match="eval_every_epochs must be at least 1"):
+        bad = get_task("interaction", {**base, "eval_every_epochs": 0})
+        finetune(bad, TaskModel(tiny_encoder(), bad.build_head(16)), pairs["train"], pairs["valid"],
+                 progress=False, device=torch.device("cpu"))
+
+
 def test_frozen_encoder_keeps_its_weights(pairs):
     task = get_task("interaction", {"epochs": 1, "lr": 1e-2, "batch_size": 32, "freeze_encoder": True})
     encoder = tiny_encoder()

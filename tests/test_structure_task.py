@@ -216,6 +216,36 @@ def test_head_matches_the_published_computation_and_ignores_padding():
     torch.testing.assert_close(padded, head(states[1:, :17])[0], rtol=1e-5, atol=1e-5)
 
 
+def test_cpu_passes_give_the_one_pass_logits_and_gradients(bundled, monkeypatch):
+    """A batch split into several passes of the residual stack (CPU_TILE_ELEMENTS) gives the
+    logits and gradients of one pass, with and without autograd (the in-place inference path)."""
+    import rnaret.heads.structure as structure_head
+
+    lengths = [len(r.sequence) for r in bundled["test"][:5]]
+    n = max(lengths)
+    mask = torch.arange(n).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)
+    torch.manual_seed(0)
+    head = StructureHead(10, channels=6, blocks=3).double()  # float64: the sums' order does not show
+    states = torch.randn(len(lengths), n, 10, dtype=torch.float64)
+
+    def run(tile: int):
+        monkeypatch.setattr(structure_head, "CPU_TILE_ELEMENTS", tile)
+        head.zero_grad()
+        leaf = states.clone().requires_grad_(True)
+        logits = head(leaf, mask)
+        (logits * mask.unsqueeze(1) * mask.unsqueeze(2)).square().sum().backward()
+        with torch.no_grad():
+            inference = head(states, mask)
+        return logits.detach(), inference, leaf.grad, [p.grad.clone() for p in head.parameters()]
+
+    whole = run(2**40)
+    tiled = run(6 * n * n * 2)    # two sequences a pass: three passes
+    for one, other in zip(whole[:3], tiled[:3]):
+        torch.testing.assert_close(one, other, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(whole[0], whole[1], rtol=1e-12, atol=1e-12)
+    for one, other in zip(whole[3], tiled[3]):
+        torch.testing.assert_close(one, other, rtol=1e-10, atol=1e-10)
+
 def test_published_state_dict_loads_strictly_with_clear_errors():
     reference = published_classifier(10, 6, 2)
     state = reference.state_dict()

@@ -39,6 +39,11 @@ PRETRAINED_MODEL = r"(rnaret|transformer)-k[135]"
 TRAINED_MODEL = rf"{PRETRAINED_MODEL}|onehot"
 PUBLISHED_MODEL = r"published-k[135]"
 ONEHOT = "onehot"
+# Snakemake starts the ready jobs of highest priority first (ties: larger inputs first). The
+# corpus stages gate every pretraining and the pretrainings gate most fine-tunes, so they go
+# first and the long fine-tunes start early, not after the short jobs that were ready sooner:
+# on 2 cores the default run otherwise ends with one fine-tune running alone for minutes.
+PRIORITY = {"corpus": 3, "pretrain": 2, "finetune": 1}
 STRUCTURE_FIGURE_INDEX = "results/report/structure/figures.txt"
 MD5_VALUE = re.compile(r"[0-9a-fA-F]{32}")
 # options the pipeline sets itself, refused in pretrain.overrides (they have their own keys)
@@ -104,6 +109,11 @@ class Plan:
     def threads(self, stage: str) -> int:
         """The threads of a stage's jobs."""
         return int(self.block(stage)["threads"])
+
+    @staticmethod
+    def priority(stage: str) -> int:
+        """The scheduling priority of a stage's jobs (:data:`PRIORITY`; 0 for the others)."""
+        return PRIORITY.get(stage, 0)
 
     def needs(self, stage: str) -> dict:
         """``mem_mb``, ``runtime`` and, for model stages, ``gpu`` (and ``nodes`` when > 1) of a

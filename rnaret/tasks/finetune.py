@@ -3,9 +3,9 @@
 Seeded; AdamW (fused: a step whose loss or gradient norm is not finite is skipped on the device,
 ``rnaret.train.guard``); a number of epochs or of steps; batches of a fixed size or a token
 budget, made of examples of similar length, collated (and on CUDA pinned) by a background thread;
-validation ``evals_per_epoch`` times per epoch and the best checkpoint (highest
-``task.selection`` on valid) kept — not the last one; the encoder fine-tuned whole or frozen
-(``freeze_encoder``); precision from ``rnaret.precision`` (fp32, bf16 autocast, or auto).
+validation ``evals_per_epoch`` times in every ``eval_every_epochs``-th epoch (and in the last)
+and the best checkpoint (highest ``task.selection`` on valid) kept — not the last one; the
+encoder fine-tuned whole or frozen (``freeze_encoder``); precision from ``rnaret.precision`` (fp32, bf16 autocast, or auto).
 
 Reproducible and resumable: epoch e's sample, crops and batch order come from (seed, e), step
 s's dropout from (seed, s, row) (``rnaret.model.dropout``), so with a ``run_dir`` the loop writes
@@ -259,6 +259,9 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
     warmup = int(settings.get("warmup_steps") or 0)
     max_steps = settings.get("max_steps")
     epochs = int(settings["epochs"]) if max_steps is None else 10**9
+    every = 1 if settings.get("eval_every_epochs") is None else int(settings["eval_every_epochs"])
+    if every < 1:
+        raise ValueError(f"eval_every_epochs must be at least 1, got {every}")
     schedule = settings.get("lr_schedule") or "constant"
     if schedule not in ("constant", "cosine"):
         raise ValueError(f"lr_schedule must be constant or cosine, got {schedule!r}")
@@ -329,7 +332,8 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
         batches = make_batches([len(v.tokens) for v in views], batch_size=int(settings["batch_size"]),
                                max_tokens=settings.get("max_tokens"), rng=rng)
         n_evals = max(1, int(settings.get("evals_per_epoch") or 1))
-        eval_at = {math.ceil(len(batches) * (j + 1) / n_evals) for j in range(n_evals)}
+        validating = (epoch + 1) % every == 0 or epoch + 1 >= epochs
+        eval_at = {math.ceil(len(batches) * (j + 1) / n_evals) for j in range(n_evals)} if validating else set()
         model.train()
         bar = progress_bar(total=len(batches), desc=f"{task.name} epoch {epoch + 1}", unit="batch",
                            disable=not progress, leave=False)

@@ -22,6 +22,7 @@ rule download_corpus:
         info=f"{CORPUS}/download.json",
     log:
         "logs/data/download_corpus.log",
+    priority: PLAN.priority("corpus")
     conda:
         conda_env("data")
     threads: 1
@@ -60,6 +61,7 @@ rule normalize_corpus:
         counts=f"{CORPUS}/normalize.json",
     log:
         "logs/data/normalize_corpus.log",
+    priority: PLAN.priority("corpus")
     conda:
         conda_env("data")
     threads: 1
@@ -80,6 +82,7 @@ rule dedupe_corpus:
         dup_num=f"{CORPUS}/duplicates.txt",
     log:
         "logs/data/dedupe_corpus.log",
+    priority: PLAN.priority("corpus")
     threads: PLAN.threads("dedupe")
     resources:
         **PLAN.resources("dedupe", runtime=600),
@@ -108,6 +111,7 @@ rule remove_leakage:
         counts=f"{CORPUS}/leakage.json",
     log:
         "logs/data/remove_leakage.log",
+    priority: PLAN.priority("corpus")
     conda:
         conda_env("data")
     threads: PLAN.threads("leakage")
@@ -132,6 +136,7 @@ rule cluster_corpus:
         clusters=f"{CORPUS}/clusters.tsv",
     log:
         "logs/data/cluster_corpus.log",
+    priority: PLAN.priority("corpus")
     threads: PLAN.threads("leakage")
     resources:
         **PLAN.resources("leakage"),
@@ -175,6 +180,7 @@ rule filter_lengths:
         counts=f"{CORPUS}/filter.json",
     log:
         "logs/data/filter_lengths.log",
+    priority: PLAN.priority("corpus")
     conda:
         conda_env("data")
     threads: 1
@@ -199,6 +205,7 @@ rule shard_tokens:
         "logs/data/shard_tokens/k{k}.log",
     wildcard_constraints:
         k="[135]",
+    priority: PLAN.priority("corpus")
     conda:
         conda_env("data")
     threads: 1

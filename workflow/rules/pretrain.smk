@@ -22,6 +22,7 @@ rule pretrain:
         "logs/pretrain/{model}.log",
     wildcard_constraints:
         model=rnaret_settings.plan.PRETRAINED_MODEL,
+    priority: PLAN.priority("pretrain")
     conda:
         conda_env(PLAN.model_env("pretrain"))
     threads: PLAN.threads("pretrain")
