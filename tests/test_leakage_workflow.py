@@ -99,7 +99,7 @@ def test_a_threshold_reruns_the_leakage_stage_and_resources_rerun_nothing(run):
             "shards": {"k": [1], "tokens_per_shard": 1_000_000, "run_tokens": 500_000},
             "pretrain": {"models": ["rnaret-k1"]},
             "dedupe": {"cluster_identity": 0.9}}
-    same = write_yaml(run / "same.yaml", {**base, "leakage": {"threads": 1, "mem_mb": 3000}})
+    same = write_yaml(run / "same.yaml", {**base, "leakage": {"threads": 2, "mem_mb": 3000}})
     assert planned_jobs(run, *REPORT_TARGETS, "--configfile", same) == set()
     stricter = write_yaml(run / "stricter.yaml", {**base, "leakage": {"min_identity": 0.9}})
     rules = {rule for rule, _ in planned_jobs(run, *REPORT_TARGETS, "--configfile", stricter)}

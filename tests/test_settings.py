@@ -170,6 +170,14 @@ def test_devices_follow_the_gpu_count_and_allow_cpu():
     assert Plan.pretrain_nproc(None, resources) == 2 and Plan.worker_threads(None, 8, resources) == 4
 
 
+def test_scheduling_puts_the_gating_stages_and_the_long_fine_tunes_first():
+    by_task = {task: Plan.finetune_priority(wildcards(task=task)) for task in ("coding", "structure", "interaction")}
+    assert Plan.priority("corpus") > Plan.priority("pretrain") > by_task["coding"] > by_task["structure"]
+    assert by_task["structure"] == by_task["interaction"] > Plan.priority("evaluate") == 0
+    # the model jobs take one thread each by default, so that --cores 2 runs two of them at once
+    assert plan_of().threads("pretrain") == plan_of().threads("finetune") == 1
+
+
 # ------------------------------------------------------------------ datasets
 
 def test_datasets_resolve_to_local_files_and_row_selections(tmp_path):

@@ -41,9 +41,11 @@ PUBLISHED_MODEL = r"published-k[135]"
 ONEHOT = "onehot"
 # Snakemake starts the ready jobs of highest priority first (ties: larger inputs first). The
 # corpus stages gate every pretraining and the pretrainings gate most fine-tunes, so they go
-# first and the long fine-tunes start early, not after the short jobs that were ready sooner:
-# on 2 cores the default run otherwise ends with one fine-tune running alone for minutes.
-PRIORITY = {"corpus": 3, "pretrain": 2, "finetune": 1}
+# first; then the longest jobs, the coding fine-tunes (whole transcripts of up to 3,000 nt; the
+# Transformer's is the run's longest job), then the other fine-tunes. On 2 cores the default run
+# otherwise ended with one long fine-tune running alone for minutes.
+PRIORITY = {"corpus": 4, "pretrain": 3, "finetune": 1}
+FINETUNE_PRIORITY = {"coding": 2}
 STRUCTURE_FIGURE_INDEX = "results/report/structure/figures.txt"
 MD5_VALUE = re.compile(r"[0-9a-fA-F]{32}")
 # options the pipeline sets itself, refused in pretrain.overrides (they have their own keys)
@@ -114,6 +116,12 @@ class Plan:
     def priority(stage: str) -> int:
         """The scheduling priority of a stage's jobs (:data:`PRIORITY`; 0 for the others)."""
         return PRIORITY.get(stage, 0)
+
+    @staticmethod
+    def finetune_priority(wildcards) -> int:
+        """The scheduling priority of a fine-tune job: :data:`FINETUNE_PRIORITY` of its task, else
+        the stage's."""
+        return FINETUNE_PRIORITY.get(wildcards.task, PRIORITY["finetune"])
 
     def needs(self, stage: str) -> dict:
         """``mem_mb``, ``runtime`` and, for model stages, ``gpu`` (and ``nodes`` when > 1) of a

@@ -20,7 +20,7 @@ rule finetune:
         task="interaction|coding|structure",
         dataset="[^/]+",
         model=TRAINED_MODEL,
-    priority: PLAN.priority("finetune")
+    priority: PLAN.finetune_priority
     conda:
         conda_env(PLAN.model_env("finetune"))
     threads: PLAN.threads("finetune")
