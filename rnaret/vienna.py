@@ -17,6 +17,7 @@ not fold in parallel threads), longest first for balance, with a tqdm progress b
 from __future__ import annotations
 
 import multiprocessing
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -113,6 +114,26 @@ def _predict_task(task):
     return index, predict(sequence, methods, gamma=gamma, max_bp_span=max_bp_span)
 
 
+def _start_method() -> str:
+    """How the worker processes start: ``forkserver`` where it can, else ``fork`` (else ``spawn``).
+
+    A worker forked from this process inherits every lock that another of its threads held at the
+    fork, held for ever: in a process that has run torch (a test session, a notebook) its OpenMP
+    pool's, and ViennaRNA's own OpenMP then blocks the worker for good (seen in the test suite).
+    The fork server is a fresh single-threaded process that forks the workers instead. Like
+    ``spawn`` it makes each worker import ``__main__`` again, which a script read from stdin
+    (``__file__`` "<stdin>", no such file) cannot do; such a caller gets ``fork``.
+    """
+    methods = multiprocessing.get_all_start_methods()
+    main = sys.modules.get("__main__")
+    main_file = getattr(main, "__file__", None)
+    reimportable = (getattr(getattr(main, "__spec__", None), "name", None) is not None
+                    or main_file is None or os.path.isfile(main_file))
+    if "forkserver" in methods and reimportable:
+        return "forkserver"
+    return "fork" if "fork" in methods else "spawn"
+
+
 def fold_many(sequences: Sequence[str], methods: Sequence[str] = ("mfe",), *, threads: int = 1,
               gamma: float = 1.0, max_bp_span: int | None = None, progress: bool = True
               ) -> list[ViennaPrediction]:
@@ -129,10 +150,7 @@ def fold_many(sequences: Sequence[str], methods: Sequence[str] = ("mfe",), *, th
     results: list[ViennaPrediction | None] = [None] * len(sequences)
     pool = None
     if threads > 1 and len(tasks) > 1:
-        # fork where it exists (spawn/forkserver re-import __main__, which fails for stdin
-        # scripts); the pool forks its workers here, before the progress bar starts a thread
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        pool = multiprocessing.get_context(method).Pool(min(threads, len(tasks)))
+        pool = multiprocessing.get_context(_start_method()).Pool(min(threads, len(tasks)))
     bar = tqdm(total=len(tasks), desc="ViennaRNA", unit="seq", disable=not progress, file=sys.stderr)
     try:
         done = (pool.imap_unordered(_predict_task, tasks, chunksize=1) if pool is not None

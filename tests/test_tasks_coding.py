@@ -119,7 +119,8 @@ def test_finetune_evaluate_and_classify_coding(resources, tmp_path, tiny_k5_chec
     assert main(["finetune", "--task", "coding", "--init", str(tiny_k5_checkpoint), "--out", str(checkpoint),
                  "--split", f"train={train}", "--set", "preset=laptop", "--set", "epochs=2",
                  "--set", "train_samples_per_epoch=null", "--set", "valid_max_examples=null",
-                 "--set", "train_crop=200", "--set", "valid_fraction=0.25", "--quiet"]) == 0
+                 "--set", "train_crop=200", "--set", "valid_fraction=0.25", "--set", "eval_every_epochs=1",
+                 "--quiet"]) == 0
     log = pd.read_csv(checkpoint / "train_log.tsv", sep="\t")
     assert len(log) == 2 and (log["valid_n"] > 0).all() and (log["valid_n"] < 48).all()
 

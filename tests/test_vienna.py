@@ -199,3 +199,16 @@ def test_fold_many_in_processes_keeps_input_order(handful):
     assert one == two
     assert [p.mfe_structure for p in two] == [direct_mfe(s) for s in seqs]
     assert [p.mea_structure for p in two] == [direct_mea(s) for s in seqs]
+
+
+def test_workers_start_from_a_fork_server_unless_main_cannot_be_imported_again(monkeypatch):
+    import types
+
+    from rnaret.vienna import _start_method
+
+    # a process that has run torch must not fork its workers: they would inherit its locks
+    assert _start_method() == "forkserver"          # pytest's __main__ is importable by name
+    stdin_script = types.ModuleType("__main__")
+    stdin_script.__file__ = "<stdin>"
+    monkeypatch.setitem(sys.modules, "__main__", stdin_script)
+    assert _start_method() == "fork"
