@@ -117,10 +117,10 @@ def _predict_task(task):
 def _start_method() -> str:
     """How the worker processes start: ``forkserver`` where it can, else ``fork`` (else ``spawn``).
 
-    A worker forked from this process inherits every lock that another of its threads held at the
-    fork, held for ever: in a process that has run torch (a test session, a notebook) its OpenMP
-    pool's, and ViennaRNA's own OpenMP then blocks the worker for good (seen in the test suite).
-    The fork server is a fresh single-threaded process that forks the workers instead. Like
+    A worker forked from this process inherits, held for ever, every lock that another of its
+    threads held at the fork; in a process that has run torch (a test session, a notebook) such a
+    worker blocked for good (seen once in the test suite: a futex wait in the forked worker, the
+    likely culprit the OpenMP pools that torch and ViennaRNA use). The fork server is a fresh single-threaded process that forks the workers instead. Like
     ``spawn`` it makes each worker import ``__main__`` again, which a script read from stdin
     (``__file__`` "<stdin>", no such file) cannot do; such a caller gets ``fork``.
     """

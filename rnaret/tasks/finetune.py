@@ -5,7 +5,8 @@ Seeded; AdamW (fused: a step whose loss or gradient norm is not finite is skippe
 budget, made of examples of similar length, collated (and on CUDA pinned) by a background thread;
 validation ``evals_per_epoch`` times in every ``eval_every_epochs``-th epoch (and in the last)
 and the best checkpoint (highest ``task.selection`` on valid) kept — not the last one; the
-encoder fine-tuned whole or frozen (``freeze_encoder``); precision from ``rnaret.precision`` (fp32, bf16 autocast, or auto).
+encoder fine-tuned whole or frozen (``freeze_encoder``); precision from ``rnaret.precision``
+(fp32, bf16 autocast, or auto).
 
 Reproducible and resumable: epoch e's sample, crops and batch order come from (seed, e), step
 s's dropout from (seed, s, row) (``rnaret.model.dropout``), so with a ``run_dir`` the loop writes
@@ -333,7 +334,8 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
                                max_tokens=settings.get("max_tokens"), rng=rng)
         n_evals = max(1, int(settings.get("evals_per_epoch") or 1))
         validating = (epoch + 1) % every == 0 or epoch + 1 >= epochs
-        eval_at = {math.ceil(len(batches) * (j + 1) / n_evals) for j in range(n_evals)} if validating else set()
+        eval_at = ({math.ceil(len(batches) * (j + 1) / n_evals) for j in range(n_evals)}
+                   if validating else set())
         model.train()
         bar = progress_bar(total=len(batches), desc=f"{task.name} epoch {epoch + 1}", unit="batch",
                            disable=not progress, leave=False)
