@@ -14,7 +14,7 @@ _BIN = str(Path(sys.executable).parent)
 if os.environ.get("PATH", "").split(os.pathsep)[0] != _BIN:
     os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
 RESOURCES = ROOT / "resources"
-REFERENCE = ROOT / "tests" / "data" / "reference"
+REFERENCE = ROOT / "tests" / "fixtures" / "reference"
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ what has to fit in memory. Putting the big set on the query side also means MMse
 ``--max-seqs`` cap (candidates kept per query) limits how many test sequences one corpus record
 is compared with, never how many corpus records one test sequence can remove.
 
-Parameters (tested in tests/test_similarity.py on the bundled data):
+Parameters (tested in tests/data/test_similarity.py on the bundled data):
 
 - forward strand only (``--strand 1``): an RNA and its reverse complement are different molecules;
 - k-mer length by test length: MMseqs2 seeds a nucleotide alignment only from exact (spaced)

@@ -11,7 +11,7 @@ Presets (``preset(name, k)``):
   (``max_rows``, a row cap) of similar length, cropped to 2,000 tokens (``max_train_len``), with a
   padded budget of 100 x 2,000 = 200,000 tokens that a row cap of 100 never exceeds. An epoch
   therefore has the published number of steps (ceil(records / 100)) and the same real tokens, so
-  the mean real tokens per step equal the published run's (tests/test_pretrain.py checks it on
+  the mean real tokens per step equal the published run's (tests/train/test_pretrain.py checks it on
   the bundled sample; ``benchmarks/paper_step.py`` prints the figures) while padding is cut;
 - ``tiny``: a few-second configuration for tests and smoke runs.
 """

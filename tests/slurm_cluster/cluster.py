@@ -1,6 +1,6 @@
 """Python side of the single-node SLURM test cluster (start.sh / stop.sh beside this file).
 
-Used by tests/test_slurm_cluster.py through a session-scoped fixture: bring the cluster up,
+Used by tests/slurm/test_slurm_cluster.py through a session-scoped fixture: bring the cluster up,
 run Snakemake against it, look at its jobs (squeue and scontrol keep finished jobs for MinJobAge,
 7200 s here) and at the plugin's own record of them (the Snakemake log's submission lines), wait
 for a rule's job to run and scancel it, and always stop it again.

@@ -1,7 +1,7 @@
 """The README's bad-input table is what users see: each kind of input the project refuses is run
 here through the command a user would type, and its message must stand in the README as printed.
 
-``python tests/test_readers_messages.py`` (with the repository on PYTHONPATH) prints the table's
+``python tests/io/test_readers_messages.py`` (with the repository on PYTHONPATH) prints the table's
 rows; paste them into the README's bad-input section when a message changes.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RESOURCES = ROOT / "resources"
 EMBED = ["--checkpoint", "ckpt", "--output", "emb.safetensors", "--no-progress"]
 VIENNA = ["--output-dir", "vienna", "--quiet"]

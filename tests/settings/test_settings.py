@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
+from dataset_sheets import DEFAULT_SHEET, write_sheet
 from rnaret.io.errors import InputError
 from rnaret.settings import Plan, SettingsError, load_config, read_config_file, validate_config
 from rnaret.settings.datasets import read_dataset_sheet
@@ -206,23 +207,6 @@ def test_only_trained_datasets_feed_the_leakage_removal_unless_asked():
                       "structure/bprna/test", "coding/mouse/test"]
     labels = [s.label for s in plan_of({"dedupe": {"leakage_test_only": True}}).leakage_sources()]
     assert "interaction/mirtar_indtest/test" in labels
-
-
-def write_sheet(path, rows, header="task\tdataset\tsplit\tpath\tselect\tfinetuned_on"):
-    path.write_text("\n".join([header] + ["\t".join(r) for r in rows]) + "\n")
-    return path
-
-
-DEFAULT_SHEET = [
-    ("structure", "bprna", "train", "resources/structure/bprna_train.csv", "", ""),
-    ("structure", "bprna", "valid", "resources/structure/bprna_valid.csv", "", ""),
-    ("structure", "bprna", "test", "resources/structure/bprna_test.csv", "", ""),
-    *[("interaction", "mirtar", s, "resources/mirna_target/mirtar_deepmirtar_miraw.tsv", s, "")
-      for s in ("train", "valid", "test")],
-    ("interaction", "mirtar_indtest", "test", "resources/mirna_target/mirtar_deepmirtar_indtest.tsv", "", "mirtar"),
-    ("coding", "mouse", "train", "resources/mrna_lncrna/mouse_train.fa.gz", "", ""),
-    ("coding", "mouse", "test", "resources/mrna_lncrna/mouse_test.fa.gz", "", ""),
-]
 
 
 def test_a_dataset_sheet_resolves_as_the_datasets_block(tmp_path):

@@ -24,7 +24,7 @@ from rnaret.train.config import PretrainConfig, parse_assignments, parse_model_n
 from rnaret.train.curves import COLUMNS, read_metrics
 from rnaret.train.schedule import lr_at
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 N_RECORDS = 2500  # the first records of the sample: every RNA type, 15 to ~10,000 nt
 
 

@@ -1,7 +1,7 @@
 """The published repository's data layouts, read by the same readers as the bundled resources:
 RNAStrAlign-style nested ``.bpseq`` folders and ArchiveII-style ``.ct`` folders, GENCODE
 ``lncRNA_{H,M}/*.fa`` with ``CDS:a-b`` headers, and the headerless 5-column miRNA ``.txt``
-(tests/data/published_layout/SOURCE.md)."""
+(tests/fixtures/published_layout/SOURCE.md)."""
 from __future__ import annotations
 
 import csv
@@ -23,7 +23,7 @@ from rnaret.tasks import get_task
 
 from conftest import ROOT
 
-PUBLISHED = ROOT / "tests" / "data" / "published_layout"
+PUBLISHED = ROOT / "tests" / "fixtures" / "published_layout"
 MIRAW_HEAD = PUBLISHED / "data_DeepMirTar_miRAW_noRepeats_3folds.head300.txt"
 INDTEST_HEAD = PUBLISHED / "data_DeepMirTar_IndTest_noRepeats_3folds.head100.txt"
 

@@ -24,7 +24,7 @@ from rnaret.io.structure import crossing_pairs, format_ct, read_structures, writ
 
 from conftest import RESOURCES, ROOT
 
-PUBLISHED = ROOT / "tests" / "data" / "published_layout"
+PUBLISHED = ROOT / "tests" / "fixtures" / "published_layout"
 _IUPAC = re.compile(r"[ACGTUNRYSWKMBDHVacgtunryswkmbdhv.\-]+")
 
 

@@ -91,7 +91,7 @@ def test_cluster_node_matches_the_machine_and_has_two_fake_gpus(slurm_cluster):
     # 3 x the profile's first-check delay (or the plugin falls back to sacct), and when the
     # tests look at a run's jobs after the run and the local run that follows it
     profile_init = int(re.search(r"^slurm-init-seconds-before-status-checks:\s*(\d+)",
-                                 (Path(__file__).parents[1] / "slurm" / "config.yaml").read_text(),
+                                 (Path(__file__).parents[2] / "slurm" / "config.yaml").read_text(),
                                  flags=re.M).group(1))
     assert min_job_age >= max(3600, 3 * profile_init)
 

@@ -9,7 +9,7 @@ import shlex
 import pytest
 
 from conftest import ROOT
-from test_settings import DEFAULT_SHEET, write_sheet
+from dataset_sheets import DEFAULT_SHEET, write_sheet
 from workflow_copy import make_workdir, planned_jobs, snakemake, write_yaml
 
 pytestmark = pytest.mark.slow  # several real Snakemake dry runs

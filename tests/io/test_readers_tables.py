@@ -13,7 +13,7 @@ from rnaret.io.transcripts import read_transcripts
 
 from conftest import ROOT
 
-TXT = ROOT / "tests/data/published_layout/data_DeepMirTar_IndTest_noRepeats_3folds.head100.txt"
+TXT = ROOT / "tests/fixtures/published_layout/data_DeepMirTar_IndTest_noRepeats_3folds.head100.txt"
 HEADER = "mirna_id\tmirna_seq_3to5\ttarget_seq\tlabel\tsplit\n"
 ROW = "m1\tCCAUUAGGGACCGUUACACUA\tUCUGGUCCCUUGCAGCUAG\t1\ttest\n"
 

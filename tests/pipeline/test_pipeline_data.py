@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from test_download import Server
+from loopback import Server
 from workflow_copy import SNAKEMAKE, make_workdir, snakemake
 from rnaret.data.lengths import windows
 from rnaret.data.shards import ShardCorpus

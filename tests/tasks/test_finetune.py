@@ -22,7 +22,7 @@ from rnaret.tasks.finetune import (TaskModel, evaluate, finetune, load_finetuned
 from rnaret.tasks.run import initial_model
 
 MAIN = "mirna_target/mirtar_deepmirtar_miraw.tsv"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def tiny_encoder(seed: int = 0, k: int = 5, dropout: float = 0.0):
