@@ -27,7 +27,7 @@ import shlex
 from typing import Any, Mapping
 
 from rnaret import __version__
-from rnaret.cluster import Site
+from rnaret.slurm_resources import Site
 from rnaret.settings.datasets import Dataset, SplitSource, resolve_datasets
 from rnaret.settings.errors import SettingsError, key_path
 from rnaret.settings.sources import FileRef, archive_dir, is_url, resolve_file, url_name
@@ -92,7 +92,7 @@ class Plan:
         self.code_version = __version__
         self.precision = self.config.get("precision", "auto")
         self._pretrain_configs: dict[str, dict] = {}
-        # the site's SLURM values (rnaret.cluster): every job's partition, GPU request, account
+        # the site's SLURM values (rnaret.slurm_resources): every job's partition, GPU request, account
         try:
             self.site = Site.from_config(self.config.get("slurm"))
         except ValueError as exc:
@@ -138,12 +138,12 @@ class Plan:
 
     def resources(self, stage: str | None = None, *, mem_mb: int | None = None, runtime: int | None = None,
                   resumable: bool = False) -> dict:
-        """A rule's ``resources:`` (``rnaret.cluster.rule_resources``): the stage's needs (or the
+        """A rule's ``resources:`` (``rnaret.slurm_resources.rule_resources``): the stage's needs (or the
         fixed ``mem_mb``/``runtime`` of a small rule, which override the stage's), grown with
         each attempt, with the partition, GPU request, account, QOS, constraint and
         ``slurm_extra`` the ``slurm:`` block gives a job of that GPU count. ``resumable``: the
         job continues from a checkpoint when rerun (pretraining), so its wall time stays."""
-        from rnaret.cluster import rule_resources
+        from rnaret.slurm_resources import rule_resources
 
         base = self.needs(stage) if stage is not None else {}
         base.update({k: v for k, v in (("mem_mb", mem_mb), ("runtime", runtime)) if v is not None})
@@ -403,21 +403,21 @@ class Plan:
     def pretrain_nproc(wildcards, resources) -> int:
         """Worker processes of a pretraining job on each node: one per GPU (DDP through torchrun),
         else one. (A function of the job's resources: the worker count alone never reruns a job.)"""
-        from rnaret.cluster import gpus_per_node
+        from rnaret.slurm_resources import gpus_per_node
 
         return max(1, gpus_per_node(resources))
 
     @staticmethod
     def pretrain_nodes(wildcards, resources) -> int:
         """Nodes of a pretraining job, one torchrun launcher each (pretrain.nodes; 1 by default)."""
-        from rnaret.cluster import nodes_of
+        from rnaret.slurm_resources import nodes_of
 
         return nodes_of(resources)
 
     @staticmethod
     def worker_threads(wildcards, threads, resources) -> int:
         """CPU threads of each worker: the job's threads (per node) shared by its workers."""
-        from rnaret.cluster import gpus_per_node
+        from rnaret.slurm_resources import gpus_per_node
 
         return max(1, int(threads) // max(1, gpus_per_node(resources)))
 

@@ -1,5 +1,5 @@
 """The `slurm` profile as Snakemake reads it (status checks, retries, the pretraining chain), and
-the resources every job asks for (rnaret.cluster): partition from the GPU count, never a
+the resources every job asks for (rnaret.slurm_resources): partition from the GPU count, never a
 `--gpus=MODEL:0`, memory and wall time that grow with each attempt, multi-node GPU jobs; checked
 down to the sbatch options the executor plugin builds from them."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from rnaret.cluster import Site, job_resources, resource_names
+from rnaret.slurm_resources import Site, job_resources, resource_names
 
 pytest.importorskip("snakemake_executor_plugin_slurm")
 from snakemake.profiles import ProfileConfigFileParser  # noqa: E402
@@ -171,7 +171,7 @@ def test_no_gpu_model_zero_even_with_a_model_named():
 
 
 def test_worker_count_and_nodes_read_back_from_the_resources():
-    from rnaret.cluster import gpus_per_node, nodes_of
+    from rnaret.slurm_resources import gpus_per_node, nodes_of
 
     single = job_resources(SITE, mem_mb=1, runtime=1, gpus=4)
     multi = job_resources(SITE, mem_mb=1, runtime=1, gpus=4, nodes=2)
