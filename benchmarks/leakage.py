@@ -160,7 +160,7 @@ def run_swapped(fasta: Path, work: Path, threads: int) -> dict:
     import yaml
 
     from rnaret.data.datasets import normalized, split_sources
-    from rnaret.io.datasets import iter_sequences
+    from rnaret.io.dataset_readers import iter_sequences
     from rnaret.data.similarity import COMMON_OPTIONS, LENGTH_CLASSES, Thresholds, mmseqs_binary
     from rnaret.io.fasta import read_fasta
 
@@ -207,7 +207,7 @@ def seed_sweep(work: Path, threads: int, per_length: int = 40,
     import yaml
 
     from rnaret.data.datasets import normalized, split_sources
-    from rnaret.io.datasets import iter_sequences
+    from rnaret.io.dataset_readers import iter_sequences
     from rnaret.data.similarity import COMMON_OPTIONS, Thresholds, mmseqs_binary, parse_hits
     from rnaret.io.fasta import read_fasta
 

@@ -49,7 +49,7 @@ def _format(value) -> str:
 def run(args) -> int:
     from rnaret.io.atomic import atomic_open
     from rnaret.io.errors import InputError
-    from rnaret.io.datasets import read_dataset
+    from rnaret.io.dataset_readers import read_dataset
     from rnaret.io.structure import StructureRecord, parse_dot_bracket, write_dbn
     from rnaret.metrics import structure_scores, write_metrics_tsv
     from rnaret.vienna import fold_many, normalize_sequence

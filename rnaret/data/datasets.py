@@ -3,7 +3,7 @@ sequences, and their resolution re-exported.
 
 Their resolution (config entries and the dataset sheet -> local files and row selections:
 ``SplitSource``, ``split_sources``) is ``rnaret.settings.datasets``, re-exported here. Reading
-the files is ``rnaret.io.datasets`` (``dataset_format``, ``read_dataset``, ``iter_sequences``):
+the files is ``rnaret.io.dataset_readers`` (``dataset_format``, ``read_dataset``, ``iter_sequences``):
 one reader per format, shared by every stage.
 
 Layout (DESIGN.md contract)::
@@ -16,7 +16,7 @@ Layout (DESIGN.md contract)::
           test:  <split source>
           finetuned_on: <other name>  # optional, for a test-only dataset
 
-A split source is a path or URL (its format from the path: see ``rnaret.io.datasets``), or a
+A split source is a path or URL (its format from the path: see ``rnaret.io.dataset_readers``), or a
 mapping ``{path: <table>, split: <value>}`` meaning the rows of that table whose ``split``
 column equals ``<value>`` (one table holding several splits).
 """

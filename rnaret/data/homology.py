@@ -61,7 +61,7 @@ def comparisons(datasets: dict, task: str, name: str) -> list[Comparison]:
 def _unique(source: SplitSource) -> tuple[int, dict[str, str]]:
     """(records read, normalised sequence -> first record) of one split."""
     from rnaret.data.datasets import normalized
-    from rnaret.io.datasets import iter_sequences
+    from rnaret.io.dataset_readers import iter_sequences
 
     n, first = 0, {}
     for record, sequence in iter_sequences(source.path, source.row_split, task=source.task):

@@ -32,7 +32,7 @@ from rnaret.data.progress import progress
 from rnaret.data.similarity import Hit, Thresholds, best_per_test, group_by_searched, search, \
     workspace, write_search_fasta
 from rnaret.io.atomic import atomic_open, atomic_path
-from rnaret.io.datasets import iter_sequences
+from rnaret.io.dataset_readers import iter_sequences
 from rnaret.io.fasta import read_fasta
 
 TABLE_COLUMNS = ("task", "dataset", "split", "sequences", "unique_sequences", "identical_in_corpus",

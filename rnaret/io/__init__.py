@@ -6,7 +6,7 @@ naming the file, the record, the line (and the column where it helps) and what i
 - ``structure``: dot-bracket, ``.dbn``, ``.bpseq``, ``.ct``, structure tables and folders;
 - ``mirna_table``: miRNA-target pair tables (our TSV and the published 5-column ``.txt``);
 - ``transcripts``: transcript FASTA labelled by ``CDS:a-b`` headers;
-- ``datasets``: which format a dataset path holds and its one reader (every stage uses it);
+- ``dataset_readers``: which format a dataset path holds and its one reader (every stage uses it);
 - ``mapping``: YAML/JSON files holding a mapping (settings, dataset configs, checkpoint JSON);
 - ``atomic``: outputs written atomically; ``errors``: ``InputError``.
 """

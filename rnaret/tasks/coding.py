@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from rnaret.heads.coding import CodingHead, position_loss, window_scores
-from rnaret.io.datasets import read_dataset
+from rnaret.io.dataset_readers import read_dataset
 from rnaret.io.errors import InputError
 from rnaret.io.transcripts import Transcript
 from rnaret.metrics import classification_metrics
@@ -54,7 +54,7 @@ class CodingTask(Task):
     presets = TASK_PRESETS["coding"]
 
     def read_split(self, path, select: str | None = None) -> list[Example]:
-        """Transcripts of a labelled FASTA (``rnaret.io.datasets.read_dataset``; a FASTA has no
+        """Transcripts of a labelled FASTA (``rnaret.io.dataset_readers.read_dataset``; a FASTA has no
         split column, so ``select`` is refused) -> examples; target = per-position labels (n,)."""
         return [transcript_example(t, self.k, path) for t in read_dataset(path, self.name, select)]
 

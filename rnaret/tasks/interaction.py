@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from rnaret.heads.interaction import InteractionHead
-from rnaret.io.datasets import read_dataset
+from rnaret.io.dataset_readers import read_dataset
 from rnaret.metrics import classification_metrics
 from rnaret.tasks.base import Batch, Example, Task, pad_tokens
 from rnaret.tasks.settings import TASK_DEFAULTS, TASK_PRESETS
@@ -41,7 +41,7 @@ class InteractionTask(Task):
 
     def read_split(self, path, select: str | None = None) -> list[Example]:
         """Pairs of a miRNA-target table (our TSV or the published 5-column ``.txt``, read by
-        ``rnaret.io.datasets.read_dataset``; ``select`` = split column value) -> examples with
+        ``rnaret.io.dataset_readers.read_dataset``; ``select`` = split column value) -> examples with
         target = label and id ``<file>:<line>``."""
         examples = []
         for row in read_dataset(path, self.name, select):

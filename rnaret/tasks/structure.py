@@ -1,7 +1,7 @@
 """Secondary structure (k = 1 as published): pair logits from the pairwise head, weighted BCE,
 constrained decoding to at most one partner per base.
 
-Data: any structure source ``rnaret.io.datasets.read_dataset`` reads for this task (CSV/TSV
+Data: any structure source ``rnaret.io.dataset_readers.read_dataset`` reads for this task (CSV/TSV
 table with ``id, sequence, structure[, base_pairs]``, ``.dbn``, ``.bpseq``, ``.ct``, a folder of
 ``.bpseq``/``.ct`` files walked recursively). An example
 holds the tokens (one per nucleotide for odd k), the true pairs (P, 2) 1-based, and the sequence.
@@ -54,7 +54,7 @@ import torch.nn.functional as F
 
 from rnaret.heads.structure import StructureHead, published_head_shape
 from rnaret.io.errors import InputError
-from rnaret.io.datasets import read_dataset
+from rnaret.io.dataset_readers import read_dataset
 from rnaret.io.structure import StructureRecord, pairs_to_dot_bracket
 from rnaret.metrics import structure_scores
 from rnaret.tasks.base import Batch, Example, Task, pad_tokens
@@ -166,7 +166,7 @@ class StructureTask(Task):
         return Example(record.id, tokens, pairs, {"sequence": record.sequence, "length": len(record.sequence)})
 
     def read_split(self, path, select: str | None = None) -> list[Example]:
-        """Structures of ``path`` (any structure format of ``rnaret.io.datasets.read_dataset``;
+        """Structures of ``path`` (any structure format of ``rnaret.io.dataset_readers.read_dataset``;
         ``select`` = the rows of a table whose ``split`` column equals it) -> examples."""
         return [self.example(record) for record in read_dataset(path, self.name, select)]
 

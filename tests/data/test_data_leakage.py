@@ -14,7 +14,7 @@ import yaml
 from rnaret.data.datasets import SplitSource, split_sources
 from rnaret.data.leakage import remove_leakage
 from rnaret.data.leakage_report import read_tsv as read_hits
-from rnaret.io.datasets import iter_sequences
+from rnaret.io.dataset_readers import iter_sequences
 from rnaret.io.fasta import read_fasta
 
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 import yaml
 
-from rnaret.io.datasets import iter_sequences
+from rnaret.io.dataset_readers import iter_sequences
 from rnaret.data.homology import check_dataset, comparisons
 
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from fuzzing import FUZZ, check_error, inputs, mutations
 from rnaret.data.corpus import normalize_corpus
-from rnaret.io.datasets import read_dataset
+from rnaret.io.dataset_readers import read_dataset
 from rnaret.io.errors import InputError
 from rnaret.io.fasta import read_fasta
 from rnaret.io.mapping import read_mapping

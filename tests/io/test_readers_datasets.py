@@ -1,4 +1,4 @@
-"""rnaret.io.datasets: one format dispatch and one reader per format for every stage (leakage,
+"""rnaret.io.dataset_readers: one format dispatch and one reader per format for every stage (leakage,
 fine-tuning, evaluation, ViennaRNA), on the bundled data."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from rnaret.io.datasets import dataset_format, iter_sequences, read_dataset
+from rnaret.io.dataset_readers import dataset_format, iter_sequences, read_dataset
 from rnaret.io.errors import InputError
 from rnaret.io.mirna_table import PairRow
 from rnaret.io.structure import StructureRecord

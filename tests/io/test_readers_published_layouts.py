@@ -14,7 +14,7 @@ import pytest
 from rnaret.cli import main
 from rnaret.data.datasets import SplitSource
 from rnaret.data.leakage import remove_leakage
-from rnaret.io.datasets import dataset_format, iter_sequences, read_dataset
+from rnaret.io.dataset_readers import dataset_format, iter_sequences, read_dataset
 from rnaret.io.errors import InputError
 from rnaret.io.mirna_table import read_pair_table
 from rnaret.io.structure import format_bpseq, format_ct, read_structure_folder, read_structures

@@ -6,7 +6,7 @@ import gzip
 
 import pytest
 
-from rnaret.io.datasets import read_dataset
+from rnaret.io.dataset_readers import read_dataset
 from rnaret.io.errors import InputError
 from rnaret.io.mirna_table import read_pair_table
 from rnaret.io.transcripts import read_transcripts

@@ -43,7 +43,7 @@ def test_bad_thresholds_are_refused_by_the_schema_naming_the_key(tmp_path, block
 def run(tmp_path_factory):
     """The data stages on the first 3,000 bundled corpus records plus a planted test tRNA inside
     a longer record, clustered at 90 % identity; the leakage report and the homology tables."""
-    from rnaret.io.datasets import iter_sequences
+    from rnaret.io.dataset_readers import iter_sequences
     from rnaret.io.fasta import read_fasta
 
     workdir = make_workdir(tmp_path_factory.mktemp("leakage_workflow"))
