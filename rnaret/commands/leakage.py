@@ -73,7 +73,7 @@ def run(args) -> int:
     from rnaret.data.cleanup import exit_on_sigterm
 
     exit_on_sigterm()
-    from rnaret.settings.datasets import split_sources
+    from rnaret.settings.dataset_sources import split_sources
     from rnaret.data.leakage import remove_leakage
     from rnaret.data.similarity import MMseqsError
 

@@ -2,7 +2,7 @@
 sequences, and their resolution re-exported.
 
 Their resolution (config entries and the dataset sheet -> local files and row selections:
-``SplitSource``, ``split_sources``) is ``rnaret.settings.datasets``, re-exported here. Reading
+``SplitSource``, ``split_sources``) is ``rnaret.settings.dataset_sources``, re-exported here. Reading
 the files is ``rnaret.io.dataset_readers`` (``dataset_format``, ``read_dataset``, ``iter_sequences``):
 one reader per format, shared by every stage.
 
@@ -22,7 +22,7 @@ column equals ``<value>`` (one table holding several splits).
 """
 from __future__ import annotations
 
-from rnaret.settings.datasets import SPLITS, SplitSource, split_sources  # noqa: F401  (resolution)
+from rnaret.settings.dataset_sources import SPLITS, SplitSource, split_sources  # noqa: F401  (resolution)
 
 
 def normalized(sequence: str) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from rnaret.data.similarity import Thresholds, best_per_test, group_by_searched, search, workspace, \
     write_search_fasta
-from rnaret.settings.datasets import SplitSource, split_sources
+from rnaret.settings.dataset_sources import SplitSource, split_sources
 
 TABLE_COLUMNS = ("task", "dataset", "split", "reference", "sequences", "unique_sequences",
                  "identical_in_reference", "similar_in_reference", "in_reference",

@@ -6,7 +6,7 @@ resolved settings out. The Snakefile's rules and the commands that read a pipeli
   every default (``workflow/schemas/config.schema.yaml`` holds them all);
 - ``sources``: a file named in the config -> what a command reads and what the job depends on
   (local path, download, archive member);
-- ``datasets``: the downstream datasets (``datasets:`` and the optional dataset sheet) resolved to
+- ``dataset_sources``: the downstream datasets (``datasets:`` and the optional dataset sheet) resolved to
   local files and row selections;
 - ``plan``: the jobs (``Plan``): per-job inputs, command options built from the resolved settings,
   and the final targets.

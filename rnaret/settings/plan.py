@@ -15,7 +15,7 @@ Resolution: pretraining = ``pretrain.preset`` at the model's k ⊕ ``pretrain.ov
 ``rnaret.train.config.preset`` (the full ``PretrainConfig``); fine-tuning = ``finetune.preset`` ⊕
 ``finetune.<task>.settings`` ⊕ ``finetune.<task>.model_settings.<model>`` through
 ``rnaret.tasks.settings.resolve_task_settings`` (every task setting); files through
-``rnaret.settings.sources``; datasets through ``rnaret.settings.datasets``. Nothing here imports
+``rnaret.settings.sources``; datasets through ``rnaret.settings.dataset_sources``. Nothing here imports
 torch or Snakemake.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any, Mapping
 
 from rnaret import __version__
 from rnaret.slurm_resources import Site
-from rnaret.settings.datasets import Dataset, SplitSource, resolve_datasets
+from rnaret.settings.dataset_sources import Dataset, SplitSource, resolve_datasets
 from rnaret.settings.errors import SettingsError, key_path
 from rnaret.settings.sources import FileRef, archive_dir, is_url, resolve_file, url_name
 

@@ -17,7 +17,7 @@ from conftest import ROOT
 from dataset_sheets import DEFAULT_SHEET, write_sheet
 from rnaret.io.errors import InputError
 from rnaret.settings import Plan, SettingsError, load_config, read_config_file, validate_config
-from rnaret.settings.datasets import read_dataset_sheet
+from rnaret.settings.dataset_sources import read_dataset_sheet
 
 CONFIG = ROOT / "config.yaml"
 
