@@ -47,7 +47,7 @@ SAMPLE = ROOT / "resources" / "rnacentral" / "rnacentral_sample.fa.gz"
 CHILD = r"""
 import json, os, resource, sys, threading, time
 import yaml
-from rnaret.data.datasets import split_sources
+from rnaret.settings.dataset_sources import split_sources
 from rnaret.data.leakage import remove_leakage
 from rnaret.data.similarity import Thresholds
 fasta, out, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -159,7 +159,8 @@ def run_swapped(fasta: Path, work: Path, threads: int) -> dict:
 
     import yaml
 
-    from rnaret.data.datasets import normalized, split_sources
+    from rnaret.data.sequence_key import normalized
+    from rnaret.settings.dataset_sources import split_sources
     from rnaret.io.dataset_readers import iter_sequences
     from rnaret.data.similarity import COMMON_OPTIONS, LENGTH_CLASSES, Thresholds, mmseqs_binary
     from rnaret.io.fasta import read_fasta
@@ -206,7 +207,8 @@ def seed_sweep(work: Path, threads: int, per_length: int = 40,
     """Print, per k-mer length and window length, how many planted windows pass the thresholds."""
     import yaml
 
-    from rnaret.data.datasets import normalized, split_sources
+    from rnaret.data.sequence_key import normalized
+    from rnaret.settings.dataset_sources import split_sources
     from rnaret.io.dataset_readers import iter_sequences
     from rnaret.data.similarity import COMMON_OPTIONS, Thresholds, mmseqs_binary, parse_hits
     from rnaret.io.fasta import read_fasta

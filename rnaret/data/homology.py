@@ -60,7 +60,7 @@ def comparisons(datasets: dict, task: str, name: str) -> list[Comparison]:
 
 def _unique(source: SplitSource) -> tuple[int, dict[str, str]]:
     """(records read, normalised sequence -> first record) of one split."""
-    from rnaret.data.datasets import normalized
+    from rnaret.data.sequence_key import normalized
     from rnaret.io.dataset_readers import iter_sequences
 
     n, first = 0, {}

@@ -27,13 +27,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rnaret.data.corpus import fasta_writer, write_counts
-from rnaret.data.datasets import SplitSource, normalized
 from rnaret.data.progress import progress
+from rnaret.data.sequence_key import normalized
 from rnaret.data.similarity import Hit, Thresholds, best_per_test, group_by_searched, search, \
     workspace, write_search_fasta
 from rnaret.io.atomic import atomic_open, atomic_path
 from rnaret.io.dataset_readers import iter_sequences
 from rnaret.io.fasta import read_fasta
+from rnaret.settings.dataset_sources import SplitSource
 
 TABLE_COLUMNS = ("task", "dataset", "split", "sequences", "unique_sequences", "identical_in_corpus",
                  "similar_in_corpus", "in_corpus", "corpus_records_identical",

@@ -11,7 +11,7 @@ import sys
 import pytest
 import yaml
 
-from rnaret.data.datasets import SplitSource, split_sources
+from rnaret.settings.dataset_sources import SplitSource, split_sources
 from rnaret.data.leakage import remove_leakage
 from rnaret.data.leakage_report import read_tsv as read_hits
 from rnaret.io.dataset_readers import iter_sequences

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from rnaret.data.datasets import normalized
+from rnaret.data.sequence_key import normalized
 from rnaret.io.dataset_readers import iter_sequences
 from rnaret.data.similarity import (LENGTH_CLASSES, MMSEQS_ENV, Hit, MMseqsError, Thresholds,
                                     best_per_test, group_by_searched, mmseqs_binary, parse_hits,

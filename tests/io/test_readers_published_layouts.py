@@ -12,7 +12,7 @@ import warnings
 import pytest
 
 from rnaret.cli import main
-from rnaret.data.datasets import SplitSource
+from rnaret.settings.dataset_sources import SplitSource
 from rnaret.data.leakage import remove_leakage
 from rnaret.io.dataset_readers import dataset_format, iter_sequences, read_dataset
 from rnaret.io.errors import InputError
