@@ -13,7 +13,6 @@ import json
 from array import array
 from collections import Counter
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 
@@ -57,11 +56,6 @@ def write_counts(path, counts: dict) -> None:
     with atomic_open(path, "w", encoding="utf-8") as handle:
         json.dump(counts, handle, indent=2, sort_keys=False)
         handle.write("\n")
-
-
-def read_counts(path) -> dict:
-    """Read counts written by ``write_counts``."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def normalize_corpus(source, output, counts_path=None, *, show_progress: bool = True) -> dict:
@@ -127,12 +121,3 @@ def _duplicate_ids(hashes: array, written) -> tuple[int, list[str]]:
             if len(examples) == 10:
                 break
     return count, examples
-
-
-def fasta_counts(path) -> tuple[int, int]:
-    """(records, nucleotides) of a FASTA file, streaming."""
-    n = nt = 0
-    for record in read_fasta(path, duplicate_ids="ignore", check_letters=False):
-        n += 1
-        nt += len(record.sequence)
-    return n, nt

@@ -93,11 +93,6 @@ TASK_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def task_names() -> tuple[str, ...]:
-    """The tasks that have settings tables (the keys of ``TASK_DEFAULTS``)."""
-    return tuple(TASK_DEFAULTS)
-
-
 def resolve_task_settings(task: str, settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Every setting of a ``task`` run: ``COMMON_SETTINGS`` < the task's defaults < the preset
     named by ``settings["preset"]`` (default: ``COMMON_SETTINGS["preset"]``) < ``settings``.

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field, fields
 import yaml
 
 from rnaret.model.config import ARCHITECTURES, EncoderConfig
-from rnaret.tokenizer import SUPPORTED_K, vocab_size
+from rnaret.tokenizer import SUPPORTED_K
 from rnaret.train.schedule import SCHEDULES
 
 from rnaret.precision import PRECISIONS
@@ -266,8 +266,3 @@ def parse_model_name(name: str) -> tuple[str, int]:
     if not sep or arch is None or not k.isdigit() or int(k) not in SUPPORTED_K:
         raise ValueError(f"model name must be rnaret-k{{1,3,5}} or transformer-k{{1,3,5}}, got {name!r}")
     return arch, int(k)
-
-
-def vocab_for(config: PretrainConfig) -> int:
-    """Vocabulary size of the run's tokens (4**k + 6)."""
-    return vocab_size(config.k)
