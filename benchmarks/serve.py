@@ -4,7 +4,7 @@ Starts ``python -m rnaret serve`` on 127.0.0.1 (a socket bound here and handed o
 ``--fd``, so no port can be taken in between) with the given checkpoints — by
 default the pipeline's (``results/structure/bprna/rnaret-k1/checkpoint``,
 ``results/coding/mouse/rnaret-k5/checkpoint``) when both exist, else small untrained demo
-checkpoints (``rnaret.serve.demo``; their speed is not the paper-size models') — waits until it
+checkpoints (``tests/serve_checkpoints.py``; their speed is not the paper-size models') — waits until it
 answers, then for a 100-nt and a 2,000-nt real sequence (a bundled bpRNA record and a bundled
 mouse transcript, cut to length) sends ``POST /api/predict`` requests, ``--concurrency`` at a
 time, and prints the latency percentiles (p50/p90/p99; with few requests p99 is about the
@@ -59,11 +59,12 @@ def start_server(args, workdir: Path) -> tuple[subprocess.Popen, str, str]:
             chosen.update({k: str(v) for k, v in PIPELINE.items()})
             what = "the pipeline's fine-tuned checkpoints"
         else:
-            from rnaret.serve.demo import tiny_checkpoints
+            sys.path.insert(0, str(ROOT / "tests"))  # the tests' helper writes them
+            from serve_checkpoints import tiny_checkpoints
 
             demo = tiny_checkpoints(workdir / "checkpoints")
             chosen = {k: str(v) for k, v in demo.items()}
-            what = "small untrained demo checkpoints (rnaret.serve.demo: d=16, 1 layer)"
+            what = "small untrained demo checkpoints (tests/serve_checkpoints.py: d=16, 1 layer)"
     else:
         what = "the given checkpoints"
     sock = socket.socket()

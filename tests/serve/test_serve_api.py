@@ -20,7 +20,7 @@ pytest.importorskip("uvicorn")
 from rnaret.io.fasta import read_fasta  # noqa: E402
 from rnaret.io.structure import parse_dot_bracket, read_bpseq, read_ct, read_dbn, read_structures  # noqa: E402
 from rnaret.serve import Limits, create_app  # noqa: E402
-from rnaret.serve.demo import tiny_checkpoints  # noqa: E402
+from serve_checkpoints import tiny_checkpoints  # noqa: E402
 from serve_server import ThreadServer  # noqa: E402
 
 LIMITS = Limits(max_request_bytes=20_000, max_sequences=4, max_total_length=6_000, max_structure_length=1_600,

@@ -40,7 +40,7 @@ def served_checkpoints(tmp_path_factory) -> list[str]:
         if missing:
             pytest.fail(f"RNARET_SERVE_CHECKPOINTS: no such checkpoint folder: {', '.join(missing)}")
         return [arg for p in given for arg in ("--checkpoint", str(Path(p).resolve()))]
-    from rnaret.serve.demo import tiny_checkpoints
+    from serve_checkpoints import tiny_checkpoints
 
     checkpoints = tiny_checkpoints(tmp_path_factory.mktemp("checkpoints"))
     return ["--checkpoint", str(checkpoints["structure"]), "--checkpoint", str(checkpoints["coding"]),

@@ -30,7 +30,7 @@ import httpx  # noqa: E402
 
 from rnaret.io.fasta import read_fasta  # noqa: E402
 from rnaret.io.structure import read_structures  # noqa: E402
-from rnaret.serve.demo import tiny_checkpoints  # noqa: E402
+from serve_checkpoints import tiny_checkpoints  # noqa: E402
 from serve_server import REQUEST_TIMEOUT_S, start_command, wait_until_up  # noqa: E402
 
 pytestmark = pytest.mark.slow

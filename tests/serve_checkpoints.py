@@ -33,6 +33,6 @@ def tiny_checkpoints(out_dir, *, width: int = 16, layers: int = 1, head_channels
         encoder = build_encoder(EncoderConfig.paper(task.k, **sizes)).eval()
         model = TaskModel(encoder, task.build_head(width)).eval()
         paths[name] = save_finetuned(model, task, out / f"untrained-demo-{name}", encoder_kind="retnet",
-                                     init="random weights (rnaret.serve.demo)")
+                                     init="random weights (tests/serve_checkpoints.py)")
     paths["embed"] = save_encoder(build_encoder(EncoderConfig.paper(1, **sizes)).eval(), out / "untrained-demo-encoder")
     return paths
