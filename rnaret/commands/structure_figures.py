@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sys
 
-from rnaret.figures import pick_examples  # noqa: F401  (also imported from here by rnaret.tasks.structure)
+from rnaret.figures import pick_examples
 
 HELP = "plot per-sequence F1 distributions and predicted vs true contact maps of structure predictions"
 
