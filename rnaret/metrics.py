@@ -1,6 +1,6 @@
 """Metrics for the downstream tasks, and the ``metrics.tsv`` files that hold them.
 
-Base-pair scores (secondary structure; the DESIGN contract):
+Base-pair scores (secondary structure; docs/tasks.md):
   per sequence, exact matches between the predicted and the true pair sets (pseudoknotted pairs
   included); precision = TP / |pred|, recall = TP / |true|, F1 = 2PR / (P + R). When both sets
   are empty, precision = recall = F1 = 1; when only one is empty they are all 0. The dataset

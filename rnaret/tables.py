@@ -1,7 +1,7 @@
 """The results tables: one per task, from the run's ``metrics.tsv`` files and the published figures.
 
 Inputs
-- ``metrics.tsv`` files at ``.../{task}/{dataset}/{model}/metrics.tsv`` (the DESIGN contract),
+- ``metrics.tsv`` files at ``.../{task}/{dataset}/{model}/metrics.tsv`` (the results layout: README.md),
   given as an explicit list (the workflow passes the evaluations it ran; nothing is globbed).
   A ``vienna`` file holds the MFE metrics and, prefixed ``mea_``, those of the MEA structures:
   they become two rows, ``vienna`` ``MFE`` and ``vienna`` ``MEA``.

@@ -532,7 +532,7 @@ def read_structure_table(path, split: str | None = None) -> Iterator[StructureRe
     """Yield the rows of a CSV/TSV structure table (delimiter from the extension).
 
     Columns: ``id``, ``sequence`` and ``structure`` (dot-bracket) and/or ``base_pairs`` (JSON list
-    of 1-based ``[i, j]``); a non-empty ``base_pairs`` wins over ``structure`` (DESIGN contract),
+    of 1-based ``[i, j]``); a non-empty ``base_pairs`` wins over ``structure`` (docs/inputs.md),
     which is then not read at all. Other columns are ignored, except ``split`` when ``split`` is
     given: only rows whose ``split`` column equals it are read (the config's
     ``{path: table, split: value}`` entries). Raises ``InputError`` for missing columns, rows

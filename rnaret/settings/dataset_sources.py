@@ -2,7 +2,7 @@
 
 Two ways to name them, one resolution:
 
-- ``datasets:`` in the config (DESIGN.md contract)::
+- ``datasets:`` in the config (docs/configuration.md)::
 
       datasets:
         <task>:                        # interaction | structure | coding

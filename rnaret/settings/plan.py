@@ -70,7 +70,7 @@ def pretrain_checkpoint(model: str) -> str:
 
 
 def evaluation_dir(task: str, dataset: str, model: str) -> str:
-    """results/{task}/{dataset}/{model}: one evaluation (DESIGN.md contract)."""
+    """results/{task}/{dataset}/{model}: one evaluation (the results layout: README.md)."""
     return f"results/{task}/{dataset}/{model}"
 
 
