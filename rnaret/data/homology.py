@@ -94,7 +94,7 @@ def check_dataset(datasets: dict, task: str, name: str, *, thresholds: Threshold
             with workspace(tmp_dir) as work:
                 fasta = work / "reference.fa"
                 write_search_fasta(fasta, enumerate(reference_seqs))
-                hits, _plan = search(fasta, tests, work, thresholds=thresholds,
+                hits, _ran = search(fasta, tests, work, thresholds=thresholds,
                                      searched_nucleotides=reference_nt, threads=threads,
                                      memory_mb=memory_mb, binary=mmseqs, log=log)
                 for _key, group in group_by_searched(hits):

@@ -124,7 +124,7 @@ def remove_leakage(source, output, sources: list[SplitSource], table_path, count
         searched_fasta = work / "corpus.fa"
         write_search_fasta(searched_fasta, not_identical())
         corpus_nt = size["nucleotides"]
-        hits, plan = search(searched_fasta, splits.sequences, work, thresholds=thresholds,
+        hits, ran = search(searched_fasta, splits.sequences, work, thresholds=thresholds,
                             searched_nucleotides=corpus_nt, threads=threads, memory_mb=memory_mb,
                             binary=mmseqs, log=log)
         identical_masks = np.frombuffer(identical_masks, dtype=np.uint64)
@@ -173,8 +173,8 @@ def remove_leakage(source, output, sources: list[SplitSource], table_path, count
               "per_split": {f"{r['task']}/{r['dataset']}/{r['split']}":
                             {"identical": r["corpus_records_identical"], "similar": r["corpus_records_similar"]}
                             for r in rows[:-1]},
-              "thresholds": plan.thresholds,
-              "mmseqs": {"version": plan.version, "classes": plan.classes}}
+              "thresholds": ran.thresholds,
+              "mmseqs": {"version": ran.version, "classes": ran.classes}}
     if counts_path is not None:
         write_counts(counts_path, counts)
     return counts

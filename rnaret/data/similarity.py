@@ -188,7 +188,7 @@ def write_search_fasta(path, records: Iterable[tuple[int, str]]) -> tuple[int, i
 
 
 @dataclass(frozen=True)
-class SearchPlan:
+class SearchRecord:
     """What one search ran: the MMseqs2 version and, per length class, its options."""
 
     version: str
@@ -211,7 +211,7 @@ def workspace(tmp_dir=None):
 def search(searched_fasta, test_sequences: Sequence[str], workdir, *, thresholds: Thresholds,
            searched_nucleotides: int, threads: int = 1, memory_mb: int | None = None,
            binary: str | None = None, max_seqs: int = DEFAULT_MAX_SEQS, log=None
-           ) -> tuple[Iterator[Hit], SearchPlan]:
+           ) -> tuple[Iterator[Hit], SearchRecord]:
     """Align every test sequence against every sequence of ``searched_fasta``.
 
     ``searched_fasta``: a FASTA written by ``write_search_fasta`` (increasing integer ids);
@@ -220,12 +220,12 @@ def search(searched_fasta, test_sequences: Sequence[str], workdir, *, thresholds
     searched set for E-values (the whole corpus, also when records were left out of the file);
     ``memory_mb``: the job's memory (MMseqs2 gets 3/4 as ``--split-memory-limit``, GNU sort half
     as its buffer; they run one after the other).
-    Returns (hits, plan): hits are every forward alignment with ``Hit.evalue`` within reach of
+    Returns (hits, ran): hits are every forward alignment with ``Hit.evalue`` within reach of
     ``thresholds.max_evalue``, ordered by searched id (all hits of one searched record together),
-    best first within a record; ``plan`` records the version and options used.
+    best first within a record; ``ran`` records the version and options used.
     """
     if not test_sequences or os.path.getsize(searched_fasta) == 0:  # MMseqs2 refuses empty input
-        return iter(()), SearchPlan(version="not run: nothing to search", classes={},
+        return iter(()), SearchRecord(version="not run: nothing to search", classes={},
                                     thresholds=asdict(thresholds), searched_nucleotides=searched_nucleotides)
     mmseqs = mmseqs_binary(binary)
     version = mmseqs_version(mmseqs)
@@ -273,9 +273,9 @@ def search(searched_fasta, test_sequences: Sequence[str], workdir, *, thresholds
             "test_sequences": len(members), "test_lengths": [shortest, longest],
             "kmer": length_class.kmer, "mmseqs_evalue_cutoff": float(f"{cutoff:.6g}"),
             "options": options}
-    plan = SearchPlan(version=version, classes=classes, thresholds=asdict(thresholds),
+    ran = SearchRecord(version=version, classes=classes, thresholds=asdict(thresholds),
                       searched_nucleotides=searched_nucleotides)
-    return merge_hits(outputs), plan
+    return merge_hits(outputs), ran
 
 
 def _sort_by_searched(source: Path, target: Path, workdir: Path, threads: int,

@@ -161,7 +161,7 @@ class JobManager:
                           f"try again when one has finished")
         stages, notes = [], []
         for seq in sequences:
-            todo, why = self._plan(seq, options)
+            todo, why = self._stages_of(seq, options)
             stages.append(todo)
             notes.append(why)
         job = Job(uuid.uuid4().hex, sequences, options, stages, notes, tmp,
@@ -178,7 +178,7 @@ class JobManager:
             self._finish(job)
         return job
 
-    def _plan(self, seq: SequenceInput, options: Options) -> tuple[list[str], list[str]]:
+    def _stages_of(self, seq: SequenceInput, options: Options) -> tuple[list[str], list[str]]:
         todo, notes = [], []
         if len(seq) <= self.limits.max_structure_length:
             if "structure" in self.stages:
