@@ -1,8 +1,9 @@
-"""The README's bad-input table is what users see: each kind of input the project refuses is run
-here through the command a user would type, and its message must stand in the README as printed.
+"""The bad-input table of docs/inputs.md is what users see: each kind of input the project
+refuses is run here through the command a user would type, and its message must stand in that
+page as printed.
 
 ``python tests/io/test_readers_messages.py`` (with the repository on PYTHONPATH) prints the table's
-rows; paste them into the README's bad-input section when a message changes.
+rows; paste them into docs/inputs.md's bad-input table when a message changes.
 """
 from __future__ import annotations
 
@@ -356,7 +357,7 @@ def _without_env(name: str | None):
 
 
 def markdown_row(case: Case, message: str) -> str:
-    """The README row of a case; the machine's host name and torch version (which the no-GPU
+    """The docs/inputs.md row of a case; the machine's host name and torch version (which the no-GPU
     message names) read NODE and VERSION, so the table is the same on every machine."""
     import socket
 
@@ -384,13 +385,12 @@ def test_the_table_lists_at_least_40_kinds():
     assert len({(c.group, c.kind) for c in CASES}) == len(CASES) >= 40
 
 
-def test_every_message_in_the_readme_is_the_one_printed(messages):
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("<!-- section: inputs -->", 1)[1].split("<!-- end: inputs -->", 1)[0]
+def test_every_message_in_the_docs_is_the_one_printed(messages):
+    section = (ROOT / "docs/inputs.md").read_text()
     missing = [row for row in messages if row not in section]
-    assert not missing, "README rows that differ from what the commands print:\n" + "\n".join(missing)
+    assert not missing, "docs/inputs.md rows that differ from what the commands print:\n" + "\n".join(missing)
     listed = [line for line in section.splitlines() if line.startswith("| ") and "`rnaret " in line]
-    assert len(listed) == len(messages), "the README lists kinds that are not run here"
+    assert len(listed) == len(messages), "docs/inputs.md lists kinds that are not run here"
 
 
 if __name__ == "__main__":
