@@ -1,3 +1,7 @@
+# Command: `rnaret unpack`
+# Module:  rnaret/data/archive.py
+# Tests:   tests/data/test_archive.py, tests/pipeline/test_archive_pipeline.py
+#
 # Archives: each entry of the config's `archives:` block, {NAME: {url: URL-or-path, md5: hex or
 # checksum file}}, is downloaded (or read where it is), md5-checked and unpacked by
 # `rnaret unpack` into results/archives/NAME/ (rnaret/data/archive.py: members checked against

@@ -1,3 +1,7 @@
+# Command: `rnaret vienna`
+# Module:  rnaret/vienna.py
+# Tests:   tests/test_vienna.py
+#
 # Baselines that need no training: ViennaRNA (model `vienna`) on every structure dataset's test
 # split, scored with the same base-pair F1 as the learned models (rnaret.metrics).
 # metrics.tsv: f1/precision/recall/f1_pk/... of the MFE structures, mea_* rows of the MEA ones.

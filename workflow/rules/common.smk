@@ -1,3 +1,7 @@
+# Command: none (shared by every stage: rnaret from this source tree, the settings resolver)
+# Module:  rnaret/settings/plan.py
+# Tests:   tests/settings/test_settings.py, tests/pipeline/test_settings_workflow.py
+#
 # Shared by every stage: rnaret from this source tree, and the calls into its settings resolver.
 # Every dataset lookup, default and settings merge is rnaret.settings.Plan (built once, in the
 # Snakefile, from the validated config: PLAN); the rules only call its methods.

@@ -1,3 +1,7 @@
+# Command: `rnaret download|normalize|leakage|homology|filter|shard|corpus-summary`, two wrappers
+# Module:  rnaret/data/ (one module per stage), workflow/wrappers/seqkit/, workflow/wrappers/mmseqs2/
+# Tests:   tests/data/, tests/pipeline/test_pipeline_data.py, tests/pipeline/test_leakage_workflow.py
+#
 # Data stages: download -> normalize (U->T) -> dedupe (seqkit) -> leakage (identity, then MMseqs2)
 # -> [cluster, optional] -> filter -> shard per k; besides, the homology within each dataset.
 # Every rule calls the `rnaret` command line; outputs are written atomically by rnaret. Options

@@ -1,3 +1,7 @@
+# Command: `rnaret finetune`, `rnaret evaluate`
+# Module:  rnaret/tasks/ (run.py, finetune.py, one module per task)
+# Tests:   tests/tasks/, tests/pipeline/test_finetune_workflow.py
+#
 # Downstream tasks: fine-tune each configured model on each dataset (rule finetune: the
 # checkpoint folder, best on the validation split), then evaluate it on the test split (rule
 # evaluate_classifier for interaction and coding: metrics.tsv, predictions.tsv, ROC figure;

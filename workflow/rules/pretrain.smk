@@ -1,3 +1,7 @@
+# Command: `rnaret launch -- pretrain`
+# Module:  rnaret/train/pretrain.py, rnaret/train/launch.py
+# Tests:   tests/train/test_pretrain.py, tests/train/test_train_mechanics.py
+#
 # Pretraining: masked language modelling of each configured model (pretrain.models) on the token
 # shards at its k, through `rnaret launch` (one process, or one torchrun worker per GPU when
 # pretrain.gpus > 1). A rerun after a kill or a SLURM preemption resumes from the newest

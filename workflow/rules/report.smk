@@ -1,3 +1,7 @@
+# Command: `rnaret tables|scaling|structure-figures|leakage-report`
+# Module:  rnaret/tables.py, rnaret/scaling.py, rnaret/figures.py, rnaret/data/leakage_report.py
+# Tests:   tests/test_tables.py, tests/test_scaling.py, tests/pipeline/test_report.py
+#
 # Tables and the HTML report: one table per task from every evaluation's metrics.tsv plus the
 # published figures (rnaret tables), the encoder length-scaling table (rnaret scaling), the
 # per-sequence F1 distribution of every structure evaluation and ViennaRNA's example contact maps
