@@ -1,6 +1,6 @@
 """rnaret: the RNAret RNA language model (bidirectional RetNet encoder), rebuilt.
 
-Public API (a contract, see README):
+Public API (a contract, see docs/api.md):
     rnaret.tokenize(sequence, k)   -> list[int]
     rnaret.load_encoder(path)      -> RetNetEncoder in eval mode
     encoder(tokens, form=None)     -> EncoderOutput(.logits, .last_inner_state)

@@ -3,7 +3,7 @@
 The whole FASTA is read and checked before any work, so bad input (empty file, no records, a
 record with no sequence, binary data, a truncated gzip, a non-nucleotide letter) stops with an
 error naming the file and the record, and the output file is never created. The output layout
-is documented in ``rnaret.embed`` and the README.
+is documented in ``rnaret.embed`` and docs/api.md.
 """
 from __future__ import annotations
 
