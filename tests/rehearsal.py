@@ -1,11 +1,12 @@
 """The whole pipeline with tiny settings, for the SLURM rehearsal and the archive pipeline test:
 a configfile that runs every rule type (data stages, pretraining with 2 DDP workers,
 fine-tuning, every evaluation, the released fine-tuned weights, ViennaRNA, tables and report
-figures) in a few minutes on 2 CPU cores.
+figures) in a few minutes on 2 CPU cores. It is .test/config.yaml (the smoke run a user starts
+with `snakemake --cores 2 --configfile .test/config.yaml`) with what only a test can add:
 
-The data: a subset of the bundled corpus sample; the downstream datasets and the released
-weights come as the stand-in published archives (tests/published_archives.py) served from
-127.0.0.1, so the run also downloads, checks and unpacks them.
+a subset of the bundled corpus sample; the downstream datasets and the released weights as the
+stand-in published archives (tests/published_archives.py) served from 127.0.0.1, so the run also
+downloads, checks and unpacks them; 2 DDP workers and GPU requests for the SLURM run.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import yaml
 from published_archives import make_datasets_tree, make_model_tree, pack
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
+TEST_CONFIG = Path(__file__).resolve().parents[1] / ".test" / "config.yaml"
 CORPUS_RECORDS = 1500
 PRETRAIN_STEPS = 40
 
@@ -56,16 +58,17 @@ def make_archives(folder: Path) -> dict[str, bytes]:
 
 def config(corpus: Path, corpus_md5: Path, urls: dict[str, str], archives: dict[str, bytes],
            *, slurm: dict | None = None, pretrain_gpus: int = 2, finetune_gpus: int = 1) -> dict:
-    """The rehearsal configfile (a dict): every rule type, tiny settings.
+    """The rehearsal configfile (a dict): .test/config.yaml's tiny settings, merged with the
+    archives, the corpus subset, the worker counts and the released weights.
 
     urls: archive file name -> the URL it is served at; slurm: the site block (None = none).
     """
+    from rnaret.settings.files import merge_config
+
     def member(archive: str, path: str) -> dict:
         return {"archive": archive, "path": path}
 
-    tiny = {"epochs": 1, "max_steps": 2, "train_samples_per_epoch": 16, "valid_max_examples": 8,
-            "batch_size": 8}
-    out = {
+    rehearsal = {
         "corpus": {"url": str(corpus), "md5": str(corpus_md5), "release": "rehearsal subset"},
         "archives": {
             "paper_data": {"url": urls["datasets.tar.gz"],
@@ -74,10 +77,7 @@ def config(corpus: Path, corpus_md5: Path, urls: dict[str, str], archives: dict[
                              "md5": hashlib.md5(archives["model.tar.gz"]).hexdigest()},
         },
         "allow_cpu": True,  # the test cluster's GPUs are fake: the jobs run on the CPU
-        "shards": {"k": [1, 5], "tokens_per_shard": 200_000, "run_tokens": 200_000},
-        "pretrain": {"preset": "tiny", "models": ["rnaret-k1", "rnaret-k5"], "gpus": pretrain_gpus,
-                     "threads": 2, "mem_mb": 2000, "runtime": 30,
-                     "overrides": {"max_steps": PRETRAIN_STEPS, "checkpoint_every": 5, "eval_every": 20}},
+        "pretrain": {"gpus": pretrain_gpus, "threads": 2, "mem_mb": 2000, "runtime": 30},
         # the published layouts, as datasets.tar.gz ships them: RNAStrAlign's .bpseq files nested
         # by family, ArchiveII's .ct files, bpRNA's VL0 folder, the headerless miRNA .txt files,
         # GENCODE FASTA with CDS:a-b headers
@@ -106,24 +106,20 @@ def config(corpus: Path, corpus_md5: Path, urls: dict[str, str], archives: dict[
             },
         },
         "finetune": {
-            "preset": "laptop", "gpus": finetune_gpus, "threads": 2, "mem_mb": 2000, "runtime": 30,
+            "gpus": finetune_gpus, "threads": 2, "mem_mb": 2000, "runtime": 30,
             "structure": {"models": ["rnaret-k1", "onehot", "published-k1"],
-                          "published": {"k1": member("paper_models", "model/ssp/RNAStrAlign_1mer.pth")},
-                          "settings": {**tiny, "head_channels": 8, "head_blocks": 1}},
+                          "published": {"k1": member("paper_models", "model/ssp/RNAStrAlign_1mer.pth")}},
             "interaction": {"models": ["rnaret-k5", "published-k5"],
-                            "published": {"k5": member("paper_models", "model/rri/MirTar_5mer.pth")},
-                            "settings": tiny},
+                            "published": {"k5": member("paper_models", "model/rri/MirTar_5mer.pth")}},
             "coding": {"models": ["rnaret-k5", "published-k5"],
-                       "published": {"k5": member("paper_models", "model/lnc/lnc_M_5mer.pth")},
-                       "settings": {**tiny, "train_crop": 256, "max_tokens": 2048}},
+                       "published": {"k5": member("paper_models", "model/lnc/lnc_M_5mer.pth")}},
         },
-        "baselines": {"vienna": {"threads": 1, "method": "mfe", "mem_mb": 1000, "runtime": 30}},
-        "report": {"contact_map_examples": 2,
-                   "length_scaling": {"models": ["rnaret-chunkwise"], "presets": ["tiny"],
-                                      "lengths": [64, 128], "repeats": 1, "threads": 1, "max_seconds": 5}},
+        "baselines": {"vienna": {"mem_mb": 1000, "runtime": 30}},
     }
     if slurm is not None:
-        out["slurm"] = slurm
+        rehearsal["slurm"] = slurm
+    out = merge_config(yaml.safe_load(TEST_CONFIG.read_text()), rehearsal)
+    assert out["pretrain"]["overrides"]["max_steps"] == PRETRAIN_STEPS, ".test/config.yaml's steps changed"
     return out
 
 
