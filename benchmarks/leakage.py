@@ -160,8 +160,8 @@ def run_swapped(fasta: Path, work: Path, threads: int) -> dict:
     import yaml
 
     from rnaret.data.sequence_key import normalized
-    from rnaret.settings.dataset_sources import split_sources
     from rnaret.io.dataset_readers import iter_sequences
+    from rnaret.settings.dataset_sources import split_sources
     from rnaret.data.similarity import COMMON_OPTIONS, LENGTH_CLASSES, Thresholds, mmseqs_binary
     from rnaret.io.fasta import read_fasta
 
@@ -208,8 +208,8 @@ def seed_sweep(work: Path, threads: int, per_length: int = 40,
     import yaml
 
     from rnaret.data.sequence_key import normalized
-    from rnaret.settings.dataset_sources import split_sources
     from rnaret.io.dataset_readers import iter_sequences
+    from rnaret.settings.dataset_sources import split_sources
     from rnaret.data.similarity import COMMON_OPTIONS, Thresholds, mmseqs_binary, parse_hits
     from rnaret.io.fasta import read_fasta
 
