@@ -320,7 +320,10 @@ class Plan:
                 "--max-evalue", leakage["max_evalue"]]
 
     def leakage_report_targets(self) -> list[str]:
-        """The leakage figure and the closest removed pairs (when the corpus is built)."""
+        """The leakage figure and the closest removed pairs (when the corpus is built with the
+        leakage stage: not for the published corpus)."""
+        if self.published_corpus():
+            return []
         return [f"{CORPUS}/leakage.png", f"{CORPUS}/leakage_closest.tsv"]
 
     def homology_datasets(self) -> list[tuple[str, str]]:
@@ -376,17 +379,44 @@ class Plan:
             raise SettingsError("dedupe.cluster_identity", "is null: the corpus is not clustered")
         return _join(["--min-seq-id", identity, "-c", 0.8, "--cov-mode", 0])
 
+    def published_corpus(self) -> bool:
+        """Whether the corpus is built as the published ``pretrain.py`` reads it (``protocol:
+        published``): every record of the download, each cut to its first
+        ``length_policy.max_length`` nt (its ``-l``), nothing removed (no dedupe, no leakage
+        removal, no clustering, no length filter, no windows) and nothing held out."""
+        return self.protocol == "published"
+
     def filter_input(self) -> str:
-        """What the length filter reads: the cluster representatives, or the leakage stage's output."""
+        """What the length filter reads: the normalized corpus (the published corpus), the
+        cluster representatives, or the leakage stage's output."""
+        if self.published_corpus():
+            return f"{CORPUS}/normalized.fa.gz"
         return f"{CORPUS}/clustered.fa" if self.clustered() else f"{CORPUS}/no_leakage.fa.gz"
 
     def cluster_tables(self, wildcards=None) -> list[str]:
         """The cluster table the summary counts, when the corpus is clustered."""
-        return [f"{CORPUS}/clusters.tsv"] if self.clustered() else []
+        return [f"{CORPUS}/clusters.tsv"] if self.clustered() and not self.published_corpus() else []
+
+    def _removal_counts(self) -> dict:
+        # option of `rnaret corpus-summary` -> the counts of a stage that removes records
+        if self.published_corpus():
+            return {}
+        return {"--dup-num": f"{CORPUS}/duplicates.txt", "--leakage": f"{CORPUS}/leakage.json"}
+
+    def removal_counts(self, wildcards=None) -> list[str]:
+        """The counts of the dedupe and leakage stages the summary reads (none for the
+        published corpus, which skips them)."""
+        return list(self._removal_counts().values())
 
     def filter_args(self, wildcards=None) -> str:
-        """`rnaret filter` options from ``length_policy`` (window null = max_length)."""
+        """`rnaret filter` options from ``length_policy`` (window null = max_length); for the
+        published corpus every record cut to its first ``max_length`` nt, none dropped (an empty
+        record, which the published script cannot mask, is the one record the minimum 1 drops,
+        counted)."""
         policy = self.config["length_policy"]
+        if self.published_corpus():
+            return _join(["--min-length", 1, "--max-length", policy["max_length"], "--long", "cut",
+                          "--window", policy["max_length"], "--overlap", 0])
         window = policy.get("window") or policy["max_length"]
         return _join(["--min-length", policy["min_length"], "--max-length", policy["max_length"],
                       "--long", policy["long"], "--window", window, "--overlap", policy["overlap"]])
@@ -394,8 +424,9 @@ class Plan:
     def shard_args(self, wildcards=None) -> str:
         """`rnaret shard` options from ``shards`` (the k is the job's wildcard)."""
         shards = self.config["shards"]
+        held_out = ["--valid-from-train"] if self.published_corpus() else []
         return _join(["--tokens-per-shard", shards["tokens_per_shard"], "--run-tokens", shards["run_tokens"],
-                      "--valid-fraction", shards["valid_fraction"], "--seed", shards["seed"]])
+                      "--valid-fraction", shards["valid_fraction"], "--seed", shards["seed"], *held_out])
 
     def shard_mem_mb(self) -> int:
         """Memory of a shard job: sorted runs and one shard buffer (2 bytes a token), whatever the
@@ -404,10 +435,12 @@ class Plan:
         return 1000 + (shards["run_tokens"] * 40 + shards["tokens_per_shard"] * 2) // 1_000_000
 
     def summary_args(self, wildcards=None) -> str:
-        """`rnaret corpus-summary` options set by the config: the corpus release label, and the
-        cluster table when the corpus is clustered."""
+        """`rnaret corpus-summary` options set by the config: the corpus release label, the
+        counts of the dedupe and leakage stages when they ran, and the cluster table when the
+        corpus is clustered."""
         clusters = [a for path in self.cluster_tables() for a in ("--clusters", path)]
-        return _join(["--release", self.corpus.get("release", ""), *clusters])
+        removals = [a for option, path in self._removal_counts().items() for a in (option, path)]
+        return _join(["--release", self.corpus.get("release", ""), *removals, *clusters])
 
     def shard_ks(self) -> list[int]:
         """The k of every shard folder the data stages build (``shards.k``)."""
@@ -433,7 +466,8 @@ class Plan:
 
     def pretrain_config(self, model: str) -> dict:
         """The full ``PretrainConfig`` (as a dict) of a model: ``pretrain.preset`` at its k,
-        ``pretrain.overrides``, the architecture of its name and the top-level precision."""
+        ``pretrain.overrides``, the architecture of its name and the precision of the protocol
+        (``pretrain_precision``)."""
         if model not in self._pretrain_configs:
             from rnaret.train.config import parse_model_name, preset
 
@@ -447,11 +481,17 @@ class Plan:
                     raise SettingsError(key_path("pretrain", "overrides", name), f"set by {owner}, not here")
             try:
                 config = preset(self.config["pretrain"]["preset"], k, **overrides,
-                                architecture=architecture, precision=self.precision)
+                                architecture=architecture, precision=self.pretrain_precision())
             except (ValueError, TypeError) as exc:
                 raise SettingsError("pretrain.overrides", str(exc)) from None
             self._pretrain_configs[model] = config.to_dict()
         return copy.deepcopy(self._pretrain_configs[model])
+
+    def pretrain_precision(self) -> str:
+        """``--precision`` of the pretraining: under ``protocol: published`` fp16 (float16
+        autocast and a gradient scaler on CUDA, fp32 on the CPU: what the published pretrain.py
+        does), else the top-level ``precision``."""
+        return "fp16" if self.protocol == "published" else self.precision
 
     def _pretrain_model(self, wildcards) -> str:
         model = wildcards.model
@@ -469,7 +509,7 @@ class Plan:
         model = self._pretrain_model(wildcards)
         return _join(["--model", model, "--config-preset", self.config["pretrain"]["preset"],
                       "--overrides", _json(self.pretrain_config(model)),
-                      "--device", self.device("pretrain"), "--precision", self.precision])
+                      "--device", self.device("pretrain"), "--precision", self.pretrain_precision()])
 
     @staticmethod
     def pretrain_nproc(wildcards, resources) -> int:

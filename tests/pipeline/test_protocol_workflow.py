@@ -126,3 +126,41 @@ def test_the_default_run_passes_protocol_rnaret_and_plans_the_same_paths(workdir
     for rule, words in published:
         if rule in MODEL_RULES:
             assert value_of(words, "--protocol") == "published", words
+
+
+def test_the_published_corpus_and_pretraining_run_through_the_same_rules(tmp_path):
+    """`--config protocol=published` on a small corpus with long records: download, normalize,
+    filter (each record cut to its first 2,000 nt, none dropped), shards holding nothing out, the
+    summary without dedupe or leakage rows, and a pretraining with --precision fp16 (fp32 on
+    this CPU): no dedupe, leakage or clustering job."""
+    import json
+
+    from rnaret.io.fasta import read_fasta
+    from workflow_copy import _fasta_records, _write_fasta_gz, make_small_run
+
+    work = make_workdir(tmp_path / "published")
+    make_small_run(work)
+    records = _fasta_records(ROOT / "resources/rnacentral/rnacentral_sample.fa.gz")
+    chosen = [r for r in records if len(r[1]) <= 2000][:120] + [r for r in records if len(r[1]) > 2000][:6]
+    _write_fasta_gz(work / "data" / "corpus.fa.gz", chosen)
+    targets = ["results/corpus/summary.tsv", "results/pretrain/rnaret-k1/metrics.tsv"]
+    # a tenth drawn for validation (also trained on): a few records of this small corpus
+    write_yaml(work / "published.yaml", {"protocol": "published", "shards": {"valid_fraction": 0.1}})
+    result = snakemake(work, *targets, "--cores", "2", "--printshellcmds", "--configfile", "small.yaml",
+                       "published.yaml", timeout=900)
+    ran = set(re.findall(r"^(?:local)?rule (\w+):", result.stdout + result.stderr, flags=re.M))
+    assert {"normalize_corpus", "filter_lengths", "shard_tokens", "corpus_summary", "pretrain"} <= ran
+    assert not ran & {"dedupe_corpus", "remove_leakage", "cluster_corpus"}, ran
+    filtered = list(read_fasta(work / "results/corpus/filtered.fa.gz"))
+    # every record, in order, under its header: U read as T (normalize), then its first 2,000 nt
+    assert [(r.description, r.sequence) for r in filtered] == [
+        (h, s.translate(str.maketrans("Uu", "Tt"))[:2000]) for h, s in chosen]
+    counts = json.loads((work / "results/corpus/filter.json").read_text())
+    assert counts["long_cut"] == 6 and counts["too_short"] == 0 and counts["records_out"] == len(chosen)
+    manifest = json.loads((work / "results/shards/k1/manifest.json").read_text())
+    assert manifest["shards"]["valid_from_train"] and manifest["splits"]["train"]["records"] == len(chosen)
+    stages = [line.split("\t")[0] for line in (work / "results/corpus/summary.tsv").read_text().splitlines()[1:]]
+    assert stages == ["download", "normalize", "filter", "shard k1", "shard k5"]
+    log = (work / "logs/pretrain/rnaret-k1.log").read_text()
+    assert (work / "results/pretrain/rnaret-k1/checkpoint").is_dir(), log[-2000:]
+    assert re.search(r"--precision fp16\b", result.stdout + result.stderr)

@@ -483,3 +483,31 @@ def test_local_corpus_and_checksum_files_are_inputs_but_a_hex_md5_is_a_value():
     assert remote.corpus_download_inputs() == []
     assert remote.corpus_download_path() == "results/corpus/download/rnacentral_active.fasta.gz"
     assert "--release" not in remote.download_corpus_args()  # the label goes to the summary only
+
+
+def test_the_published_protocol_builds_the_published_corpus_with_the_same_rules():
+    """protocol: published: normalize -> filter (every record cut to its first max_length nt,
+    nothing dropped) -> shard (nothing held out); no dedupe, leakage or clustering stage; the
+    pretraining in fp16 (+ grad scaler on CUDA). The default run keeps its stages and options."""
+    default = plan_of()
+    published = plan_of({"protocol": "published", "dedupe": {"cluster_identity": 0.9},
+                         "length_policy": {"max_length": 1000}})
+    assert published.filter_input() == "results/corpus/normalized.fa.gz"
+    assert default.filter_input() == "results/corpus/no_leakage.fa.gz"
+    assert shlex.split(published.filter_args()) == ["--min-length", "1", "--max-length", "1000", "--long", "cut",
+                                                    "--window", "1000", "--overlap", "0"]
+    assert shlex.split(default.filter_args()) == ["--min-length", "10", "--max-length", "2000", "--long", "split",
+                                                  "--window", "2000", "--overlap", "200"]
+    assert shlex.split(published.shard_args())[-1] == "--valid-from-train"
+    assert "--valid-from-train" not in default.shard_args()
+    assert published.removal_counts() == [] and published.cluster_tables() == []
+    assert "--dup-num" not in published.summary_args() and "--leakage" not in published.summary_args()
+    assert default.removal_counts() == ["results/corpus/duplicates.txt", "results/corpus/leakage.json"]
+    assert option(default.summary_args(), "--dup-num") == "results/corpus/duplicates.txt"
+    assert not any("leakage" in t for t in published.data_targets())
+    assert "results/corpus/leakage.png" in default.data_targets()
+    assert published.pretrain_config("rnaret-k1")["precision"] == "fp16"
+    assert option(published.pretrain_args(wildcards(model="rnaret-k1")), "--precision") == "fp16"
+    assert option(default.pretrain_args(wildcards(model="rnaret-k1")), "--precision") == "auto"
+    # a compared protocol changes fine-tuning and evaluation only: the corpus follows `protocol`
+    assert plan_of({"compare_protocols": ["published"]}).data_targets() == default.data_targets()
