@@ -562,20 +562,31 @@ class Plan:
             layers.update((block.get("model_settings") or {}).get(model) or {})
         return layers
 
-    def finetune_settings(self, task: str, model: str | None) -> dict:
-        """Every task setting of a (task, model) run, as the run uses them."""
-        from rnaret.tasks.settings import resolve_task_settings
+    def finetune_settings(self, task: str, model: str | None, protocol: str | None = None) -> dict:
+        """Every task setting of a (task, model) run, as the run uses them; under ``protocol``
+        (where the task settings name one: ``protocol`` in ``COMMON_SETTINGS``) resolved with
+        that protocol's settings under the config's own, the k kept at the config's (the model's
+        k: a protocol changes what is computed, not which model runs)."""
+        from rnaret.tasks.settings import COMMON_SETTINGS, resolve_task_settings
 
         try:
             resolved = resolve_task_settings(task, self.finetune_layers(task, None))
         except ValueError as exc:
             raise SettingsError(key_path("finetune", task, "settings"), str(exc)) from None
-        if model is None:
+        key = key_path("finetune", task, "settings")
+        if model is not None:
+            key = key_path("finetune", task, "model_settings", model)
+            try:
+                resolved = resolve_task_settings(task, self.finetune_layers(task, model))
+            except ValueError as exc:
+                raise SettingsError(key, str(exc)) from None
+        if protocol is None or "protocol" not in COMMON_SETTINGS:
             return resolved
+        layers = {**self.finetune_layers(task, model), "protocol": protocol, "k": resolved["k"]}
         try:
-            return resolve_task_settings(task, self.finetune_layers(task, model))
+            return resolve_task_settings(task, layers)
         except ValueError as exc:
-            raise SettingsError(key_path("finetune", task, "model_settings", model), str(exc)) from None
+            raise SettingsError(key, f"under the {protocol} protocol: {exc}") from None
 
     def finetune_init(self, model: str) -> FileRef | None:
         """What a fine-tuning starts from: the model's pretraining checkpoint, or its released
@@ -615,7 +626,7 @@ class Plan:
             if split in dataset.splits:
                 args += ["--split", dataset.splits[split].argument()]
         protocol = job_protocol(wildcards, self)
-        args += ["--settings", _json(self.finetune_settings(task, model)), "--protocol", protocol,
+        args += ["--settings", _json(self.finetune_settings(task, model, protocol)), "--protocol", protocol,
                  "--device", self.device("finetune"), "--precision", self.protocol_precision(protocol)]
         return _join(args)
 
@@ -667,7 +678,7 @@ class Plan:
                 "--split", self.split(task, dataset, "test").argument()]
         if re.fullmatch(RELEASED_MODEL, model):
             entry = self.released(task)[model]
-            settings = self.finetune_settings(task, None)
+            settings = self.finetune_settings(task, None, protocol)
             if "k" not in entry["settings"]:
                 settings.pop("k", None)
             args += ["--settings", _json({**settings, **entry["settings"]})]
@@ -847,7 +858,7 @@ class Plan:
             finetunes[f"{task}/{source}/{model}"] = {
                 "init": ONEHOT if init is None else init.path,
                 "splits": {s: v.entry_value() for s, v in self.dataset(task, source).splits.items() if s != "test"},
-                "settings": self.finetune_settings(task, model)}
+                "settings": self.finetune_settings(task, model, self.protocol)}
         return {"code_version": self.code_version, "precision": self.precision, "protocols": self.protocols(),
                 "devices": {stage: self.device(stage) for stage in ("pretrain", "finetune")},
                 "pretrain": {model: self.pretrain_config(model) for model in self.pretrained_models()},
