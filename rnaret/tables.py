@@ -331,7 +331,8 @@ def markdown_text(table: Table) -> str:
         lines += [f"No {table.task} evaluations in this run and no published figures for it.", ""]
         return "\n".join(lines)
     lines += [INTRO, ""]
-    header = ["dataset", "model", "protocol", "origin"] + [METRIC_TITLES.get(m, m) for m in table.columns] + ["source"]
+    header = (["dataset", "model", "protocol", "origin"] + [METRIC_TITLES.get(m, m) for m in table.columns]
+              + ["source"])
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join(["---"] * 4 + ["---:"] * len(table.columns) + ["---"]) + "|")
     for r in table.rows:
@@ -342,7 +343,8 @@ def markdown_text(table: Table) -> str:
             where = f", {r.source_table}" if r.source_table else ""
             source = f"{short}{where} [{r.footnote}]"
         origin = "**not available**" if r.origin == ORIGIN_MISSING else r.origin
-        cells = [r.dataset, r.label, r.protocol or "–", origin] + [format_md_value(_cell(r, m)) for m in table.columns]
+        cells = [r.dataset, r.label, r.protocol or "–", origin]
+        cells += [format_md_value(_cell(r, m)) for m in table.columns]
         lines.append("| " + " | ".join(_md_escape(str(c)) for c in cells + [source]) + " |")
     if table.footnotes:
         lines += ["", "Sources:", ""]

@@ -71,7 +71,8 @@ RESERVED_OVERRIDES = {"k": "the model name (rnaret-k{k})", "architecture": "the 
 
 
 def model_k(model: str) -> int | None:
-    """The k of a model name (``rnaret-k5`` -> 5, ``transformer-k1`` -> 1); None for ``onehot`` and released files."""
+    """The k of a model name (``rnaret-k5`` -> 5, ``transformer-k1`` -> 1); None for ``onehot``
+    and released files."""
     match = re.fullmatch(r".+-k([135])", model)
     return int(match.group(1)) if match else None
 

@@ -76,7 +76,9 @@ class PretrainConfig:
     checkpoint_every: int = 1_000
     keep_last: int = 3
     log_every: int = 50
-    precision: str = "auto"  # rnaret.precision: auto = bf16 where the device has bf16 matrix units; fp16 + scaler on CUDA
+    # rnaret.precision: auto = bf16 where the device has bf16 matrix units; fp16 = float16 + a
+    # gradient scaler on CUDA (the published pretraining), fp32 elsewhere
+    precision: str = "auto"
     # robustness and speed (they never change what a step computes)
     max_nonfinite_steps: int = 10  # stop with an error after this many skipped steps in a row
     prefetch: int = 2  # steps whose batches a background thread builds ahead; 0 = build inline
