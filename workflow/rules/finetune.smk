@@ -54,7 +54,12 @@ rule evaluate_classifier:
             caption="../report/roc_curve.rst",
             category="ROC curves",
             subcategory="{task}",
-            labels={"task": "{task}", "dataset": "{dataset}", "model": "{model}", "protocol": PLAN.protocol},
+            labels={
+                "task": "{task}",
+                "dataset": "{dataset}",
+                "model": "{model}",
+                "protocol": PLAN.protocol,
+            },
         ),
     log:
         f"{EVALUATION_LOG}/evaluate.log",
@@ -89,7 +94,11 @@ rule evaluate_structure:
             caption="../report/contact_maps.rst",
             category="Secondary structure",
             subcategory="{dataset}",
-            labels={"model": "{model}", "figure": "contact maps", "protocol": PLAN.protocol},
+            labels={
+                "model": "{model}",
+                "figure": "contact maps",
+                "protocol": PLAN.protocol,
+            },
         ),
     log:
         f"{EVALUATION_LOG}/evaluate.log",
@@ -132,7 +141,12 @@ use rule evaluate_classifier as evaluate_classifier_compared with:
             caption="../report/roc_curve.rst",
             category="ROC curves",
             subcategory="{task}",
-            labels={"task": "{task}", "dataset": "{dataset}", "model": "{model}", "protocol": "{protocol}"},
+            labels={
+                "task": "{task}",
+                "dataset": "{dataset}",
+                "model": "{model}",
+                "protocol": "{protocol}",
+            },
         ),
     log:
         f"{COMPARED_LOG}/evaluate.log",
@@ -155,7 +169,11 @@ use rule evaluate_structure as evaluate_structure_compared with:
             caption="../report/contact_maps.rst",
             category="Secondary structure",
             subcategory="{dataset}",
-            labels={"model": "{model}", "figure": "contact maps", "protocol": "{protocol}"},
+            labels={
+                "model": "{model}",
+                "figure": "contact maps",
+                "protocol": "{protocol}",
+            },
         ),
     log:
         f"{COMPARED_LOG}/evaluate.log",
