@@ -27,6 +27,11 @@ import functools
 
 # torch is imported inside the functions: the settings resolver reads PRECISIONS without it
 PRECISIONS = ("auto", "bf16", "fp32")
+# fp16: float16 autocast on CUDA with a gradient scaler (torch.amp.GradScaler), fp32 elsewhere:
+# what the published pretrain.py does. Pretraining only (TRAINING_PRECISIONS): a run in fp16 needs
+# the scaler, which only the pretraining loop keeps.
+FP16 = "fp16"
+TRAINING_PRECISIONS = PRECISIONS + (FP16,)
 
 
 @functools.lru_cache(maxsize=None)
@@ -54,31 +59,42 @@ def bf16_matmul_available(device) -> bool:
 
 
 def resolve_precision(precision: str | None, device) -> str:
-    """``"fp32"`` or ``"bf16"`` for ``precision`` (``auto``/``bf16``/``fp32``; None = auto) on
-    ``device``. Raises ``ValueError`` for any other value."""
+    """``"fp32"``, ``"bf16"`` or ``"fp16"`` for ``precision`` (``auto``/``bf16``/``fp32``/``fp16``;
+    None = auto) on ``device``: ``fp16`` is ``fp16`` on CUDA and ``fp32`` elsewhere. Raises
+    ``ValueError`` for any other value."""
     precision = "auto" if precision is None else str(precision)
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {'|'.join(PRECISIONS)}, got {precision!r}")
+    if precision not in TRAINING_PRECISIONS:
+        raise ValueError(f"precision must be one of {'|'.join(TRAINING_PRECISIONS)}, got {precision!r}")
+    if precision == FP16:
+        import torch
+
+        return FP16 if torch.device(device).type == "cuda" else "fp32"
     if precision == "auto":
         return "bf16" if bf16_matmul_available(device) else "fp32"
     return precision
 
 
 def autocast(device, precision: str | None = "auto"):
-    """The autocast context of ``precision`` on ``device``: bf16 autocast, or a no-op for fp32."""
+    """The autocast context of ``precision`` on ``device``: bf16 autocast, fp16 autocast (CUDA),
+    or a no-op for fp32."""
     import torch
 
     device = torch.device(device)
-    if resolve_precision(precision, device) == "bf16":
+    resolved = resolve_precision(precision, device)
+    if resolved == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    if resolved == FP16:
+        return torch.autocast(device_type=device.type, dtype=torch.float16)
     return contextlib.nullcontext()
 
 
-def add_precision_argument(parser, default: str = "auto") -> None:
-    """The shared ``--precision fp32|bf16|auto`` option of the commands."""
-    parser.add_argument("--precision", choices=PRECISIONS, default=default,
+def add_precision_argument(parser, default: str = "auto", choices=PRECISIONS) -> None:
+    """The shared ``--precision fp32|bf16|auto`` option of the commands (``choices``:
+    ``TRAINING_PRECISIONS`` for the pretraining, which also takes fp16)."""
+    fp16 = ", fp16 = float16 autocast and a gradient scaler on CUDA (fp32 elsewhere)" if FP16 in choices else ""
+    parser.add_argument("--precision", choices=choices, default=default,
                         help=f"numeric precision: fp32, bf16 autocast, or auto = bf16 where the device "
-                             f"has bf16 matrix units (default {default})")
+                             f"has bf16 matrix units{fp16} (default {default})")
 
 
 def configure_precision(device, precision: str | None = "auto") -> str:
@@ -86,7 +102,7 @@ def configure_precision(device, precision: str | None = "auto") -> str:
     goes with it: for ``fp32`` on CUDA, TF32 for float32 matmuls and cuDNN convolutions
     (``torch.backends.cuda.matmul.allow_tf32``, ``torch.backends.cudnn.allow_tf32``,
     ``torch.set_float32_matmul_precision("high")``); nothing on the CPU, where float32 stays
-    exact. Call it once where a command starts. Returns ``"fp32"`` or ``"bf16"``."""
+    exact. Call it once where a command starts. Returns ``"fp32"``, ``"bf16"`` or ``"fp16"``."""
     import torch
 
     device = torch.device(device)

@@ -2,7 +2,10 @@
 
 Inputs
 - ``metrics.tsv`` files at ``.../{task}/{dataset}/{model}/metrics.tsv`` (the results layout: README.md),
-  given as an explicit list (the workflow passes the evaluations it ran; nothing is globbed).
+  given as an explicit list (the workflow passes the evaluations it ran, under every protocol of
+  the run; nothing is globbed). Each file's ``protocol`` row says what computed it: ``rnaret``
+  (this project's corrected protocol) or ``published`` (what the published scripts compute); a
+  file without the row is ``rnaret``. The same evaluation may come once per protocol.
   A ``vienna`` file holds the MFE metrics and, prefixed ``mea_``, those of the MEA structures:
   they become two rows, ``vienna`` ``MFE`` and ``vienna`` ``MEA``.
 - ``resources/published_results.tsv``: one published figure a row, columns ``task, dataset,
@@ -12,9 +15,10 @@ Inputs
 
 Outputs per task (``write_tables``): ``{task}.tsv``, ``{task}.md`` and ``{task}.html`` (for the
 HTML report; self-contained) with the same rows:
-``this run`` rows (model order ``MODEL_ORDER``), then ``published`` rows of the same dataset
+``this run`` rows (model order ``MODEL_ORDER``; a model's rows of both protocols next to each
+other, ``rnaret`` first, labelled in the ``protocol`` column), then ``cited`` rows of the same dataset
 (each with its source, table, test set and a numbered footnote in the Markdown), then a
-``not available`` row where no published RNAret figure exists for the dataset. Published rows of
+``not available`` row where no published RNAret figure exists for the dataset. Cited rows of
 datasets this run did not evaluate follow those of the run's datasets. No figure is invented:
 every number comes from a ``metrics.tsv`` or, verbatim, from the published file.
 """
@@ -48,7 +52,11 @@ METRIC_TITLES = {"f1": "F1", "precision": "precision", "recall": "recall", "f1_p
                  "n": "n", "n_pk": "n (pk)", "accuracy": "accuracy", "auc": "AUC", "mcc": "MCC"}
 # row order of the run's models within a dataset; unknown models follow, sorted by name
 MODEL_ORDER = ("rnaret-k1", "rnaret-k3", "rnaret-k5", "transformer-k1", "transformer-k3",
-               "transformer-k5", "vienna", "onehot", "published-k1", "published-k3", "published-k5")
+               "transformer-k5", "vienna", "onehot")
+# the protocols a metrics.tsv may name, in the order their rows are shown; a file without the
+# row was computed under DEFAULT_PROTOCOL
+PROTOCOLS = ("rnaret", "published")
+DEFAULT_PROTOCOL = "rnaret"
 # metrics.tsv keys with this prefix form a second row of the same model (ViennaRNA's MEA)
 VARIANT_PREFIXES = {"mea_": "MEA"}
 BASE_VARIANT = {"vienna": "MFE"}
@@ -57,19 +65,23 @@ NOT_AVAILABLE = ("NA", "", "not available", "n/a")
 RNARET_PAPER = ("RNAret paper (Communications Biology 2026, doi:10.1038/s42003-026-09757-x): no citable "
                 "source of its result tables is available, so no RNAret figure is given for this dataset")
 
-INTRO = ("Rows `this run` come from the pipeline's `metrics.tsv` files; `published` rows are figures "
-         "copied verbatim from the cited source (numbered notes below), on the test set the source "
-         "names, which may differ from this run's; `not available` means no citable figure is "
-         "available and none is given. `NA`: undefined for this run (e.g. no pseudoknotted sequence, one "
-         "class only); `–`: not reported.")
-ORIGIN_RUN, ORIGIN_PUBLISHED, ORIGIN_MISSING = "this run", "published", "not available"
-TSV_COLUMNS_BEFORE = ("dataset", "model", "variant", "origin")
+INTRO = ("Rows `this run` come from the pipeline's `metrics.tsv` files, each under the protocol in "
+         "its `protocol` column: `rnaret`, this project's corrected protocol, or `published`, what the "
+         "published RNAret scripts compute (their filters, cuts, decoding and metrics); a model's rows "
+         "of both protocols stand next to each other. `cited` rows are figures copied verbatim from "
+         "the cited source (numbered notes below), on the test set the source names, which may differ "
+         "from this run's; `not available` means no citable figure is available and none is given. "
+         "`NA`: undefined for this run (e.g. no pseudoknotted sequence, one class only); `–`: not "
+         "reported.")
+ORIGIN_RUN, ORIGIN_PUBLISHED, ORIGIN_MISSING = "this run", "cited", "not available"
+TSV_COLUMNS_BEFORE = ("dataset", "model", "variant", "protocol", "origin")
 TSV_COLUMNS_AFTER = ("test_set", "source", "source_table", "note", "footnote")
 
 
 @dataclass
 class Row:
-    """One table row. ``values``: metric -> number (run rows) or the published text (verbatim)."""
+    """One table row. ``values``: metric -> number (run rows) or the published text (verbatim).
+    ``protocol``: the protocol of a run row (``PROTOCOLS``), empty for a cited figure."""
 
     task: str
     dataset: str
@@ -82,6 +94,7 @@ class Row:
     source_table: str = ""
     note: str = ""
     footnote: int | None = None
+    protocol: str = ""
 
     @property
     def label(self) -> str:
@@ -114,24 +127,38 @@ def parse_metrics_path(path) -> tuple[str, str, str]:
     return parts[-4], parts[-3], parts[-2]
 
 
+def metrics_protocol(metrics: dict, path) -> str:
+    """Remove and return the ``protocol`` row of a read ``metrics.tsv`` (``DEFAULT_PROTOCOL`` when
+    the file has none). Raises ``InputError`` naming the file for a protocol not in ``PROTOCOLS``."""
+    protocol = metrics.pop("protocol", DEFAULT_PROTOCOL)
+    if protocol not in PROTOCOLS:
+        raise InputError(path, f"protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}", record="protocol")
+    return protocol
+
+
 def run_rows(metrics_paths: Iterable) -> list[Row]:
-    """Rows of the run's evaluations, one per ``metrics.tsv`` (two for a file with ``mea_`` keys)."""
-    rows, seen = [], set()
+    """Rows of the run's evaluations, one per ``metrics.tsv`` (two for a file with ``mea_`` keys),
+    each labelled with the protocol its file names."""
+    rows, seen = [], {}
     for path in metrics_paths:
         task, dataset, model = parse_metrics_path(path)
-        if (task, dataset, model) in seen:
-            raise InputError(path, f"{task}/{dataset}/{model} is given twice")
-        seen.add((task, dataset, model))
         metrics = read_metrics_tsv(path)
+        protocol = metrics_protocol(metrics, path)
+        key = (task, dataset, model, protocol)
+        if key in seen:
+            raise InputError(path, f"{task}/{dataset}/{model} under the {protocol} protocol is given twice "
+                                   f"(also {seen[key]})")
+        seen[key] = os.fspath(path)
         base = {k: v for k, v in metrics.items() if not k.startswith(tuple(VARIANT_PREFIXES))}
         rows.append(Row(task, dataset, model, BASE_VARIANT.get(model, ""), ORIGIN_RUN, base,
-                        source=os.fspath(path)))
+                        source=os.fspath(path), protocol=protocol))
         for prefix, variant in VARIANT_PREFIXES.items():
             extra = {k[len(prefix):]: v for k, v in metrics.items() if k.startswith(prefix)}
             if extra:
                 # the variant scores the same sequences: the counts are the base row's
                 extra = {**{k: base[k] for k in ("n", "n_pk") if k in base}, **extra}
-                rows.append(Row(task, dataset, model, variant, ORIGIN_RUN, extra, source=os.fspath(path)))
+                rows.append(Row(task, dataset, model, variant, ORIGIN_RUN, extra, source=os.fspath(path),
+                                protocol=protocol))
     return rows
 
 
@@ -200,8 +227,9 @@ def is_rnaret_name(model: str) -> bool:
 
 
 def _model_rank(row: Row) -> tuple:
+    # a model's rows of both protocols next to each other (side by side), rnaret first
     order = MODEL_ORDER.index(row.model) if row.model in MODEL_ORDER else len(MODEL_ORDER)
-    return order, row.model, 0 if row.variant in ("", "MFE") else 1
+    return order, row.model, 0 if row.variant in ("", "MFE") else 1, PROTOCOLS.index(row.protocol)
 
 
 def build_table(task: str, run: Sequence[Row], published: Sequence[Row]) -> Table:
@@ -233,7 +261,7 @@ def build_table(task: str, run: Sequence[Row], published: Sequence[Row]) -> Tabl
         # RNAret's own published figure: from the file (which may itself say "not available"),
         # otherwise a row that says explicitly that there is none
         if not any(is_rnaret_name(r.model) for r in pub):
-            rows.append(Row(task, dataset, "RNAret (published)", "", ORIGIN_MISSING, {}, source=RNARET_PAPER,
+            rows.append(Row(task, dataset, "RNAret (paper)", "", ORIGIN_MISSING, {}, source=RNARET_PAPER,
                             footnote=footnote(RNARET_PAPER + ".")))
     return Table(task, columns, rows, footnotes)
 
@@ -284,7 +312,7 @@ def tsv_lines(table: Table) -> list[list[str]]:
     header = list(TSV_COLUMNS_BEFORE) + table.columns + list(TSV_COLUMNS_AFTER)
     out = [header]
     for r in table.rows:
-        cells = [r.dataset, r.model, r.variant, r.origin]
+        cells = [r.dataset, r.model, r.variant, r.protocol, r.origin]
         cells += [format_tsv_value(_cell(r, m)) for m in table.columns]
         cells += [r.test_set, r.source, r.source_table, r.note, str(r.footnote or "")]
         out.append([c.replace("\t", " ").replace("\n", " ") for c in cells])
@@ -303,9 +331,10 @@ def markdown_text(table: Table) -> str:
         lines += [f"No {table.task} evaluations in this run and no published figures for it.", ""]
         return "\n".join(lines)
     lines += [INTRO, ""]
-    header = ["dataset", "model", "origin"] + [METRIC_TITLES.get(m, m) for m in table.columns] + ["source"]
+    header = (["dataset", "model", "protocol", "origin"] + [METRIC_TITLES.get(m, m) for m in table.columns]
+              + ["source"])
     lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "|".join(["---"] * 3 + ["---:"] * len(table.columns) + ["---"]) + "|")
+    lines.append("|" + "|".join(["---"] * 4 + ["---:"] * len(table.columns) + ["---"]) + "|")
     for r in table.rows:
         if r.origin == ORIGIN_RUN:
             source = f"`{r.source}`"
@@ -314,7 +343,8 @@ def markdown_text(table: Table) -> str:
             where = f", {r.source_table}" if r.source_table else ""
             source = f"{short}{where} [{r.footnote}]"
         origin = "**not available**" if r.origin == ORIGIN_MISSING else r.origin
-        cells = [r.dataset, r.label, origin] + [format_md_value(_cell(r, m)) for m in table.columns]
+        cells = [r.dataset, r.label, r.protocol or "–", origin]
+        cells += [format_md_value(_cell(r, m)) for m in table.columns]
         lines.append("| " + " | ".join(_md_escape(str(c)) for c in cells + [source]) + " |")
     if table.footnotes:
         lines += ["", "Sources:", ""]
@@ -338,7 +368,7 @@ def short_citation(source: str) -> str:
 HTML_STYLE = ("body{font-family:sans-serif;font-size:13px;margin:12px}"
               "table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:3px 6px}"
               "th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums}"
-              "tr.published td{background:#f7f9ff}tr.missing td{background:#fff6e6}"
+              "tr.cited td{background:#f7f9ff}tr.missing td{background:#fff6e6}"
               "ol{max-width:70em}")
 
 
@@ -354,10 +384,10 @@ def html_text(table: Table) -> str:
     if not table.rows:
         return html_page(title, f"<h2>{html.escape(title)}</h2><p>No {table.task} evaluations in this "
                                 "run and no published figures for it.</p>")
-    head = ["dataset", "model", "origin"] + [METRIC_TITLES.get(m, m) for m in table.columns] + ["source"]
+    head = ["dataset", "model", "protocol", "origin"] + [METRIC_TITLES.get(m, m) for m in table.columns] + ["source"]
     parts = [f"<h2>{html.escape(title)}</h2>", f"<p>{html.escape(INTRO.replace('`', ''))}</p>", "<table>",
              "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
-    css = {ORIGIN_RUN: "run", ORIGIN_PUBLISHED: "published", ORIGIN_MISSING: "missing"}
+    css = {ORIGIN_RUN: "run", ORIGIN_PUBLISHED: "cited", ORIGIN_MISSING: "missing"}
     for r in table.rows:
         if r.origin == ORIGIN_RUN:
             source = f"<code>{html.escape(r.source)}</code>"
@@ -366,7 +396,8 @@ def html_text(table: Table) -> str:
             where = f", {r.source_table}" if r.source_table else ""
             source = f"{html.escape(short + where)} [<a href=\"#note{r.footnote}\">{r.footnote}</a>]"
         origin = "<b>not available</b>" if r.origin == ORIGIN_MISSING else html.escape(r.origin)
-        cells = [f"<td>{html.escape(r.dataset)}</td>", f"<td>{html.escape(r.label)}</td>", f"<td>{origin}</td>"]
+        cells = [f"<td>{html.escape(r.dataset)}</td>", f"<td>{html.escape(r.label)}</td>",
+                 f"<td>{html.escape(r.protocol or '–')}</td>", f"<td>{origin}</td>"]
         cells += [f"<td class=\"num\">{html.escape(format_md_value(_cell(r, m)))}</td>" for m in table.columns]
         cells.append(f"<td>{source}</td>")
         parts.append(f"<tr class=\"{css[r.origin]}\">" + "".join(cells) + "</tr>")

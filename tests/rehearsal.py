@@ -107,12 +107,18 @@ def config(corpus: Path, corpus_md5: Path, urls: dict[str, str], archives: dict[
         },
         "finetune": {
             "gpus": finetune_gpus, "threads": 2, "mem_mb": 2000, "runtime": 30,
-            "structure": {"models": ["rnaret-k1", "onehot", "published-k1"],
-                          "published": {"k1": member("paper_models", "model/ssp/RNAStrAlign_1mer.pth")}},
-            "interaction": {"models": ["rnaret-k5", "published-k5"],
-                            "published": {"k5": member("paper_models", "model/rri/MirTar_5mer.pth")}},
-            "coding": {"models": ["rnaret-k5", "published-k5"],
-                       "published": {"k5": member("paper_models", "model/lnc/lnc_M_5mer.pth")}},
+            # each released file on the test sets of the data it was trained on
+            "structure": {"models": ["rnaret-k1", "onehot"],
+                          "released": {"RNAStrAlign_1mer": {
+                              "file": member("paper_models", "model/ssp/RNAStrAlign_1mer.pth"),
+                              "datasets": ["archiveii"]}}},
+            "interaction": {"models": ["rnaret-k5"],
+                            "released": {"MirTar_5mer": {
+                                "file": member("paper_models", "model/rri/MirTar_5mer.pth"),
+                                "datasets": ["deepmirtar_miraw", "indtest"]}}},
+            "coding": {"models": ["rnaret-k5"],
+                       "released": {"lnc_M_5mer": {"file": member("paper_models", "model/lnc/lnc_M_5mer.pth"),
+                                                   "datasets": ["lnc_m"]}}},
         },
         "baselines": {"vienna": {"mem_mb": 1000, "runtime": 30}},
     }

@@ -251,7 +251,9 @@ def test_the_switch_resolves_and_refuses():
     auto = "bf16" if prec.cpu_has_bf16_matmul() else "fp32"
     assert prec.resolve_precision("auto", "cpu") == auto == prec.resolve_precision(None, "cpu")
     with pytest.raises(ValueError, match="fp32"):
-        prec.resolve_precision("fp16", "cpu")
+        prec.resolve_precision("fp8", "cpu")
+    # fp16 (the published pretraining): float16 autocast with a scaler on CUDA, fp32 elsewhere
+    assert prec.resolve_precision("fp16", "cpu") == "fp32" and "fp16" not in prec.PRECISIONS
     with prec.autocast("cpu", "bf16"):
         assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
     with prec.autocast("cpu", "fp32"):

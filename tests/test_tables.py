@@ -122,9 +122,9 @@ def test_missing_published_rnaret_figure_is_stated(written):
         assert r["model"].lower().startswith("rnaret")
         assert all(r[m] == "" for m in ("f1", "precision", "recall"))
         assert "no citable source" in r["source"]
-    md_missing = [c for c in _md_rows(out / "structure.md") if c[2] == "**not available**"]
+    md_missing = [c for c in _md_rows(out / "structure.md") if c[3] == "**not available**"]
     assert len(md_missing) == len(missing)
-    assert all(c[3] == "–" for c in md_missing)
+    assert all(c[4] == "–" for c in md_missing)
 
 
 def test_markdown_and_tsv_agree(written):
@@ -137,10 +137,10 @@ def test_markdown_and_tsv_agree(written):
         metrics = header[header.index("origin") + 1: header.index("test_set")]
         for t, m in zip(tsv, md):
             label = f"{t['model']} ({t['variant']})" if t["variant"] else t["model"]
-            assert m[:3] == [t["dataset"], label, "**not available**" if t["origin"] == ORIGIN_MISSING
-                             else t["origin"]]
+            assert m[:4] == [t["dataset"], label, t["protocol"] or "–",
+                             "**not available**" if t["origin"] == ORIGIN_MISSING else t["origin"]]
             for k, metric in enumerate(metrics):
-                text, cell = t[metric], m[3 + k]
+                text, cell = t[metric], m[4 + k]
                 if t["origin"] == ORIGIN_RUN and text not in ("", "NA") and "." in text:
                     # a run's float: three decimals, within half a unit of the last one
                     assert re.fullmatch(r"-?\d+\.\d{3}", cell), (task, label, metric, cell)
@@ -273,3 +273,49 @@ def test_nan_metrics_are_written_na(written):
     vienna = [r for r in read_table_tsv(out / "structure.tsv") if r["model"] == "vienna"]
     # none of the first bundled test structures has a pseudoknot: f1_pk is undefined, n_pk 0
     assert all(r["f1_pk"] == "NA" and r["n_pk"] == "0" for r in vienna)
+
+
+# ------------------------------------------------------------------ protocols side by side
+
+def test_a_metrics_file_without_a_protocol_row_is_rnaret(written):
+    out, _, _ = written
+    run = [r for r in read_table_tsv(out / "structure.tsv") if r["origin"] == ORIGIN_RUN]
+    assert run and all(r["protocol"] == "rnaret" for r in run)
+    assert all(r["protocol"] == "" for r in read_table_tsv(out / "structure.tsv") if r["origin"] != ORIGIN_RUN)
+
+
+needs_protocol_rows = pytest.mark.skipif(
+    not hasattr(__import__("rnaret.metrics", fromlist=["x"]), "TEXT_METRICS"),
+    reason="rnaret.metrics reads no protocol row (TEXT_METRICS) in this tree")
+
+
+@needs_protocol_rows
+def test_both_protocols_of_one_evaluation_stand_side_by_side_labelled(tmp_path, run_dir):
+    """The same seed-match scores written once as an rnaret file (no protocol row) and once with
+    `protocol published` (other figures): two rows of one model, next to each other, labelled."""
+    _, _, metrics = run_dir
+    interaction = read_metrics_tsv(metrics[1])
+    published = tmp_path / "results/protocols/published/interaction/mirtar_indtest/seed-match/metrics.tsv"
+    write_metrics_tsv({"protocol": "published", **interaction, "auc": 0.25}, published)
+    other = tmp_path / "results/interaction/mirtar_indtest/onehot/metrics.tsv"
+    write_metrics_tsv({"protocol": "rnaret", **interaction, "auc": 0.75}, other)
+    out = tmp_path / "tables"
+    write_tables([published, metrics[1], other], PUBLISHED, out)
+    rows = [r for r in read_table_tsv(out / "interaction.tsv") if r["origin"] == ORIGIN_RUN]
+    assert [(r["model"], r["protocol"]) for r in rows] == [("onehot", "rnaret"), ("seed-match", "rnaret"),
+                                                            ("seed-match", "published")]
+    assert [float(r["auc"]) for r in rows] == [0.75, interaction["auc"], 0.25]
+    assert rows[2]["source"] == str(published)
+    md = [c for c in _md_rows(out / "interaction.md") if c[1] == "seed-match"]
+    assert [c[2] for c in md] == ["rnaret", "published"]
+    assert "<td>published</td>" in (out / "interaction.html").read_text(encoding="utf-8")
+    # one evaluation under one protocol once: the same protocol twice is refused
+    twice = tmp_path / "results/protocols/rnaret/interaction/mirtar_indtest/onehot/metrics.tsv"
+    write_metrics_tsv({"protocol": "rnaret", "auc": 0.5}, twice)
+    with pytest.raises(InputError, match="under the rnaret protocol is given twice"):
+        build_tables([other, twice])
+    unknown = tmp_path / "results/interaction/mirtar_indtest/x/metrics.tsv"
+    write_metrics_tsv({"protocol": "paper", "auc": 0.5}, unknown)
+    with pytest.raises(InputError, match="protocol 'paper' is not one of rnaret, published") as info:
+        build_tables([unknown])
+    assert str(unknown) in str(info.value)

@@ -15,8 +15,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--download", default=None, help="record JSON of `rnaret download --info` (source, md5)")
     parser.add_argument("--release", default="", help="release label of the corpus, shown in the download row")
     parser.add_argument("--normalize", required=True, help="counts JSON of `rnaret normalize`")
-    parser.add_argument("--dup-num", required=True, help="seqkit rmdup --dup-num-file output")
-    parser.add_argument("--leakage", required=True, help="counts JSON of `rnaret leakage`")
+    parser.add_argument("--dup-num", default=None, help="seqkit rmdup --dup-num-file output (none: the "
+                                                        "corpus was not deduplicated, as published)")
+    parser.add_argument("--leakage", default=None, help="counts JSON of `rnaret leakage` (none: no leakage "
+                                                        "removal, as published)")
     parser.add_argument("--clusters", help="MMseqs2 cluster table (representative, member), when "
                                            "the corpus was clustered")
     parser.add_argument("--filter", required=True, help="counts JSON of `rnaret filter`")
@@ -61,19 +63,23 @@ def leakage_rows(leakage: dict) -> list[dict]:
                         f"per split: {per_split}")]
 
 
-def summary_rows(normalize: dict, dup_removed: int, leakage: dict, filt: dict, manifests: list[dict],
-                 clusters: tuple[int, int] | None = None):
+def summary_rows(normalize: dict, dup_removed: int | None, leakage: dict | None, filt: dict,
+                 manifests: list[dict], clusters: tuple[int, int] | None = None):
     """Rows (dicts over COLUMNS) of the stage table, in pipeline order; ``clusters``: (records,
-    clusters) of the optional clustering stage."""
+    clusters) of the optional clustering stage. ``dup_removed`` and ``leakage`` None: the corpus
+    went from normalize to the filter (the published corpus: nothing removed), no such rows."""
     rows = [dict(stage="normalize", records_in=normalize["records_in"], records_out=normalize["records_out"],
                  nucleotides_in=normalize["nucleotides_in"], nucleotides_out=normalize["nucleotides_out"],
                  detail=f"records written in U: {normalize['records_with_U']}; with non-ACGTU letters: "
-                        f"{normalize['records_with_non_ACGTU']}; duplicate ids: {normalize['duplicate_ids']}"),
-            dict(stage="dedupe", records_in=normalize["records_out"],
-                 records_out=normalize["records_out"] - dup_removed,
-                 nucleotides_in=normalize["nucleotides_out"], nucleotides_out=leakage["nucleotides_in"],
-                 detail="seqkit rmdup -s -i -P after U->T"),
-            *leakage_rows(leakage)]
+                        f"{normalize['records_with_non_ACGTU']}; duplicate ids: {normalize['duplicate_ids']}")]
+    if (dup_removed is None) != (leakage is None):
+        raise ValueError("the dedupe and leakage counts come together (or neither, for the published corpus)")
+    if leakage is not None:
+        rows += [dict(stage="dedupe", records_in=normalize["records_out"],
+                      records_out=normalize["records_out"] - dup_removed,
+                      nucleotides_in=normalize["nucleotides_out"], nucleotides_out=leakage["nucleotides_in"],
+                      detail="seqkit rmdup -s -i -P after U->T"),
+                 *leakage_rows(leakage)]
     if clusters is not None:
         rows.append(dict(stage="cluster", records_in=clusters[0], records_out=clusters[1],
                          nucleotides_in=leakage["nucleotides_out"], nucleotides_out=filt["nucleotides_in"],
@@ -83,16 +89,22 @@ def summary_rows(normalize: dict, dup_removed: int, leakage: dict, filt: dict, m
                      records_removed=filt["too_short"] + filt["long_dropped"],
                      nucleotides_in=filt["nucleotides_in"], nucleotides_out=filt["nucleotides_out"],
                      detail=f"too short: {filt['too_short']}; long: {filt['long']} "
-                            f"({filt['policy']['long']}: {filt['windows_written']} windows)"))
+                            f"({filt['policy']['long']}: " + (
+                                f"{filt.get('long_cut', 0)} cut to {filt['policy']['max_length']} nt, "
+                                f"{filt.get('nucleotides_cut', 0)} nt cut off)" if filt['policy']['long'] == "cut"
+                                else f"{filt['windows_written']} windows)")))
     for m in manifests:
         splits = m["splits"]
+        # valid_from_train: the validation records are train records too, counted once
+        written = ["train"] if m["shards"].get("valid_from_train") else list(splits)
         rows.append(dict(stage=f"shard k{m['k']}", records_in=filt["records_out"],
-                         records_out=sum(s["records"] for s in splits.values()),
+                         records_out=sum(splits[s]["records"] for s in written),
                          nucleotides_in=filt["nucleotides_out"],
-                         nucleotides_out=sum(s["nucleotides"] for s in splits.values()),
+                         nucleotides_out=sum(splits[s]["nucleotides"] for s in written),
                          detail="; ".join(f"{name}: {s['records']} records, {s['tokens']} tokens, "
                                           f"{len(s['files'])} shards, {s['unk_tokens']} UNK"
-                                          for name, s in splits.items())))
+                                          for name, s in splits.items())
+                         + ("; valid records are also in train (nothing held out)" if len(written) == 1 else "")))
     for row in rows:
         row.setdefault("records_removed", row["records_in"] - row["records_out"])
     return rows
@@ -112,14 +124,18 @@ def download_row(download: dict, release: str, normalize: dict) -> dict:
 
 def run(args) -> int:
     from rnaret.io.atomic import atomic_open
+    from rnaret.io.errors import InputError
 
     def load(path):
         return json.loads(Path(path).read_text(encoding="utf-8"))
 
     manifests = [load(Path(p) / "manifest.json") for p in args.shards]
     normalize = load(args.normalize)
-    rows = summary_rows(normalize, duplicates_removed(args.dup_num), load(args.leakage),
-                        load(args.filter), manifests,
+    if (args.dup_num is None) != (args.leakage is None):
+        raise InputError(args.dup_num or args.leakage, "--dup-num and --leakage come together (neither: the "
+                                                       "published corpus, nothing removed)")
+    rows = summary_rows(normalize, None if args.dup_num is None else duplicates_removed(args.dup_num),
+                        None if args.leakage is None else load(args.leakage), load(args.filter), manifests,
                         cluster_counts(args.clusters) if args.clusters else None)
     if args.download or args.release:
         rows.insert(0, download_row(load(args.download) if args.download else {}, args.release, normalize))

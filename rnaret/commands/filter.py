@@ -1,4 +1,4 @@
-"""`rnaret filter`: apply the length policy (minimum length; long sequences kept, split or dropped)."""
+"""`rnaret filter`: apply the length policy (minimum length; long sequences kept, split, dropped or cut)."""
 from __future__ import annotations
 
 HELP = "apply the length policy to a FASTA corpus (windows 'id/start-end' for long sequences)"
@@ -9,7 +9,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("-o", "--output", required=True, help="output FASTA (.gz: gzipped)")
     parser.add_argument("--min-length", type=int, default=10)
     parser.add_argument("--max-length", type=int, default=2000)
-    parser.add_argument("--long", choices=("keep", "split", "drop"), default="split")
+    parser.add_argument("--long", choices=("keep", "split", "drop", "cut"), default="split",
+                        help="sequences longer than --max-length: kept, split into windows, dropped, or cut "
+                             "to their first --max-length nt (counted)")
     parser.add_argument("--window", type=int, default=None, help="window length (default: max length)")
     parser.add_argument("--overlap", type=int, default=200)
     parser.add_argument("--counts", help="write the stage counts (JSON) here")
@@ -24,6 +26,6 @@ def run(args) -> int:
     policy = LengthPolicy(args.min_length, args.max_length, args.long, args.window, args.overlap)
     c = apply_length_policy(args.input, args.output, policy, args.counts)
     print(f"filter: {c['records_in']} in, {c['too_short']} too short, {c['long']} longer than "
-          f"{policy.max_length} ({args.long}: {c['windows_written']} windows), {c['records_out']} out",
-          flush=True)
+          f"{policy.max_length} ({args.long}: {c['windows_written']} windows, {c['long_cut']} cut), "
+          f"{c['records_out']} out", flush=True)
     return 0

@@ -40,11 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overrides", default=None,
                         help="a JSON object of config fields to override (what the pipeline rule passes)")
     from rnaret.device import add_device_argument
-    from rnaret.precision import add_precision_argument
+    from rnaret.precision import TRAINING_PRECISIONS, add_precision_argument
 
     add_device_argument(parser)
     # None: the config's precision field (auto unless --set/--overrides say otherwise)
-    add_precision_argument(parser, default=None)
+    add_precision_argument(parser, default=None, choices=TRAINING_PRECISIONS)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--restart", action="store_true",
                         help="delete OUT/train and start over instead of resuming (a run folder started "

@@ -13,6 +13,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("-k", "--k", type=int, required=True, choices=(1, 3, 5))
     parser.add_argument("--tokens-per-shard", type=int, default=50_000_000)
     parser.add_argument("--valid-fraction", type=float, default=0.01)
+    parser.add_argument("--valid-from-train", action="store_true",
+                        help="hold nothing out: the records drawn for validation stay in train as well")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run-tokens", type=int, default=8_000_000,
                         help="tokens held in memory per sorted run (bounds memory)")
@@ -31,7 +33,8 @@ def run(args) -> int:
     policy = json.loads(Path(args.policy).read_text(encoding="utf-8")) if args.policy else {}
     manifest = write_shards(args.input, args.output, args.k, tokens_per_shard=args.tokens_per_shard,
                             valid_fraction=args.valid_fraction, seed=args.seed,
-                            run_tokens=args.run_tokens, provenance=provenance, policy=policy)
+                            run_tokens=args.run_tokens, provenance=provenance, policy=policy,
+                            valid_from_train=args.valid_from_train)
     for split, info in manifest["splits"].items():
         print(f"shard k={args.k} {split}: {info['records']} records, {info['tokens']} tokens in "
               f"{len(info['files'])} shards, {info['unk_tokens']} UNK tokens, "

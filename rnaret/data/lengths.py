@@ -2,7 +2,9 @@
 
 ``long``: ``keep`` (whole, however long), ``split`` (overlapping windows of ``window`` nt with
 ``overlap`` nt shared by neighbours, the last window ending at the sequence's end, ids
-``<id>/<start>-<end>`` 1-based inclusive), or ``drop`` (counted). Nothing is ever cut silently.
+``<id>/<start>-<end>`` 1-based inclusive), ``drop`` (counted), or ``cut`` (the first
+``max_length`` nt kept under the record's own header, the rest counted: what the published
+``pretrain.py`` reads of each record, ``str(record.seq)[:max_len]``). Nothing is ever cut silently.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from rnaret.data.corpus import fasta_writer, write_counts
 from rnaret.data.progress import progress
 from rnaret.io.fasta import read_fasta
 
-LONG_POLICIES = ("keep", "split", "drop")
+LONG_POLICIES = ("keep", "split", "drop", "cut")
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ def apply_length_policy(source, output, policy: LengthPolicy, counts_path=None, 
                         show_progress: bool = True) -> dict:
     """Stream ``source`` FASTA to ``output`` under ``policy``; return (and write) the counts."""
     c = dict(records_in=0, nucleotides_in=0, too_short=0, long=0, long_kept=0, long_split=0,
-             long_dropped=0, windows_written=0, records_out=0, nucleotides_out=0)
+             long_dropped=0, long_cut=0, nucleotides_cut=0, windows_written=0, records_out=0, nucleotides_out=0)
     with fasta_writer(output) as out:
         for record in progress(read_fasta(source, duplicate_ids="ignore"), desc="filter",
                                disable=not show_progress):
@@ -92,6 +94,10 @@ def apply_length_policy(source, output, policy: LengthPolicy, counts_path=None, 
                     pieces = [(f"{record.id}/{a + 1}-{b}{rest}", seq[a:b])
                               for a, b in windows(n, policy.window_size, policy.overlap)]
                     c["windows_written"] += len(pieces)
+                elif policy.long == "cut":
+                    c["long_cut"] += 1
+                    c["nucleotides_cut"] += n - policy.max_length
+                    pieces = [(record.description, seq[:policy.max_length])]
                 else:
                     c["long_kept"] += 1
             for header, piece in pieces:

@@ -220,12 +220,15 @@ class _SplitWriter:
 def write_shards(fasta, out_dir, k: int, *, tokens_per_shard: int = 50_000_000,
                  valid_fraction: float = 0.01, seed: int = 0, run_tokens: int = 8_000_000,
                  provenance: dict | None = None, policy: dict | None = None,
-                 show_progress: bool = True) -> dict:
+                 valid_from_train: bool = False, show_progress: bool = True) -> dict:
     """Tokenize ``fasta`` at ``k`` and write the shard folder ``out_dir`` (atomically).
 
     In: a FASTA file (plain/gz; records already filtered), k in (1, 3, 5), shard size in tokens,
     the fraction of source sequences held out for validation and the seed of that split and of
-    the tie order. Out: the manifest dict (also written to ``out_dir/manifest.json``).
+    the tie order. ``valid_from_train``: nothing is held out; the records drawn for validation
+    are written to train as well (the published pretraining trains on every record: the
+    validation loss then monitors records that are trained on). Out: the manifest dict (also
+    written to ``out_dir/manifest.json``).
     Non-ACGTU letters are kept; their k-mers become UNK tokens, and both are counted.
     """
     if tokens_per_shard < 1 or run_tokens < 1:
@@ -244,16 +247,17 @@ def write_shards(fasta, out_dir, k: int, *, tokens_per_shard: int = 50_000_000,
             seq = record.sequence
             tokens = encode(seq, k)
             split = assign_split(record.id, valid_fraction, seed)
-            st = stats[split]
             n = int(tokens.size)
-            st["records"] += 1
-            st["tokens"] += n
-            st["nucleotides"] += len(seq)
-            st["unk_tokens"] += int(np.count_nonzero(tokens == UNK))
-            st["non_acgtu_letters"] += len(seq) - sum(seq.count(c) for c in _ACGTU)
-            st["min_length"] = n if st["min_length"] is None else min(st["min_length"], n)
-            st["max_length"] = n if st["max_length"] is None else max(st["max_length"], n)
-            writers[split].add(n, id_hash(f"{seed}:{record.id}"), record.id.encode(), tokens)
+            for split in ("train", "valid") if valid_from_train and split == "valid" else (split,):
+                st = stats[split]
+                st["records"] += 1
+                st["tokens"] += n
+                st["nucleotides"] += len(seq)
+                st["unk_tokens"] += int(np.count_nonzero(tokens == UNK))
+                st["non_acgtu_letters"] += len(seq) - sum(seq.count(c) for c in _ACGTU)
+                st["min_length"] = n if st["min_length"] is None else min(st["min_length"], n)
+                st["max_length"] = n if st["max_length"] is None else max(st["max_length"], n)
+                writers[split].add(n, id_hash(f"{seed}:{record.id}"), record.id.encode(), tokens)
         for writer in writers.values():
             writer.flush()
         with atomic_dir(out_dir) as tmp:
@@ -275,7 +279,9 @@ def write_shards(fasta, out_dir, k: int, *, tokens_per_shard: int = 50_000_000,
                 "provenance": provenance or {},
                 "policy": policy or {},
                 "shards": {"tokens_per_shard": tokens_per_shard, "valid_fraction": valid_fraction,
-                           "seed": seed, "split_by": "blake2b(seed:source id) < valid_fraction"},
+                           "seed": seed, "split_by": "blake2b(seed:source id) < valid_fraction",
+                           # only when set: the manifests of held-out shards stay as they were
+                           **({"valid_from_train": True} if valid_from_train else {})},
                 "splits": stats,
             }
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import shlex
 from typing import Any, Mapping
@@ -37,7 +38,23 @@ FINETUNE_TASKS = ("interaction", "coding", "structure")  # the order of the fine
 REPORT_TASKS = ("structure", "interaction", "coding")  # the order of the tables' inputs
 PRETRAINED_MODEL = r"(rnaret|transformer)-k[135]"
 TRAINED_MODEL = rf"{PRETRAINED_MODEL}|onehot"
-PUBLISHED_MODEL = r"published-k[135]"
+# a released fine-tuned file, evaluated as released-NAME (NAME: its finetune.<task>.released key)
+RELEASED_MODEL = r"released-[A-Za-z0-9_.]+"
+# rnaret: this project's corrected protocol; published: what the published scripts compute
+PROTOCOLS = ("rnaret", "published")
+# One evaluation (and its fine-tuned checkpoint/) under the run's protocol: the contract path.
+EVALUATION_DIR = "results/{task}/{dataset}/{model}"
+# The same evaluation under another protocol of compare_protocols: its own tree, so that the
+# contract path always means one evaluation under the run's protocol.
+PROTOCOL_EVALUATION_DIR = "results/protocols/{protocol}/{task}/{dataset}/{model}"
+# the logs of those jobs, in the same layout
+EVALUATION_LOG_DIR = "logs/{task}/{dataset}/{model}"
+PROTOCOL_EVALUATION_LOG_DIR = "logs/protocols/{protocol}/{task}/{dataset}/{model}"
+_PUBLISHED_REPLACED = (
+    "the form `published: {{k1: FILE}}` evaluated a released file on every test split of the task; "
+    "write each released file as an entry with the datasets it was trained for instead: "
+    "finetune.{task}.released: {{NAME: {{file: FILE, datasets: [DATASET, ...]}}}} (evaluated as the "
+    "model released-NAME; docs/protocol-pipeline.md), and remove published-k* from finetune.{task}.models")
 ONEHOT = "onehot"
 # Snakemake starts the ready jobs of highest priority first (ties: larger inputs first). The
 # corpus stages gate every pretraining and the pretrainings gate most fine-tunes, so they go
@@ -54,7 +71,8 @@ RESERVED_OVERRIDES = {"k": "the model name (rnaret-k{k})", "architecture": "the 
 
 
 def model_k(model: str) -> int | None:
-    """The k of a model name (``rnaret-k5`` -> 5, ``published-k1`` -> 1); None for ``onehot``."""
+    """The k of a model name (``rnaret-k5`` -> 5, ``transformer-k1`` -> 1); None for ``onehot``
+    and released files."""
     match = re.fullmatch(r".+-k([135])", model)
     return int(match.group(1)) if match else None
 
@@ -70,8 +88,20 @@ def pretrain_checkpoint(model: str) -> str:
 
 
 def evaluation_dir(task: str, dataset: str, model: str) -> str:
-    """results/{task}/{dataset}/{model}: one evaluation (the results layout: README.md)."""
-    return f"results/{task}/{dataset}/{model}"
+    """results/{task}/{dataset}/{model}: one evaluation under the run's protocol (the results
+    layout: README.md; :data:`EVALUATION_DIR`)."""
+    return EVALUATION_DIR.format(task=task, dataset=dataset, model=model)
+
+
+def released_model(name: str) -> str:
+    """The model name of the released file of ``finetune.<task>.released.NAME``."""
+    return f"released-{name}"
+
+
+def job_protocol(wildcards, plan: "Plan") -> str:
+    """The protocol of a fine-tuning or evaluation job: its ``protocol`` wildcard (the rules of
+    :data:`PROTOCOL_EVALUATION_DIR`), else the run's."""
+    return getattr(wildcards, "protocol", None) or plan.protocol
 
 
 def _join(args) -> str:
@@ -91,6 +121,7 @@ class Plan:
         self.datasets: dict[str, dict[str, Dataset]] = resolve_datasets(self.config)
         self.code_version = __version__
         self.precision = self.config.get("precision", "auto")
+        self.protocol = self.config.get("protocol", "rnaret")
         self._pretrain_configs: dict[str, dict] = {}
         # the site's SLURM values (rnaret.slurm_resources): every job's partition, GPU request, account
         try:
@@ -176,6 +207,48 @@ class Plan:
             raise SettingsError(key_path("datasets", task, name), f"has no {split!r} split")
         return dataset.splits[split]
 
+    # ------------------------------------------------------------------ protocols
+
+    def protocols(self) -> list[str]:
+        """The run's protocol, then those of ``compare_protocols``: each fine-tunes and evaluates
+        every evaluation of the run."""
+        return [self.protocol] + [p for p in self.config.get("compare_protocols") or [] if p != self.protocol]
+
+    def _check_protocols(self) -> None:
+        for protocol in [self.protocol, *(self.config.get("compare_protocols") or [])]:
+            if protocol not in PROTOCOLS:
+                raise SettingsError("protocol", f"unknown protocol {protocol!r} (known: {', '.join(PROTOCOLS)})")
+        if self.protocol in (self.config.get("compare_protocols") or []):
+            raise SettingsError("compare_protocols", f"{self.protocol} is the run's protocol already (key protocol); "
+                                                     "list only the other protocols here")
+
+    def compared_protocols(self) -> list[str]:
+        """The protocols of ``compare_protocols`` (their jobs write :data:`PROTOCOL_EVALUATION_DIR`)."""
+        return self.protocols()[1:]
+
+    def protocol_pattern(self) -> str:
+        """A wildcard constraint matching exactly the compared protocols (none: matches nothing)."""
+        return "|".join(re.escape(p) for p in self.compared_protocols()) or "(?!)"
+
+    def evaluation_dir(self, task: str, dataset: str, model: str, protocol: str | None = None) -> str:
+        """The folder of one evaluation (and of its fine-tuned checkpoint/) under ``protocol``:
+        :data:`EVALUATION_DIR` for the run's protocol (None), :data:`PROTOCOL_EVALUATION_DIR` for
+        another."""
+        if protocol is None or protocol == self.protocol:
+            return evaluation_dir(task, dataset, model)
+        return PROTOCOL_EVALUATION_DIR.format(protocol=protocol, task=task, dataset=dataset, model=model)
+
+    @staticmethod
+    def evaluation_out(wildcards, output) -> str:
+        """``--out`` of an evaluation: the folder of its metrics.tsv."""
+        return os.path.dirname(output.metrics)
+
+    def protocol_precision(self, protocol: str) -> str:
+        """``--precision`` of a fine-tuning or evaluation under ``protocol``: fp32 under
+        ``published`` (the published scripts fine-tune and evaluate in float32), else the
+        top-level ``precision``."""
+        return "fp32" if protocol == "published" else self.precision
+
     # ------------------------------------------------------------------ data stages
 
     @property
@@ -248,7 +321,10 @@ class Plan:
                 "--max-evalue", leakage["max_evalue"]]
 
     def leakage_report_targets(self) -> list[str]:
-        """The leakage figure and the closest removed pairs (when the corpus is built)."""
+        """The leakage figure and the closest removed pairs (when the corpus is built with the
+        leakage stage: not for the published corpus)."""
+        if self.published_corpus():
+            return []
         return [f"{CORPUS}/leakage.png", f"{CORPUS}/leakage_closest.tsv"]
 
     def homology_datasets(self) -> list[tuple[str, str]]:
@@ -304,17 +380,44 @@ class Plan:
             raise SettingsError("dedupe.cluster_identity", "is null: the corpus is not clustered")
         return _join(["--min-seq-id", identity, "-c", 0.8, "--cov-mode", 0])
 
+    def published_corpus(self) -> bool:
+        """Whether the corpus is built as the published ``pretrain.py`` reads it (``protocol:
+        published``): every record of the download, each cut to its first
+        ``length_policy.max_length`` nt (its ``-l``), nothing removed (no dedupe, no leakage
+        removal, no clustering, no length filter, no windows) and nothing held out."""
+        return self.protocol == "published"
+
     def filter_input(self) -> str:
-        """What the length filter reads: the cluster representatives, or the leakage stage's output."""
+        """What the length filter reads: the normalized corpus (the published corpus), the
+        cluster representatives, or the leakage stage's output."""
+        if self.published_corpus():
+            return f"{CORPUS}/normalized.fa.gz"
         return f"{CORPUS}/clustered.fa" if self.clustered() else f"{CORPUS}/no_leakage.fa.gz"
 
     def cluster_tables(self, wildcards=None) -> list[str]:
         """The cluster table the summary counts, when the corpus is clustered."""
-        return [f"{CORPUS}/clusters.tsv"] if self.clustered() else []
+        return [f"{CORPUS}/clusters.tsv"] if self.clustered() and not self.published_corpus() else []
+
+    def _removal_counts(self) -> dict:
+        # option of `rnaret corpus-summary` -> the counts of a stage that removes records
+        if self.published_corpus():
+            return {}
+        return {"--dup-num": f"{CORPUS}/duplicates.txt", "--leakage": f"{CORPUS}/leakage.json"}
+
+    def removal_counts(self, wildcards=None) -> list[str]:
+        """The counts of the dedupe and leakage stages the summary reads (none for the
+        published corpus, which skips them)."""
+        return list(self._removal_counts().values())
 
     def filter_args(self, wildcards=None) -> str:
-        """`rnaret filter` options from ``length_policy`` (window null = max_length)."""
+        """`rnaret filter` options from ``length_policy`` (window null = max_length); for the
+        published corpus every record cut to its first ``max_length`` nt, none dropped (an empty
+        record, which the published script cannot mask, is the one record the minimum 1 drops,
+        counted)."""
         policy = self.config["length_policy"]
+        if self.published_corpus():
+            return _join(["--min-length", 1, "--max-length", policy["max_length"], "--long", "cut",
+                          "--window", policy["max_length"], "--overlap", 0])
         window = policy.get("window") or policy["max_length"]
         return _join(["--min-length", policy["min_length"], "--max-length", policy["max_length"],
                       "--long", policy["long"], "--window", window, "--overlap", policy["overlap"]])
@@ -322,8 +425,9 @@ class Plan:
     def shard_args(self, wildcards=None) -> str:
         """`rnaret shard` options from ``shards`` (the k is the job's wildcard)."""
         shards = self.config["shards"]
+        held_out = ["--valid-from-train"] if self.published_corpus() else []
         return _join(["--tokens-per-shard", shards["tokens_per_shard"], "--run-tokens", shards["run_tokens"],
-                      "--valid-fraction", shards["valid_fraction"], "--seed", shards["seed"]])
+                      "--valid-fraction", shards["valid_fraction"], "--seed", shards["seed"], *held_out])
 
     def shard_mem_mb(self) -> int:
         """Memory of a shard job: sorted runs and one shard buffer (2 bytes a token), whatever the
@@ -332,10 +436,12 @@ class Plan:
         return 1000 + (shards["run_tokens"] * 40 + shards["tokens_per_shard"] * 2) // 1_000_000
 
     def summary_args(self, wildcards=None) -> str:
-        """`rnaret corpus-summary` options set by the config: the corpus release label, and the
-        cluster table when the corpus is clustered."""
+        """`rnaret corpus-summary` options set by the config: the corpus release label, the
+        counts of the dedupe and leakage stages when they ran, and the cluster table when the
+        corpus is clustered."""
         clusters = [a for path in self.cluster_tables() for a in ("--clusters", path)]
-        return _join(["--release", self.corpus.get("release", ""), *clusters])
+        removals = [a for option, path in self._removal_counts().items() for a in (option, path)]
+        return _join(["--release", self.corpus.get("release", ""), *removals, *clusters])
 
     def shard_ks(self) -> list[int]:
         """The k of every shard folder the data stages build (``shards.k``)."""
@@ -361,7 +467,8 @@ class Plan:
 
     def pretrain_config(self, model: str) -> dict:
         """The full ``PretrainConfig`` (as a dict) of a model: ``pretrain.preset`` at its k,
-        ``pretrain.overrides``, the architecture of its name and the top-level precision."""
+        ``pretrain.overrides``, the architecture of its name and the precision of the protocol
+        (``pretrain_precision``)."""
         if model not in self._pretrain_configs:
             from rnaret.train.config import parse_model_name, preset
 
@@ -375,11 +482,17 @@ class Plan:
                     raise SettingsError(key_path("pretrain", "overrides", name), f"set by {owner}, not here")
             try:
                 config = preset(self.config["pretrain"]["preset"], k, **overrides,
-                                architecture=architecture, precision=self.precision)
+                                architecture=architecture, precision=self.pretrain_precision())
             except (ValueError, TypeError) as exc:
                 raise SettingsError("pretrain.overrides", str(exc)) from None
             self._pretrain_configs[model] = config.to_dict()
         return copy.deepcopy(self._pretrain_configs[model])
+
+    def pretrain_precision(self) -> str:
+        """``--precision`` of the pretraining: under ``protocol: published`` fp16 (float16
+        autocast and a gradient scaler on CUDA, fp32 on the CPU: what the published pretrain.py
+        does), else the top-level ``precision``."""
+        return "fp16" if self.protocol == "published" else self.precision
 
     def _pretrain_model(self, wildcards) -> str:
         model = wildcards.model
@@ -397,7 +510,7 @@ class Plan:
         model = self._pretrain_model(wildcards)
         return _join(["--model", model, "--config-preset", self.config["pretrain"]["preset"],
                       "--overrides", _json(self.pretrain_config(model)),
-                      "--device", self.device("pretrain"), "--precision", self.precision])
+                      "--device", self.device("pretrain"), "--precision", self.pretrain_precision()])
 
     @staticmethod
     def pretrain_nproc(wildcards, resources) -> int:
@@ -450,20 +563,31 @@ class Plan:
             layers.update((block.get("model_settings") or {}).get(model) or {})
         return layers
 
-    def finetune_settings(self, task: str, model: str | None) -> dict:
-        """Every task setting of a (task, model) run, as the run uses them."""
-        from rnaret.tasks.settings import resolve_task_settings
+    def finetune_settings(self, task: str, model: str | None, protocol: str | None = None) -> dict:
+        """Every task setting of a (task, model) run, as the run uses them; under ``protocol``
+        (where the task settings name one: ``protocol`` in ``COMMON_SETTINGS``) resolved with
+        that protocol's settings under the config's own, the k kept at the config's (the model's
+        k: a protocol changes what is computed, not which model runs)."""
+        from rnaret.tasks.settings import COMMON_SETTINGS, resolve_task_settings
 
         try:
             resolved = resolve_task_settings(task, self.finetune_layers(task, None))
         except ValueError as exc:
             raise SettingsError(key_path("finetune", task, "settings"), str(exc)) from None
-        if model is None:
+        key = key_path("finetune", task, "settings")
+        if model is not None:
+            key = key_path("finetune", task, "model_settings", model)
+            try:
+                resolved = resolve_task_settings(task, self.finetune_layers(task, model))
+            except ValueError as exc:
+                raise SettingsError(key, str(exc)) from None
+        if protocol is None or "protocol" not in COMMON_SETTINGS:
             return resolved
+        layers = {**self.finetune_layers(task, model), "protocol": protocol, "k": resolved["k"]}
         try:
-            return resolve_task_settings(task, self.finetune_layers(task, model))
+            return resolve_task_settings(task, layers)
         except ValueError as exc:
-            raise SettingsError(key_path("finetune", task, "model_settings", model), str(exc)) from None
+            raise SettingsError(key, f"under the {protocol} protocol: {exc}") from None
 
     def finetune_init(self, model: str) -> FileRef | None:
         """What a fine-tuning starts from: the model's pretraining checkpoint, or its released
@@ -493,7 +617,8 @@ class Plan:
         return inputs
 
     def finetune_args(self, wildcards) -> str:
-        """`rnaret finetune` options: task, init, splits, every resolved setting, device, precision."""
+        """`rnaret finetune` options: task, init, splits, every resolved setting, the job's
+        protocol, device, precision."""
         task, model = wildcards.task, wildcards.model
         dataset = self._finetune_dataset(wildcards)
         init = self.finetune_init(model)
@@ -501,73 +626,99 @@ class Plan:
         for split in ("train", "valid"):
             if split in dataset.splits:
                 args += ["--split", dataset.splits[split].argument()]
-        args += ["--settings", _json(self.finetune_settings(task, model)),
-                 "--device", self.device("finetune"), "--precision", self.precision]
+        protocol = job_protocol(wildcards, self)
+        args += ["--settings", _json(self.finetune_settings(task, model, protocol)), "--protocol", protocol,
+                 "--device", self.device("finetune"), "--precision", self.protocol_precision(protocol)]
         return _join(args)
 
     # ------------------------------------------------------------------ evaluation
 
-    def published_checkpoint(self, task: str, model: str) -> FileRef:
-        """The released fine-tuned file of ``published-k{k}`` (``finetune.<task>.published.k{k}``)."""
-        key = f"k{model_k(model)}"
-        value = (self.config["finetune"][task].get("published") or {}).get(key)
-        if value is None:
-            raise SettingsError(key_path("finetune", task, "published", key),
-                                f"{model} is listed in finetune.{task}.models: set it to a released fine-tuned .pth")
-        return resolve_file(value, key_path("finetune", task, "published", key), self.archives)
+    def released(self, task: str) -> dict[str, dict]:
+        """The released fine-tuned files of a task (``finetune.<task>.released``): model name
+        (``released-NAME``) -> ``{"key", "file": FileRef, "datasets", "settings"}``. Raises
+        ``SettingsError`` for the former ``published:`` form and for a dataset that is not one
+        of the task's test sets, naming the key."""
+        block = self.config["finetune"][task]
+        if block.get("published") is not None:
+            raise SettingsError(key_path("finetune", task, "published"), _PUBLISHED_REPLACED.format(task=task))
+        out = {}
+        for name, entry in (block.get("released") or {}).items():
+            key = key_path("finetune", task, "released", name)
+            for i, dataset in enumerate(entry["datasets"]):
+                if dataset not in self.datasets.get(task, {}) or not self.datasets[task][dataset].has("test"):
+                    known = ", ".join(n for n, d in self.datasets.get(task, {}).items() if d.has("test")) or "none"
+                    raise SettingsError(key_path("finetune", task, "released", name, "datasets", i),
+                                        f"no {task} dataset {dataset!r} with a test split (known: {known})")
+            out[released_model(name)] = {"key": key, "file": resolve_file(entry["file"], f"{key}.file", self.archives),
+                                         "datasets": list(entry["datasets"]),
+                                         "settings": dict(entry.get("settings") or {})}
+        return out
 
-    def evaluation_checkpoint(self, task: str, dataset: str, model: str) -> FileRef:
-        """The model an evaluation scores: the checkpoint fine-tuned on the dataset (or on its
-        ``finetuned_on``), or the released fine-tuned file of ``published-k{k}``."""
-        if re.fullmatch(PUBLISHED_MODEL, model):
-            return self.published_checkpoint(task, model)
-        checkpoint = f"{evaluation_dir(task, self.dataset(task, dataset).source, model)}/checkpoint"
+    def evaluation_checkpoint(self, task: str, dataset: str, model: str, protocol: str | None = None) -> FileRef:
+        """The model an evaluation under ``protocol`` (None: the run's) scores: the checkpoint
+        fine-tuned under that protocol on the dataset (or on its ``finetuned_on``), or a released
+        fine-tuned file (``released-NAME``)."""
+        if re.fullmatch(RELEASED_MODEL, model):
+            return self.released(task)[model]["file"]
+        checkpoint = f"{self.evaluation_dir(task, self.dataset(task, dataset).source, model, protocol)}/checkpoint"
         return FileRef(path=checkpoint, depends=checkpoint)
 
     def evaluate_inputs(self, wildcards) -> dict:
         """The model to evaluate and the test file."""
         task, dataset, model = wildcards.task, wildcards.dataset, wildcards.model
-        return {"checkpoint": self.evaluation_checkpoint(task, dataset, model).depends,
+        return {"checkpoint": self.evaluation_checkpoint(task, dataset, model, job_protocol(wildcards, self)).depends,
                 "test": self.split(task, dataset, "test").input}
 
     def evaluate_args(self, wildcards) -> str:
-        """`rnaret evaluate` options: checkpoint, task, test split, device, precision; for a
-        released file (built from the settings, not from a checkpoint folder) every resolved
-        setting of that model."""
+        """`rnaret evaluate` options: checkpoint, task, test split, protocol, device, precision;
+        for a released file (a .pth, not a checkpoint folder) the task's resolved settings with
+        the entry's own over them, without k (the command reads the k from the file)."""
         task, dataset, model = wildcards.task, wildcards.dataset, wildcards.model
-        args = ["--checkpoint", self.evaluation_checkpoint(task, dataset, model).path, "--task", task,
+        protocol = job_protocol(wildcards, self)
+        args = ["--checkpoint", self.evaluation_checkpoint(task, dataset, model, protocol).path, "--task", task,
                 "--split", self.split(task, dataset, "test").argument()]
-        if re.fullmatch(PUBLISHED_MODEL, model):
-            settings = self.finetune_settings(task, model)
-            settings["k"] = model_k(model)
-            args += ["--settings", _json(settings)]
-        args += ["--device", self.device("finetune"), "--precision", self.precision]
+        if re.fullmatch(RELEASED_MODEL, model):
+            entry = self.released(task)[model]
+            settings = self.finetune_settings(task, None, protocol)
+            if "k" not in entry["settings"]:
+                settings.pop("k", None)
+            args += ["--settings", _json({**settings, **entry["settings"]})]
+        args += ["--protocol", protocol, "--device", self.device("finetune"),
+                 "--precision", self.protocol_precision(protocol)]
         return _join(args)
 
     def _plan_evaluations(self) -> list[tuple[str, str, str]]:
-        """(task, dataset, model) of every evaluation of ``finetune.<task>.models``: a dataset
-        with a test split counts when it (or its ``finetuned_on``) has a train split, and for the
-        published-k{k} models always. Model-major order within a task, as the targets list them."""
+        """(task, dataset, model) of every evaluation: each model of ``finetune.<task>.models`` on
+        each dataset with a test split whose own (or ``finetuned_on``) dataset has a train split,
+        then each released file on the datasets of its entry. Model-major order within a task, as
+        the targets list them. The same evaluations run under every protocol of the run."""
+        self._check_protocols()
         out = []
         for task in FINETUNE_TASKS:
-            for model in self.config["finetune"][task]["models"]:
-                published = re.fullmatch(PUBLISHED_MODEL, model)
-                if published:
-                    self.published_checkpoint(task, model)
-                elif model != ONEHOT:
+            for i, model in enumerate(self.config["finetune"][task]["models"]):
+                if re.fullmatch(r"published-k[135]", model):
+                    raise SettingsError(key_path("finetune", task, "models", i),
+                                        f"{model} is no longer a model: released files are entries of "
+                                        f"finetune.{task}.released, evaluated without being listed here "
+                                        "(docs/protocol-pipeline.md)")
+                if model != ONEHOT:
                     run_k = self.finetune_settings(task, model)["k"]
                     if model_k(model) != run_k:
                         raise SettingsError(key_path("finetune", task, "models"),
                                             f"{model} is a k={model_k(model)} model but the {task} task is set "
                                             f"to k={run_k} (finetune.{task}.settings.k)")
                 for name, dataset in self.datasets.get(task, {}).items():
-                    if dataset.has("test") and (published or self.datasets[task][dataset.source].trained):
+                    if dataset.has("test") and self.datasets[task][dataset.source].trained:
                         out.append((task, name, model))
+            for model, entry in self.released(task).items():
+                out += [(task, name, model) for name in entry["datasets"]]
         return out
 
     def evaluation_targets(self) -> list[str]:
-        """metrics.tsv of every (task, dataset, model) evaluation, in the targets' order."""
-        return [f"{evaluation_dir(*e)}/metrics.tsv" for e in self._evaluations]
+        """metrics.tsv of every evaluation under every protocol of the run (the run's protocol
+        first), in the targets' order."""
+        return [f"{self.evaluation_dir(*e, protocol)}/metrics.tsv"
+                for protocol in self.protocols() for e in self._evaluations]
 
     # ------------------------------------------------------------------ ViennaRNA
 
@@ -598,18 +749,24 @@ class Plan:
     # ------------------------------------------------------------------ tables and report
 
     def evaluations(self, wildcards=None) -> list[str]:
-        """Every evaluation's metrics.tsv (the models', then ViennaRNA's), grouped by task in
-        structure, interaction, coding order: the tables' inputs (never a glob of results/)."""
-        found = list(dict.fromkeys(self.evaluation_targets() + self.vienna_targets()))
-        return sorted(found, key=lambda t: REPORT_TASKS.index(t.split("/")[1]))
+        """Every evaluation's metrics.tsv (the models' under each protocol of the run, then
+        ViennaRNA's), grouped by task in structure, interaction, coding order: the tables' inputs
+        (never a glob of results/)."""
+        found = [(task, f"{self.evaluation_dir(task, dataset, model, protocol)}/metrics.tsv")
+                 for protocol in self.protocols() for task, dataset, model in self._evaluations]
+        found += [("structure", path) for path in self.vienna_targets()]
+        ordered = sorted(found, key=lambda item: REPORT_TASKS.index(item[0]))
+        return list(dict.fromkeys(path for _task, path in ordered))
 
     def published_results(self) -> str:
         """The TSV of published figures the tables add."""
         return self.config["report"]["published_results"]
 
     def structure_evaluations(self) -> list[tuple[str, str]]:
-        """(dataset, model) of every structure evaluation (ViennaRNA's included)."""
-        return [tuple(t.split("/")[2:4]) for t in self.evaluations() if t.startswith("results/structure/")]
+        """(dataset, model) of every structure evaluation under the run's protocol (ViennaRNA's
+        included): the evaluations the report's structure figures show."""
+        models = [(dataset, model) for task, dataset, model in self._evaluations if task == "structure"]
+        return list(dict.fromkeys(models + [(name, "vienna") for name in self.structure_datasets()]))
 
     def structure_truth(self, wildcards) -> str:
         """The structure dataset's test file (the input of its figures)."""
@@ -689,20 +846,21 @@ class Plan:
     # ------------------------------------------------------------------ the whole plan
 
     def describe(self) -> dict:
-        """The resolved settings of every job the config asks for, JSON-ready: pretraining
-        configs per model, fine-tuning settings and inputs per (task, dataset, model), the
-        evaluations, the splits checked for leakage and the final targets."""
+        """The resolved settings of every job the config asks for, JSON-ready: the protocols
+        (the run's first), pretraining configs per model, fine-tuning settings and inputs per
+        (task, dataset, model), the evaluations (under each protocol), the splits checked for
+        leakage and the final targets."""
         finetunes = {}
         for task, dataset, model in self._evaluations:
             source = self.dataset(task, dataset).source
-            if re.fullmatch(PUBLISHED_MODEL, model) or f"{task}/{source}/{model}" in finetunes:
+            if re.fullmatch(RELEASED_MODEL, model) or f"{task}/{source}/{model}" in finetunes:
                 continue
             init = self.finetune_init(model)
             finetunes[f"{task}/{source}/{model}"] = {
                 "init": ONEHOT if init is None else init.path,
                 "splits": {s: v.entry_value() for s, v in self.dataset(task, source).splits.items() if s != "test"},
-                "settings": self.finetune_settings(task, model)}
-        return {"code_version": self.code_version, "precision": self.precision,
+                "settings": self.finetune_settings(task, model, self.protocol)}
+        return {"code_version": self.code_version, "precision": self.precision, "protocols": self.protocols(),
                 "devices": {stage: self.device(stage) for stage in ("pretrain", "finetune")},
                 "pretrain": {model: self.pretrain_config(model) for model in self.pretrained_models()},
                 "init_from": {m: ref.path for m in self.config["pretrain"].get("init_from") or {}

@@ -27,7 +27,7 @@ from rnaret.model.config import ARCHITECTURES, EncoderConfig
 from rnaret.tokenizer import SUPPORTED_K
 from rnaret.train.schedule import SCHEDULES
 
-from rnaret.precision import PRECISIONS
+from rnaret.precision import TRAINING_PRECISIONS
 
 # fields that do not change what any step computes: a resumed run may change them (the run's
 # fingerprint leaves them out); max_steps joins them when the schedule does not depend on it
@@ -76,7 +76,9 @@ class PretrainConfig:
     checkpoint_every: int = 1_000
     keep_last: int = 3
     log_every: int = 50
-    precision: str = "auto"  # rnaret.precision: auto = bf16 where the device has bf16 matrix units
+    # rnaret.precision: auto = bf16 where the device has bf16 matrix units; fp16 = float16 + a
+    # gradient scaler on CUDA (the published pretraining), fp32 elsewhere
+    precision: str = "auto"
     # robustness and speed (they never change what a step computes)
     max_nonfinite_steps: int = 10  # stop with an error after this many skipped steps in a row
     prefetch: int = 2  # steps whose batches a background thread builds ahead; 0 = build inline
@@ -99,8 +101,8 @@ class PretrainConfig:
             raise ValueError(f"k must be one of {SUPPORTED_K}, got {self.k!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.precision not in TRAINING_PRECISIONS:
+            raise ValueError(f"precision must be one of {TRAINING_PRECISIONS}, got {self.precision!r}")
         for name in ("max_tokens", "accumulate", "eval_every", "checkpoint_every", "keep_last",
                      "log_every", "t0", "max_nonfinite_steps"):
             if getattr(self, name) < 1:

@@ -22,7 +22,8 @@ pins) the next batches; the MLM head runs only at the chosen positions (their fl
 with the batch, computed on the CPU); losses, gradient norms and skipped-step counts are summed
 on the device and read once per metrics row (``rnaret.train.guard``); a step whose loss or
 gradient norm is not finite is skipped on the device. Precision: ``rnaret.precision``
-(``config.precision``: fp32, bf16 autocast, or auto).
+(``config.precision``: fp32, bf16 autocast, auto, or fp16 = float16 autocast with a gradient
+scaler on CUDA, as the published pretraining runs, fp32 on the CPU).
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ from rnaret.io.atomic import atomic_open
 from rnaret.io.errors import InputError
 from rnaret.masking import MaskingConfig, masked_lm_loss
 from rnaret.model.dropout import row_seeds
-from rnaret.precision import autocast, resolve_precision
+from rnaret.precision import FP16, autocast, resolve_precision
 from rnaret.train import checkpointing as ckpt
 from rnaret.train import distributed as dist_utils
 from rnaret.train import fingerprint as fp
@@ -256,6 +257,10 @@ def _pretrain(config, shards, out, ctx, threads, show_progress, restart) -> Pret
     guard = StepGuard(optimizer, params, grad_clip=config.grad_clip,
                       max_consecutive=config.max_nonfinite_steps, device=ctx.device,
                       name="rnaret pretrain")
+    # fp16 (the published pretraining, CUDA only): the loss is scaled before the backward pass
+    # and the gradients unscaled before the guard clips and steps; a step with inf/NaN gradients
+    # is skipped by the guard (as GradScaler.step would) and lowers the scale. Disabled: identity.
+    scaler = torch.amp.GradScaler(ctx.device.type, enabled=precision == FP16)
     stream = BatchStream(effective_lengths(train.lengths, config.max_train_len),
                          config.max_tokens, config.seed, config.max_rows)
     entropy = unigram_entropy(valid, valid_batches, config.k, config.max_train_len, config.seed)
@@ -271,6 +276,8 @@ def _pretrain(config, shards, out, ctx, threads, show_progress, restart) -> Pret
         scheduler.load_state_dict(state["scheduler"])
         stream.restore(state["data"])
         guard.load_state_dict(state["guard"])
+        if scaler.is_enabled() and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         step = int(state["step"])
         rows = list(state["metrics"])
         acc = dict(state["accumulators"])
@@ -305,11 +312,15 @@ def _pretrain(config, shards, out, ctx, threads, show_progress, restart) -> Pret
                 with autocast(ctx.device, precision), row_seeds(model, local.row_keys):
                     loss_sum, _ = mlm_loss(model, local)
                 # the global mean: gradients summed over ranks equal the one-process gradient
-                (loss_sum / max(n_chosen, 1)).backward()
+                scaler.scale(loss_sum / max(n_chosen, 1)).backward()
                 loss_total = loss_total + loss_sum.detach().float()  # on the device: no sync
             global_loss = dist_utils.all_reduce_gradients(params, ctx, extra=loss_total)
             step += 1
+            if scaler.is_enabled():
+                scaler.unscale_(optimizer)
             guard.step(global_loss, n_chosen, step)
+            if scaler.is_enabled():
+                scaler.update()
             scheduler.step()
             acc["chosen"] += n_chosen
             acc["maskable"] += sum(m.global_maskable for m in micro)
@@ -345,6 +356,7 @@ def _pretrain(config, shards, out, ctx, threads, show_progress, restart) -> Pret
                     state = {"step": step, "optimizer": optimizer.state_dict(),
                              "scheduler": scheduler.state_dict(), "data": stream_state, "rng": rng,
                              "metrics": rows, "accumulators": acc, "guard": guard.state_dict(),
+                             **({"scaler": scaler.state_dict()} if scaler.is_enabled() else {}),
                              "world_size": ctx.world_size, "config": config.to_dict()}
                     path = ckpt.save_checkpoint(run_dir, step, model, state, config.keep_last)
                     print(f"rnaret pretrain: checkpoint {path} written (step {step})", file=sys.stderr,

@@ -1,4 +1,4 @@
-"""The length policy: minimum length, long sequences kept, split into windows or dropped."""
+"""The length policy: minimum length, long sequences kept, split into windows, dropped or cut."""
 from __future__ import annotations
 
 import math
@@ -82,7 +82,7 @@ def test_keep_and_drop_policies_never_cut(tmp_path, long, ids):
 
 
 @pytest.mark.parametrize("kwargs, key", [
-    (dict(long="cut"), "long"), (dict(min_length=0), "min_length"), (dict(window=5000), "window"),
+    (dict(long="trim"), "long"), (dict(min_length=0), "min_length"), (dict(window=5000), "window"),
     (dict(overlap=2000), "overlap")])
 def test_bad_policies_name_the_key(kwargs, key):
     with pytest.raises(ValueError, match=key):
@@ -99,3 +99,22 @@ def test_sample_counts_match_an_independent_count(tmp_path, resources):
     assert counts["records_out"] == expected == 17_861
     assert counts["windows_written"] == sum(window_count(n, 2000, 200) for n in lengths if n > 2000) == 3_019
     assert max(len(r.sequence) for r in read_fasta(tmp_path / "out.fa.gz")) == 2000
+
+
+def test_cut_policy_keeps_every_record_cut_to_its_first_max_length_nt(tmp_path, resources):
+    """The published corpus (pretrain.py: ``str(record.seq)[:max_len]``): every record of the
+    bundled sample, in order, under its own header, each its first 2,000 nt; what was cut off is
+    counted."""
+    source = resources / "rnacentral" / "rnacentral_sample.fa.gz"
+    policy = LengthPolicy(min_length=1, max_length=2000, long="cut", overlap=0)
+    counts = apply_length_policy(source, tmp_path / "out.fa.gz", policy, show_progress=False)
+    original = list(read_fasta(source))
+    out = list(read_fasta(tmp_path / "out.fa.gz"))
+    assert [r.description for r in out] == [r.description for r in original]
+    assert [r.sequence for r in out] == [r.sequence[:2000] for r in original]
+    long = [len(r.sequence) for r in original if len(r.sequence) > 2000]
+    assert counts["long"] == counts["long_cut"] == len(long) == 1359  # SOURCE.md
+    assert counts["nucleotides_cut"] == sum(n - 2000 for n in long) > 0
+    assert counts["too_short"] == 0 and counts["windows_written"] == 0
+    assert counts["records_out"] == counts["records_in"] == len(original)
+    assert counts["nucleotides_out"] == counts["nucleotides_in"] - counts["nucleotides_cut"]

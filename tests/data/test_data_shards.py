@@ -177,3 +177,22 @@ def test_sigterm_leaves_no_partial_output(tmp_path, resources):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 128 + signal.SIGTERM
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.fa"]
+
+
+def test_valid_from_train_holds_nothing_out(tmp_path, filtered):
+    """The published corpus: every record in train; the records drawn for validation are also
+    written to valid, so the validation loss watches records that are trained on."""
+    root = tmp_path / "k3"
+    manifest = write_shards(filtered, root, 3, tokens_per_shard=1_000_000, valid_fraction=0.05, seed=7,
+                            run_tokens=300_000, valid_from_train=True, show_progress=False)
+    train, valid = ShardCorpus(root, "train"), ShardCorpus(root, "valid")
+    train_ids = [train.record_id(i) for i in range(len(train))]
+    assert sorted(train_ids) == sorted(r.id for r in read_fasta(filtered))
+    valid_ids = {valid.record_id(i) for i in range(len(valid))}
+    assert valid_ids and valid_ids <= set(train_ids)
+    assert all(assign_split(i, 0.05, 7) == "valid" for i in valid_ids)
+    index = {train.record_id(i): i for i in range(len(train))}
+    for i in range(0, len(valid), 97):
+        assert np.array_equal(valid.tokens(i), train.tokens(index[valid.record_id(i)]))
+    assert manifest["shards"]["valid_from_train"] is True
+    assert manifest["splits"]["train"]["records"] == len(train_ids)

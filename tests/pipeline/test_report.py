@@ -54,7 +54,7 @@ def test_run_writes_tables_and_figures(finished_run):
     assert float(vienna["MFE"]["f1"]) == metrics["f1"] and float(vienna["MEA"]["f1"]) == metrics["mea_f1"]
     assert int(vienna["MFE"]["n"]) == N_STRUCTURES
     assert vienna["MFE"]["source"] == "results/structure/bprna/vienna/metrics.tsv"
-    assert any(r["origin"] == "published" and r["source"] for r in structure)
+    assert any(r["origin"] == "cited" and r["source"] for r in structure)
     index = (finished_run / "results/report/structure/figures.txt").read_text().split()
     assert index == ["results/report/structure/bprna/vienna/f1_distribution.png",
                      "results/report/structure/bprna/vienna/contact_maps.png"]

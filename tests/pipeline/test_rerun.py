@@ -114,3 +114,24 @@ def test_a_test_only_dataset_plans_its_evaluation_and_no_training(run):
 def test_a_report_setting_plans_no_training(run, changes, expected):
     jobs = plan_after(run, changes, "report")
     assert jobs == expected
+
+
+def test_compare_protocols_adds_the_other_protocols_jobs_and_reruns_nothing_of_the_run(run):
+    """The other protocol's fine-tunings and evaluations, in their own tree, from the same
+    pretrained models; none of the run's own jobs (its protocol's results stay as they are)."""
+    jobs = plan_after(run, {"compare_protocols": ["published"]}, "compare_protocols")
+    compared = {(f"{rule}_compared", path.replace("results/", "results/protocols/published/", 1))
+                for rule, path in FINETUNE | EVALUATE}
+    assert jobs == compared | TABLES
+
+
+def test_the_protocol_reruns_the_corpus_pretrainings_and_evaluations(run):
+    """protocol: published: the published corpus (normalize's temporary output rebuilt, the filter
+    cutting instead of splitting, shards holding nothing out), fp16 pretrainings, and every
+    fine-tuning and evaluation under --protocol published; the homology tables stay."""
+    jobs = plan_after(run, {"protocol": "published"}, "protocol")
+    corpus = {("normalize_corpus", "results/corpus/normalized.fa.gz"),
+              ("filter_lengths", "results/corpus/filtered.fa.gz"),
+              ("shard_tokens", "results/shards/k1"), ("shard_tokens", "results/shards/k5"),
+              ("corpus_summary", "results/corpus/summary.tsv")}
+    assert jobs == corpus | PRETRAIN | FINETUNE | EVALUATE | TABLES | STRUCTURE_FIGURES

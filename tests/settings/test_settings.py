@@ -75,7 +75,8 @@ def test_a_partial_config_keeps_the_other_defaults_of_its_block():
     config = validate_config({"pretrain": {"preset": "paper"}, "finetune": {"coding": {"models": ["onehot"]}}})
     assert config["pretrain"]["models"] == validate_config({})["pretrain"]["models"]
     assert config["finetune"]["interaction"]["models"] == ["rnaret-k5", "transformer-k5", "onehot"]
-    assert config["finetune"]["coding"]["published"] == {}
+    assert config["finetune"]["coding"]["released"] == {} and "published" not in config["finetune"]["coding"]
+    assert config["protocol"] == "rnaret" and config["compare_protocols"] == []
 
 
 # ------------------------------------------------------------------ resolved settings per job
@@ -119,20 +120,101 @@ def test_the_default_run_gets_the_settings_its_commands_resolved_before():
         assert plan.finetune_settings(task, "onehot") == get_task(task, {"preset": "laptop"}).settings
 
 
-def test_evaluations_follow_finetuned_on_and_published_files(tmp_path):
-    released = tmp_path / "MirTar_5mer.pth"
-    released.write_bytes(b"x")
-    plan = plan_of({"finetune": {"interaction": {"models": ["rnaret-k5", "published-k5"],
-                                                 "published": {"k5": str(released)}}}})
+def test_evaluations_follow_finetuned_on(tmp_path):
+    plan = plan_of({"finetune": {"interaction": {"models": ["rnaret-k5"]}}})
     indtest = wildcards(task="interaction", dataset="mirtar_indtest", model="rnaret-k5")
     assert plan.evaluate_inputs(indtest) == {"checkpoint": "results/interaction/mirtar/rnaret-k5/checkpoint",
                                              "test": "resources/mirna_target/mirtar_deepmirtar_indtest.tsv"}
-    published = wildcards(task="interaction", dataset="mirtar", model="published-k5")
-    args = plan.evaluate_args(published)
-    assert option(args, "--checkpoint") == str(released)
+
+
+def released_files(tmp_path, *names):
+    paths = []
+    for name in names:
+        paths.append(tmp_path / f"{name}.pth")
+        paths[-1].write_bytes(b"x")
+    return paths
+
+
+def test_released_files_are_evaluated_on_their_own_datasets_only(tmp_path):
+    miraw, indtest_only = released_files(tmp_path, "MirTar_5mer", "Indtest_5mer")
+    plan = plan_of({"finetune": {"interaction": {"models": ["rnaret-k5"], "released": {
+        "MirTar_5mer": {"file": str(miraw), "datasets": ["mirtar", "mirtar_indtest"]},
+        "Indtest_5mer": {"file": str(indtest_only), "datasets": ["mirtar_indtest"],
+                         "settings": {"batch_size": 3}}}}}})
+    targets = [t for t in plan.targets() if t.startswith("results/interaction/")]
+    assert targets == ["results/interaction/mirtar/rnaret-k5/metrics.tsv",
+                       "results/interaction/mirtar_indtest/rnaret-k5/metrics.tsv",
+                       "results/interaction/mirtar/released-MirTar_5mer/metrics.tsv",
+                       "results/interaction/mirtar_indtest/released-MirTar_5mer/metrics.tsv",
+                       "results/interaction/mirtar_indtest/released-Indtest_5mer/metrics.tsv"]
+    job = wildcards(task="interaction", dataset="mirtar", model="released-MirTar_5mer")
+    assert plan.evaluate_inputs(job) == {"checkpoint": str(miraw),
+                                         "test": "resources/mirna_target/mirtar_deepmirtar_miraw.tsv"}
+    args = plan.evaluate_args(job)
+    assert option(args, "--checkpoint") == str(miraw)
     assert option(args, "--split") == "test=resources/mirna_target/mirtar_deepmirtar_miraw.tsv#test"
-    assert json.loads(option(args, "--settings"))["k"] == 5
-    assert "results/interaction/mirtar_indtest/published-k5/metrics.tsv" in plan.targets()
+    settings = json.loads(option(args, "--settings"))
+    assert "k" not in settings and settings == {k: v for k, v in plan.finetune_settings("interaction", None).items()
+                                                if k != "k"}  # the command reads k from the file
+    assert option(args, "--protocol") == "rnaret"
+    own = plan.evaluate_args(wildcards(task="interaction", dataset="mirtar_indtest", model="released-Indtest_5mer"))
+    assert json.loads(option(own, "--settings"))["batch_size"] == 3
+    # a released file is evaluated, never fine-tuned
+    assert not any("released-" in key for key in plan.describe()["finetune"])
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"finetune": {"structure": {"published": {"k1": "RNAStrAlign_1mer.pth"}}}},
+     ["finetune.structure.published", "finetune.structure.released:", "datasets:", "trained for"]),
+    ({"finetune": {"coding": {"models": ["rnaret-k5", "published-k5"]}}},
+     ["finetune.coding.models[1]", "published-k5", "finetune.coding.released"]),
+    ({"finetune": {"coding": {"released": {"lnc_H": {"file": "lnc_H_5mer.pth", "datasets": ["human"]}}}}},
+     ["finetune.coding.released.lnc_H.datasets[0]", "'human'", "known: mouse"]),
+    ({"finetune": {"coding": {"released": {"lnc_H": {"file": "lnc_H_5mer.pth"}}}}},
+     ["finetune.coding.released.lnc_H", "datasets"]),
+    ({"finetune": {"coding": {"released": {"lnc-H": {"file": "x.pth", "datasets": ["mouse"]}}}}},
+     ["finetune.coding.released", "lnc-H"]),
+    ({"protocol": "paper"}, ["protocol", "paper"]),
+    ({"compare_protocols": ["rnaret"]}, ["compare_protocols", "rnaret is the run's protocol already"]),
+])
+def test_released_entries_and_protocols_refuse_bad_values_naming_the_key(changes, words):
+    with pytest.raises(SettingsError) as error:
+        plan_of(changes)
+    for word in words:
+        assert word in str(error.value), (word, str(error.value))
+
+
+def test_every_finetune_and_evaluate_job_gets_its_protocol(tmp_path):
+    (released,) = released_files(tmp_path, "lnc_M_5mer")
+    coding = {"released": {"lnc_M_5mer": {"file": str(released), "datasets": ["mouse"]}}}
+    default = plan_of({"finetune": {"coding": coding}})
+    job = wildcards(task="coding", dataset="mouse", model="rnaret-k5")
+    assert option(default.finetune_args(job), "--protocol") == "rnaret"
+    assert option(default.evaluate_args(job), "--protocol") == "rnaret"
+    assert default.protocols() == ["rnaret"] and default.compared_protocols() == []
+    assert not any("protocols/" in t for t in default.targets())
+    # the run's protocol published: the same paths, --protocol published, fp32 (the published
+    # scripts fine-tune and evaluate in float32 whatever `precision` says)
+    published = plan_of({"protocol": "published", "precision": "bf16", "finetune": {"coding": coding}})
+    assert published.evaluation_targets() == default.evaluation_targets()
+    for args in (published.finetune_args(job), published.evaluate_args(job)):
+        assert option(args, "--protocol") == "published" and option(args, "--precision") == "fp32"
+    # both: the other protocol's jobs in their own tree, fine-tuned under that protocol
+    both = plan_of({"compare_protocols": ["published"], "finetune": {"coding": coding}})
+    compared = [t for t in both.evaluation_targets() if t not in default.evaluation_targets()]
+    assert compared == [t.replace("results/", "results/protocols/published/", 1)
+                        for t in default.evaluation_targets()]
+    other = wildcards(task="coding", dataset="mouse", model="rnaret-k5", protocol="published")
+    assert both.evaluate_inputs(other)["checkpoint"] == "results/protocols/published/coding/mouse/rnaret-k5/checkpoint"
+    assert option(both.finetune_args(other), "--protocol") == "published"
+    assert option(both.evaluate_args(other), "--protocol") == "published"
+    released_job = wildcards(task="coding", dataset="mouse", model="released-lnc_M_5mer", protocol="published")
+    assert both.evaluate_inputs(released_job)["checkpoint"] == str(released)
+    assert both.protocol_pattern() == "published"
+    # the tables read every protocol's evaluations; the report's figures those of the run's protocol
+    assert set(both.evaluation_targets()) <= set(both.evaluations())
+    assert ("mouse", "rnaret-k5") not in both.structure_evaluations()
+    assert both.structure_evaluations() == default.structure_evaluations()
 
 
 def test_released_weights_replace_pretraining_and_the_corpus(tmp_path):
@@ -292,9 +374,7 @@ def test_bad_file_references_name_the_key(changes, words):
     ({"finetune": {"coding": {"settings": {"epoch": 1}}}}, ["finetune.coding.settings", "'epoch'"]),
     ({"finetune": {"coding": {"model_settings": {"rnaret-k5": {"lrr": 1}}}}},
      ["finetune.coding.model_settings.rnaret-k5", "'lrr'"]),
-    ({"finetune": {"coding": {"models": ["published-k5"]}}}, ["finetune.coding.published.k5"]),
     ({"finetune": {"structure": {"models": ["rnaret-k5"]}}}, ["finetune.structure.models", "k=5 model", "k=1"]),
-    ({"finetune": {"coding": {"published": {"k7": "x.pth"}}}}, ["finetune.coding.published", "k7"]),
     ({"report": {"contact_map_examples": 0}}, ["report.contact_map_examples"]),
     ({"report": {"length_scaling": {"models": ["lstm"]}}}, ["report.length_scaling.models[0]", "lstm"]),
     ({"report": {"colour": "red"}}, ["report", "colour"]),
@@ -403,3 +483,31 @@ def test_local_corpus_and_checksum_files_are_inputs_but_a_hex_md5_is_a_value():
     assert remote.corpus_download_inputs() == []
     assert remote.corpus_download_path() == "results/corpus/download/rnacentral_active.fasta.gz"
     assert "--release" not in remote.download_corpus_args()  # the label goes to the summary only
+
+
+def test_the_published_protocol_builds_the_published_corpus_with_the_same_rules():
+    """protocol: published: normalize -> filter (every record cut to its first max_length nt,
+    nothing dropped) -> shard (nothing held out); no dedupe, leakage or clustering stage; the
+    pretraining in fp16 (+ grad scaler on CUDA). The default run keeps its stages and options."""
+    default = plan_of()
+    published = plan_of({"protocol": "published", "dedupe": {"cluster_identity": 0.9},
+                         "length_policy": {"max_length": 1000}})
+    assert published.filter_input() == "results/corpus/normalized.fa.gz"
+    assert default.filter_input() == "results/corpus/no_leakage.fa.gz"
+    assert shlex.split(published.filter_args()) == ["--min-length", "1", "--max-length", "1000", "--long", "cut",
+                                                    "--window", "1000", "--overlap", "0"]
+    assert shlex.split(default.filter_args()) == ["--min-length", "10", "--max-length", "2000", "--long", "split",
+                                                  "--window", "2000", "--overlap", "200"]
+    assert shlex.split(published.shard_args())[-1] == "--valid-from-train"
+    assert "--valid-from-train" not in default.shard_args()
+    assert published.removal_counts() == [] and published.cluster_tables() == []
+    assert "--dup-num" not in published.summary_args() and "--leakage" not in published.summary_args()
+    assert default.removal_counts() == ["results/corpus/duplicates.txt", "results/corpus/leakage.json"]
+    assert option(default.summary_args(), "--dup-num") == "results/corpus/duplicates.txt"
+    assert not any("leakage" in t for t in published.data_targets())
+    assert "results/corpus/leakage.png" in default.data_targets()
+    assert published.pretrain_config("rnaret-k1")["precision"] == "fp16"
+    assert option(published.pretrain_args(wildcards(model="rnaret-k1")), "--precision") == "fp16"
+    assert option(default.pretrain_args(wildcards(model="rnaret-k1")), "--precision") == "auto"
+    # a compared protocol changes fine-tuning and evaluation only: the corpus follows `protocol`
+    assert plan_of({"compare_protocols": ["published"]}).data_targets() == default.data_targets()

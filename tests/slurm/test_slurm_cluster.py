@@ -321,8 +321,9 @@ def test_the_archives_were_downloaded_checked_unpacked_and_evaluated(rehearsal, 
         manifest = json.loads((repo / "results" / "archives" / name / ".rnaret-archive.json").read_text())
         assert manifest["md5_checked"] and manifest["md5"] == hashlib.md5(rehearsal_archives[file]).hexdigest()
         assert manifest["source"].startswith("http://127.0.0.1:")
-    for evaluation in ("structure/archiveii/published-k1", "interaction/deepmirtar_miraw/published-k5",
-                       "interaction/indtest/published-k5", "coding/lnc_m/published-k5",
+    for evaluation in ("structure/archiveii/released-RNAStrAlign_1mer",
+                       "interaction/deepmirtar_miraw/released-MirTar_5mer",
+                       "interaction/indtest/released-MirTar_5mer", "coding/lnc_m/released-lnc_M_5mer",
                        "structure/archiveii/vienna"):
         metrics = (repo / "results" / evaluation / "metrics.tsv").read_text().splitlines()
         assert metrics[0] == "metric\tvalue" and len(metrics) > 2, evaluation

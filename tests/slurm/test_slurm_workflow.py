@@ -19,7 +19,8 @@ from slurm_cluster.cluster import copy_repository
 pytest.importorskip("snakemake_executor_plugin_slurm")
 
 SITE = {"cpu_partition": "short", "gpu_partition": "gpuq", "gpu_model": "a100", "account": "rna_lab"}
-GPU_RULES = {"pretrain", "finetune", "evaluate_classifier", "evaluate_structure"}
+GPU_RULES = {"pretrain", "finetune", "evaluate_classifier", "evaluate_structure", "finetune_compared",
+             "evaluate_classifier_compared", "evaluate_structure_compared"}
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,8 @@ def dry_run(repo: Path, config: dict, *extra: str, configfiles: tuple[str, ...] 
 
 def test_each_job_goes_to_the_partition_its_gpu_count_asks_for(repo):
     jobs = dry_run(repo, {"slurm": SITE, "pretrain": {"gpus": 4, "threads": 32}, "finetune": {"gpus": 1}})
-    assert GPU_RULES <= {rule for rule, _, _ in jobs}
+    assert GPU_RULES - {f"{r}_compared" for r in ("finetune", "evaluate_classifier", "evaluate_structure")} \
+        <= {rule for rule, _, _ in jobs}
     for rule, res, shell in jobs:
         assert res["slurm_account"] == "rna_lab", (rule, res)
         assert re.fullmatch(r"\d+", res["mem_mb"]) and re.fullmatch(r"\d+", res["runtime"]), (rule, res)
@@ -130,19 +132,24 @@ def test_a_gpu_job_without_cuda_stops_at_once_naming_the_node(repo):
     assert "epoch" not in log.lower() and not (repo / target).exists()
 
 
-# the jobs of the paper's run: 2 archives; the data stages with shards at k = 1, 3, 5; 5 models;
+# the jobs of the paper's run (protocol published): 2 archives; the data stages of the published
+# corpus (no dedupe, leakage removal or leakage report) with shards at k = 1, 3, 5; 5 models;
 # fine-tuning of the 3 trained models a task (rnaret, transformer, onehot; interaction and
-# coding also rnaret-k3) on each dataset with a train split; every model, published-k* included,
-# on every test split; ViennaRNA and its figures on the 2 structure test splits
+# coding also rnaret-k3) on each dataset with a train split; every trained model on every test
+# split, each released file on the test sets it was trained for (RNAStrAlign_1mer: ArchiveII;
+# MirTar_5mer: both interaction tests; lnc_H/lnc_M_5mer: one coding test each); all of it once
+# under the run's protocol and once under the compared one (the *_compared rules); ViennaRNA and
+# its figures on the 2 structure test splits
 PAPER_JOBS = {
-    "unpack_archive": 2, "download_corpus": 1, "normalize_corpus": 1, "dedupe_corpus": 1,
-    "remove_leakage": 1, "filter_lengths": 1, "shard_tokens": 3, "corpus_summary": 1,
-    "pretrain": 5, "finetune": 6 + 4 + 8, "evaluate_structure": 2 * 4, "evaluate_classifier": 2 * 5 + 2 * 5,
-    "vienna": 2, "vienna_contact_maps": 2, "f1_distribution": 2 * 4 + 2, "structure_figures_index": 1,
+    "unpack_archive": 2, "download_corpus": 1, "normalize_corpus": 1, "filter_lengths": 1,
+    "shard_tokens": 3, "corpus_summary": 1,
+    "pretrain": 5, "finetune": 6 + 4 + 8, "evaluate_structure": 2 * 3 + 1, "evaluate_classifier": 2 * 4 + 2 + 2 * 4 + 2,
+    "finetune_compared": 6 + 4 + 8, "evaluate_structure_compared": 2 * 3 + 1,
+    "evaluate_classifier_compared": 2 * 4 + 2 + 2 * 4 + 2,
+    "vienna": 2, "vienna_contact_maps": 2, "f1_distribution": 2 * 3 + 1 + 2, "structure_figures_index": 1,
     "tables": 1, "length_scaling": 1,
-    # similarity leakage: the within-dataset homology table of each of the 6 datasets, their
-    # summary, the leakage report
-    "homology": 6, "homology_summary": 1, "leakage_report": 1,
+    # the within-dataset homology table of each of the 6 datasets and their summary
+    "homology": 6, "homology_summary": 1,
 }
 
 
@@ -182,11 +189,11 @@ def test_the_paper_configfile_plans_every_published_job(repo, tmp_path):
     # every split and released file of the paper's run comes from its archives: none of
     # config.yaml's bundled files, nor a row selection of theirs, is merged into an entry
     for rule, _, shell in jobs:
-        if rule in ("finetune", "evaluate_structure", "evaluate_classifier"):
+        if rule.removesuffix("_compared") in ("finetune", "evaluate_structure", "evaluate_classifier"):
             assert "resources/" not in shell and "#" not in shell.split("--settings")[0], (rule, shell)
     # the released files and the datasets are members of the unpacked archives
     evaluations = " ".join(shell for rule, _, shell in jobs if rule in ("evaluate_structure", "evaluate_classifier"))
     for member in ("paper_models/model/ssp/RNAStrAlign_1mer.pth", "paper_models/model/rri/MirTar_5mer.pth",
-                   "paper_models/model/lnc/lnc_M_5mer.pth", "paper_data/data/archiveII",
+                   "paper_models/model/lnc/lnc_M_5mer.pth", "paper_models/model/lnc/lnc_H_5mer.pth", "paper_data/data/archiveII",
                    "paper_data/data/data_DeepMirTar_IndTest_noRepeats_3folds.txt", "paper_data/data/lncRNA_H/test.fa"):
         assert f"results/archives/{member}" in evaluations, member

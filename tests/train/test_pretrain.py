@@ -503,3 +503,30 @@ def test_init_from_a_released_pth_converts_and_validates(reference, shards_k3, t
     with pytest.raises(InputError, match="nowhere.pth"):
         pretrain(preset("tiny", 3, init_from=str(tmp_path / "nowhere.pth"), max_steps=0),
                  shards_k3, tmp_path / "x", show_progress=False)
+
+
+def test_fp16_is_fp32_on_the_cpu_and_its_grad_scaler_changes_no_weight(shards_k1, tmp_path, monkeypatch):
+    """precision fp16 (the published pretraining: float16 autocast + GradScaler on CUDA) runs in
+    fp32 on the CPU. With the scaler forced on here (the loss scaled by 2**16, the gradients
+    unscaled before the guard clips and steps: powers of two, exact in float32), the weights are
+    those of the fp32 run, and the scaler's state is checkpointed and resumed."""
+    import rnaret.train.pretrain as pretrain_module
+
+    fp32 = _run_tiny(shards_k1, tmp_path / "fp32", steps=6, schedule="constant")
+    cpu16 = _run_tiny(shards_k1, tmp_path / "fp16", steps=6, schedule="constant", precision="fp16")
+    assert_same_tensors(_weights(tmp_path / "fp32" / "checkpoint"), _weights(tmp_path / "fp16" / "checkpoint"),
+                        "fp16 on the CPU is fp32")
+    assert cpu16.valid_loss == fp32.valid_loss
+    real = pretrain_module.resolve_precision
+    monkeypatch.setattr(pretrain_module, "resolve_precision",
+                        lambda precision, device: "fp16" if precision == "fp16" else real(precision, device))
+    _run_tiny(shards_k1, tmp_path / "scaled", steps=3, schedule="constant", precision="fp16")
+    scaled = _run_tiny(shards_k1, tmp_path / "scaled", steps=6, schedule="constant", precision="fp16")
+    assert scaled.resumed_from is not None and scaled.resumed_from.name == "step-000000003"
+    assert_same_tensors(_weights(tmp_path / "fp32" / "checkpoint"), _weights(tmp_path / "scaled" / "checkpoint"),
+                        "the scaled fp32 run")
+    from rnaret.train.checkpointing import STATE_FILE
+
+    state = torch.load(tmp_path / "scaled" / "train" / "step-000000006" / STATE_FILE, weights_only=False)
+    assert state["scaler"]["scale"] == 2.0 ** 16 and "scaler" not in torch.load(
+        tmp_path / "fp32" / "train" / "step-000000006" / STATE_FILE, weights_only=False)

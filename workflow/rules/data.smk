@@ -4,6 +4,9 @@
 #
 # Data stages: download -> normalize (U->T) -> dedupe (seqkit) -> leakage (identity, then MMseqs2)
 # -> [cluster, optional] -> filter -> shard per k; besides, the homology within each dataset.
+# Under `protocol: published` the corpus is the published one: normalize -> filter (each record
+# cut to its first length_policy.max_length nt, nothing dropped) -> shard (nothing held out);
+# the same rules with other options (rnaret.settings.Plan.published_corpus).
 # Every rule calls the `rnaret` command line; outputs are written atomically by rnaret. Options
 # come from rnaret.settings (PLAN): params taking only wildcards are rerun triggers.
 
@@ -227,8 +230,7 @@ rule corpus_summary:
     input:
         download=f"{CORPUS}/download.json",
         normalize=f"{CORPUS}/normalize.json",
-        dup_num=f"{CORPUS}/duplicates.txt",
-        leakage=f"{CORPUS}/leakage.json",
+        removals=PLAN.removal_counts,
         clusters=PLAN.cluster_tables,
         filter=f"{CORPUS}/filter.json",
         shards=expand("results/shards/k{k}", k=PLAN.shard_ks()),
@@ -251,5 +253,4 @@ rule corpus_summary:
         code_version=PLAN.code_version,
     shell:
         "python -m rnaret corpus-summary --download {input.download:q} --normalize {input.normalize:q}"
-        " --dup-num {input.dup_num:q} --leakage {input.leakage:q} --filter {input.filter:q}"
-        " --shards {input.shards:q} {params.args} --output {output:q} > {log:q} 2>&1"
+        " --filter {input.filter:q} --shards {input.shards:q} {params.args} --output {output:q} > {log:q} 2>&1"

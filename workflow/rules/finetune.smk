@@ -2,24 +2,33 @@
 # Module:  rnaret/tasks/ (run.py, finetune.py, one module per task)
 # Tests:   tests/tasks/, tests/pipeline/test_finetune_workflow.py
 #
-# Downstream tasks: fine-tune each configured model on each dataset (rule finetune: the
-# checkpoint folder, best on the validation split), then evaluate it on the test split (rule
-# evaluate_classifier for interaction and coding: metrics.tsv, predictions.tsv, ROC figure;
-# evaluate_structure: metrics.tsv, per-sequence predictions.tsv, dbn/CT/bpseq, contact maps).
+# Downstream tasks: fine-tune each configured model on each dataset (the finetune rule: the
+# checkpoint folder), then evaluate it on the test split (evaluate_classifier for interaction and
+# coding: metrics.tsv, predictions.tsv, ROC figure; evaluate_structure: metrics.tsv, per-sequence
+# predictions.tsv, dbn/CT/bpseq, contact maps); released fine-tuned files
+# (finetune.<task>.released) are evaluated on the datasets of their entry.
+# Each job runs under a protocol (--protocol): the run's `protocol` writes the contract paths
+# EVALUATION_DIR = results/{task}/{dataset}/{model}; each protocol of `compare_protocols` writes
+# the same jobs under PROTOCOL_EVALUATION_DIR (the *_compared rules, which differ only in where
+# they write). Both templates are rnaret.settings.plan's, used here and by the targets.
 # `snakemake results/{task}/{dataset}/{model}/metrics.tsv` reruns only what is missing or stale:
 # deleting metrics.tsv reruns the evaluation alone. Settings: `finetune:` (rnaret.settings).
 
 TRAINED_MODEL = rnaret_settings.plan.TRAINED_MODEL
-EVALUATED_MODEL = f"{TRAINED_MODEL}|{rnaret_settings.plan.PUBLISHED_MODEL}"
+EVALUATED_MODEL = f"{TRAINED_MODEL}|{rnaret_settings.plan.RELEASED_MODEL}"
+EVALUATION = rnaret_settings.plan.EVALUATION_DIR
+COMPARED = rnaret_settings.plan.PROTOCOL_EVALUATION_DIR
+EVALUATION_LOG = rnaret_settings.plan.EVALUATION_LOG_DIR
+COMPARED_LOG = rnaret_settings.plan.PROTOCOL_EVALUATION_LOG_DIR
 
 
 rule finetune:
     input:
         unpack(PLAN.finetune_inputs),
     output:
-        checkpoint=directory("results/{task}/{dataset}/{model}/checkpoint"),
+        checkpoint=directory(f"{EVALUATION}/checkpoint"),
     log:
-        "logs/{task}/{dataset}/{model}/finetune.log",
+        f"{EVALUATION_LOG}/finetune.log",
     wildcard_constraints:
         task="interaction|coding|structure",
         dataset="[^/]+",
@@ -42,17 +51,22 @@ rule evaluate_classifier:
     input:
         unpack(PLAN.evaluate_inputs),
     output:
-        metrics="results/{task}/{dataset}/{model}/metrics.tsv",
-        predictions="results/{task}/{dataset}/{model}/predictions.tsv",
+        metrics=f"{EVALUATION}/metrics.tsv",
+        predictions=f"{EVALUATION}/predictions.tsv",
         roc=report(
-            "results/{task}/{dataset}/{model}/roc.png",
+            f"{EVALUATION}/roc.png",
             caption="../report/roc_curve.rst",
             category="ROC curves",
             subcategory="{task}",
-            labels={"task": "{task}", "dataset": "{dataset}", "model": "{model}"},
+            labels={
+                "task": "{task}",
+                "dataset": "{dataset}",
+                "model": "{model}",
+                "protocol": PLAN.protocol,
+            },
         ),
     log:
-        "logs/{task}/{dataset}/{model}/evaluate.log",
+        f"{EVALUATION_LOG}/evaluate.log",
     wildcard_constraints:
         task="interaction|coding",
         dataset="[^/]+",
@@ -64,30 +78,34 @@ rule evaluate_classifier:
         **PLAN.resources("finetune"),
     params:
         args=PLAN.evaluate_args,
+        out=PLAN.evaluation_out,
         code_version=PLAN.code_version,
     shell:
-        "python -m rnaret evaluate --out results/{wildcards.task}/{wildcards.dataset}/{wildcards.model}"
-        " {params.args} --threads {threads} > {log:q} 2>&1"
+        "python -m rnaret evaluate --out {params.out:q} {params.args} --threads {threads} > {log:q} 2>&1"
 
 
 rule evaluate_structure:
     input:
         unpack(PLAN.evaluate_inputs),
     output:
-        metrics="results/{task}/{dataset}/{model}/metrics.tsv",
-        predictions="results/{task}/{dataset}/{model}/predictions.tsv",
-        dbn="results/{task}/{dataset}/{model}/predictions.dbn",
-        ct="results/{task}/{dataset}/{model}/predictions.ct",
-        bpseq=directory("results/{task}/{dataset}/{model}/predictions_bpseq"),
+        metrics=f"{EVALUATION}/metrics.tsv",
+        predictions=f"{EVALUATION}/predictions.tsv",
+        dbn=f"{EVALUATION}/predictions.dbn",
+        ct=f"{EVALUATION}/predictions.ct",
+        bpseq=directory(f"{EVALUATION}/predictions_bpseq"),
         contact_maps=report(
-            "results/{task}/{dataset}/{model}/contact_maps.png",
+            f"{EVALUATION}/contact_maps.png",
             caption="../report/contact_maps.rst",
             category="Secondary structure",
             subcategory="{dataset}",
-            labels={"model": "{model}", "figure": "contact maps"},
+            labels={
+                "model": "{model}",
+                "figure": "contact maps",
+                "protocol": PLAN.protocol,
+            },
         ),
     log:
-        "logs/{task}/{dataset}/{model}/evaluate.log",
+        f"{EVALUATION_LOG}/evaluate.log",
     wildcard_constraints:
         task="structure",
         dataset="[^/]+",
@@ -99,7 +117,72 @@ rule evaluate_structure:
         **PLAN.resources("finetune"),
     params:
         args=PLAN.evaluate_args,
+        out=PLAN.evaluation_out,
         code_version=PLAN.code_version,
     shell:
-        "python -m rnaret evaluate --out results/{wildcards.task}/{wildcards.dataset}/{wildcards.model}"
-        " {params.args} --threads {threads} > {log:q} 2>&1"
+        "python -m rnaret evaluate --out {params.out:q} {params.args} --threads {threads} > {log:q} 2>&1"
+
+
+# the same jobs under each protocol of compare_protocols (the `protocol` wildcard)
+use rule finetune as finetune_compared with:
+    output:
+        checkpoint=directory(f"{COMPARED}/checkpoint"),
+    log:
+        f"{COMPARED_LOG}/finetune.log",
+    wildcard_constraints:
+        protocol=PLAN.protocol_pattern(),
+        task="interaction|coding|structure",
+        dataset="[^/]+",
+        model=TRAINED_MODEL,
+
+
+use rule evaluate_classifier as evaluate_classifier_compared with:
+    output:
+        metrics=f"{COMPARED}/metrics.tsv",
+        predictions=f"{COMPARED}/predictions.tsv",
+        roc=report(
+            f"{COMPARED}/roc.png",
+            caption="../report/roc_curve.rst",
+            category="ROC curves",
+            subcategory="{task}",
+            labels={
+                "task": "{task}",
+                "dataset": "{dataset}",
+                "model": "{model}",
+                "protocol": "{protocol}",
+            },
+        ),
+    log:
+        f"{COMPARED_LOG}/evaluate.log",
+    wildcard_constraints:
+        protocol=PLAN.protocol_pattern(),
+        task="interaction|coding",
+        dataset="[^/]+",
+        model=EVALUATED_MODEL,
+
+
+use rule evaluate_structure as evaluate_structure_compared with:
+    output:
+        metrics=f"{COMPARED}/metrics.tsv",
+        predictions=f"{COMPARED}/predictions.tsv",
+        dbn=f"{COMPARED}/predictions.dbn",
+        ct=f"{COMPARED}/predictions.ct",
+        bpseq=directory(f"{COMPARED}/predictions_bpseq"),
+        contact_maps=report(
+            f"{COMPARED}/contact_maps.png",
+            caption="../report/contact_maps.rst",
+            category="Secondary structure",
+            subcategory="{dataset}",
+            labels={
+                "model": "{model}",
+                "figure": "contact maps",
+                "protocol": "{protocol}",
+            },
+        ),
+    log:
+        f"{COMPARED_LOG}/evaluate.log",
+    wildcard_constraints:
+        protocol=PLAN.protocol_pattern(),
+        task="structure",
+        dataset="[^/]+",
+        model=EVALUATED_MODEL,
