@@ -5,7 +5,7 @@ Two ways to name them, one resolution:
 - ``datasets:`` in the config (DESIGN.md contract)::
 
       datasets:
-        <task>:                        # interaction | structure | coding
+        <task>:                        # interaction | structure | coding | sequence-classification | ...
           <name>:
             train: <split source>
             valid: <split source>
@@ -35,7 +35,10 @@ from rnaret.settings.files import DATASET_SHEET_SCHEMA, validate_record
 from rnaret.settings.sources import resolve_file, url_name
 
 SPLITS = ("train", "valid", "test")
-TASKS = ("interaction", "structure", "coding")
+from rnaret.tasks.settings import GENERIC_TASKS  # noqa: E402  (torch-free)
+
+# the paper's tasks, then the generic ones (any labelled table: rnaret.tasks.generic)
+TASKS = ("interaction", "structure", "coding") + GENERIC_TASKS
 DOWNLOADS_DIR = "results/datasets"
 
 

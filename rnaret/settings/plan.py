@@ -33,8 +33,11 @@ from rnaret.settings.errors import SettingsError, key_path
 from rnaret.settings.sources import FileRef, archive_dir, is_url, resolve_file, url_name
 
 CORPUS = "results/corpus"
-FINETUNE_TASKS = ("interaction", "coding", "structure")  # the order of the finetune targets
-REPORT_TASKS = ("structure", "interaction", "coding")  # the order of the tables' inputs
+from rnaret.tasks.settings import GENERIC_TASKS  # noqa: E402  (torch-free)
+
+FINETUNE_TASKS = ("interaction", "coding", "structure") + GENERIC_TASKS  # the order of the finetune targets
+REPORT_TASKS = ("structure", "interaction", "coding") + GENERIC_TASKS  # the order of the tables' inputs
+PAPER_TASKS = ("structure", "interaction", "coding")  # a table each, evaluated or not
 PRETRAINED_MODEL = r"(rnaret|transformer)-k[135]"
 TRAINED_MODEL = rf"{PRETRAINED_MODEL}|onehot"
 PUBLISHED_MODEL = r"published-k[135]"
@@ -655,9 +658,19 @@ class Plan:
                       "--lengths", ",".join(str(n) for n in scaling["lengths"]), "--repeats", scaling["repeats"],
                       "--threads", scaling["threads"], "--max-seconds", scaling["max_seconds"]])
 
+    def report_tasks(self) -> list[str]:
+        """The tasks that get a table: the paper's three always, a generic task when the run
+        evaluates a dataset of it."""
+        evaluated = {task for task, _, _ in self._evaluations}
+        return [task for task in REPORT_TASKS if task in PAPER_TASKS or task in evaluated]
+
+    def tables_args(self, wildcards=None) -> str:
+        """`rnaret tables` option naming the tables written (``report_tasks``)."""
+        return _join(["--tasks", *self.report_tasks()])
+
     def report_targets(self) -> list[str]:
         """The tables (TSV, Markdown, HTML per task), the length scaling and the figure index."""
-        return ([f"results/tables/{task}.{ext}" for ext in ("tsv", "md", "html") for task in REPORT_TASKS]
+        return ([f"results/tables/{task}.{ext}" for ext in ("tsv", "md", "html") for task in self.report_tasks()]
                 + ["results/tables/length_scaling.tsv", "results/tables/length_scaling.png",
                    STRUCTURE_FIGURE_INDEX])
 

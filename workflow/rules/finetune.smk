@@ -1,7 +1,8 @@
 # Downstream tasks: fine-tune each configured model on each dataset (rule finetune: the
 # checkpoint folder, best on the validation split), then evaluate it on the test split (rule
 # evaluate_classifier for interaction and coding: metrics.tsv, predictions.tsv, ROC figure;
-# evaluate_structure: metrics.tsv, per-sequence predictions.tsv, dbn/CT/bpseq, contact maps).
+# evaluate_structure: metrics.tsv, per-sequence predictions.tsv, dbn/CT/bpseq, contact maps;
+# evaluate_generic for the generic tasks: metrics.tsv, predictions.tsv).
 # `snakemake results/{task}/{dataset}/{model}/metrics.tsv` reruns only what is missing or stale:
 # deleting metrics.tsv reruns the evaluation alone. Settings: `finetune:` (rnaret.settings).
 
@@ -17,7 +18,7 @@ rule finetune:
     log:
         "logs/{task}/{dataset}/{model}/finetune.log",
     wildcard_constraints:
-        task="interaction|coding|structure",
+        task="interaction|coding|structure|sequence-classification|sequence-regression|token-classification|token-regression",
         dataset="[^/]+",
         model=TRAINED_MODEL,
     priority: PLAN.finetune_priority
@@ -88,6 +89,32 @@ rule evaluate_structure:
         task="structure",
         dataset="[^/]+",
         model=EVALUATED_MODEL,
+    conda:
+        conda_env(PLAN.model_env("finetune"))
+    threads: PLAN.threads("finetune")
+    resources:
+        **PLAN.resources("finetune"),
+    params:
+        args=PLAN.evaluate_args,
+        code_version=PLAN.code_version,
+    shell:
+        "python -m rnaret evaluate --out results/{wildcards.task}/{wildcards.dataset}/{wildcards.model}"
+        " {params.args} --threads {threads} > {log:q} 2>&1"
+
+
+# The generic tasks (any labelled table: rnaret.tasks.generic): metrics.tsv and predictions.tsv.
+rule evaluate_generic:
+    input:
+        unpack(PLAN.evaluate_inputs),
+    output:
+        metrics="results/{task}/{dataset}/{model}/metrics.tsv",
+        predictions="results/{task}/{dataset}/{model}/predictions.tsv",
+    log:
+        "logs/{task}/{dataset}/{model}/evaluate.log",
+    wildcard_constraints:
+        task="sequence-classification|sequence-regression|token-classification|token-regression",
+        dataset="[^/]+",
+        model=TRAINED_MODEL,
     conda:
         conda_env(PLAN.model_env("finetune"))
     threads: PLAN.threads("finetune")
