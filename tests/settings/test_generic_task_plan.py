@@ -1,0 +1,76 @@
+"""The settings resolver plans the generic tasks' jobs: datasets of a generic task type in
+`datasets:` or the dataset sheet, their fine-tune and evaluation options (the task's resolved
+settings), their leakage splits, their tables; bad settings name the key."""
+from __future__ import annotations
+
+import json
+import shlex
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from dataset_sheets import write_sheet
+from rnaret.settings import Plan, SettingsError, validate_config
+
+TASK = "sequence-classification"
+TABLE = "resources/ncrna/mncr_families.tsv"
+
+
+def plan_of(changes: dict | None = None) -> Plan:
+    from workflow_copy import merged
+
+    return Plan(validate_config(merged(yaml.safe_load((ROOT / "config.yaml").read_text()), changes or {})))
+
+
+def option(args: str, name: str) -> list[str]:
+    words = shlex.split(args)
+    return [words[i + 1] for i, word in enumerate(words) if word == name]
+
+
+def test_the_default_config_plans_the_bundled_ncrna_families():
+    plan = plan_of()
+    models = ("rnaret-k5", "transformer-k5", "onehot")
+    for model in models:
+        assert f"results/{TASK}/mncr/{model}/metrics.tsv" in plan.targets()
+    assert f"results/tables/{TASK}.md" in plan.targets() and TASK in plan.report_tasks()
+    # a generic task without datasets gets no table
+    assert "token-regression" not in plan.report_tasks()
+    assert shlex.split(plan.tables_args())[1:] == ["structure", "interaction", "coding", TASK]
+    wildcards = SimpleNamespace(task=TASK, dataset="mncr", model="onehot")
+    args = plan.finetune_args(wildcards)
+    assert option(args, "--task") == [TASK] and option(args, "--init") == ["onehot"]
+    assert option(args, "--split") == [f"train={TABLE}#train", f"valid={TABLE}#valid"]
+    settings = json.loads(option(args, "--settings")[0])
+    assert settings["preset"] == "laptop" and settings["classes"] is None and settings["pooling"] == "cls"
+    assert settings["lr"] == 3e-3 and settings["epochs"] == 3
+    assert plan.finetune_inputs(wildcards) == {"train": TABLE, "valid": TABLE}
+    evaluate = plan.evaluate_args(SimpleNamespace(task=TASK, dataset="mncr", model="rnaret-k5"))
+    assert option(evaluate, "--checkpoint") == [f"results/{TASK}/mncr/rnaret-k5/checkpoint"]
+    assert option(evaluate, "--split") == [f"test={TABLE}#test"]
+    # the valid and test sequences are held out of the pretraining corpus like the paper tasks'
+    assert {f"{TASK}/mncr/valid", f"{TASK}/mncr/test"} <= {s.label for s in plan.leakage_sources()}
+
+
+def test_settings_and_models_of_a_generic_task():
+    plan = plan_of({"finetune": {TASK: {"models": ["onehot"], "settings": {"pooling": "mean", "epochs": 5},
+                                        "model_settings": {"onehot": {"lr": 0.01}}}}})
+    assert [t for t in plan.targets() if t.startswith(f"results/{TASK}/")] == [f"results/{TASK}/mncr/onehot/metrics.tsv"]
+    resolved = plan.finetune_settings(TASK, "onehot")
+    assert (resolved["pooling"], resolved["epochs"], resolved["lr"]) == ("mean", 5, 0.01)
+    with pytest.raises(SettingsError, match=rf"finetune\.{TASK}\.settings.*unknown {TASK} setting 'pool'"):
+        plan_of({"finetune": {TASK: {"settings": {"pool": "mean"}}}})
+    with pytest.raises(SettingsError, match=rf"finetune\.{TASK}\.models"):
+        plan_of({"finetune": {TASK: {"models": ["published-k5"]}}})
+
+
+def test_a_generic_dataset_from_the_sheet(tmp_path):
+    sheet = write_sheet(tmp_path / "datasets.tsv", [
+        ("token-regression", "reactivity", "train", TABLE, "train", ""),
+        ("token-regression", "reactivity", "test", TABLE, "test", "")])
+    plan = plan_of({"dataset_sheet": str(sheet), "finetune": {"token-regression": {"models": ["onehot"]}}})
+    assert "results/token-regression/reactivity/onehot/metrics.tsv" in plan.targets()
+    assert "token-regression" in plan.report_tasks()
+    args = plan.finetune_args(SimpleNamespace(task="token-regression", dataset="reactivity", model="onehot"))
+    assert option(args, "--split") == [f"train={TABLE}#train"]  # valid: held out of train by the task
