@@ -43,8 +43,8 @@ def test_the_default_config_plans_the_bundled_ncrna_families():
     assert option(args, "--task") == [TASK] and option(args, "--init") == ["onehot"]
     assert option(args, "--split") == [f"train={TABLE}#train", f"valid={TABLE}#valid"]
     settings = json.loads(option(args, "--settings")[0])
-    assert settings["preset"] == "laptop" and settings["classes"] is None and settings["pooling"] == "cls"
-    assert settings["lr"] == 3e-3 and settings["epochs"] == 3
+    assert settings["preset"] == "laptop" and settings["classes"] is None and settings["pooling"] == "mean"
+    assert (settings["lr"], settings["head_lr"], settings["epochs"]) == (1e-3, 3e-3, 3)
     assert plan.finetune_inputs(wildcards) == {"train": TABLE, "valid": TABLE}
     evaluate = plan.evaluate_args(SimpleNamespace(task=TASK, dataset="mncr", model="rnaret-k5"))
     assert option(evaluate, "--checkpoint") == [f"results/{TASK}/mncr/rnaret-k5/checkpoint"]
@@ -54,11 +54,11 @@ def test_the_default_config_plans_the_bundled_ncrna_families():
 
 
 def test_settings_and_models_of_a_generic_task():
-    plan = plan_of({"finetune": {TASK: {"models": ["onehot"], "settings": {"pooling": "mean", "epochs": 5},
+    plan = plan_of({"finetune": {TASK: {"models": ["onehot"], "settings": {"pooling": "cls", "epochs": 5},
                                         "model_settings": {"onehot": {"lr": 0.01}}}}})
     assert [t for t in plan.targets() if t.startswith(f"results/{TASK}/")] == [f"results/{TASK}/mncr/onehot/metrics.tsv"]
     resolved = plan.finetune_settings(TASK, "onehot")
-    assert (resolved["pooling"], resolved["epochs"], resolved["lr"]) == ("mean", 5, 0.01)
+    assert (resolved["pooling"], resolved["epochs"], resolved["lr"]) == ("cls", 5, 0.01)
     with pytest.raises(SettingsError, match=rf"finetune\.{TASK}\.settings.*unknown {TASK} setting 'pool'"):
         plan_of({"finetune": {TASK: {"settings": {"pool": "mean"}}}})
     with pytest.raises(SettingsError, match=rf"finetune\.{TASK}\.models"):

@@ -115,7 +115,7 @@ def test_sequence_classification_multiclass_and_binary(tmp_path, families):
     train = write_rows(tmp_path / "train2.tsv", pick(families["train"], 30).to_dict("records"))
     valid = write_rows(tmp_path / "valid2.tsv", pick(families["valid"], 20).to_dict("records"))
     task, _, _, rows, metrics = run_task("sequence-classification", train, valid,
-                                         {"epochs": 3, "pooling": "mean"}, init="onehot")
+                                         {"epochs": 3, "pooling": "cls"}, init="onehot")
     assert task.classes == ["miRNA", "tRNA"] and metrics["n"] == 40
     assert metrics["auc"] > 0.8, metrics
 
