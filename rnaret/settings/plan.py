@@ -81,6 +81,11 @@ def _join(args) -> str:
     return shlex.join(str(a) for a in args)
 
 
+def _labels_option(split: SplitSource) -> list[str]:
+    """``--labels NAME=TABLE`` for a FASTA split with a side table of labels, else nothing."""
+    return [] if split.labels is None else ["--labels", f"{split.split}={split.labels.path}"]
+
+
 def _json(value) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
@@ -490,6 +495,8 @@ class Plan:
         """The starting weights (none for onehot) and the train/valid files."""
         dataset = self._finetune_dataset(wildcards)
         inputs = {split: dataset.splits[split].input for split in ("train", "valid") if split in dataset.splits}
+        inputs.update({f"{split}_labels": dataset.splits[split].labels.depends for split in ("train", "valid")
+                       if split in dataset.splits and dataset.splits[split].labels is not None})
         init = self.finetune_init(wildcards.model)
         if init is not None:
             inputs["init"] = init.depends
@@ -503,7 +510,7 @@ class Plan:
         args = ["--task", task, "--init", ONEHOT if init is None else init.path]
         for split in ("train", "valid"):
             if split in dataset.splits:
-                args += ["--split", dataset.splits[split].argument()]
+                args += ["--split", dataset.splits[split].argument()] + _labels_option(dataset.splits[split])
         args += ["--settings", _json(self.finetune_settings(task, model)),
                  "--device", self.device("finetune"), "--precision", self.precision]
         return _join(args)
@@ -530,8 +537,9 @@ class Plan:
     def evaluate_inputs(self, wildcards) -> dict:
         """The model to evaluate and the test file."""
         task, dataset, model = wildcards.task, wildcards.dataset, wildcards.model
-        return {"checkpoint": self.evaluation_checkpoint(task, dataset, model).depends,
-                "test": self.split(task, dataset, "test").input}
+        test = self.split(task, dataset, "test")
+        return {"checkpoint": self.evaluation_checkpoint(task, dataset, model).depends, "test": test.input,
+                **({"test_labels": test.labels.depends} if test.labels is not None else {})}
 
     def evaluate_args(self, wildcards) -> str:
         """`rnaret evaluate` options: checkpoint, task, test split, device, precision; for a
@@ -539,7 +547,8 @@ class Plan:
         setting of that model."""
         task, dataset, model = wildcards.task, wildcards.dataset, wildcards.model
         args = ["--checkpoint", self.evaluation_checkpoint(task, dataset, model).path, "--task", task,
-                "--split", self.split(task, dataset, "test").argument()]
+                "--split", self.split(task, dataset, "test").argument(),
+                *_labels_option(self.split(task, dataset, "test"))]
         if re.fullmatch(PUBLISHED_MODEL, model):
             settings = self.finetune_settings(task, model)
             settings["k"] = model_k(model)

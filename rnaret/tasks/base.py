@@ -10,8 +10,9 @@ only calls these methods, in this order:
    live there, free of torch); unknown keys are an error. ``task.k`` is the tokenizer k the task
    needs (checked against the encoder's ``k``).
 2. ``task.load_dataset(entry)`` — ``entry`` is one ``datasets.<task>.<name>`` mapping of the
-   config (``{train: path, valid: path, test: path, ...}``); it calls ``read_split(path, split)``
-   per split and returns ``{split: [Example, ...]}``. When an entry has ``train`` but no
+   config (``{train: path, valid: path, test: path, ...}``); it calls ``read_source(value)``
+   per split (by default ``read_split(path, split)``; a split may carry more, e.g. the generic
+   tasks' side table of labels) and returns ``{split: [Example, ...]}``. When an entry has ``train`` but no
    ``valid``, a fixed seeded fraction of train (``valid_fraction``) is held out by example id.
 3. ``task.build_head(d)`` — an ``nn.Module`` whose ``forward(states, padding_mask)`` reads the
    encoder's ``last_inner_state`` (B, L, d) — the last layer's output before the final RMSNorm,

@@ -74,3 +74,23 @@ def test_a_generic_dataset_from_the_sheet(tmp_path):
     assert "token-regression" in plan.report_tasks()
     args = plan.finetune_args(SimpleNamespace(task="token-regression", dataset="reactivity", model="onehot"))
     assert option(args, "--split") == [f"train={TABLE}#train"]  # valid: held out of train by the task
+
+
+def test_a_fasta_split_with_its_side_table_of_labels():
+    fasta = {s: {"path": f"data/{s}.fa", "labels": f"data/{s}_labels.tsv"} for s in ("train", "valid", "test")}
+    plan = plan_of({"datasets": {"token-classification": {"paired": fasta}},
+                    "finetune": {"token-classification": {"models": ["onehot"]}}})
+    job = SimpleNamespace(task="token-classification", dataset="paired", model="onehot")
+    args = plan.finetune_args(job)
+    assert option(args, "--split") == ["train=data/train.fa", "valid=data/valid.fa"]
+    assert option(args, "--labels") == ["train=data/train_labels.tsv", "valid=data/valid_labels.tsv"]
+    assert plan.finetune_inputs(job) == {"train": "data/train.fa", "valid": "data/valid.fa",
+                                         "train_labels": "data/train_labels.tsv",
+                                         "valid_labels": "data/valid_labels.tsv"}
+    assert option(plan.evaluate_args(job), "--labels") == ["test=data/test_labels.tsv"]
+    assert plan.evaluate_inputs(job)["test_labels"] == "data/test_labels.tsv"
+    # the leakage stage gets the entry the task reads
+    leakage = json.loads(option(plan.leakage_args(), "--datasets")[0])
+    assert leakage["token-classification"]["paired"]["test"] == fasta["test"]
+    with pytest.raises(SettingsError, match=r"datasets\.coding\.mouse\.train\.labels.*for the generic tasks"):
+        plan_of({"datasets": {"coding": {"mouse": {"train": {"path": "a.fa", "labels": "a.tsv"}}}}})
