@@ -142,6 +142,9 @@ def split_source(task: str, dataset: str, split: str, value, archives=None) -> S
         if task not in GENERIC_TASKS:
             raise SettingsError(key_path(key, "labels"), f"a side table of labels is for the generic tasks "
                                                          f"({', '.join(GENERIC_TASKS)}), not {task}")
+        if row is not None:
+            raise SettingsError(key, "a FASTA split with a side table of labels is the whole FASTA: "
+                                     "give it without `split`")
         labels = resolve_file(value["labels"], key_path(key, "labels"), archives)
     return SplitSource(task, dataset, split, ref.path, None if row is None else str(row),
                        depends=ref.depends, url=ref.url, md5=ref.md5, labels=labels)

@@ -94,3 +94,6 @@ def test_a_fasta_split_with_its_side_table_of_labels():
     assert leakage["token-classification"]["paired"]["test"] == fasta["test"]
     with pytest.raises(SettingsError, match=r"datasets\.coding\.mouse\.train\.labels.*for the generic tasks"):
         plan_of({"datasets": {"coding": {"mouse": {"train": {"path": "a.fa", "labels": "a.tsv"}}}}})
+    with pytest.raises(SettingsError, match=r"datasets\.token-classification\.p\.test: a FASTA split with a side table"):
+        plan_of({"datasets": {"token-classification": {"p": {"test": {"path": "a.fa", "labels": "a.tsv",
+                                                                         "split": "test"}}}}})
