@@ -33,10 +33,9 @@ from typing import Any, Mapping
 from rnaret.settings.errors import SettingsError, key_path
 from rnaret.settings.files import DATASET_SHEET_SCHEMA, validate_record
 from rnaret.settings.sources import FileRef, resolve_file, url_name
+from rnaret.tasks.settings import GENERIC_TASKS  # the generic tasks' names (torch-free)
 
 SPLITS = ("train", "valid", "test")
-from rnaret.tasks.settings import GENERIC_TASKS  # noqa: E402  (torch-free)
-
 # the paper's tasks, then the generic ones (any labelled table: rnaret.tasks.generic)
 TASKS = ("interaction", "structure", "coding") + GENERIC_TASKS
 DOWNLOADS_DIR = "results/datasets"

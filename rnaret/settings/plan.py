@@ -31,10 +31,9 @@ from rnaret.cluster import Site
 from rnaret.settings.datasets import Dataset, SplitSource, resolve_datasets
 from rnaret.settings.errors import SettingsError, key_path
 from rnaret.settings.sources import FileRef, archive_dir, is_url, resolve_file, url_name
+from rnaret.tasks.settings import GENERIC_TASKS  # the generic tasks' names (torch-free)
 
 CORPUS = "results/corpus"
-from rnaret.tasks.settings import GENERIC_TASKS  # noqa: E402  (torch-free)
-
 FINETUNE_TASKS = ("interaction", "coding", "structure") + GENERIC_TASKS  # the order of the finetune targets
 REPORT_TASKS = ("structure", "interaction", "coding") + GENERIC_TASKS  # the order of the tables' inputs
 PAPER_TASKS = ("structure", "interaction", "coding")  # a table each, evaluated or not
