@@ -28,6 +28,7 @@ def test_the_default_run_plans_the_generic_jobs(workdir):
     assert ("tables", "results/tables/structure.html") in jobs
 
 
+@pytest.mark.slow  # a fine-tune and an evaluation through Snakemake: about a minute here
 def test_one_generic_evaluation_runs_through_the_rules(workdir):
     with open(ROOT / "resources/ncrna/mncr_families.tsv", newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))

@@ -91,6 +91,7 @@ def run_task(name: str, train, valid, settings=None, init=None):
     return task, model, result, rows, metrics
 
 
+@pytest.mark.slow  # subprocesses / two fine-tunes: over 30 s on a shared 2-core machine
 def test_sequence_classification_multiclass_and_binary(tmp_path, families):
     train = write_rows(tmp_path / "train.tsv", families["train"].groupby("label").head(8).to_dict("records"))
     valid = write_rows(tmp_path / "valid.tsv", families["valid"].groupby("label").head(5).to_dict("records"))
@@ -180,6 +181,7 @@ def test_unknown_label_and_one_class_only(tmp_path, families):
         get_task("sequence-regression").read_split(write_rows(tmp_path / "missing.tsv", train[:3], ("id", "sequence")))
 
 
+@pytest.mark.slow  # subprocesses / two fine-tunes: over 30 s on a shared 2-core machine
 def test_command_line_fasta_with_side_tables_resume_and_evaluate(tmp_path, families):
     splits = {"train": families["train"].groupby("label").head(6), "valid": families["valid"].groupby("label").head(2),
               "test": families["test"].groupby("label").head(3)}
