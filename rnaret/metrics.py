@@ -162,6 +162,56 @@ def classification_metrics(labels: Sequence[int], scores: Sequence[float], thres
     }
 
 
+def multiclass_metrics(labels: Sequence[int], probabilities) -> dict[str, float]:
+    """Metrics of the generic classification tasks from class indices (N,) and class
+    probabilities (N, C) (rows summing to 1), through scikit-learn.
+
+    ``accuracy``, ``f1_macro`` (unweighted mean over the classes of the labels and predictions),
+    ``mcc`` (multi-class Matthews correlation), ``auc``: with two classes the ROC AUC of
+    column 1; with more, one-vs-rest, the mean of each class's ROC AUC over the classes that
+    occur with both outcomes (NaN when none does); ``n``, ``n_classes`` (present in the labels).
+    """
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef, roc_auc_score
+
+    y = np.asarray(labels, dtype=np.int64)
+    p = np.asarray(probabilities, dtype=np.float64).reshape(len(y), -1)
+    if len(y) == 0:
+        return {"accuracy": math.nan, "f1_macro": math.nan, "mcc": math.nan, "auc": math.nan, "n": 0,
+                "n_classes": 0}
+    predicted = p.argmax(axis=1)
+    aucs = []
+    columns = [1] if p.shape[1] == 2 else range(p.shape[1])
+    for c in columns:
+        positive = y == c
+        if positive.any() and not positive.all():
+            aucs.append(float(roc_auc_score(positive, p[:, c])))
+    return {"accuracy": float(accuracy_score(y, predicted)),
+            "f1_macro": float(f1_score(y, predicted, average="macro", zero_division=0)),
+            "mcc": float(matthews_corrcoef(y, predicted)),
+            "auc": float(np.mean(aucs)) if aucs else math.nan,
+            "n": int(len(y)), "n_classes": int(len(np.unique(y)))}
+
+
+def regression_metrics(values: Sequence[float], predictions: Sequence[float]) -> dict[str, float]:
+    """Metrics of the generic regression tasks from true values and predictions (N,):
+    ``pearson``, ``spearman`` (scipy; NaN when either side is constant), ``rmse``, ``r2``
+    (scikit-learn's coefficient of determination), ``n``."""
+    from scipy.stats import pearsonr, spearmanr
+    from sklearn.metrics import mean_squared_error, r2_score
+
+    y = np.asarray(values, dtype=np.float64)
+    f = np.asarray(predictions, dtype=np.float64)
+    if len(y) < 2:
+        return {"pearson": math.nan, "spearman": math.nan,
+                "rmse": float(np.sqrt(np.mean((y - f) ** 2))) if len(y) else math.nan, "r2": math.nan, "n": int(len(y))}
+    constant = np.ptp(y) == 0 or np.ptp(f) == 0
+    return {"pearson": math.nan if constant else float(pearsonr(y, f)[0]),
+            "spearman": math.nan if constant else float(spearmanr(y, f)[0]),
+            "rmse": float(np.sqrt(mean_squared_error(y, f))),
+            "r2": math.nan if np.ptp(y) == 0 else float(r2_score(y, f)),
+            "n": int(len(y))}
+
+
 def _format_value(name: str, value) -> str:
     if isinstance(value, (bool, np.bool_)):
         return str(int(value))

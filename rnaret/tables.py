@@ -38,18 +38,31 @@ from rnaret.io.atomic import atomic_open
 from rnaret.io.errors import InputError
 from rnaret.metrics import read_metrics_tsv
 
-TASKS = ("structure", "interaction", "coding")
+PAPER_TASKS = ("structure", "interaction", "coding")
+# the generic tasks (rnaret.tasks.generic): a table each when the run evaluates a dataset of theirs
+GENERIC_TASKS = ("sequence-classification", "sequence-regression", "token-classification", "token-regression")
+TASKS = PAPER_TASKS + GENERIC_TASKS
 TASK_TITLES = {"structure": "Secondary structure prediction",
                "interaction": "miRNA-target interaction",
-               "coding": "mRNA / lncRNA classification"}
+               "coding": "mRNA / lncRNA classification",
+               "sequence-classification": "Sequence classification",
+               "sequence-regression": "Sequence regression",
+               "token-classification": "Per-nucleotide classification",
+               "token-regression": "Per-nucleotide regression"}
 # the columns of each task's table, in order (other metrics stay in the metrics.tsv files)
 TASK_METRICS = {
     "structure": ("f1", "precision", "recall", "f1_pk", "n", "n_pk"),
     "interaction": ("accuracy", "precision", "recall", "f1", "auc", "mcc", "n"),
     "coding": ("accuracy", "precision", "recall", "f1", "auc", "mcc", "n"),
+    "sequence-classification": ("accuracy", "f1_macro", "mcc", "auc", "n"),
+    "sequence-regression": ("pearson", "spearman", "rmse", "r2", "n"),
+    "token-classification": ("accuracy", "f1_macro", "mcc", "auc", "n", "n_positions"),
+    "token-regression": ("pearson", "spearman", "rmse", "r2", "n", "n_positions"),
 }
 METRIC_TITLES = {"f1": "F1", "precision": "precision", "recall": "recall", "f1_pk": "F1 (pk pairs)",
-                 "n": "n", "n_pk": "n (pk)", "accuracy": "accuracy", "auc": "AUC", "mcc": "MCC"}
+                 "n": "n", "n_pk": "n (pk)", "accuracy": "accuracy", "auc": "AUC", "mcc": "MCC",
+                 "f1_macro": "macro-F1", "pearson": "Pearson r", "spearman": "Spearman rho", "rmse": "RMSE",
+                 "r2": "R2", "n_positions": "n (positions)"}
 # row order of the run's models within a dataset; unknown models follow, sorted by name
 MODEL_ORDER = ("rnaret-k1", "rnaret-k3", "rnaret-k5", "transformer-k1", "transformer-k3",
                "transformer-k5", "vienna", "onehot")
@@ -260,7 +273,7 @@ def build_table(task: str, run: Sequence[Row], published: Sequence[Row]) -> Tabl
             rows.append(dataclasses.replace(r, footnote=footnote(". ".join(p.rstrip(".") for p in parts if p) + ".")))
         # RNAret's own published figure: from the file (which may itself say "not available"),
         # otherwise a row that says explicitly that there is none
-        if not any(is_rnaret_name(r.model) for r in pub):
+        if task in PAPER_TASKS and not any(is_rnaret_name(r.model) for r in pub):
             rows.append(Row(task, dataset, "RNAret (paper)", "", ORIGIN_MISSING, {}, source=RNARET_PAPER,
                             footnote=footnote(RNARET_PAPER + ".")))
     return Table(task, columns, rows, footnotes)

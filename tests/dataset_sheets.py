@@ -15,4 +15,6 @@ DEFAULT_SHEET = [
     ("interaction", "mirtar_indtest", "test", "resources/mirna_target/mirtar_deepmirtar_indtest.tsv", "", "mirtar"),
     ("coding", "mouse", "train", "resources/mrna_lncrna/mouse_train.fa.gz", "", ""),
     ("coding", "mouse", "test", "resources/mrna_lncrna/mouse_test.fa.gz", "", ""),
+    *[("sequence-classification", "mncr", s, "resources/ncrna/mncr_families.tsv", s, "")
+      for s in ("train", "valid", "test")],
 ]

@@ -104,6 +104,7 @@ def config(corpus: Path, corpus_md5: Path, urls: dict[str, str], archives: dict[
                           "test": member("paper_data", "data/lncRNA_M/test.fa")},
                 "mouse": None,
             },
+            "sequence-classification": {"mncr": None},
         },
         "finetune": {
             "gpus": finetune_gpus, "threads": 2, "mem_mb": 2000, "runtime": 30,

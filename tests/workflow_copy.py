@@ -145,6 +145,11 @@ def make_small_run(workdir: Path) -> dict:
                 lambda rows: [r for r in rows if r["label"] == "0"][:10] + [r for r in rows if r["label"] == "1"][:10])
     _write_fasta_gz(data / "mouse_train.fa.gz", _coding_subset(_fasta_records(resources / "mrna_lncrna/mouse_train.fa.gz"), 15))
     _write_fasta_gz(data / "mouse_test.fa.gz", _coding_subset(_fasta_records(resources / "mrna_lncrna/mouse_test.fa.gz"), 5))
+    # ncRNA families (a generic task): 4 rows of each class in train, 2 in valid and test
+    _subset_tsv(resources / "ncrna/mncr_families.tsv", data / "mncr.tsv",
+                lambda rows: [r for s, n in (("train", 4), ("valid", 2), ("test", 2))
+                              for label in sorted({r["label"] for r in rows})
+                              for r in [r for r in rows if r["split"] == s and r["label"] == label][:n]])
     quick = {"epochs": 1, "max_steps": 2, "valid_max_examples": 8, "train_samples_per_epoch": 16,
              "evals_per_epoch": 1}
     config = {
@@ -155,6 +160,8 @@ def make_small_run(workdir: Path) -> dict:
             "interaction": {"mirtar": {s: {"path": "data/mirtar.tsv", "split": s} for s in ("train", "valid", "test")},
                             "mirtar_indtest": {"test": "data/indtest.tsv", "finetuned_on": "mirtar"}},
             "coding": {"mouse": {"train": "data/mouse_train.fa.gz", "test": "data/mouse_test.fa.gz"}},
+            "sequence-classification": {"mncr": {s: {"path": "data/mncr.tsv", "split": s}
+                                                 for s in ("train", "valid", "test")}},
         },
         "shards": {"k": [1, 5], "tokens_per_shard": 20000, "run_tokens": 10000},
         "pretrain": {"preset": "tiny", "models": ["rnaret-k1", "rnaret-k5"],
@@ -163,6 +170,7 @@ def make_small_run(workdir: Path) -> dict:
             "interaction": {"models": ["rnaret-k5"], "settings": dict(quick)},
             "coding": {"models": ["rnaret-k5"], "settings": {**quick, "train_crop": 256, "max_tokens": 2048}},
             "structure": {"models": ["rnaret-k1"], "settings": {**quick, "train_crop": 64}},
+            "sequence-classification": {"models": ["rnaret-k5"], "settings": dict(quick)},
         },
         "baselines": {"vienna": {"threads": 1}},
         "report": {"length_scaling": {"models": ["rnaret-chunkwise"], "presets": ["tiny"], "lengths": [32],

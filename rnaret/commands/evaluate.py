@@ -36,7 +36,7 @@ def run(args) -> int:
         if not is_finetuned_checkpoint(args.checkpoint):
             raise InputError(args.checkpoint, "not a fine-tuned checkpoint folder; give --task for a .pth")
         task_name = read_task_meta(args.checkpoint)["task"]
-    entry = dataset_entry(task_name, args.dataset_config, args.dataset, args.split)
+    entry = dataset_entry(task_name, args.dataset_config, args.dataset, args.split, labels=args.labels)
     settings = task_settings(task_name, args.settings, args.set)
     try:
         run_evaluate(args.checkpoint, entry, args.out, split=args.eval_split, task_name=task_name,

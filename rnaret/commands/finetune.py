@@ -19,6 +19,9 @@ def add_split_arguments(parser) -> None:
     parser.add_argument("--split", action="append", default=[], metavar="NAME=PATH[#VALUE]",
                         help="add or replace a split (repeatable), e.g. --split train=a.tsv; with "
                              "#VALUE only the rows whose split column is VALUE (train=t.tsv#train)")
+    parser.add_argument("--labels", action="append", default=[], metavar="NAME=TABLE",
+                        help="the side table of labels (id, label) of a split given as a FASTA "
+                             "(repeatable; the generic tasks), e.g. --labels train=train_labels.tsv")
     parser.add_argument("--settings", metavar="YAML|JSON",
                         help="pipeline config (uses finetune.preset, finetune.TASK.settings and model_settings), "
                              "or a mapping of task settings: a YAML/JSON file or the JSON object itself")
@@ -69,7 +72,7 @@ def run(args) -> int:
     from rnaret.tasks.run import dataset_entry, run_finetune, task_settings
 
     set_threads(args.threads)
-    entry = dataset_entry(args.task, args.dataset_config, args.dataset, args.split)
+    entry = dataset_entry(args.task, args.dataset_config, args.dataset, args.split, labels=args.labels)
     model_name = args.model_name or ("onehot" if args.init == "onehot" else None)
     settings = task_settings(args.task, args.settings, args.set, model=model_name)
     try:

@@ -14,6 +14,8 @@ the content, ``.gz`` in the name is optional):
 | ``structure_folder`` | a folder of ``.bpseq`` or ``.ct`` files, walked recursively | ``rnaret.io.structure.read_structure_folder`` | structure |
 | ``mirna_table`` | ``.tsv``/``.csv`` with ``mirna_seq_3to5``/``mirna_seq``, ``target_seq``, ``label``; the published headerless 5-column ``.txt`` | ``rnaret.io.mirna_table.read_pair_table`` | interaction |
 | ``transcript_fasta`` | ``.fa`` / ``.fasta`` / ``.fna`` (GENCODE headers, ``CDS:a-b`` = coding) | ``rnaret.io.transcripts.read_transcripts`` | coding |
+| ``label_table`` | ``.tsv`` / ``.csv`` with ``sequence``, ``label`` (``id``, ``split`` optional) | ``rnaret.io.labels.read_label_table`` | the generic tasks |
+| ``label_fasta`` | ``.fa`` / ``.fasta`` / ``.fna``, labels in a side table (the task reads them: ``rnaret.io.labels``) | ``rnaret.io.fasta.read_fasta`` | the generic tasks |
 
 A ``.csv``/``.tsv`` table is read as the table of the task it is given to; without a task its
 first non-blank line decides (a miRNA-target header or the 5-column layout: ``mirna_table``;
@@ -29,6 +31,7 @@ from rnaret.io.errors import InputError
 from rnaret.io.mirna_table import PairRow, is_mirna_table, read_pair_table
 from rnaret.io.structure import StructureRecord, read_structures, structure_format
 from rnaret.io.transcripts import Transcript, read_transcripts
+from rnaret.tasks.settings import GENERIC_TASKS
 
 FASTA_SUFFIXES = (".fa", ".fasta", ".fna")
 STRUCTURE_FORMATS = ("structure_table", "dbn", "bpseq", "ct", "structure_folder")
@@ -36,6 +39,7 @@ TASK_FORMATS: dict[str, tuple[str, ...]] = {
     "structure": STRUCTURE_FORMATS,
     "interaction": ("mirna_table",),
     "coding": ("transcript_fasta",),
+    **{task: ("label_table", "label_fasta") for task in GENERIC_TASKS},
 }
 # what each format is called in messages
 FORMAT_NAMES = {
@@ -45,6 +49,8 @@ FORMAT_NAMES = {
     "mirna_table": "a miRNA-target table (.tsv with mirna_seq_3to5 or mirna_seq, target_seq, label; "
                    "or the published headerless 5-column .txt)",
     "transcript_fasta": "a FASTA of transcripts (.fa/.fasta/.fna; CDS:a-b in a header marks a coding one)",
+    "label_table": "a label table (.tsv/.csv: id, sequence, label)",
+    "label_fasta": "a FASTA of sequences whose labels are in a side table",
 }
 
 # what each task reads, in messages
@@ -52,6 +58,7 @@ TASK_READS = {
     "structure": "a structure table (.csv/.tsv), .dbn, .bpseq, .ct or a folder of .bpseq/.ct files",
     "interaction": FORMAT_NAMES["mirna_table"],
     "coding": FORMAT_NAMES["transcript_fasta"],
+    **{task: "a label table (.tsv/.csv) or a FASTA with a side table of labels" for task in GENERIC_TASKS},
 }
 
 
@@ -71,6 +78,10 @@ def dataset_format(path, task: str | None = None) -> str:
     if not os.path.exists(path):
         raise InputError(path, "no such file or folder")
     name = _name(path)
+    if task in GENERIC_TASKS:
+        from rnaret.io.labels import label_format
+
+        return f"label_{label_format(path)}"
     if os.path.isdir(path):
         kind = "structure_folder"
     elif name.endswith(".txt"):
@@ -109,6 +120,16 @@ def read_dataset(path, task: str | None = None, select: str | None = None
     """
     path = os.fspath(path)
     kind = dataset_format(path, task)
+    if kind == "label_table":
+        from rnaret.io.labels import read_label_table
+
+        return iter(read_label_table(path, select))
+    if kind == "label_fasta":
+        from rnaret.io.fasta import read_fasta
+
+        if select is not None:
+            raise InputError(path, f"a split ({select!r}) of a FASTA is selected by its side table of labels")
+        return read_fasta(path, allow_gaps=False)
     if select is not None and kind not in ("structure_table", "mirna_table"):
         raise InputError(path, f"a split ({select!r}) can only be selected from a table with a 'split' column; "
                                f"this path is {FORMAT_NAMES[kind]}")

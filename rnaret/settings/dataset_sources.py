@@ -5,7 +5,7 @@ Two ways to name them, one resolution:
 - ``datasets:`` in the config (docs/configuration.md)::
 
       datasets:
-        <task>:                        # interaction | structure | coding
+        <task>:                        # interaction | structure | coding | sequence-classification | ...
           <name>:
             train: <split source>
             valid: <split source>
@@ -32,10 +32,12 @@ from typing import Any, Mapping
 
 from rnaret.settings.errors import SettingsError, key_path
 from rnaret.settings.files import DATASET_SHEET_SCHEMA, validate_record
-from rnaret.settings.sources import resolve_file, url_name
+from rnaret.settings.sources import FileRef, resolve_file, url_name
+from rnaret.tasks.settings import GENERIC_TASKS  # the generic tasks' names (torch-free)
 
 SPLITS = ("train", "valid", "test")
-TASKS = ("interaction", "structure", "coding")
+# the paper's tasks, then the generic ones (any labelled table: rnaret.tasks.generic)
+TASKS = ("interaction", "structure", "coding") + GENERIC_TASKS
 DOWNLOADS_DIR = "results/datasets"
 
 
@@ -56,6 +58,7 @@ class SplitSource:
     depends: str | None = None
     url: str | None = None
     md5: str = ""
+    labels: FileRef | None = None  # a generic task's FASTA split: its side table of labels
 
     @property
     def label(self) -> str:
@@ -69,6 +72,9 @@ class SplitSource:
 
     def entry_value(self):
         """The split as a task's dataset entry holds it: the path, or ``{path, split}``."""
+        if self.labels is not None:
+            return {"path": self.path, "labels": self.labels.path,
+                    **({"split": self.row_split} if self.row_split is not None else {})}
         return self.path if self.row_split is None else {"path": self.path, "split": self.row_split}
 
     def argument(self) -> str:
@@ -119,7 +125,7 @@ def split_source(task: str, dataset: str, split: str, value, archives=None) -> S
     Raises ``SettingsError`` naming ``datasets.<task>.<dataset>.<split>`` for anything else."""
     key = key_path("datasets", task, dataset, split)
     if isinstance(value, Mapping):
-        unknown = sorted(set(value) - {"path", "split", "archive", "md5"})
+        unknown = sorted(set(value) - {"path", "split", "archive", "md5", "labels"})
         if not isinstance(value.get("path"), str) or not value["path"] or unknown:
             raise SettingsError(key, f"expected a path or {{path, split, archive, md5}}, got {dict(value)!r}")
         row = value.get("split")
@@ -130,8 +136,17 @@ def split_source(task: str, dataset: str, split: str, value, archives=None) -> S
         raise SettingsError(key, f"expected a path or {{path, split, archive, md5}}, got {value!r}")
     url = value["path"] if isinstance(value, Mapping) else value
     ref = resolve_file(value, key, archives, download_to=download_path(task, dataset, split, str(url)), md5=md5)
+    labels = None
+    if isinstance(value, Mapping) and value.get("labels") is not None:
+        if task not in GENERIC_TASKS:
+            raise SettingsError(key_path(key, "labels"), f"a side table of labels is for the generic tasks "
+                                                         f"({', '.join(GENERIC_TASKS)}), not {task}")
+        if row is not None:
+            raise SettingsError(key, "a FASTA split with a side table of labels is the whole FASTA: "
+                                     "give it without `split`")
+        labels = resolve_file(value["labels"], key_path(key, "labels"), archives)
     return SplitSource(task, dataset, split, ref.path, None if row is None else str(row),
-                       depends=ref.depends, url=ref.url, md5=ref.md5)
+                       depends=ref.depends, url=ref.url, md5=ref.md5, labels=labels)
 
 
 def split_sources(datasets: Mapping | None, splits=SPLITS, archives=None) -> list[SplitSource]:

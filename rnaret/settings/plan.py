@@ -32,10 +32,12 @@ from rnaret.slurm_resources import Site
 from rnaret.settings.dataset_sources import Dataset, SplitSource, resolve_datasets
 from rnaret.settings.errors import SettingsError, key_path
 from rnaret.settings.sources import FileRef, archive_dir, is_url, resolve_file, url_name
+from rnaret.tasks.settings import GENERIC_TASKS  # the generic tasks' names (torch-free)
 
 CORPUS = "results/corpus"
-FINETUNE_TASKS = ("interaction", "coding", "structure")  # the order of the finetune targets
-REPORT_TASKS = ("structure", "interaction", "coding")  # the order of the tables' inputs
+FINETUNE_TASKS = ("interaction", "coding", "structure") + GENERIC_TASKS  # the order of the finetune targets
+REPORT_TASKS = ("structure", "interaction", "coding") + GENERIC_TASKS  # the order of the tables' inputs
+PAPER_TASKS = ("structure", "interaction", "coding")  # a table each, evaluated or not
 PRETRAINED_MODEL = r"(rnaret|transformer)-k[135]"
 TRAINED_MODEL = rf"{PRETRAINED_MODEL}|onehot"
 # a released fine-tuned file, evaluated as released-NAME (NAME: its finetune.<task>.released key)
@@ -106,6 +108,11 @@ def job_protocol(wildcards, plan: "Plan") -> str:
 
 def _join(args) -> str:
     return shlex.join(str(a) for a in args)
+
+
+def _labels_option(split: SplitSource) -> list[str]:
+    """``--labels NAME=TABLE`` for a FASTA split with a side table of labels, else nothing."""
+    return [] if split.labels is None else ["--labels", f"{split.split}={split.labels.path}"]
 
 
 def _json(value) -> str:
@@ -611,6 +618,8 @@ class Plan:
         """The starting weights (none for onehot) and the train/valid files."""
         dataset = self._finetune_dataset(wildcards)
         inputs = {split: dataset.splits[split].input for split in ("train", "valid") if split in dataset.splits}
+        inputs.update({f"{split}_labels": dataset.splits[split].labels.depends for split in ("train", "valid")
+                       if split in dataset.splits and dataset.splits[split].labels is not None})
         init = self.finetune_init(wildcards.model)
         if init is not None:
             inputs["init"] = init.depends
@@ -625,7 +634,7 @@ class Plan:
         args = ["--task", task, "--init", ONEHOT if init is None else init.path]
         for split in ("train", "valid"):
             if split in dataset.splits:
-                args += ["--split", dataset.splits[split].argument()]
+                args += ["--split", dataset.splits[split].argument()] + _labels_option(dataset.splits[split])
         protocol = job_protocol(wildcards, self)
         args += ["--settings", _json(self.finetune_settings(task, model, protocol)), "--protocol", protocol,
                  "--device", self.device("finetune"), "--precision", self.protocol_precision(protocol)]
@@ -666,8 +675,9 @@ class Plan:
     def evaluate_inputs(self, wildcards) -> dict:
         """The model to evaluate and the test file."""
         task, dataset, model = wildcards.task, wildcards.dataset, wildcards.model
+        test = self.split(task, dataset, "test")
         return {"checkpoint": self.evaluation_checkpoint(task, dataset, model, job_protocol(wildcards, self)).depends,
-                "test": self.split(task, dataset, "test").input}
+                "test": test.input, **({"test_labels": test.labels.depends} if test.labels is not None else {})}
 
     def evaluate_args(self, wildcards) -> str:
         """`rnaret evaluate` options: checkpoint, task, test split, protocol, device, precision;
@@ -676,7 +686,8 @@ class Plan:
         task, dataset, model = wildcards.task, wildcards.dataset, wildcards.model
         protocol = job_protocol(wildcards, self)
         args = ["--checkpoint", self.evaluation_checkpoint(task, dataset, model, protocol).path, "--task", task,
-                "--split", self.split(task, dataset, "test").argument()]
+                "--split", self.split(task, dataset, "test").argument(),
+                *_labels_option(self.split(task, dataset, "test"))]
         if re.fullmatch(RELEASED_MODEL, model):
             entry = self.released(task)[model]
             settings = self.finetune_settings(task, None, protocol)
@@ -812,9 +823,19 @@ class Plan:
                       "--lengths", ",".join(str(n) for n in scaling["lengths"]), "--repeats", scaling["repeats"],
                       "--threads", scaling["threads"], "--max-seconds", scaling["max_seconds"]])
 
+    def report_tasks(self) -> list[str]:
+        """The tasks that get a table: the paper's three always, a generic task when the run
+        evaluates a dataset of it."""
+        evaluated = {task for task, _, _ in self._evaluations}
+        return [task for task in REPORT_TASKS if task in PAPER_TASKS or task in evaluated]
+
+    def tables_args(self, wildcards=None) -> str:
+        """`rnaret tables` option naming the tables written (``report_tasks``)."""
+        return _join(["--tasks", *self.report_tasks()])
+
     def report_targets(self) -> list[str]:
         """The tables (TSV, Markdown, HTML per task), the length scaling and the figure index."""
-        return ([f"results/tables/{task}.{ext}" for ext in ("tsv", "md", "html") for task in REPORT_TASKS]
+        return ([f"results/tables/{task}.{ext}" for ext in ("tsv", "md", "html") for task in self.report_tasks()]
                 + ["results/tables/length_scaling.tsv", "results/tables/length_scaling.png",
                    STRUCTURE_FIGURE_INDEX])
 

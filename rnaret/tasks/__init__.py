@@ -12,6 +12,11 @@ TASKS: dict[str, str] = {
     "interaction": "rnaret.tasks.interaction:InteractionTask",
     "coding": "rnaret.tasks.coding:CodingTask",
     "structure": "rnaret.tasks.structure:StructureTask",
+    # the generic tasks on any labelled table (rnaret.tasks.generic)
+    "sequence-classification": "rnaret.tasks.generic:SequenceClassificationTask",
+    "sequence-regression": "rnaret.tasks.generic:SequenceRegressionTask",
+    "token-classification": "rnaret.tasks.generic:TokenClassificationTask",
+    "token-regression": "rnaret.tasks.generic:TokenRegressionTask",
 }
 
 

@@ -10,8 +10,9 @@ only calls these methods, in this order:
    live there, free of torch); unknown keys are an error. ``task.k`` is the tokenizer k the task
    needs (checked against the encoder's ``k``).
 2. ``task.load_dataset(entry)`` — ``entry`` is one ``datasets.<task>.<name>`` mapping of the
-   config (``{train: path, valid: path, test: path, ...}``); it calls ``read_split(path, split)``
-   per split and returns ``{split: [Example, ...]}``. When an entry has ``train`` but no
+   config (``{train: path, valid: path, test: path, ...}``); it calls ``read_source(value)``
+   per split (by default ``read_split(path, split)``; a split may carry more, e.g. the generic
+   tasks' side table of labels) and returns ``{split: [Example, ...]}``. When an entry has ``train`` but no
    ``valid``, a fixed seeded fraction of train (``valid_fraction``) is held out by example id.
 3. ``task.build_head(d)`` — an ``nn.Module`` whose ``forward(states, padding_mask)`` reads the
    encoder's ``last_inner_state`` (B, L, d) — the last layer's output before the final RMSNorm,
@@ -181,8 +182,8 @@ class Task(abc.ABC):
             if split not in entry or entry[split] in (None, ""):
                 raise InputError(None, f"the {self.name} dataset entry has no {split!r} split "
                                        f"(keys: {sorted(entry)})")
-            path, select = split_source(entry[split])
-            out[split] = self.read_split(path, select)
+            path = split_source(entry[split])[0]
+            out[split] = self.read_source(entry[split])
             if not out[split]:
                 raise InputError(path, f"the {split} split has no examples")
         if hold_out:
@@ -195,6 +196,12 @@ class Task(abc.ABC):
                 raise InputError(split_source(entry["train"])[0], f"holding out valid_fraction={fraction} "
                                                                   f"of train leaves an empty split")
         return out
+
+    def read_source(self, spec) -> list[Example]:
+        """Read one split as the entry gives it (a path or ``{path, split, ...}``): by default
+        ``read_split(path, select)``; a task whose splits carry more (a side table) overrides it."""
+        path, select = split_source(spec)
+        return self.read_split(path, select)
 
     def train_view(self, example: Example, rng: np.random.Generator) -> Example:
         """The example as seen in one training step (e.g. a random crop); identity by default."""

@@ -106,6 +106,9 @@ def finetune_fingerprint(task: Task, entry: Mapping[str, Any], init: str, precis
             continue
         path, select = split_source(entry[split])
         inputs[split] = {"digest": file_digest(path), "select": select}
+        labels = entry[split].get("labels") if isinstance(entry[split], Mapping) else None
+        if labels:  # a FASTA's side table of labels (the generic tasks)
+            inputs[split]["labels"] = file_digest(labels)
     return {"kind": "finetune", "settings": {"task": task.name, **task.settings, "precision": precision},
             "inputs": inputs}
 
@@ -230,7 +233,7 @@ def _pipeline_plan(data: dict, path):
 
 
 def dataset_entry(task_name: str, dataset_config=None, dataset: str | None = None,
-                  splits: list[str] | tuple[str, ...] = ()) -> dict:
+                  splits: list[str] | tuple[str, ...] = (), labels: list[str] | tuple[str, ...] = ()) -> dict:
     """The dataset entry ``{split: path, ...}`` of a run.
 
     ``dataset_config``: a YAML/JSON file that is either a pipeline config (its dataset
@@ -238,6 +241,7 @@ def dataset_entry(task_name: str, dataset_config=None, dataset: str | None = Non
     dataset sheet, downloads and archive members) or an entry itself (``{train: ..., test: ...}``,
     or ``{<dataset>: {...}}`` with ``dataset`` given). ``splits``: ``NAME=PATH`` strings that
     add or replace splits (``NAME=PATH#VALUE``: the rows of PATH whose split column is VALUE).
+    ``labels``: ``NAME=TABLE`` strings giving split NAME (a FASTA) its side table of labels.
     """
     from rnaret.settings.files import is_pipeline_config
 
@@ -262,6 +266,15 @@ def dataset_entry(task_name: str, dataset_config=None, dataset: str | None = Non
             raise InputError(None, f"--split must be NAME=PATH or NAME=PATH#VALUE, got {item!r}")
         path, hash_sign, select = path.partition("#")
         entry[name] = {"path": path, "split": select} if hash_sign and select else path
+    for item in labels:
+        # NAME=TABLE: the side table of labels of the FASTA given as split NAME
+        name, sep, table = str(item).partition("=")
+        if not sep or not name or not table:
+            raise InputError(None, f"--labels must be NAME=TABLE, got {item!r}")
+        if name not in entry:
+            raise InputError(table, f"--labels {name}=...: no split {name!r} to label (give --split {name}=FASTA)")
+        value = entry[name]
+        entry[name] = {**value, "labels": table} if isinstance(value, dict) else {"path": value, "labels": table}
     if not entry:
         raise InputError(None, "no dataset: give --dataset-config and/or --split NAME=PATH")
     return entry

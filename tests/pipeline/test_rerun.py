@@ -15,11 +15,13 @@ pytestmark = pytest.mark.slow  # runs the whole pipeline once (small), then dry 
 PRETRAIN = {("pretrain", f"results/pretrain/{m}/checkpoint") for m in ("rnaret-k1", "rnaret-k5")}
 FINETUNE = {("finetune", "results/interaction/mirtar/rnaret-k5/checkpoint"),
             ("finetune", "results/coding/mouse/rnaret-k5/checkpoint"),
-            ("finetune", "results/structure/bprna/rnaret-k1/checkpoint")}
+            ("finetune", "results/structure/bprna/rnaret-k1/checkpoint"),
+            ("finetune", "results/sequence-classification/mncr/rnaret-k5/checkpoint")}
 EVALUATE = {("evaluate_classifier", "results/interaction/mirtar/rnaret-k5/metrics.tsv"),
             ("evaluate_classifier", "results/interaction/mirtar_indtest/rnaret-k5/metrics.tsv"),
             ("evaluate_classifier", "results/coding/mouse/rnaret-k5/metrics.tsv"),
-            ("evaluate_structure", "results/structure/bprna/rnaret-k1/metrics.tsv")}
+            ("evaluate_structure", "results/structure/bprna/rnaret-k1/metrics.tsv"),
+            ("evaluate_generic", "results/sequence-classification/mncr/rnaret-k5/metrics.tsv")}
 TABLES = {("tables", "results/tables/structure.html")}
 STRUCTURE_FIGURES = {("f1_distribution", "results/report/structure/bprna/rnaret-k1/f1_distribution.png"),
                      ("structure_figures_index", "results/report/structure/figures.txt")}
@@ -47,6 +49,9 @@ def test_the_completed_run_has_nothing_to_do(run):
     workdir, _ = run
     assert planned_jobs(workdir, "--configfile", workdir / "small.yaml") == set()
     assert (workdir / "results/tables/coding.tsv").is_file()
+    # the generic task's evaluation has its row in its table
+    table = (workdir / "results/tables/sequence-classification.tsv").read_text()
+    assert "mncr\trnaret-k5" in table
 
 
 def test_resources_alone_rerun_nothing(run):

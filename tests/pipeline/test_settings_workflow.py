@@ -80,7 +80,7 @@ def test_released_weights_and_task_data_plan_no_data_stage_job(workdir, tmp_path
     configfile = write_yaml(tmp_path / "released.yaml", {
         "pretrain": {"models": ["rnaret-k5"], "init_from": {"rnaret-k5": str(released)}},
         "finetune": {"interaction": {"models": ["rnaret-k5"]}, "coding": {"models": ["rnaret-k5"]},
-                     "structure": {"models": []}}})
+                     "structure": {"models": []}, "sequence-classification": {"models": []}}})
     jobs = planned_jobs(workdir, "--configfile", configfile)
     rules = {rule for rule, _ in jobs}
     assert not rules & DATA_RULES and "pretrain" not in rules
@@ -126,7 +126,7 @@ def test_archive_members_are_read_from_the_unpacked_folder(workdir, tmp_path):
         "pretrain": {"models": [], "init_from": {"rnaret-k5": {"archive": "paper_models",
                                                                "path": "model/pretrain_5mer.pth"}}},
         "finetune": {"interaction": {"models": ["rnaret-k5"]}, "coding": {"models": []},
-                     "structure": {"models": []}}})
+                     "structure": {"models": []}, "sequence-classification": {"models": []}}})
     result = snakemake(workdir, "--dry-run", "--nolock", "--cores", "1", "--configfile", configfile)
     finetune_input = re.search(r"rule finetune:\n    input: (.+)\n", result.stdout).group(1).split(", ")
     assert "results/archives/paper_models" in finetune_input

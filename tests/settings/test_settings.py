@@ -221,7 +221,7 @@ def test_released_weights_replace_pretraining_and_the_corpus(tmp_path):
     released = tmp_path / "pretrain_5mer.pth"
     released.write_bytes(b"x")
     only_released = {"pretrain": {"models": ["rnaret-k5"], "init_from": {"rnaret-k5": str(released)}},
-                     "finetune": {task: {"models": []} for task in ("structure", "coding")}
+                     "finetune": {task: {"models": []} for task in ("structure", "coding", "sequence-classification")}
                      | {"interaction": {"models": ["rnaret-k5"]}}}
     base = default_config()
     del base["corpus"]
@@ -286,7 +286,8 @@ def test_a_null_entry_removes_a_dataset_of_an_earlier_file():
 def test_only_trained_datasets_feed_the_leakage_removal_unless_asked():
     labels = [s.label for s in plan_of().leakage_sources()]
     assert labels == ["interaction/mirtar/valid", "interaction/mirtar/test", "structure/bprna/valid",
-                      "structure/bprna/test", "coding/mouse/test"]
+                      "structure/bprna/test", "coding/mouse/test", "sequence-classification/mncr/valid",
+                      "sequence-classification/mncr/test"]
     labels = [s.label for s in plan_of({"dedupe": {"leakage_test_only": True}}).leakage_sources()]
     assert "interaction/mirtar_indtest/test" in labels
 

@@ -164,7 +164,7 @@ rule homology:
     log:
         "logs/data/homology/{task}/{dataset}.log",
     wildcard_constraints:
-        task="interaction|structure|coding",
+        task="interaction|structure|coding|sequence-classification|sequence-regression|token-classification|token-regression",
     conda:
         conda_env("data")
     threads: PLAN.threads("leakage")

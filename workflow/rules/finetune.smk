@@ -5,7 +5,8 @@
 # Downstream tasks: fine-tune each configured model on each dataset (the finetune rule: the
 # checkpoint folder), then evaluate it on the test split (evaluate_classifier for interaction and
 # coding: metrics.tsv, predictions.tsv, ROC figure; evaluate_structure: metrics.tsv, per-sequence
-# predictions.tsv, dbn/CT/bpseq, contact maps); released fine-tuned files
+# predictions.tsv, dbn/CT/bpseq, contact maps; evaluate_generic for the generic tasks:
+# metrics.tsv, predictions.tsv); released fine-tuned files
 # (finetune.<task>.released) are evaluated on the datasets of their entry.
 # Each job runs under a protocol (--protocol): the run's `protocol` writes the contract paths
 # EVALUATION_DIR = results/{task}/{dataset}/{model}; each protocol of `compare_protocols` writes
@@ -30,7 +31,7 @@ rule finetune:
     log:
         f"{EVALUATION_LOG}/finetune.log",
     wildcard_constraints:
-        task="interaction|coding|structure",
+        task="interaction|coding|structure|sequence-classification|sequence-regression|token-classification|token-regression",
         dataset="[^/]+",
         model=TRAINED_MODEL,
     priority: PLAN.finetune_priority
@@ -186,3 +187,29 @@ use rule evaluate_structure as evaluate_structure_compared with:
         task="structure",
         dataset="[^/]+",
         model=EVALUATED_MODEL,
+
+
+# The generic tasks (any labelled table: rnaret.tasks.generic): metrics.tsv and predictions.tsv.
+rule evaluate_generic:
+    input:
+        unpack(PLAN.evaluate_inputs),
+    output:
+        metrics=f"{EVALUATION}/metrics.tsv",
+        predictions=f"{EVALUATION}/predictions.tsv",
+    log:
+        f"{EVALUATION_LOG}/evaluate.log",
+    wildcard_constraints:
+        task="sequence-classification|sequence-regression|token-classification|token-regression",
+        dataset="[^/]+",
+        model=TRAINED_MODEL,
+    conda:
+        conda_env(PLAN.model_env("finetune"))
+    threads: PLAN.threads("finetune")
+    resources:
+        **PLAN.resources("finetune"),
+    params:
+        args=PLAN.evaluate_args,
+        out=PLAN.evaluation_out,
+        code_version=PLAN.code_version,
+    shell:
+        "python -m rnaret evaluate --out {params.out:q} {params.args} --threads {threads} > {log:q} 2>&1"

@@ -9,7 +9,7 @@
 # `snakemake --report report.html` collects them with their captions.
 # The evaluations are the plan's (rnaret.settings.Plan.evaluations), never a glob of results/.
 
-TABLE_TASKS = rnaret_settings.plan.REPORT_TASKS
+TABLE_TASKS = PLAN.report_tasks()
 
 
 report: "../report/workflow.rst"
@@ -49,10 +49,11 @@ rule tables:
     resources:
         **PLAN.resources(mem_mb=500, runtime=10),
     params:
+        tasks=PLAN.tables_args,
         code_version=PLAN.code_version,
     shell:
         "python -m rnaret tables {input.metrics:q} --published {input.published:q}"
-        " --output-dir results/tables > {log:q} 2>&1"
+        " --output-dir results/tables {params.tasks} > {log:q} 2>&1"
 
 
 rule length_scaling:
