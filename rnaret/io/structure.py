@@ -669,32 +669,39 @@ def read_bpseq_published(path, max_len: int, record_id: str | None = None) -> Pu
     ``j != 0`` marks cells ``(i, j)`` and ``(j, i)`` of a ``max_len`` x ``max_len`` map with
     numpy's indexing (so a position past ``max_len`` makes the file unreadable, and position 0
     counts from the end, as in the script), which is then cut to the sequence's length. A
-    sequence longer than ``max_len`` is "too_long". An empty file (the script would then fail
+    sequence longer than ``max_len`` is "too_long" (whether the script fails on its map or
+    checks its length first). An empty file (the script would then fail
     on an empty input) is "unreadable". No pair check beyond that: the map keeps what the file
     says (a self-pair, a base in two pairs).
     """
     path = os.fspath(path)
     rec_id = record_id or _stem(path)
-    matrix = np.zeros((max_len, max_len), dtype=np.int8)
-    bases = []
+    bases, links = [], []
     try:
         with open(path) as handle:
             for number, line in enumerate(handle, start=1):
                 fields = line.split()
                 if len(fields) != 3:
                     return PublishedRead("unreadable", reason=f"line {number}: {len(fields)} fields, not 3")
-                i, j = int(fields[0]) - 1, int(fields[2]) - 1
                 bases.append(fields[1])
-                if j != -1:
-                    matrix[i, j] = 1
-                    matrix[j, i] = 1
-    except (ValueError, IndexError, OSError, UnicodeDecodeError) as exc:
+                links.append((int(fields[0]) - 1, int(fields[2]) - 1))
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
         return PublishedRead("unreadable", reason=f"{type(exc).__name__}: {exc}")
     sequence = "".join(bases)
     if not sequence:
         return PublishedRead("unreadable", reason="no line")
+    # the script fails on a long record's first position past max_len, or reads it and then
+    # drops the record for its length: left out either way, counted here as too long
     if len(sequence) > max_len:
         return PublishedRead("too_long", reason=f"{len(sequence)} nt > max_len {max_len}")
+    matrix = np.zeros((max_len, max_len), dtype=np.int8)
+    try:
+        for i, j in links:
+            if j != -1:
+                matrix[i, j] = 1
+                matrix[j, i] = 1
+    except IndexError as exc:
+        return PublishedRead("unreadable", reason=f"IndexError: {exc}")
     cells = np.argwhere(np.triu(matrix[: len(sequence), : len(sequence)]))
     pairs = [(int(a) + 1, int(b) + 1) for a, b in cells]
     return PublishedRead("ok", StructureRecord(rec_id, sequence, pairs))
