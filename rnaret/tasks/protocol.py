@@ -62,11 +62,14 @@ def protocol_settings(task: str, protocol: str) -> dict[str, Any]:
 
 def with_protocol(task: str, settings: Mapping[str, Any], protocol: str | None) -> dict[str, Any]:
     """Explicit task ``settings`` (e.g. read from a file written for another protocol) switched
-    to ``protocol`` (None: unchanged): when it differs from the settings' own, the protocol's
-    settings replace theirs (then ``--set`` overrides go over the result)."""
+    to ``protocol`` (None: unchanged), which is then named explicitly (so that it also overrides
+    the protocol a fine-tuned checkpoint was trained under); when it differs from the settings'
+    own, the protocol's settings replace theirs (``--set`` overrides then go over the result)."""
     out = dict(settings)
-    if protocol is None or check_protocol(protocol) == out.get("protocol", DEFAULT_PROTOCOL):
+    if protocol is None:
         return out
+    if check_protocol(protocol) == out.get("protocol", DEFAULT_PROTOCOL):
+        return {**out, "protocol": protocol}
     for key in PROTOCOL_SETTINGS[out.get("protocol", DEFAULT_PROTOCOL)].get(task, {}):
         out.pop(key, None)
     return {**out, **protocol_settings(task, protocol), "protocol": protocol}
@@ -94,5 +97,6 @@ def add_protocol_argument(parser) -> None:
                              "setting (--set protocol=published)")
 
 
-__all__ = ["RNARET", "PUBLISHED", "PROTOCOLS", "DEFAULT_PROTOCOL", "PROTOCOL_SETTINGS", "check_protocol",
-           "protocol_settings", "with_protocol", "is_published", "PUBLISHED_K", "protocol_precision", "add_protocol_argument"]
+__all__ = ["RNARET", "PUBLISHED", "PROTOCOLS", "DEFAULT_PROTOCOL", "PROTOCOL_SETTINGS", "PUBLISHED_K",
+           "check_protocol", "protocol_settings", "with_protocol", "is_published", "protocol_precision",
+           "add_protocol_argument"]

@@ -9,8 +9,9 @@ stays fast.
 Order of precedence (later wins): ``COMMON_SETTINGS``, ``TASK_DEFAULTS[task]`` (the published
 recipe), ``TASK_PRESETS[task][preset]`` (``paper`` = the recipe, ``laptop`` = the default run on 2
 CPU cores), the settings of the protocol (``rnaret.tasks.protocol``: none for ``rnaret``, the
-published scripts' options for ``published``), then the explicit settings. Adding a task: its defaults and presets here, its class
-in ``rnaret/tasks/<name>.py``, one line in ``rnaret.tasks.TASKS``.
+published scripts' options for ``published``), then the explicit settings. Adding a task: its
+defaults and presets here, its class in ``rnaret/tasks/<name>.py``, one line in
+``rnaret.tasks.TASKS``.
 """
 from __future__ import annotations
 

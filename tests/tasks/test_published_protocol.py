@@ -299,3 +299,39 @@ def test_metrics_tsv_protocol_row_round_trip(tmp_path):
     assert back == {"f1": 0.25, "n": 3, "protocol": "published"}
     with pytest.raises(ValueError, match="one-line text"):
         write_metrics_tsv({"protocol": math.nan}, path)
+
+
+def test_finetune_under_the_published_protocol_keeps_the_last_epoch(tmp_path):
+    """`rnaret finetune --protocol published` from a released interaction file: the padded,
+    unmasked inputs, fp32, and the model after the last epoch (validation only logged); the
+    checkpoint folder then evaluates under the protocol it was trained with."""
+    from rnaret.checkpoint import read_task_meta
+
+    case = CASES["rri_k5"]
+    inputs = RUNS / "rri" / "inputs"
+    out = tmp_path / "ft"
+    assert main(["finetune", "--task", "interaction", "--init", str(RUNS / case["checkpoint"]), "--out", str(out),
+                 "--protocol", "published", "--split", f"train={inputs / 'train.txt'}",
+                 "--split", f"valid={inputs / 'test.txt'}", "--set", "epochs=2", "--set", "batch_size=32",
+                 "--set", "lr=3e-2", "--device", "cpu", "--quiet"]) == 0
+    meta = read_task_meta(out)
+    assert meta["settings"]["protocol"] == "published" and meta["settings"]["keep"] == "last"
+    assert meta["settings"]["max_len"] == 80 and meta["precision"] == "fp32"
+    log = pd.read_csv(out / "train_log.tsv", sep="\t")
+    assert len(log) == 2 and meta["best"]["epoch"] == log["epoch"].iloc[-1] == 2
+    assert meta["best"]["value"] == pytest.approx(log["valid_auc"].iloc[-1])
+    # the saved head is the last checkpoint's (the run folder keeps one per epoch)
+    from safetensors.torch import load_file
+
+    from rnaret.train.checkpointing import latest_checkpoint
+
+    last = load_file(latest_checkpoint(tmp_path / "ft.train") / "model" / "weights.safetensors")
+    saved = load_file(out / "head.safetensors")
+    assert saved and all(torch.equal(value, last[f"head.{key}"]) for key, value in saved.items())
+    evaluated = tmp_path / "eval"
+    assert main(["evaluate", "--checkpoint", str(out), "--split", f"test={inputs / 'test.txt'}",
+                 "--out", str(evaluated), "--device", "cpu", "--quiet"]) == 0
+    metrics = read_metrics_tsv(evaluated / "metrics.tsv")
+    assert metrics["protocol"] == "published"
+    # the last epoch's model is the one saved: its test AUC is the last validation's (same file)
+    assert metrics["auc"] == pytest.approx(log["valid_auc"].iloc[-1], abs=1e-6)
