@@ -239,6 +239,16 @@ class Task(abc.ABC):
     def collate(self, examples: list[Example]) -> Batch:
         """Pad examples into a :class:`Batch` (use :func:`pad_tokens`)."""
 
+    def padded_length(self) -> int | None:
+        """The fixed length ``collate`` pads every input to (the published protocol's inputs of
+        interaction and coding), or None: a batch is padded to its longest input."""
+        return None
+
+    def batch_lengths(self, examples: list[Example]) -> list[int]:
+        """The number of tokens each example takes in a batch (for token-budget batching)."""
+        fixed = self.padded_length()
+        return [fixed or len(e.tokens) for e in examples]
+
     # -- model ----------------------------------------------------------------------------
     @abc.abstractmethod
     def build_head(self, d: int) -> nn.Module:

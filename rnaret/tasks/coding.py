@@ -88,13 +88,17 @@ class CodingTask(Task):
     def collate(self, examples: list[Example]) -> Batch:
         """Padded transcripts; targets (B, L) float32 per-position labels (0 at padding).
         Published: padded to ``max_len``, padding_mask True everywhere (no mask)."""
-        length = int(self.settings["max_len"]) if self.published else None
+        length = self.padded_length()
         tokens, padding_mask = pad_tokens([e.tokens for e in examples], length, masked=length is None)
         labels = torch.zeros(tokens.shape, dtype=torch.float32)
         for row, example in enumerate(examples):
             if example.target is not None:
                 labels[row, : len(example.target)] = torch.from_numpy(np.asarray(example.target, dtype=np.float32))
         return Batch(tokens, padding_mask, labels, examples)
+
+    def padded_length(self) -> int | None:
+        """``max_len`` under the published protocol (inputs padded to it, no mask), else None."""
+        return int(self.settings["max_len"]) if self.published else None
 
     def build_head(self, d: int) -> CodingHead:
         """The published per-position head for width d (logits (B, L))."""

@@ -172,7 +172,7 @@ def predict(task: Task, model: nn.Module, examples: list[Example], *, device: to
     model.eval()
     device = torch.device(device)
     budget = int(max_tokens or task.settings["eval_max_tokens"])
-    batches = make_batches([len(e.tokens) for e in examples], max_tokens=budget)
+    batches = make_batches(task.batch_lengths(examples), max_tokens=budget)
     rows: list[dict | None] = [None] * len(examples)
     with progress_bar(total=len(examples), desc=desc, unit="seq", disable=not progress, leave=False) as bar, \
             Prefetcher(_collated(task, examples, batches, device), depth=2) as stream:
@@ -334,7 +334,7 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
         rng = np.random.default_rng([seed, epoch])
         epoch_examples = _subset(train, settings.get("train_samples_per_epoch"), rng)
         views = [task.train_view(e, rng) for e in epoch_examples]
-        batches = make_batches([len(v.tokens) for v in views], batch_size=int(settings["batch_size"]),
+        batches = make_batches(task.batch_lengths(views), batch_size=int(settings["batch_size"]),
                                max_tokens=settings.get("max_tokens"), rng=rng)
         n_evals = max(1, int(settings.get("evals_per_epoch") or 1))
         validating = (epoch + 1) % every == 0 or epoch + 1 >= epochs

@@ -135,6 +135,10 @@ def run_finetune(task_name: str, entry: Mapping[str, Any], init: str, out, *,
     dev = pick_device(device)
     precision = resolve_precision(precision, dev)
     data = task.load_dataset(entry, splits=("train", "valid"))
+    for split, counts in task.read_counts.items():
+        if counts:
+            _log(f"rnaret finetune: {task_name} {split}: reading left out or changed: "
+                 + ", ".join(f"{key} {value}" for key, value in counts.items()))
     _log(f"rnaret finetune: {task_name}: {len(data['train'])} train, {len(data['valid'])} valid examples "
          f"(read in {time.monotonic() - started:.1f} s); init {init}; {dev.type}, {precision}")
     model, kind = initial_model(task, init)

@@ -335,3 +335,30 @@ def test_finetune_under_the_published_protocol_keeps_the_last_epoch(tmp_path):
     assert metrics["protocol"] == "published"
     # the last epoch's model is the one saved: its test AUC is the last validation's (same file)
     assert metrics["auc"] == pytest.approx(log["valid_auc"].iloc[-1], abs=1e-6)
+    # the same checkpoint under the other protocol: named on the command line, it wins
+    again = tmp_path / "eval_rnaret"
+    assert main(["evaluate", "--checkpoint", str(out), "--split", f"test={inputs / 'test.txt'}", "--protocol",
+                 "rnaret", "--out", str(again), "--device", "cpu", "--quiet"]) == 0
+    other = read_metrics_tsv(again / "metrics.tsv")
+    assert other["protocol"] == "rnaret" and other["n"] == 60
+    scores = pd.read_csv(again / "predictions.tsv", sep="\t")["score"]
+    assert ((scores >= 0) & (scores <= 1)).all()
+
+
+def test_structure_finetune_under_the_published_protocol_counts_what_it_leaves_out(tmp_path, capsys):
+    """Training reads its folders as ssp.py does too: the test folder as a training set leaves
+    out the same files, and says so."""
+    from rnaret.checkpoint import read_task_meta
+
+    case = CASES["ssp_k1"]
+    inputs = RUNS / "ssp" / "inputs"
+    out = tmp_path / "ft"
+    assert main(["finetune", "--task", "structure", "--init", str(RUNS / case["checkpoint"]), "--out", str(out),
+                 "--protocol", "published", "--split", f"train={inputs / 'test'}",
+                 "--split", f"valid={inputs / 'valid'}", "--set", "epochs=1", "--device", "cpu", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "train: reading left out or changed: ignored_not_bpseq 2, skipped_unreadable 3, dropped_too_long 2" in err
+    meta = read_task_meta(out)
+    assert meta["settings"]["protocol"] == "published" and meta["settings"]["symmetrize"] == "lower"
+    log = pd.read_csv(out / "train_log.tsv", sep="\t")
+    assert len(log) == 1 and math.isfinite(log["train_loss"].iloc[0])
