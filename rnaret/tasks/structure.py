@@ -368,8 +368,10 @@ class StructureTask(Task):
         return (bce * weight * mask).sum() / mask.sum().clamp(min=1.0)
 
     def probabilities(self, output: torch.Tensor, batch: Batch) -> list[np.ndarray]:
-        """Pair probabilities inside the constraint, one (n, n) float32 array per example."""
-        probs = (torch.sigmoid(output.float()) * self.allowed(batch)).cpu().numpy()
+        """Pair probabilities inside the (symmetric) constraint of :func:`pair_constraint`, one
+        (n, n) float32 array per example, whatever the protocol (what ``rnaret fold`` reads)."""
+        allowed = pair_constraint(batch.targets["bases"], batch.padding_mask, int(self.settings["min_pair_distance"]))
+        probs = (torch.sigmoid(output.float()) * allowed).cpu().numpy()
         return [probs[row, : len(e.tokens), : len(e.tokens)] for row, e in enumerate(batch.examples)]
 
     # -- evaluation -----------------------------------------------------------------------
