@@ -68,13 +68,15 @@ class CodingTask(Task):
     def read_split(self, path, select: str | None = None) -> list[Example]:
         """Transcripts of a labelled FASTA (``rnaret.io.datasets.read_dataset``; a FASTA has no
         split column, so ``select`` is refused) -> examples; target = per-position labels (n,)."""
+        return [self.example(transcript, path) for transcript in read_dataset(path, self.name, select)]
+
+    def example(self, transcript: Transcript, path=None) -> Example:
+        """One transcript -> Example (:func:`transcript_example`); under the published protocol
+        cut to ``max_len`` nt (counted as ``cut_to_max_len``)."""
         max_len = int(self.settings["max_len"]) if self.published else None
-        examples = []
-        for transcript in read_dataset(path, self.name, select):
-            if max_len is not None and len(transcript.sequence) > max_len:
-                self.count("cut_to_max_len")
-            examples.append(transcript_example(transcript, self.k, path, max_len))
-        return examples
+        if max_len is not None and len(transcript.sequence) > max_len:
+            self.count("cut_to_max_len")
+        return transcript_example(transcript, self.k, path, max_len)
 
     def train_view(self, example: Example, rng: np.random.Generator) -> Example:
         """A random crop of ``train_crop`` tokens (and the same labels) when set and shorter."""
