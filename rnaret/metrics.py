@@ -21,7 +21,8 @@ and scores through scikit-learn. AUC is undefined when the labels hold one class
 then NaN (written ``NA``) and ``n_pos`` / ``n_neg`` show why.
 
 ``metrics.tsv`` (contract): a header ``metric<TAB>value``, then one row per metric. Integers are
-written as integers, floats with full precision (``repr``), NaN as ``NA``.
+written as integers, floats with full precision (``repr``), NaN as ``NA``. The ``protocol`` row
+(``TEXT_METRICS``) holds a word, ``rnaret`` or ``published`` (``rnaret.tasks.protocol``).
 """
 from __future__ import annotations
 
@@ -38,6 +39,9 @@ from rnaret.io.errors import InputError
 from rnaret.io.structure import crossing_pairs
 
 NA = "NA"
+# rows of metrics.tsv whose value is a word, not a number: the protocol the figures were
+# computed under (rnaret.tasks.protocol: "rnaret" or "published")
+TEXT_METRICS = ("protocol",)
 
 
 @dataclass(frozen=True)
@@ -124,10 +128,30 @@ def structure_scores(true: Sequence[Sequence[Sequence[int]]], pred: Sequence[Seq
     return metrics, rows
 
 
-def classification_metrics(labels: Sequence[int], scores: Sequence[float], threshold: float = 0.5
-                           ) -> dict:
+def published_pair_scores(true_map, pred_map) -> PairScores:
+    """Scores of one sequence as the published ``ssp.py`` (``compute_metrics``) counts them: over
+    every cell of the L x L maps, so each pair counts twice (both orientations) and a map need
+    not be symmetric. ``true_map``/``pred_map``: (L, L) arrays, nonzero = paired. Precision,
+    recall and F1 are 0 when their denominator is 0 (also when both maps are empty). ``tp``,
+    ``n_true``, ``n_pred`` count cells."""
+    true = np.asarray(true_map) != 0
+    pred = np.asarray(pred_map) != 0
+    if true.shape != pred.shape or true.ndim != 2:
+        raise ValueError(f"expected two (L, L) maps of one shape, got {true.shape} and {pred.shape}")
+    tp = int(np.sum(true & pred))
+    fp = int(np.sum(~true & pred))
+    fn = int(np.sum(true & ~pred))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return PairScores(precision, recall, f1, tp, tp + fn, tp + fp)
+
+
+def classification_metrics(labels: Sequence[int], scores: Sequence[float], threshold: float = 0.5,
+                           predictions: Sequence[int] | None = None) -> dict:
     """Binary classification metrics from 0/1 ``labels`` (shape (N,)) and ``scores`` (shape (N,),
-    probability of class 1). A score ``>= threshold`` predicts 1.
+    probability of class 1, or any score that ranks class 1 higher). A score ``>= threshold``
+    predicts 1, unless ``predictions`` (N,) 0/1 are given (e.g. the argmax of two logits).
 
     Output: ``accuracy, precision, recall, f1, auc, mcc, n, n_pos, n_neg`` (scikit-learn;
     precision/recall/F1 are 0 when they divide by zero; ``auc`` is NaN with a single class).
@@ -146,7 +170,12 @@ def classification_metrics(labels: Sequence[int], scores: Sequence[float], thres
     if not np.isfinite(s).all():
         raise ValueError("scores must be finite")
     y = y.astype(np.int64)
-    pred = (s >= threshold).astype(np.int64)
+    if predictions is None:
+        pred = (s >= threshold).astype(np.int64)
+    else:
+        pred = np.asarray(predictions, dtype=np.int64)
+        if pred.shape != y.shape:
+            raise ValueError(f"predictions {pred.shape} and labels {y.shape} must have the same shape")
     n_pos = int(y.sum())
     single_class = n_pos in (0, len(y))
     return {
@@ -213,6 +242,10 @@ def regression_metrics(values: Sequence[float], predictions: Sequence[float]) ->
 
 
 def _format_value(name: str, value) -> str:
+    if name in TEXT_METRICS:
+        if not isinstance(value, str) or not value or any(c in value for c in "\t\n\r"):
+            raise ValueError(f"metric {name!r}: value {value!r} is not a one-line text")
+        return value
     if isinstance(value, (bool, np.bool_)):
         return str(int(value))
     if isinstance(value, (int, np.integer)):
@@ -235,8 +268,9 @@ def write_metrics_tsv(metrics: Mapping[str, float | int], path) -> None:
             handle.write(f"{name}\t{value}\n")
 
 
-def read_metrics_tsv(path) -> dict[str, float | int]:
-    """Read a ``metrics.tsv`` back: ``{metric: int | float}`` in file order (``NA`` -> NaN).
+def read_metrics_tsv(path) -> dict[str, float | int | str]:
+    """Read a ``metrics.tsv`` back: ``{metric: int | float}`` in file order (``NA`` -> NaN); the
+    rows of ``TEXT_METRICS`` (``protocol``) keep their text.
 
     Raises ``InputError`` for a missing file, a wrong header, a row that is not two columns, a
     value that is not a number and a metric named twice.
@@ -258,6 +292,9 @@ def read_metrics_tsv(path) -> dict[str, float | int]:
             name, text = row
             if name in out:
                 raise InputError(path, "metric named twice", record=name, line=line)
+            if name in TEXT_METRICS:
+                out[name] = text
+                continue
             if text in (NA, "nan", "NaN"):
                 out[name] = math.nan
                 continue

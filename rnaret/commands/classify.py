@@ -38,7 +38,6 @@ def run(args) -> int:
     from rnaret.data.progress import progress
     from rnaret.io.atomic import atomic_open, atomic_path
     from rnaret.io.errors import InputError
-    from rnaret.tasks.coding import transcript_example
     from rnaret.device import resolve_device
     from rnaret.precision import autocast, configure_precision
     from rnaret.tasks.finetune import make_batches
@@ -51,7 +50,7 @@ def run(args) -> int:
     if args.max_tokens is not None and args.max_tokens < 1:
         raise InputError(None, f"--max-tokens must be positive, got {args.max_tokens}")
     task, model = load_for_evaluation(args.checkpoint, "coding")
-    examples = [transcript_example(t, task.k, args.fasta) for t in read_transcripts(args.fasta, labelled=False)]
+    examples = [task.example(t, args.fasta) for t in read_transcripts(args.fasta, labelled=False)]
     device = resolve_device(args.device)
     precision = configure_precision(device, args.precision)
     model.to(device).eval()

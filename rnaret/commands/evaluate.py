@@ -1,7 +1,9 @@
 """`rnaret evaluate`: score a fine-tuned checkpoint (ours, or a released fine-tuned published
 ``.pth``) on one split of a dataset, without training.
 
-Writes into ``--out``: ``metrics.tsv`` (``metric<TAB>value``), ``predictions.tsv`` (one row per
+``--protocol published`` computes what the published scripts compute (docs/protocol.md).
+Writes into ``--out``: ``metrics.tsv`` (``metric<TAB>value``, with a ``protocol`` row and the
+counts of what reading left out), ``predictions.tsv`` (one row per
 input, in input order) and the task's figures (``roc.png`` for interaction and coding).
 """
 from __future__ import annotations
@@ -26,6 +28,7 @@ def run(args) -> int:
     from rnaret.io.errors import InputError
     from rnaret.tasks.finetune import is_finetuned_checkpoint
     from rnaret.checkpoint import read_task_meta
+    from rnaret.tasks.protocol import DEFAULT_PROTOCOL, protocol_precision
     from rnaret.tasks.run import dataset_entry, run_evaluate, task_settings
 
     from rnaret.commands.finetune import set_threads
@@ -37,10 +40,11 @@ def run(args) -> int:
             raise InputError(args.checkpoint, "not a fine-tuned checkpoint folder; give --task for a .pth")
         task_name = read_task_meta(args.checkpoint)["task"]
     entry = dataset_entry(task_name, args.dataset_config, args.dataset, args.split, labels=args.labels)
-    settings = task_settings(task_name, args.settings, args.set)
+    settings = task_settings(task_name, args.settings, args.set, protocol=args.protocol)
+    precision = protocol_precision(settings.get("protocol") or DEFAULT_PROTOCOL, args.precision)
     try:
         run_evaluate(args.checkpoint, entry, args.out, split=args.eval_split, task_name=task_name,
-                     settings=settings, device=args.device, progress=not args.quiet, precision=args.precision)
+                     settings=settings, device=args.device, progress=not args.quiet, precision=precision)
     except ValueError as exc:
         if isinstance(exc, InputError):
             raise

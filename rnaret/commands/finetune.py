@@ -34,6 +34,9 @@ def add_split_arguments(parser) -> None:
     add_precision_argument(parser)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads of torch (default: torch's)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    from rnaret.tasks.protocol import add_protocol_argument
+
+    add_protocol_argument(parser)
 
 
 def set_threads(threads: int | None) -> None:
@@ -69,15 +72,17 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from rnaret.io.errors import InputError
+    from rnaret.tasks.protocol import DEFAULT_PROTOCOL, protocol_precision
     from rnaret.tasks.run import dataset_entry, run_finetune, task_settings
 
     set_threads(args.threads)
     entry = dataset_entry(args.task, args.dataset_config, args.dataset, args.split, labels=args.labels)
     model_name = args.model_name or ("onehot" if args.init == "onehot" else None)
-    settings = task_settings(args.task, args.settings, args.set, model=model_name)
+    settings = task_settings(args.task, args.settings, args.set, model=model_name, protocol=args.protocol)
+    precision = protocol_precision(settings.get("protocol") or DEFAULT_PROTOCOL, args.precision)
     try:
         run_finetune(args.task, entry, args.init, args.out, settings=settings, device=args.device,
-                     progress=not args.quiet, precision=args.precision, run_dir=args.run_dir,
+                     progress=not args.quiet, precision=precision, run_dir=args.run_dir,
                      restart=args.restart)
     except ValueError as exc:
         if isinstance(exc, InputError):

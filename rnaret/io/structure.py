@@ -646,6 +646,84 @@ def read_structure_folder(path) -> Iterator[StructureRecord]:
             yield rec
 
 
+@dataclass
+class PublishedRead:
+    """What the published ``ssp.py`` makes of one ``.bpseq`` file (see :func:`read_bpseq_published`).
+
+    ``status``: "ok", "unreadable" (the script's parser fails on it, or it holds no line) or
+    "too_long" (more than ``max_len`` nt). ``record``: the sequence and the paired cells of the
+    script's map as 1-based ``(i, j)``, ``i <= j`` (None unless "ok"); ``reason``: why not ok.
+    """
+
+    status: str
+    record: StructureRecord | None = None
+    reason: str = ""
+
+
+def read_bpseq_published(path, max_len: int, record_id: str | None = None) -> PublishedRead:
+    """One ``.bpseq`` file read as the published ``ssp.py`` reads it, with its silent skips
+    made explicit (the caller counts them).
+
+    Every line must be exactly ``i base j`` with integer ``i`` and ``j`` (a header line, a blank
+    line or a file that is not text makes the file unreadable); the bases are concatenated; each
+    ``j != 0`` marks cells ``(i, j)`` and ``(j, i)`` of a ``max_len`` x ``max_len`` map with
+    numpy's indexing (so a position past ``max_len`` makes the file unreadable, and position 0
+    counts from the end, as in the script), which is then cut to the sequence's length. A
+    sequence longer than ``max_len`` is "too_long" (whether the script fails on its map or
+    checks its length first). An empty file (the script would then fail
+    on an empty input) is "unreadable". No pair check beyond that: the map keeps what the file
+    says (a self-pair, a base in two pairs).
+    """
+    path = os.fspath(path)
+    rec_id = record_id or _stem(path)
+    bases, links = [], []
+    try:
+        with open(path) as handle:
+            for number, line in enumerate(handle, start=1):
+                fields = line.split()
+                if len(fields) != 3:
+                    return PublishedRead("unreadable", reason=f"line {number}: {len(fields)} fields, not 3")
+                bases.append(fields[1])
+                links.append((int(fields[0]) - 1, int(fields[2]) - 1))
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        return PublishedRead("unreadable", reason=f"{type(exc).__name__}: {exc}")
+    sequence = "".join(bases)
+    if not sequence:
+        return PublishedRead("unreadable", reason="no line")
+    # the script fails on a long record's first position past max_len, or reads it and then
+    # drops the record for its length: left out either way, counted here as too long
+    if len(sequence) > max_len:
+        return PublishedRead("too_long", reason=f"{len(sequence)} nt > max_len {max_len}")
+    matrix = np.zeros((max_len, max_len), dtype=np.int8)
+    try:
+        for i, j in links:
+            if j != -1:
+                matrix[i, j] = 1
+                matrix[j, i] = 1
+    except IndexError as exc:
+        return PublishedRead("unreadable", reason=f"IndexError: {exc}")
+    cells = np.argwhere(np.triu(matrix[: len(sequence), : len(sequence)]))
+    pairs = [(int(a) + 1, int(b) + 1) for a, b in cells]
+    return PublishedRead("ok", StructureRecord(rec_id, sequence, pairs))
+
+
+def published_bpseq_files(folder) -> tuple[list[tuple[str, Path]], int]:
+    """The files the published ``ssp.py`` reads under ``folder``: every file whose name ends
+    ``.bpseq`` (case-sensitive, hidden ones included, nested folders walked, links to folders
+    not followed) -> ([(record id, file)] in sorted relative-path order, the number of other
+    files left aside). Ids as :func:`structure_files` gives them."""
+    folder = Path(folder)
+    found, other = [], 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            if name.endswith(".bpseq"):
+                found.append(Path(root, name))
+            else:
+                other += 1
+    found.sort(key=lambda p: p.relative_to(folder).parts)
+    return [(f.relative_to(folder).as_posix()[: -len(".bpseq")], f) for f in found], other
+
+
 def structure_format(path) -> str | None:
     """The structure format a path names: "structure_folder" (a folder), "structure_table"
     (``.csv``/``.tsv``), "dbn" (``.dbn``/``.db``/``.dot``), "bpseq" or "ct" (each optionally

@@ -49,6 +49,7 @@ from torch import nn
 from rnaret.io.errors import InputError
 # the settings tables and their merge are torch-free; COMMON_SETTINGS re-exported for callers
 from rnaret.tasks.settings import COMMON_SETTINGS, resolve_task_settings  # noqa: F401
+from rnaret.tasks.protocol import is_published
 from rnaret.tokenizer import PAD
 
 
@@ -97,17 +98,36 @@ def _to_device(value, device):
     return value
 
 
-def pad_tokens(token_arrays: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad (L_i,) int64 arrays with PAD -> tokens (B, L_max) int64 and padding_mask
-    (B, L_max) bool, True at real positions."""
-    length = max(len(t) for t in token_arrays)
+def pad_tokens(token_arrays: list[np.ndarray], length: int | None = None, masked: bool = True
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad (L_i,) int64 arrays with PAD -> tokens (B, L) int64 and padding_mask (B, L) bool,
+    True at real positions.
+
+    ``length``: L (None: the longest array); ValueError when an array is longer. ``masked``
+    False: padding_mask is True everywhere, so the encoder reads the PAD tokens as input (what
+    the published scripts' models saw: inputs padded to a fixed length, no mask).
+    """
+    longest = max(len(t) for t in token_arrays)
+    if length is None:
+        length = longest
+    elif longest > length:
+        raise ValueError(f"an input of {longest} tokens does not fit the padded length {length}")
     tokens = torch.full((len(token_arrays), length), PAD, dtype=torch.long)
     for row, ids in enumerate(token_arrays):
         tokens[row, : len(ids)] = torch.from_numpy(np.asarray(ids, dtype=np.int64))
+    if not masked:
+        return tokens, torch.ones_like(tokens, dtype=torch.bool)
     padding_mask = torch.zeros_like(tokens, dtype=torch.bool)
     for row, ids in enumerate(token_arrays):
         padding_mask[row, : len(ids)] = True
     return tokens, padding_mask
+
+
+def real_positions(batch: "Batch") -> torch.Tensor:
+    """(B, L) bool on the batch's device, True at each example's own tokens (``len(tokens)``),
+    whether or not the model was shown the padding (``padding_mask``)."""
+    lengths = torch.tensor([len(e.tokens) for e in batch.examples], device=batch.tokens.device)
+    return torch.arange(batch.tokens.shape[1], device=batch.tokens.device).unsqueeze(0) < lengths.unsqueeze(1)
 
 
 def split_source(spec) -> tuple[str, str | None]:
@@ -144,6 +164,19 @@ class Task(abc.ABC):
 
     def __init__(self, settings: Mapping[str, Any] | None = None):
         self.settings = resolve_task_settings(self.name, settings)
+        #: per split read by load_dataset: {count name: n} of what reading left out or changed
+        #: (e.g. ``skipped_unreadable``, ``dropped_too_long``); written to metrics.tsv by evaluate
+        self.read_counts: dict[str, dict[str, int]] = {}
+        self._pending_counts: dict[str, int] = {}
+
+    @property
+    def published(self) -> bool:
+        """True under the published protocol (``rnaret.tasks.protocol``)."""
+        return is_published(self.settings)
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to the count ``name`` of the split being read (see ``read_counts``)."""
+        self._pending_counts[name] = self._pending_counts.get(name, 0) + int(n)
 
     @property
     def k(self) -> int:
@@ -183,7 +216,9 @@ class Task(abc.ABC):
                 raise InputError(None, f"the {self.name} dataset entry has no {split!r} split "
                                        f"(keys: {sorted(entry)})")
             path = split_source(entry[split])[0]
+            self._pending_counts = {}
             out[split] = self.read_source(entry[split])
+            self.read_counts[split], self._pending_counts = self._pending_counts, {}
             if not out[split]:
                 raise InputError(path, f"the {split} split has no examples")
         if hold_out:
@@ -210,6 +245,16 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def collate(self, examples: list[Example]) -> Batch:
         """Pad examples into a :class:`Batch` (use :func:`pad_tokens`)."""
+
+    def padded_length(self) -> int | None:
+        """The fixed length ``collate`` pads every input to (the published protocol's inputs of
+        interaction and coding), or None: a batch is padded to its longest input."""
+        return None
+
+    def batch_lengths(self, examples: list[Example]) -> list[int]:
+        """The number of tokens each example takes in a batch (for token-budget batching)."""
+        fixed = self.padded_length()
+        return [fixed or len(e.tokens) for e in examples]
 
     # -- model ----------------------------------------------------------------------------
     @abc.abstractmethod

@@ -172,7 +172,7 @@ def predict(task: Task, model: nn.Module, examples: list[Example], *, device: to
     model.eval()
     device = torch.device(device)
     budget = int(max_tokens or task.settings["eval_max_tokens"])
-    batches = make_batches([len(e.tokens) for e in examples], max_tokens=budget)
+    batches = make_batches(task.batch_lengths(examples), max_tokens=budget)
     rows: list[dict | None] = [None] * len(examples)
     with progress_bar(total=len(examples), desc=desc, unit="seq", disable=not progress, leave=False) as bar, \
             Prefetcher(_collated(task, examples, batches, device), depth=2) as stream:
@@ -226,7 +226,8 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
              device: torch.device | None = None, progress: bool = True,
              log_path: Path | None = None, run_dir: Path | None = None,
              precision: str | None = "auto") -> FinetuneResult:
-    """Fine-tune ``model`` on ``train``, choosing the best state on ``valid``.
+    """Fine-tune ``model`` on ``train``, choosing the best state on ``valid`` (``keep: last``,
+    the published protocol: the state after the last epoch, the best point then describing it).
 
     Settings come from ``task.settings`` (see ``rnaret.tasks.base.COMMON_SETTINGS``). Returns
     the model with the best validation weights loaded, the best point and the per-evaluation
@@ -263,6 +264,9 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
     every = 1 if settings.get("eval_every_epochs") is None else int(settings["eval_every_epochs"])
     if every < 1:
         raise ValueError(f"eval_every_epochs must be at least 1, got {every}")
+    keep = settings.get("keep") or "best"
+    if keep not in ("best", "last"):
+        raise ValueError(f"keep must be best or last, got {keep!r}")
     schedule = settings.get("lr_schedule") or "constant"
     if schedule not in ("constant", "cosine"):
         raise ValueError(f"lr_schedule must be constant or cosine, got {schedule!r}")
@@ -330,7 +334,7 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
         rng = np.random.default_rng([seed, epoch])
         epoch_examples = _subset(train, settings.get("train_samples_per_epoch"), rng)
         views = [task.train_view(e, rng) for e in epoch_examples]
-        batches = make_batches([len(v.tokens) for v in views], batch_size=int(settings["batch_size"]),
+        batches = make_batches(task.batch_lengths(views), batch_size=int(settings["batch_size"]),
                                max_tokens=settings.get("max_tokens"), rng=rng)
         n_evals = max(1, int(settings.get("evals_per_epoch") or 1))
         validating = (epoch + 1) % every == 0 or epoch + 1 >= epochs
@@ -373,7 +377,15 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
         if run_dir is not None:
             save(epoch, finished)
     guard.finish()
-    model.load_state_dict(best_state)
+    if keep == "last":
+        # the published scripts test the model after the last epoch; validation is only logged
+        if history:
+            last = history[-1]
+            best = {"metric": task.selection, "epoch": last["epoch"], "step": last["step"],
+                    "value": last.get(f"valid_{task.selection}", math.nan),
+                    "valid_metrics": {k[len("valid_"):]: v for k, v in last.items() if k.startswith("valid_")}}
+    else:
+        model.load_state_dict(best_state)
     return FinetuneResult(model=model, best=best, history=history)
 
 

@@ -138,6 +138,10 @@ def run_finetune(task_name: str, entry: Mapping[str, Any], init: str, out, *,
     dev = pick_device(device)
     precision = resolve_precision(precision, dev)
     data = task.load_dataset(entry, splits=("train", "valid"))
+    for split, counts in task.read_counts.items():
+        if counts:
+            _log(f"rnaret finetune: {task_name} {split}: reading left out or changed: "
+                 + ", ".join(f"{key} {value}" for key, value in counts.items()))
     _log(f"rnaret finetune: {task_name}: {len(data['train'])} train, {len(data['valid'])} valid examples "
          f"(read in {time.monotonic() - started:.1f} s); init {init}; {dev.type}, {precision}")
     model, kind = initial_model(task, init)
@@ -160,9 +164,14 @@ def run_finetune(task_name: str, entry: Mapping[str, Any], init: str, out, *,
 def load_for_evaluation(checkpoint, task_name: str | None = None,
                         settings: Mapping[str, Any] | None = None) -> tuple[Task, TaskModel]:
     """A fine-tuned checkpoint folder, or a released fine-tuned ``.pth`` (then ``task_name`` is
-    required) -> (task, model in eval mode)."""
+    required) -> (task, model in eval mode).
+
+    A folder keeps the settings it was trained with, but for those that only change evaluation
+    (``_evaluation_overrides``: the protocol among them). A ``.pth`` gives the architecture, k
+    (``embed_tokens.weight``) and head shapes; a ``k`` in ``settings`` that is not the file's is
+    refused with an InputError naming the file and the key."""
     if is_finetuned_checkpoint(checkpoint):
-        task, model, _ = load_finetuned(checkpoint, settings_override=_evaluation_overrides(settings))
+        task, model, _ = load_finetuned(checkpoint, settings_override=_evaluation_overrides(task_name, settings))
         if task_name is not None and task.name != task_name:
             raise InputError(checkpoint, f"a fine-tuned {task.name} checkpoint, not a {task_name} one")
         return task, model
@@ -173,17 +182,40 @@ def load_for_evaluation(checkpoint, task_name: str | None = None,
     if not is_published_finetuned(checkpoint):
         raise InputError(checkpoint, "neither a fine-tuned checkpoint folder (task.json) nor a released "
                                      "fine-tuned .pth (keys ret.* + classifier.*)")
-    task = get_task(task_name, settings)
+    from rnaret.checkpoint import read_pth
+    from rnaret.tokenizer import k_from_vocab_size
+
+    key = "ret.embed_tokens.weight"
+    state = read_pth(checkpoint)
+    if key not in state or state[key].ndim != 2:
+        raise InputError(checkpoint, f"no 2-D {key}: cannot tell the encoder's vocabulary and k")
+    try:
+        k = k_from_vocab_size(int(state[key].shape[0]))
+    except ValueError as exc:
+        raise InputError(checkpoint, f"{key}: {exc}") from None
+    settings = dict(settings or {})
+    if settings.get("k") is not None and int(settings["k"]) != k:
+        raise InputError(checkpoint, f"the file is a k={k} model ({key} has {state[key].shape[0]} rows = "
+                                     f"4**{k} + 6) but the settings ask for k={settings['k']} (setting 'k')")
+    task = get_task(task_name, {**settings, "k": k})
     model = load_published_finetuned(checkpoint, task)
-    if encoder_k(model.encoder) != task.k:
-        task = get_task(task_name, {**(settings or {}), "k": encoder_k(model.encoder)})
     return task, model
 
 
-def _evaluation_overrides(settings: Mapping[str, Any] | None) -> dict:
-    # only settings that change evaluation, never the architecture the checkpoint was trained with
-    keep = ("eval_max_tokens", "window")
-    return {key: value for key, value in (settings or {}).items() if key in keep}
+def _evaluation_overrides(task_name: str | None, settings: Mapping[str, Any] | None) -> dict:
+    # only settings that change evaluation, never the architecture the checkpoint was trained
+    # with; a protocol brings its own evaluation settings (max_len ...) unless given
+    from rnaret.tasks.protocol import protocol_settings
+
+    settings = dict(settings or {})
+    keep = ("eval_max_tokens", "window", "protocol", "max_len", "min_pair_distance", "threshold")
+    out = {key: value for key, value in settings.items() if key in keep}
+    if "protocol" in out and task_name is not None:
+        layer = protocol_settings(task_name, out["protocol"])
+        for key in ("max_len", "min_pair_distance"):
+            if out.get(key) is None and key in layer:
+                out[key] = layer[key]
+    return out
 
 
 def run_evaluate(checkpoint, entry: Mapping[str, Any], out_dir, *, split: str = "test",
@@ -191,17 +223,23 @@ def run_evaluate(checkpoint, entry: Mapping[str, Any], out_dir, *, split: str = 
                  device: str | None = None, progress: bool = True,
                  precision: str | None = None) -> dict:
     """Evaluate a fine-tuned model on one split of a dataset entry; write ``metrics.tsv``,
-    ``predictions.tsv`` and the task's figures into ``out_dir``. Returns the metrics.
+    ``predictions.tsv`` and the task's figures into ``out_dir``. Returns the metrics, with what
+    reading left out or changed (``Task.read_counts``) and the ``protocol`` row.
     precision: fp32, bf16 or auto (``rnaret.precision``); None: bf16 on CUDA, fp32 on CPU."""
     from rnaret.metrics import write_metrics_tsv
 
     task, model = load_for_evaluation(checkpoint, task_name, settings)
     examples = task.load_dataset(entry, splits=(split,))[split]
+    counts = task.read_counts.get(split, {})
+    if counts:
+        _log(f"rnaret evaluate: {task.name} {split}: reading left out or changed: "
+             + ", ".join(f"{key} {value}" for key, value in counts.items()))
     dev = pick_device(device)
     model.to(dev)
     started = time.monotonic()
     rows, metrics = evaluate(task, model, examples, device=dev, progress=progress, desc=f"{task.name} {split}",
                              precision=precision)
+    metrics = {**metrics, **counts, "protocol": task.settings["protocol"]}
     out_dir = Path(out_dir)
     task.write_outputs(rows, metrics, out_dir)
     write_metrics_tsv(metrics, out_dir / "metrics.tsv")
@@ -281,12 +319,14 @@ def dataset_entry(task_name: str, dataset_config=None, dataset: str | None = Non
 
 
 def task_settings(task_name: str, settings_file=None, overrides: list[str] | tuple[str, ...] = (),
-                  model: str | None = None) -> dict:
+                  model: str | None = None, protocol: str | None = None) -> dict:
     """Settings of a run: ``settings_file`` (a pipeline config — its ``finetune.preset``,
     ``finetune.<task>.settings`` and ``finetune.<task>.model_settings.<model>``, with the
     schema's defaults, as the pipeline layers them — or a mapping of settings, as a file or as
     inline JSON), then ``KEY=VALUE`` overrides (values read as YAML: ``epochs=2``,
-    ``freeze_encoder=true``). Returns the layers; ``rnaret.tasks.get_task`` resolves them."""
+    ``freeze_encoder=true``). ``protocol`` (``--protocol``): switches the settings to that
+    protocol before the overrides (``rnaret.tasks.protocol.with_protocol``). Returns the layers;
+    ``rnaret.tasks.get_task`` resolves them."""
     import yaml
 
     from rnaret.settings.files import is_pipeline_config
@@ -298,6 +338,10 @@ def task_settings(task_name: str, settings_file=None, overrides: list[str] | tup
             settings.update(_pipeline_plan(data, source).finetune_layers(task_name, model))
         else:
             settings.update(data)
+    if protocol is not None:
+        from rnaret.tasks.protocol import with_protocol
+
+        settings = with_protocol(task_name, settings, protocol)
     for item in overrides:
         key, sep, value = str(item).partition("=")
         if not sep or not key:

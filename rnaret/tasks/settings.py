@@ -8,12 +8,16 @@ stays fast.
 
 Order of precedence (later wins): ``COMMON_SETTINGS``, ``TASK_DEFAULTS[task]`` (the published
 recipe), ``TASK_PRESETS[task][preset]`` (``paper`` = the recipe, ``laptop`` = the default run on 2
-CPU cores), then the explicit settings. Adding a task: its defaults and presets here, its class
-in ``rnaret/tasks/<name>.py``, one line in ``rnaret.tasks.TASKS``.
+CPU cores), the settings of the protocol (``rnaret.tasks.protocol``: none for ``rnaret``, the
+published scripts' options for ``published``), then the explicit settings. Adding a task: its
+defaults and presets here, its class in ``rnaret/tasks/<name>.py``, one line in
+``rnaret.tasks.TASKS``.
 """
 from __future__ import annotations
 
 from typing import Any, Mapping
+
+from rnaret.tasks.protocol import DEFAULT_PROTOCOL, check_protocol, protocol_settings
 
 # Settings every task understands (the generic loop reads them); tasks add their own.
 COMMON_SETTINGS: dict[str, Any] = {
@@ -41,6 +45,9 @@ COMMON_SETTINGS: dict[str, Any] = {
     "onehot_dim": None,           # onehot model: None = raw one-hot states, else a fixed projection width
     "max_nonfinite_steps": 10,    # stop with an error after this many skipped (non-finite) steps in a row
     "seed": 0,
+    "protocol": "rnaret",         # rnaret | published (rnaret.tasks.protocol): what is computed
+    "max_len": None,              # published protocol: the scripts' -l/--max_len (None: no cut)
+    "keep": "best",               # best: the best validation checkpoint is kept; last: the last one
 }
 
 # Each task's own keys and its published recipe, merged over COMMON_SETTINGS.
@@ -118,7 +125,8 @@ TASK_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 
 def resolve_task_settings(task: str, settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Every setting of a ``task`` run: ``COMMON_SETTINGS`` < the task's defaults < the preset
-    named by ``settings["preset"]`` (default: ``COMMON_SETTINGS["preset"]``) < ``settings``.
+    named by ``settings["preset"]`` (default: ``COMMON_SETTINGS["preset"]``) < the settings of
+    the protocol named by ``settings["protocol"]`` (``rnaret.tasks.protocol``) < ``settings``.
 
     Returns a new dict holding every known key (``preset`` included). Raises ``ValueError`` naming
     an unknown task, preset or setting key.
@@ -131,7 +139,10 @@ def resolve_task_settings(task: str, settings: Mapping[str, Any] | None = None) 
     preset = settings.get("preset") or merged["preset"]
     if preset not in presets:
         raise ValueError(f"unknown {task} preset {preset!r}; known: {', '.join(sorted(presets))}")
-    for key, value in {**presets[preset], **settings, "preset": preset}.items():
+    protocol = check_protocol(settings.get("protocol") or DEFAULT_PROTOCOL)
+    layers = {**presets[preset], **protocol_settings(task, protocol), **settings, "preset": preset,
+              "protocol": protocol}
+    for key, value in layers.items():
         if key not in merged:
             raise ValueError(f"unknown {task} setting {key!r}; known: {', '.join(sorted(merged))}")
         merged[key] = value

@@ -33,6 +33,17 @@ Outputs (``write_outputs``): ``predictions.dbn``, ``predictions.ct`` (one multi-
 knotted for the 30 bracket pages of dot-bracket keeps, in ``.dbn`` only, the pairs that fit (see
 :func:`dot_bracket_of`); the bpseq and CT files always hold every pair.
 
+Published protocol (``rnaret.tasks.protocol``; what ``ssp.py`` computes, see docs/protocol.md):
+a folder is read as the script reads it (every file named ``*.bpseq``, nested folders walked,
+other files left aside and counted as ``ignored_not_bpseq``; a file its parser fails on is
+skipped and counted as ``skipped_unreadable``; :func:`rnaret.io.structure.read_bpseq_published`);
+records over ``max_len`` (600) are left out of every split (``dropped_too_long``); the constraint
+is the script's (:func:`published_constraint`: the lower triangle ``i - j >= min_pair_distance``,
+N pairs with anything, T with nothing); decoding is :func:`published_decode` and the
+per-sequence scores count the cells of the L x L maps (``rnaret.metrics.published_pair_scores``),
+averaged over sequences (``f1, precision, recall, n``). The loss covers the same lower-triangle
+mask. The counts go into metrics.tsv.
+
 Settings (``default_settings`` = the published recipe and paper-size head; the ``laptop``
 preset in ``presets`` shrinks the head and the budget for 2 CPU cores): ``head_channels`` 128,
 ``head_blocks`` 16, ``head_kernel`` 3, ``symmetrize`` ("mean", or "lower" = published orientation),
@@ -125,6 +136,73 @@ def decode_pairs(probabilities, allowed=None, threshold: float = 0.5) -> list[tu
     return pairs
 
 
+# byte -> code of the published constraint: A 0, C 1, G 2, U 3 (upper case after upper()), N 4,
+# anything else (T included) 5
+_PUBLISHED_CODE = np.full(256, 5, dtype=np.int64)
+for _code, _letter in enumerate("ACGUN"):
+    _PUBLISHED_CODE[ord(_letter)] = _code
+_PUBLISHED_PAIRS = np.zeros((6, 6), dtype=bool)
+for _a, _b in ((0, 3), (1, 2), (2, 3)):
+    _PUBLISHED_PAIRS[_a, _b] = _PUBLISHED_PAIRS[_b, _a] = True
+_PUBLISHED_PAIRS[4, :5] = _PUBLISHED_PAIRS[:5, 4] = True   # N with A, C, G, U, N
+_PUBLISHED_PAIRS[4, 5] = _PUBLISHED_PAIRS[5, 4] = True     # ... and with anything else
+
+
+def published_constraint(sequence: str, min_distance: int = 4) -> np.ndarray:
+    """The published ``ssp.py`` constraint of one sequence: (n, n) int64, 1 at ``(i, j)`` when
+    ``i - j >= min_distance`` (lower triangle only) and the upper-cased bases are AU, UA, CG,
+    GC, GU or UG, or either is N (T pairs with nothing but N)."""
+    codes = _PUBLISHED_CODE[np.frombuffer(sequence.upper().encode("ascii", errors="replace"), dtype=np.uint8)]
+    position = np.arange(len(codes))
+    far = (position[:, None] - position[None, :]) >= min_distance
+    return (_PUBLISHED_PAIRS[codes[:, None], codes[None, :]] & far).astype(np.int64)
+
+
+def published_decode(logits: torch.Tensor, allowed: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Pair map of one sequence decoded as the published ``ssp.py`` (``post_process``) decodes it.
+
+    ``logits`` (n, n) float32, ``allowed`` (n, n) 0/1 (:func:`published_constraint`). Steps:
+    p = sigmoid(logits) * allowed, cells with p <= threshold set to 0; a maximum-weight
+    assignment of rows to columns on p (scipy ``linear_sum_assignment``, over every cell, zeros
+    included); cell (r, c) of the assignment is kept when ``col[col[c]] == c``, then only inside
+    ``allowed``; the map plus its transpose; then for i = 0 .. n-1 in turn, a row i with more
+    than one 1 keeps its first, then a column i with more than one 1 keeps its first.
+    Returns (n, n) int64 0/1; each row and column holds at most one 1, the map need not be
+    symmetric (the published scores count its cells as they are).
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    allowed_t = torch.as_tensor(allowed, dtype=torch.int32)
+    p = torch.sigmoid(logits.detach().float().cpu()) * allowed_t
+    p = p * (p > threshold)
+    n = p.shape[0]
+    _, col = linear_sum_assignment(-p.numpy())
+    keep = col[col[col]] == col
+    chosen = np.zeros((n, n), dtype=np.int64)
+    chosen[np.arange(n)[keep], col[keep]] = 1
+    chosen *= np.asarray(allowed, dtype=np.int64)
+    out = chosen + chosen.T
+    for i in range(n):
+        if out[i].sum() > 1:
+            j = int(np.argmax(out[i]))
+            out[i] = 0
+            out[i, j] = 1
+        if out[:, i].sum() > 1:
+            j = int(np.argmax(out[:, i]))
+            out[:, i] = 0
+            out[j, i] = 1
+    return out
+
+
+def pair_map(pairs, n: int) -> np.ndarray:
+    """(n, n) int64 0/1 map of 1-based pairs ``(i, j)`` marked in both orientations."""
+    out = np.zeros((n, n), dtype=np.int64)
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2) - 1
+    out[pairs[:, 0], pairs[:, 1]] = 1
+    out[pairs[:, 1], pairs[:, 0]] = 1
+    return out
+
+
 def dot_bracket_of(pairs, n: int) -> str:
     """Dot-bracket of ``pairs`` (1-based, i < j) over ``n`` nt.
 
@@ -168,7 +246,41 @@ class StructureTask(Task):
     def read_split(self, path, select: str | None = None) -> list[Example]:
         """Structures of ``path`` (any structure format of ``rnaret.io.dataset_readers.read_dataset``;
         ``select`` = the rows of a table whose ``split`` column equals it) -> examples."""
-        return [self.example(record) for record in read_dataset(path, self.name, select)]
+        if not self.published:
+            return [self.example(record) for record in read_dataset(path, self.name, select)]
+        return [self.example(record) for record in self._read_published(path, select)]
+
+    def _read_published(self, path, select: str | None) -> list[StructureRecord]:
+        """The records of ``path`` that the published ``ssp.py`` keeps (see the module doc),
+        counting what it leaves out."""
+        from rnaret.io.structure import published_bpseq_files, read_bpseq_published, structure_format
+
+        max_len = int(self.settings["max_len"])
+        kind = structure_format(path)
+        if kind not in ("structure_folder", "bpseq") or str(path).endswith(".gz"):
+            records = []
+            for record in read_dataset(path, self.name, select):
+                if len(record.sequence) > max_len:
+                    self.count("dropped_too_long")
+                else:
+                    records.append(record)
+            return records
+        if kind == "bpseq":
+            files, other = [(None, Path(path))], 0
+        else:
+            files, other = published_bpseq_files(path)
+        if other:
+            self.count("ignored_not_bpseq", other)
+        records = []
+        for rec_id, file in files:
+            read = read_bpseq_published(file, max_len, rec_id)
+            if read.status == "ok":
+                records.append(read.record)
+                continue
+            self.count("skipped_unreadable" if read.status == "unreadable" else "dropped_too_long")
+            print(f"rnaret structure: {file}: left out as the published ssp.py does: {read.reason}",
+                  file=sys.stderr)
+        return records
 
     def load_dataset(self, entry: Mapping[str, Any], splits: tuple[str, ...] | None = None
                      ) -> dict[str, list[Example]]:
@@ -233,26 +345,41 @@ class StructureTask(Task):
         head.load_published_state_dict(classifier_state)
 
     def allowed(self, batch: Batch) -> torch.Tensor:
-        """The constraint of a batch: (B, L, L) bool (see :func:`pair_constraint`)."""
-        return pair_constraint(batch.targets["bases"], batch.padding_mask, int(self.settings["min_pair_distance"]))
+        """The constraint of a batch: (B, L, L) bool (see :func:`pair_constraint`; published:
+        :func:`published_constraint`, lower triangle only)."""
+        distance = int(self.settings["min_pair_distance"])
+        if not self.published:
+            return pair_constraint(batch.targets["bases"], batch.padding_mask, distance)
+        length = batch.tokens.shape[1]
+        out = torch.zeros((len(batch.examples), length, length), dtype=torch.bool)
+        for row, example in enumerate(batch.examples):
+            n = len(example.tokens)
+            out[row, :n, :n] = torch.from_numpy(published_constraint(example.info["sequence"], distance) > 0)
+        return out.to(batch.tokens.device)
 
     def loss(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """Weighted BCE over the allowed pairs of the upper triangle. ``output`` (B, L, L) logits."""
+        """Weighted BCE over the allowed pairs of the upper triangle (published: of the lower
+        triangle, the published mask). ``output`` (B, L, L) logits."""
         contacts = batch.targets["contacts"]
-        mask = torch.triu(self.allowed(batch), diagonal=1).float()
+        allowed = self.allowed(batch)
+        mask = (allowed if self.published else torch.triu(allowed, diagonal=1)).float()
         weight = torch.where(contacts > 0.5, float(self.settings["positive_weight"]), 1.0)
         bce = F.binary_cross_entropy_with_logits(output.float(), contacts, reduction="none")
         return (bce * weight * mask).sum() / mask.sum().clamp(min=1.0)
 
     def probabilities(self, output: torch.Tensor, batch: Batch) -> list[np.ndarray]:
-        """Pair probabilities inside the constraint, one (n, n) float32 array per example."""
-        probs = (torch.sigmoid(output.float()) * self.allowed(batch)).cpu().numpy()
+        """Pair probabilities inside the (symmetric) constraint of :func:`pair_constraint`, one
+        (n, n) float32 array per example, whatever the protocol (what ``rnaret fold`` reads)."""
+        allowed = pair_constraint(batch.targets["bases"], batch.padding_mask, int(self.settings["min_pair_distance"]))
+        probs = (torch.sigmoid(output.float()) * allowed).cpu().numpy()
         return [probs[row, : len(e.tokens), : len(e.tokens)] for row, e in enumerate(batch.examples)]
 
     # -- evaluation -----------------------------------------------------------------------
     def predict(self, output: torch.Tensor, batch: Batch) -> list[dict]:
         """Rows ``{id, length, sequence, pairs, true_pairs}`` (pairs: decoded 1-based lists)."""
         threshold = float(self.settings["threshold"])
+        if self.published:
+            return self._predict_published(output, batch, threshold)
         rows = []
         for example, probs in zip(batch.examples, self.probabilities(output, batch)):
             pairs = decode_pairs(probs, probs > 0, threshold)
@@ -260,16 +387,49 @@ class StructureTask(Task):
                          "pairs": pairs, "true_pairs": [tuple(map(int, p)) for p in example.target]})
         return rows
 
+    def _predict_published(self, output: torch.Tensor, batch: Batch, threshold: float) -> list[dict]:
+        """Rows as ``predict``'s, decoded and scored as the published ``ssp.py`` does (module
+        doc), with the per-sequence ``precision, recall, f1`` and ``pred_cells`` (the decoded
+        map's cells, 1-based ``(i, j)``; ``pairs`` holds the mutual ones, i < j)."""
+        from rnaret.metrics import published_pair_scores
+
+        distance = int(self.settings["min_pair_distance"])
+        rows = []
+        for row, example in enumerate(batch.examples):
+            n = len(example.tokens)
+            sequence = example.info["sequence"]
+            decoded = published_decode(output[row, :n, :n], published_constraint(sequence, distance), threshold)
+            scores = published_pair_scores(pair_map(example.target, n), decoded)
+            cells = [(int(i) + 1, int(j) + 1) for i, j in np.argwhere(decoded)]
+            mutual = [(i, j) for i, j in cells if i < j and decoded[j - 1, i - 1]]
+            rows.append({"id": example.id, "length": n, "sequence": sequence, "pairs": mutual,
+                         "true_pairs": [tuple(map(int, p)) for p in example.target], "pred_cells": cells,
+                         "precision": scores.precision, "recall": scores.recall, "f1": scores.f1})
+        return rows
+
     def metrics(self, rows: list[dict]) -> dict[str, float]:
+        """``rnaret.metrics.structure_scores`` of the rows; published: the means of the rows'
+        published per-sequence scores (``f1, precision, recall, n``)."""
+        if self.published:
+            return {key: float(np.mean([r[key] for r in rows])) for key in ("f1", "precision", "recall")} | \
+                {"n": len(rows)}
         metrics, _ = structure_scores([r["true_pairs"] for r in rows], [r["pairs"] for r in rows])
         return metrics
+
+    def sequence_scores(self, rows: list[dict]) -> list[dict]:
+        """Per-sequence scores of the rows (the columns of predictions.tsv before the structures)."""
+        if self.published:
+            return [{"precision": r["precision"], "recall": r["recall"], "f1": r["f1"],
+                     "n_true_cells": int(len(pair_map(r["true_pairs"], r["length"]).nonzero()[0])),
+                     "n_pred_cells": len(r["pred_cells"])} for r in rows]
+        return structure_scores([r["true_pairs"] for r in rows], [r["pairs"] for r in rows])[1]
 
     def write_outputs(self, rows: list[dict], metrics: dict, out_dir: Path) -> list[Path]:
         """``predictions.{dbn,ct,tsv}``, ``predictions_bpseq/`` and ``contact_maps.png`` in ``out_dir``."""
         out_dir = Path(out_dir)
         records = [StructureRecord(r["id"], r["sequence"], list(r["pairs"])) for r in rows]
         paths = write_structure_files(records, out_dir)
-        _, per_sequence = structure_scores([r["true_pairs"] for r in rows], [r["pairs"] for r in rows])
+        per_sequence = self.sequence_scores(rows)
         table = []
         for row, scores in zip(rows, per_sequence):
             table.append({"id": row["id"], "length": row["length"], **scores,
@@ -331,4 +491,5 @@ def file_names(ids: list[str]) -> list[str]:
 
 
 __all__ = ["StructureTask", "pair_constraint", "decode_pairs", "base_codes", "dot_bracket_of",
+           "published_constraint", "published_decode", "pair_map",
            "write_structure_files", "file_names", "CANONICAL"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rnaret.io.datasets import dataset_format, iter_sequences
+from rnaret.io.dataset_readers import dataset_format, iter_sequences
 from rnaret.io.errors import InputError
 from rnaret.io.labels import number_label, position_labels, read_label_table, read_labels
 

@@ -298,7 +298,9 @@ def test_finetune_writes_structure_outputs_in_contract_format(work):
     assert work["best"]["step"] == int(log.loc[log["valid_f1"].idxmax(), "step"])
     out = root / "eval"
     metrics = read_metrics_tsv(out / "metrics.tsv")
-    assert list(metrics) == ["f1", "precision", "recall", "f1_pk", "precision_pk", "recall_pk", "n", "n_pk"]
+    assert list(metrics) == ["f1", "precision", "recall", "f1_pk", "precision_pk", "recall_pk", "n", "n_pk",
+                             "protocol"]
+    assert metrics["protocol"] == "rnaret"
     assert metrics["n"] == len(test)
     assert (out / "metrics.tsv").read_text().startswith("metric\tvalue\n")
     # CT holds every predicted pair; the metrics are those of the written structures
