@@ -41,24 +41,34 @@ def retention_scores(encoder: RetNetEncoder, tokens: Tensor, layer: int, head: i
     was_training = encoder.training
     encoder.eval()
     try:
-        with torch.no_grad(), torch.autocast(device_type=tokens.device.type, enabled=False):
+        with torch.no_grad():
             # the input of ``layer`` (the embeddings for layer 0), PAD positions zero
             states = encoder(tokens, padding_mask=mask, return_logits=False, output_hidden_states=True)
-            x = states.hidden_states[layer].float()
-            block = encoder.layers[layer]
-            rel = encoder.retnet_rel_pos
-            length = tokens.shape[1]
-            masked = None if bool(mask.all()) else mask
-            plan = RetentionPlan("parallel", rotary_phasors(length, rel.angle.float()), rel.decay.float(),
-                                 masked, config.chunk_size, torch.float32)
-            q, k, _, _ = block.retention.project(block.retention_layer_norm(x), plan)
-            q, k = q[:, head], k[:, head]  # (B, L, dk); k scaled and zero at PAD
-            decay = decay_matrix(length, rel.decay.float()[head:head + 1], masked)
-            decay = decay[:, 0] if masked is not None else decay  # (B or 1, L, L)
-            scores = (q @ k.transpose(-1, -2)) * decay
-            scores = scores / scores.sum(dim=-1, keepdim=True).abs().clamp(min=1)
-            if masked is not None:  # PAD rows (their columns are already zero)
-                scores = scores.masked_fill(~mask[:, :, None], 0)
+            scores = layer_retention_scores(encoder, states.hidden_states[layer], layer, mask, head)
     finally:
         encoder.train(was_training)
+    return scores[:, 0]
+
+
+def layer_retention_scores(encoder: RetNetEncoder, x: Tensor, layer: int, padding_mask: Tensor,
+                           head: int | None = None) -> Tensor:
+    """Retention scores of ``layer`` given its input x (B, L, d) (``hidden_states[layer]`` of
+    the encoder's output) and ``padding_mask`` (B, L) bool, True at real positions: float32
+    (B, H, L, L) for every head, or (B, 1, L, L) for ``head``. Computed in float32 without
+    autocast and without gradient, whatever the caller's mode."""
+    rel, config = encoder.retnet_rel_pos, encoder.config
+    block = encoder.layers[layer]
+    heads = slice(None) if head is None else slice(head, head + 1)
+    length = x.shape[1]
+    masked = None if bool(padding_mask.all()) else padding_mask
+    with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
+        plan = RetentionPlan("parallel", rotary_phasors(length, rel.angle.float()), rel.decay.float(),
+                             masked, config.chunk_size, torch.float32)
+        q, k, _, _ = block.retention.project(block.retention_layer_norm(x.float()), plan)
+        q, k = q[:, heads], k[:, heads]  # (B, h, L, dk); k scaled and zero at PAD
+        decay = decay_matrix(length, rel.decay.float()[heads], masked)  # (h, L, L) or (B, h, L, L)
+        scores = (q @ k.transpose(-1, -2)) * decay
+        scores = scores / scores.sum(dim=-1, keepdim=True).abs().clamp(min=1)
+        if masked is not None:  # PAD rows (their columns are already zero)
+            scores = scores.masked_fill(~masked[:, None, :, None], 0)
     return scores
