@@ -51,7 +51,7 @@ class RnaretTokenizer(PreTrainedTokenizer):
         for name, token in (("pad_token", "<pad>"), ("unk_token", "<unk>"), ("cls_token", "<cls>"),
                             ("sep_token", "<cls>"), ("mask_token", "<mask>")):
             kwargs.setdefault(name, token)
-        super().__init__(**kwargs)
+        super().__init__(k=self.k, **kwargs)  # k is kept in tokenizer_config.json
 
     @property
     def vocab_size(self) -> int:
