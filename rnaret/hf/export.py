@@ -143,12 +143,15 @@ def sha256(path: Path) -> str:
 
 
 def _published_task(head_state: dict) -> str:
-    """The task of a released fine-tuned file, from its head's keys (``classifier.*``)."""
+    """The task of a released fine-tuned file, from its head (``classifier.*``): the
+    interaction head's keys, else the output convolution's kind (Conv1d: coding, per position;
+    Conv2d: structure, per pair of positions)."""
     from rnaret.heads.interaction import PUBLISHED_RENAME
 
     if set(head_state) == set(PUBLISHED_RENAME):
         return "interaction"
-    return "coding" if "conv_out.weight" in head_state else "structure"
+    conv = head_state.get("conv_out.weight")
+    return "coding" if conv is not None and conv.dim() == 3 else "structure"
 
 
 def read_source(path) -> Source:
