@@ -255,8 +255,9 @@ def _training_lines(source: Source) -> list[str]:
         best = training.get("best") or {}
         shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in best.items()
                           if isinstance(v, (int, float, str)))
+        precision = f" (precision {training['precision']})" if training.get("precision") else ""
         return [f"Fine-tuned with `rnaret finetune` for the `{source.task}` task from `{training.get('init')}`"
-                f" (precision {training.get('precision')})." + (f" Best validation: {shown}." if shown else "")]
+                f"{precision}." + (f" Best validation: {shown}." if shown else "")]
     if training:
         config = training.get("config", {})
         facts = [f"{training.get('steps')} steps", f"learning rate {config.get('lr')}",
@@ -282,6 +283,9 @@ def model_card(source: Source, model, note: str) -> str:
             if enc.architecture == "retnet" else "Transformer baseline (rotary self-attention)")
     training = "\n".join(_training_lines(source))
     k = enc.k
+    length = (f"Length: retention runs in its chunkwise form above {enc.parallel_limit} tokens, in time and "
+              "memory linear in the length; " if enc.architecture == "retnet" else "")
+    length += "`attention_mask` marks padding, and a padded sequence gives what it gives alone."
     mask_text = "ACGU<mask>ACGU" if k == 1 else "ACGUACG<mask>ACGUACG"
     return f"""---
 library_name: transformers
@@ -302,8 +306,7 @@ sequence, pretrained by masked-language modelling. {note}
   FFN {enc.retnet_ffn_embed_dim}, {enc.retnet_retention_heads} heads, vocabulary {enc.vocab_size} ({params:,} encoder parameters).
 - Tokens: one per nucleotide (the {k}-mer centred on it, {k // 2} FILL tokens at each end), U read as T,
   UNK for k-mers with letters outside ACGU; ids as published.
-- Length: retention runs in its chunkwise form above {enc.parallel_limit} tokens, in time and memory linear
-  in the length; `attention_mask` marks padding, and a padded sequence gives what it gives alone.
+- {length}
 
 ## Source
 

@@ -211,3 +211,26 @@ def test_bad_checkpoints_are_named(tmp_path, capsys):
     assert main(["export-hf", str(tmp_path / "bad.pth"), str(tmp_path / "out")]) != 0
     assert "bad.pth" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_our_fine_tuned_interaction_folder_becomes_a_sequence_classifier(released_files, tmp_path):
+    from rnaret.checkpoint import load_encoder
+    from rnaret.tasks import get_task
+    from rnaret.tasks.finetune import TaskModel, save_finetuned
+
+    task = get_task("interaction")
+    encoder = load_encoder(released_files / "pretrain" / "pretrain_5mer.pth")
+    torch.manual_seed(1)
+    folder = save_finetuned(TaskModel(encoder, task.build_head(16)), task, tmp_path / "ckpt",
+                            encoder_kind="retnet", init="pretrain_5mer.pth", precision="fp32")
+    out = export_hf(folder, tmp_path / "hf")
+    model = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    batch = tokenizer(["UGAGGUAGUAGGUUGUAUAGUU"], ["CUAUACAACCUACUACCUCA"], return_tensors="pt")
+    saved = TaskModel(load_encoder(folder / "encoder"), task.build_head(16))
+    saved.head.load_state_dict(load_file(folder / "head.safetensors"))
+    with torch.no_grad():
+        expected = saved.head(saved.encoder(batch["input_ids"]).last_inner_state, None)
+        assert torch.allclose(model(**batch).logits, expected, atol=1e-5)
+    card = (out / "README.md").read_text()
+    assert "Fine-tuned with `rnaret finetune` for the `interaction` task from `pretrain_5mer.pth`" in card
