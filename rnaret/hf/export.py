@@ -29,7 +29,6 @@ import hashlib
 import importlib.util
 import json
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -283,6 +282,7 @@ def model_card(source: Source, model, note: str) -> str:
             if enc.architecture == "retnet" else "Transformer baseline (rotary self-attention)")
     training = "\n".join(_training_lines(source))
     k = enc.k
+    tokens = "the nucleotide" if k == 1 else f"the {k}-mer centred on it, {k // 2} FILL tokens at each end"
     length = (f"Length: retention runs in its chunkwise form above {enc.parallel_limit} tokens, in time and "
               "memory linear in the length; " if enc.architecture == "retnet" else "")
     length += "`attention_mask` marks padding, and a padded sequence gives what it gives alone."
@@ -303,9 +303,10 @@ RNAret is an RNA language model: a {arch} encoder over overlapping {k}-mers of a
 sequence, pretrained by masked-language modelling. {note}
 
 - Encoder: {enc.retnet_layers} layers, width {enc.retnet_embed_dim}, value width {enc.retnet_value_embed_dim},
-  FFN {enc.retnet_ffn_embed_dim}, {enc.retnet_retention_heads} heads, vocabulary {enc.vocab_size} ({params:,} encoder parameters).
-- Tokens: one per nucleotide (the {k}-mer centred on it, {k // 2} FILL tokens at each end), U read as T,
-  UNK for k-mers with letters outside ACGU; ids as published.
+  FFN {enc.retnet_ffn_embed_dim}, {enc.retnet_retention_heads} heads, vocabulary {enc.vocab_size}
+  ({params:,} encoder parameters).
+- Tokens: one per nucleotide ({tokens}), U read as T, UNK for k-mers with letters outside ACGU;
+  ids as published.
 - {length}
 
 ## Source

@@ -26,7 +26,7 @@ results = {"rnaret_importable": importlib.util.find_spec("rnaret") is not None,
            "sys_path": sys.path}
 
 from transformers import (AutoConfig, AutoModel, AutoModelForMaskedLM,  # noqa: E402
-                          AutoModelForSequenceClassification, AutoModelForTokenClassification,
+                          AutoModelForSequenceClassification,
                           AutoTokenizer, pipeline)
 
 inputs = load_file(inputs_path)

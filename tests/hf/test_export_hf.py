@@ -19,7 +19,6 @@ pytest.importorskip("transformers")
 
 from rnaret.checkpoint import load_encoder  # noqa: E402
 from rnaret.cli import main  # noqa: E402
-from rnaret.io.errors import InputError  # noqa: E402
 from rnaret.model.scores import layer_retention_scores  # noqa: E402
 from rnaret.tokenizer import PAD, tokenize  # noqa: E402
 
