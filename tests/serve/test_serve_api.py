@@ -171,7 +171,7 @@ def test_predict_returns_the_models_and_viennas_answers(client, checkpoints, trn
     assert parse_dot_bracket(structure["dot_bracket"]) == direct.pairs
     probabilities = np.load(io.BytesIO(client.get(structure["probabilities_url"]).content))
     assert probabilities.shape == (len(seq), len(seq))
-    np.testing.assert_allclose(probabilities, direct.probabilities, atol=1e-5)
+    np.testing.assert_allclose(probabilities, direct.pair_scores, atol=1e-5)
 
     # ViennaRNA: exactly rnaret.vienna's MFE
     assert (result["vienna"]["dot_bracket"], result["vienna"]["energy"]) == fold_mfe(seq)
