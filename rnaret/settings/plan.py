@@ -454,16 +454,22 @@ class Plan:
         """Every task setting of a (task, model) run, as the run uses them."""
         from rnaret.tasks.settings import resolve_task_settings
 
+        def named(exc: ValueError, *where) -> SettingsError:
+            # a bound's error names the setting itself: finetune.coding.settings.epochs
+            if isinstance(exc, SettingsError) and exc.key:
+                return SettingsError(key_path(*where, exc.key), exc.bare)
+            return SettingsError(key_path(*where), str(exc))
+
         try:
             resolved = resolve_task_settings(task, self.finetune_layers(task, None))
         except ValueError as exc:
-            raise SettingsError(key_path("finetune", task, "settings"), str(exc)) from None
+            raise named(exc, "finetune", task, "settings") from None
         if model is None:
             return resolved
         try:
             return resolve_task_settings(task, self.finetune_layers(task, model))
         except ValueError as exc:
-            raise SettingsError(key_path("finetune", task, "model_settings", model), str(exc)) from None
+            raise named(exc, "finetune", task, "model_settings", model) from None
 
     def finetune_init(self, model: str) -> FileRef | None:
         """What a fine-tuning starts from: the model's pretraining checkpoint, or its released
