@@ -27,7 +27,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from rnaret.io.errors import InputError
+from rnaret.io.errors import InputError  # noqa: F401  (re-exported: callers catch it here)
+from rnaret.io.fasta import check_sequence_letters
 from rnaret.io.structure import StructureRecord, pairs_to_dot_bracket
 
 # pair-map pixels per batch: ~256 MB per activation of the paper-size (C = 128) head in float32
@@ -65,15 +66,9 @@ def load_structure_model(checkpoint, device: str | None = None):
 
 
 def check_sequence(sequence: str, *, path=None, record: str | None = None, line: int | None = None) -> None:
-    """InputError unless ``sequence`` is non-empty letters (no gaps: a structure needs the bare
-    sequence; IUPAC letters other than ACGU/T are kept and pair with nothing)."""
-    if not isinstance(sequence, str) or not sequence:
-        raise InputError(path, "empty sequence", record=record, line=line)
-    for position, letter in enumerate(sequence, start=1):
-        if not letter.isascii() or not letter.isalpha():
-            what = "a gap symbol" if letter in "-." else "not a letter"
-            raise InputError(path, f"{letter!r} at position {position} is {what}; give the ungapped "
-                                   f"sequence", record=record, line=line)
+    """InputError unless ``sequence`` follows the one alphabet policy of every command
+    (``rnaret.io.fasta``: IUPAC letters, no gaps; letters other than ACGU/T pair with nothing)."""
+    check_sequence_letters(sequence, path=path, record=record, line=line)
 
 
 @torch.no_grad()

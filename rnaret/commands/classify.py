@@ -50,8 +50,9 @@ def run(args) -> int:
     set_threads(args.threads)
     if args.max_tokens is not None and args.max_tokens < 1:
         raise InputError(None, f"--max-tokens must be positive, got {args.max_tokens}")
+    transcripts = list(read_transcripts(args.fasta, labelled=False))  # bad input stops before the model loads
     task, model = load_for_evaluation(args.checkpoint, "coding")
-    examples = [transcript_example(t, task.k, args.fasta) for t in read_transcripts(args.fasta, labelled=False)]
+    examples = [transcript_example(t, task.k, args.fasta) for t in transcripts]
     device = resolve_device(args.device)
     precision = configure_precision(device, args.precision)
     model.to(device).eval()

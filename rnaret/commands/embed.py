@@ -45,7 +45,7 @@ def run(args) -> int:
     from rnaret.device import resolve_device
     from rnaret.embed import embed_sequences, write_embeddings
     from rnaret.io.errors import InputError
-    from rnaret.io.fasta import read_fasta
+    from rnaret.io.fasta import read_sequences
     from rnaret.precision import configure_precision
 
     if args.batch_tokens < 1:
@@ -54,7 +54,7 @@ def run(args) -> int:
     device = resolve_device(args.device)
     precision = configure_precision(device, args.precision)
     ids, sequences = [], []
-    for record in read_fasta(args.fasta):
+    for record in read_sequences(args.fasta):
         ids.append(record.id)
         sequences.append(record.sequence)
     model = load_encoder(args.checkpoint, device=device)

@@ -81,15 +81,14 @@ def check_output_folder(path) -> None:
 
 
 def read_sequences(path, max_length: int) -> list:
-    """FASTA records (``rnaret.io.fasta.read_fasta`` checks), each an ungapped sequence of at most
-    ``max_length`` nt (0: no limit); InputError naming file, record and line otherwise."""
-    from rnaret.fold import check_sequence
+    """FASTA records under the alphabet policy of every command (``rnaret.io.fasta.read_sequences``:
+    no gaps, IUPAC letters, errors naming the line and column), each of at most ``max_length``
+    nt (0: no limit); InputError naming file, record and line otherwise."""
     from rnaret.io.errors import InputError
-    from rnaret.io.fasta import read_fasta
+    from rnaret.io.fasta import read_sequences as read_checked
 
-    records = list(read_fasta(path))
+    records = list(read_checked(path))
     for record in records:
-        check_sequence(record.sequence, path=path, record=record.id, line=record.line)
         if max_length and len(record.sequence) > max_length:
             raise InputError(path, f"the sequence is {len(record.sequence)} nt, longer than --max-length "
                                    f"{max_length} (memory grows with length^2)", record=record.id,

@@ -463,7 +463,7 @@ def test_fold_rejects_bad_input_and_leaves_no_output(work, tmp_path, capsys, cas
     extra: list[str] = []
     expect = case.replace("_", " ")
     if case == "gap":
-        write_fasta(fasta, [("a", "GGGG-AAAACCCC")]); expect = "gap symbol"
+        write_fasta(fasta, [("a", "GGGG-AAAACCCC")]); expect = "line 2, column 5: '-' at position 5 is an alignment gap"
     elif case == "bad_letter":
         write_fasta(fasta, [("a", "GGGGZAAAACCCC")]); expect = "not an IUPAC"
     elif case == "duplicate_id":
