@@ -56,9 +56,9 @@ def fold(checkpoint, fasta, output, *extra):
 
 
 def summary_pairs(err: str) -> int:
-    found = re.search(r"(\d+) base pairs? in (\d+) structures? ->", err)
+    found = re.search(r"([\d,]+) base pairs? in ([\d,]+) structures? ->", err)
     assert found, err
-    return int(found.group(1))
+    return int(found.group(1).replace(",", ""))
 
 
 def test_every_format_holds_the_pairs_of_the_ct_or_the_dbn_is_refused(model_and_fasta, tmp_path, capsys):
@@ -75,7 +75,7 @@ def test_every_format_holds_the_pairs_of_the_ct_or_the_dbn_is_refused(model_and_
         assert summary_pairs(err) == sum(len(p) for p in ct.values())   # the summary counts what was written
         scores = pd.read_csv(tmp_path / f"{threshold}.tsv", sep="\t")
         assert list(scores.columns) == ["id", "i", "j", "pair_score"]
-        assert f"{len(scores)} pair scores >= 0.01" in err
+        assert f"{len(scores):,} pair scores >= 0.01" in err
         listed = {(rid, i, j): s for rid, i, j, s in scores.itertuples(index=False)}
         for rid, pairs in ct.items():   # every predicted pair is in the table, above the threshold
             assert all(listed[(rid, i, j)] > float(threshold) - 1e-4 for i, j in pairs)

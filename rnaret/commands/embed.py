@@ -1,4 +1,4 @@
-"""`rnaret embed FASTA --checkpoint PATH --output FILE`: sequence and per-nucleotide embeddings.
+"""`rnaret embed FASTA --checkpoint PATH --out FILE`: sequence and per-nucleotide embeddings.
 
 The whole FASTA is read and checked before any work, so bad input (empty file, no records, a
 record with no sequence, binary data, a truncated gzip, a non-nucleotide letter) stops with an
@@ -18,15 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True,
                         help="checkpoint directory (config.json + weights.safetensors), "
                              ".safetensors file or published .pth")
-    parser.add_argument("--output", required=True, help="output .safetensors file (written atomically)")
+    from rnaret.cli import add_model_run_arguments, add_out_argument
+
+    add_out_argument(parser, "output .safetensors file (written atomically)")
     parser.add_argument("--batch-tokens", type=int, default=16384,
                         help="token budget per batch (longest x count); default 16384")
-    from rnaret.device import add_device_argument
-    from rnaret.precision import add_precision_argument
-
-    add_device_argument(parser)
-    add_precision_argument(parser)
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads of torch (default: torch's)")
+    add_model_run_arguments(parser)
     parser.add_argument("--per-nucleotide", action=argparse.BooleanOptionalAction, default=True,
                         help="also write one row per nucleotide (default: yes)")
     parser.add_argument("--pool", choices=("mean", "max"), default="mean",
@@ -35,12 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default="last_inner_state",
                         help="last layer before the final norm (default, what task heads read) "
                              "or after it")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
-                        help="progress bar on stderr (default: yes)")
 
 
 def run(args) -> int:
     from rnaret.checkpoint import load_encoder
+    from rnaret.cli import plural
     from rnaret.commands.finetune import set_threads
     from rnaret.device import resolve_device
     from rnaret.embed import embed_sequences, write_embeddings
@@ -61,13 +57,14 @@ def run(args) -> int:
     result = embed_sequences(model, ids, sequences, batch_tokens=args.batch_tokens,
                              device=device, precision=precision, per_nucleotide=args.per_nucleotide,
                              pool=args.pool, representation=args.representation,
-                             progress=args.progress)
+                             progress=not args.quiet)
     if result.n_shorter_than_k:
-        print(f"rnaret embed: warning: {result.n_shorter_than_k} sequence(s) shorter than "
-              f"k={model.config.k} give only FILL tokens (no sequence information at this k)",
+        print(f"rnaret embed: warning: {plural(result.n_shorter_than_k, 'sequence')} shorter than "
+              f"k={model.config.k} {'gives' if result.n_shorter_than_k == 1 else 'give'} only FILL tokens "
+              f"(no sequence information at this k)",
               file=sys.stderr)
-    write_embeddings(result, args.output,
+    write_embeddings(result, args.out,
                      {"checkpoint": str(args.checkpoint), "fasta": str(args.fasta)})
-    print(f"rnaret embed: {len(ids)} sequences, {int(result.lengths.sum())} nt -> {args.output}",
+    print(f"rnaret embed: {plural(len(ids), 'sequence')}, {int(result.lengths.sum()):,} nt -> {args.out}",
           file=sys.stderr)
     return 0

@@ -1,14 +1,14 @@
 """`rnaret fold`: secondary structures of the sequences of a FASTA with a fine-tuned structure model.
 
-    rnaret fold my.fa --checkpoint results/structure/bprna/rnaret-k1/checkpoint --output my.dbn
-    rnaret fold my.fa --checkpoint RNAStrAlign_1mer.pth --output my.ct --format ct
+    rnaret fold my.fa --checkpoint results/structure/bprna/rnaret-k1/checkpoint --out my.dbn
+    rnaret fold my.fa --checkpoint RNAStrAlign_1mer.pth --out my.ct --format ct
 
 ``--format`` (default: from the output's extension ``.dbn``/``.ct``, else dbn):
 - ``dbn``: 3 lines per record (``>id``, sequence, dot-bracket; pseudoknots on ``[]``, ``{}``, ``<>``,
   then ``Aa`` .. ``Zz``). A structure that needs more than these 30 bracket pages is refused,
   naming the record and its pair count: dot-bracket cannot hold it, write ``.ct`` or bpseq;
 - ``ct``: one multi-record CT file;
-- ``bpseq``: ``--output`` is a folder with one ``<id>.bpseq`` per record (ids made file-safe:
+- ``bpseq``: ``--out`` is a folder with one ``<id>.bpseq`` per record (ids made file-safe:
   characters outside ``A-Za-z0-9._-`` become ``_``; a repeated name gets ``_2``).
 ``--pair-scores FILE``: the model's per-pair scores (sigmoid of each pair's logit, scored
 independently: not pair probabilities, a base's scores may sum above 1; ``rnaret.fold``).
@@ -30,9 +30,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("fasta", help="RNA sequences (FASTA, plain or .gz; U or T, either case)")
     parser.add_argument("--checkpoint", required=True,
                         help="fine-tuned structure checkpoint folder, or a released RNAStrAlign_1mer.pth")
-    parser.add_argument("--output", required=True, help="output file (dbn, ct) or folder (bpseq)")
+    from rnaret.cli import add_model_run_arguments, add_out_argument
+
+    add_out_argument(parser, "output file (dbn, ct) or folder (bpseq)")
     parser.add_argument("--format", choices=FORMATS, default=None,
-                        help="dbn, bpseq or ct (default: from --output's extension, else dbn)")
+                        help="dbn, bpseq or ct (default: from --out's extension, else dbn)")
     parser.add_argument("--pair-scores", default=None, metavar="FILE",
                         help="also write the model's per-pair scores (not probabilities: docs/outputs.md); "
                              ".npz: full (L, L) matrices; else a TSV id, i, j, pair_score")
@@ -47,20 +49,14 @@ def add_arguments(parser) -> None:
                         help="refuse longer sequences (memory grows with length^2; 0 = no limit; default 3000)")
     parser.add_argument("--max-pairs", type=int, default=None,
                         help="pair-map pixels per batch, n * L^2 (default 2**19)")
-    from rnaret.device import add_device_argument
-    from rnaret.precision import add_precision_argument
-
-    add_device_argument(parser)
-    add_precision_argument(parser)
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads of torch (default: torch's)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_model_run_arguments(parser)
 
 
 def output_format(args) -> str:
     """The format asked for, or the one the output's extension names (dbn by default)."""
     if args.format:
         return args.format
-    name = str(args.output).lower()
+    name = str(args.out).lower()
     return "ct" if name.endswith(".ct") else "dbn"
 
 
@@ -94,11 +90,6 @@ def read_sequences(path, max_length: int) -> list:
                                    f"{max_length} (memory grows with length^2)", record=record.id,
                              line=record.line)
     return records
-
-
-def plural(n: int, word: str, words: str | None = None) -> str:
-    """``"1 sequence"``, ``"2 sequences"`` (``words``: an irregular plural)."""
-    return f"{n} {word if n == 1 else (words or word + 's')}"
 
 
 def dot_brackets(path, ids: list[str], folded: list) -> list[str]:
@@ -152,6 +143,7 @@ def run(args) -> int:
     from rnaret.io.atomic import atomic_dir, atomic_open
     from rnaret.io.errors import InputError
     from rnaret.io.structure import StructureRecord, format_bpseq, format_ct
+    from rnaret.cli import plural
     from rnaret.tasks.structure import file_names
 
     from rnaret.commands.finetune import set_threads
@@ -171,7 +163,7 @@ def run(args) -> int:
     if args.max_pairs is not None and args.max_pairs < 1:
         raise InputError(None, f"--max-pairs must be positive, got {args.max_pairs}")
     if fmt == "bpseq":
-        check_output_folder(args.output)
+        check_output_folder(args.out)
     records = read_sequences(args.fasta, args.max_length)
     device = resolve_device(args.device)
     precision = configure_precision(device, args.precision)
@@ -185,21 +177,21 @@ def run(args) -> int:
     ids = [r.id for r in records]
     structures = [StructureRecord(rid, f.sequence, f.pairs) for rid, f in zip(ids, folded)]
     if fmt == "bpseq":
-        with atomic_dir(args.output) as tmp:
+        with atomic_dir(args.out) as tmp:
             for record, name in zip(structures, file_names(ids)):
                 (tmp / f"{name}.bpseq").write_text(format_bpseq(record))
     elif fmt == "ct":
-        with atomic_open(args.output) as handle:
+        with atomic_open(args.out) as handle:
             for record in structures:
                 handle.write(format_ct(record))
     else:
-        brackets = dot_brackets(args.output, ids, folded)  # refuses before anything is written
-        with atomic_open(args.output) as handle:
+        brackets = dot_brackets(args.out, ids, folded)  # refuses before anything is written
+        with atomic_open(args.out) as handle:
             for record, structure in zip(structures, brackets):
                 handle.write(f">{record.id}\n{record.sequence}\n{structure}\n")
     n_pairs = sum(len(f.pairs) for f in folded)
     print(f"rnaret fold: {plural(n_pairs, 'base pair')} in {plural(len(folded), 'structure')} -> "
-          f"{args.output} ({fmt})", file=sys.stderr)
+          f"{args.out} ({fmt})", file=sys.stderr)
     if args.pair_scores:
         n_scores = write_scores(args.pair_scores, ids, folded, args.min_pair_score)
         listed = (plural(n_scores, "pair-score matrix", "pair-score matrices")

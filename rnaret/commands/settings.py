@@ -21,7 +21,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("configs", nargs="+", metavar="CONFIG",
                         help="config files in order (later ones merged key by key over earlier ones); "
                              "'check CONFIG...' only checks them")
-    parser.add_argument("--output", default=None, help="write the JSON here instead of stdout")
+    from rnaret.cli import add_out_argument
+
+    add_out_argument(parser, "write the JSON here instead of stdout", required=False)
 
 
 def run(args) -> int:
@@ -42,8 +44,8 @@ def run(args) -> int:
               file=sys.stderr)
         return 0
     text = json.dumps(Plan(load_config(configs)).describe(), indent=1, sort_keys=True) + "\n"
-    if args.output:
-        with atomic_open(args.output, "w", encoding="utf-8") as handle:
+    if args.out:
+        with atomic_open(args.out, "w", encoding="utf-8") as handle:
             handle.write(text)
     else:
         print(text, end="")
