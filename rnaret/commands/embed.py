@@ -20,14 +20,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              ".safetensors file or published .pth")
     from rnaret.cli import add_model_run_arguments, add_out_argument
 
-    add_out_argument(parser, "output .safetensors file (written atomically)")
+    add_out_argument(parser, "output: .safetensors (written in one piece) or .h5/.hdf5 (streamed with "
+                             "constant memory, every layer on request, resumable: docs/outputs.md)")
     parser.add_argument("--batch-tokens", type=int, default=16384,
                         help="token budget per batch (longest x count); default 16384")
     add_model_run_arguments(parser)
-    parser.add_argument("--per-nucleotide", action=argparse.BooleanOptionalAction, default=True,
-                        help="also write one row per nucleotide (default: yes)")
-    parser.add_argument("--pool", choices=("mean", "max"), default="mean",
-                        help="per-sequence pooling over positions (default mean)")
+    parser.add_argument("--per-nucleotide", action=argparse.BooleanOptionalAction, default=None,
+                        help=".safetensors: also write one row per nucleotide (default: yes); "
+                             ".h5: --pool none gives those rows")
+    parser.add_argument("--pool", choices=("mean", "max", "cls", "none"), default="mean",
+                        help="per-sequence pooling over positions (default mean); cls: the first token's "
+                             "state; none: one row per nucleotide (.h5 only)")
+    parser.add_argument("--layers", default="last", metavar="all|last|LIST",
+                        help="which layers (.h5 only): all, last (default) or a list such as 0,2 "
+                             "(0 = the token embeddings, l = the output of layer l)")
     parser.add_argument("--representation", choices=("last_inner_state", "hidden"),
                         default="last_inner_state",
                         help="last layer before the final norm (default, what task heads read) "
@@ -47,6 +53,10 @@ def run(args) -> int:
     if args.batch_tokens < 1:
         raise InputError(None, f"--batch-tokens must be >= 1, got {args.batch_tokens}")
     set_threads(args.threads)
+    if str(args.out).lower().endswith((".h5", ".hdf5")):
+        return run_hdf5(args)
+    if args.layers != "last" or args.pool in ("cls", "none"):
+        raise InputError(None, "--layers and --pool cls/none write HDF5: give an --out ending in .h5")
     device = resolve_device(args.device)
     precision = configure_precision(device, args.precision)
     ids, sequences = [], []
@@ -55,7 +65,7 @@ def run(args) -> int:
         sequences.append(record.sequence)
     model = load_encoder(args.checkpoint, device=device)
     result = embed_sequences(model, ids, sequences, batch_tokens=args.batch_tokens,
-                             device=device, precision=precision, per_nucleotide=args.per_nucleotide,
+                             device=device, precision=precision, per_nucleotide=args.per_nucleotide is not False,
                              pool=args.pool, representation=args.representation,
                              progress=not args.quiet)
     if result.n_shorter_than_k:
@@ -67,4 +77,29 @@ def run(args) -> int:
                      {"checkpoint": str(args.checkpoint), "fasta": str(args.fasta)})
     print(f"rnaret embed: {plural(len(ids), 'sequence')}, {int(result.lengths.sum()):,} nt -> {args.out}",
           file=sys.stderr)
+    return 0
+
+
+def run_hdf5(args) -> int:
+    """``--out X.h5``: stream the FASTA into HDF5 (``rnaret.embed_hdf5``), resuming a killed run."""
+    from rnaret.checkpoint import load_encoder
+    from rnaret.cli import plural
+    from rnaret.device import resolve_device
+    from rnaret.embed_hdf5 import embed_fasta_to_hdf5, parse_layers
+    from rnaret.io.errors import InputError
+    from rnaret.precision import configure_precision
+
+    if args.per_nucleotide is not None:
+        raise InputError(None, "--per-nucleotide is for .safetensors; with .h5, --pool none writes one row "
+                               "per nucleotide")
+    device = resolve_device(args.device)
+    precision = configure_precision(device, args.precision)
+    model = load_encoder(args.checkpoint, device=device)
+    layers = parse_layers(args.layers, model.config.retnet_layers)
+    done = embed_fasta_to_hdf5(model, args.fasta, args.out, layers=layers, pool=args.pool,
+                               batch_tokens=args.batch_tokens, device=device, precision=precision,
+                               progress=not args.quiet, metadata={"checkpoint": str(args.checkpoint)})
+    resumed = f" ({done['resumed_from']:,} found done, {done['computed']:,} embedded now)" if done["resumed_from"] else ""
+    print(f"rnaret embed: {plural(done['records'], 'sequence')}, {done['nucleotides']:,} nt, "
+          f"{plural(len(layers), 'layer')} -> {args.out}{resumed}", file=sys.stderr)
     return 0
