@@ -3,7 +3,11 @@
 The whole FASTA is read and checked before any work, so bad input (empty file, no records, a
 record with no sequence, binary data, a truncated gzip, a non-nucleotide letter) stops with an
 error naming the file and the record, and the output file is never created. The output layout
-is documented in ``rnaret.embed`` and the README.
+is documented in ``rnaret.embed`` and docs/outputs.md.
+
+An output ending in ``.h5``/``.hdf5`` is streamed instead (``rnaret.embed_hdf5``): any number of
+records with constant memory, ``--layers`` and ``--pool cls|none``, and a killed run resumes
+where it stopped; a bad record stops it there, the records before it kept for the rerun.
 """
 from __future__ import annotations
 
