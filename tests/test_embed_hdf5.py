@@ -141,3 +141,26 @@ def test_a_partial_file_of_other_settings_is_not_resumed(setup, tmp_path, capsys
     assert embed(setup, tmp_path / "x.h5", "--pool", "max") == 1
     err = capsys.readouterr().err
     assert "holds a run with other settings" in err and "pool 'mean', now 'max'" in err
+
+
+def test_retention_scores_of_one_layer_and_head(setup, tmp_path, capsys):
+    from rnaret.model.scores import retention_scores
+    from rnaret.tokenizer import encode
+
+    root, _, records = setup
+    one = tmp_path / "one.fa"
+    one.write_text(f">{records[3].id}\n{records[3].sequence}\n")
+    assert main(["embed", str(one), "--checkpoint", str(root / "encoder"), "--out", str(tmp_path / "r.npy"),
+                 "--retention", "2,1", "--quiet"]) == 0
+    got = np.load(tmp_path / "r.npy")
+    encoder = load_encoder(root / "encoder")
+    tokens = torch.from_numpy(encode(records[3].sequence, 3)).unsqueeze(0)
+    np.testing.assert_allclose(got, retention_scores(encoder, tokens, 1, 0)[0].numpy(), atol=1e-6)
+    assert got.shape == (len(records[3].sequence),) * 2
+    _, fasta, _ = setup
+    assert main(["embed", str(fasta), "--checkpoint", str(root / "encoder"), "--out", str(tmp_path / "x.npy"),
+                 "--retention", "2,1", "--quiet"]) == 1
+    assert "a FASTA of one sequence" in capsys.readouterr().err and not (tmp_path / "x.npy").exists()
+    assert main(["embed", str(one), "--checkpoint", str(root / "encoder"), "--out", str(tmp_path / "x.npy"),
+                 "--retention", "9,1", "--quiet"]) == 1
+    assert "the encoder has layers 1.." in capsys.readouterr().err

@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pool", choices=("mean", "max", "cls", "none"), default="mean",
                         help="per-sequence pooling over positions (default mean); cls: the first token's "
                              "state; none: one row per nucleotide (.h5 only)")
+    parser.add_argument("--retention", default=None, metavar="LAYER,HEAD",
+                        help="instead of embeddings: the (L, L) retention scores of encoder layer LAYER "
+                             "(1..layers) and head HEAD (1..heads) for a FASTA of one sequence, to an --out .npy")
     parser.add_argument("--layers", default="last", metavar="all|last|LIST",
                         help="which layers (.h5 only): all, last (default) or a list such as 0,2 "
                              "(0 = the token embeddings, l = the output of layer l)")
@@ -57,6 +60,8 @@ def run(args) -> int:
     if args.batch_tokens < 1:
         raise InputError(None, f"--batch-tokens must be >= 1, got {args.batch_tokens}")
     set_threads(args.threads)
+    if args.retention is not None:
+        return run_retention(args)
     if str(args.out).lower().endswith((".h5", ".hdf5")):
         return run_hdf5(args)
     if args.layers != "last" or args.pool in ("cls", "none"):
@@ -106,4 +111,48 @@ def run_hdf5(args) -> int:
     resumed = f" ({done['resumed_from']:,} found done, {done['computed']:,} embedded now)" if done["resumed_from"] else ""
     print(f"rnaret embed: {plural(done['records'], 'sequence')}, {done['nucleotides']:,} nt, "
           f"{plural(len(layers), 'layer')} -> {args.out}{resumed}", file=sys.stderr)
+    return 0
+
+
+def run_retention(args) -> int:
+    """``--retention LAYER,HEAD``: the retention scores of one sequence (``rnaret.model.scores``)
+    as an (L, L) float32 .npy, row n = how much each position weighs in position n's output."""
+    import numpy as np
+    import torch
+
+    from rnaret.checkpoint import load_encoder
+    from rnaret.device import resolve_device
+    from rnaret.io.atomic import atomic_path
+    from rnaret.io.errors import InputError
+    from rnaret.io.fasta import read_sequences
+    from rnaret.model.scores import retention_scores
+    from rnaret.tokenizer import encode
+
+    if not str(args.out).lower().endswith(".npy"):
+        raise InputError(None, "--retention writes an (L, L) matrix: give an --out ending in .npy")
+    try:
+        layer, head = (int(x) for x in str(args.retention).split(","))
+    except ValueError:
+        raise InputError(None, f"--retention must be LAYER,HEAD such as 3,1, got {args.retention!r}") from None
+    records = []
+    for record in read_sequences(args.fasta):
+        records.append(record)
+        if len(records) > 1:
+            raise InputError(args.fasta, "--retention takes a FASTA of one sequence", record=record.id,
+                             line=record.line)
+    device = resolve_device(args.device)
+    encoder = load_encoder(args.checkpoint, device=device)
+    config = encoder.config
+    if not (1 <= layer <= config.retnet_layers and 1 <= head <= config.retnet_retention_heads):
+        raise InputError(None, f"--retention {args.retention}: the encoder has layers 1..{config.retnet_layers} "
+                               f"and heads 1..{config.retnet_retention_heads}")
+    tokens = torch.from_numpy(encode(records[0].sequence, config.k)).unsqueeze(0).to(device)
+    try:
+        scores = retention_scores(encoder, tokens, layer - 1, head - 1)[0].cpu().numpy().astype(np.float32)
+    except ValueError as exc:  # the Transformer baseline has no retention
+        raise InputError(args.checkpoint, str(exc)) from None
+    with atomic_path(args.out, suffix=".npy") as tmp:
+        np.save(tmp, scores)
+    print(f"rnaret embed: retention scores of layer {layer}, head {head} for {records[0].id} "
+          f"({scores.shape[0]} x {scores.shape[1]}) -> {args.out}", file=sys.stderr)
     return 0
