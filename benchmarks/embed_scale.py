@@ -12,8 +12,9 @@ process, so its peak resident memory (``ru_maxrss`` from ``os.wait4``) is its ow
    ``--records`` records: the peak should stay flat;
 2. the same records to ``.safetensors --no-per-nucleotide`` (the whole output built in memory,
    rnaret.embed): the program the streaming path is set against;
-3. the HDF5 run on ``--records`` killed (SIGKILL) after ``--kill-after`` seconds, then rerun:
-   its summary line says how many records it found done and how many it embedded.
+3. the HDF5 run on ``--records`` killed (SIGKILL) once it has flushed its first chunk of records
+   (2,048), then rerun: its summary line says how many records it found done and how many it
+   embedded.
 
 Prints every figure measured in this one run, with the machine's CPU and memory.
 """
@@ -48,15 +49,20 @@ def write_fasta(path: Path, n: int) -> int:
     return total
 
 
-def run(args: list[str], kill_after: float | None = None) -> dict:
-    """One `rnaret embed` process: wall seconds, peak RSS (MiB), return code, stderr."""
+def run(args: list[str], kill_when: Path | None = None) -> dict:
+    """One `rnaret embed` process: wall seconds, peak RSS (MiB), return code, stderr. With
+    ``kill_when``, the process is killed (SIGKILL) 2 s after that file first grows past its
+    empty layout (the first chunk of records is being flushed), or at its end."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     start = time.perf_counter()
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen([sys.executable, "-m", "rnaret", "embed", *args], stderr=err, env=env, cwd=ROOT)
-        if kill_after is not None:
-            time.sleep(kill_after)
-            os.kill(proc.pid, signal.SIGKILL)
+        if kill_when is not None:
+            while proc.poll() is None and not (kill_when.exists() and kill_when.stat().st_size > 4096):
+                time.sleep(0.2)
+            time.sleep(2)
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         err.seek(0)
@@ -78,8 +84,6 @@ def main() -> int:
     parser.add_argument("--records", type=int, default=100_000, help="the large run's records (default 100,000)")
     parser.add_argument("--small", type=int, default=1_000, help="the small run's records (default 1,000)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each run (default 1)")
-    parser.add_argument("--kill-after", type=float, default=None,
-                        help="seconds before the large run is killed (default: a third of its measured time)")
     parser.add_argument("--work", default=None, help="folder for the FASTA and outputs (default: a temporary one)")
     args = parser.parse_args()
 
@@ -121,10 +125,9 @@ def main() -> int:
     big = work / f"r{args.records}.fa"
     out = work / "killed.h5"
     full = next(r for n, _, name, r in rows if n == args.records and name.startswith("hdf5"))
-    kill_after = args.kill_after if args.kill_after is not None else full["seconds"] / 3
-    killed = run([str(big), "--out", str(out), "--pool", "mean", *common], kill_after=kill_after)
     partial = out.with_name(out.name + ".partial")
-    print(f"killed after {kill_after:.1f} s (return code {killed['rc']}): {partial.name} "
+    killed = run([str(big), "--out", str(out), "--pool", "mean", *common], kill_when=partial)
+    print(f"killed after {killed['seconds']:.1f} s (return code {killed['rc']}): {partial.name} "
           f"{'exists' if partial.exists() else 'missing'}, {out.name} {'exists' if out.exists() else 'absent'}")
     resumed = run([str(big), "--out", str(out), "--pool", "mean", *common])
     assert resumed["rc"] == 0, resumed["stderr"][-2000:]

@@ -122,6 +122,8 @@ def resolve_task_settings(task: str, settings: Mapping[str, Any] | None = None) 
     if isinstance(preset, str) and preset not in presets:
         raise SettingsError("preset", f"unknown {task} preset {preset!r}; known: {', '.join(sorted(presets))}",
                             label="setting")
+    if not isinstance(preset, str):  # refused by the bounds, naming the key, before it is looked up
+        check_fragment({"preset": preset}, "task_settings")
     for key in {**presets[preset], **settings}:
         if key not in merged:
             guess = difflib.get_close_matches(str(key), sorted(merged), n=1)
