@@ -2,7 +2,7 @@
 # Run `snakemake --cores 2` (defaults: the small real data in resources/), or
 # `snakemake --profile slurm` on a cluster. Stages live in workflow/rules/<stage>.smk.
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -13,8 +13,8 @@ include: "workflow/rules/common.smk"
 configfile: check_config_file("config.yaml")
 
 
-# fills every default of the schema, nested blocks included (the schema holds them all)
-validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
+# validates against workflow/schemas/config.schema.yaml and fills every default of the schema,
+# nested blocks included (the schema holds them all); a bad value stops with one line
 PLAN = plan_of(config)
 
 

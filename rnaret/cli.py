@@ -38,6 +38,45 @@ COMMANDS = {
 }
 
 
+def add_out_argument(parser: argparse.ArgumentParser, help: str, required: bool = True) -> None:
+    """``--out PATH`` (``args.out``), the one spelling of a command's output; ``--output`` is kept
+    as a hidden alias for the rules and scripts written before."""
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument("--out", dest="out", metavar="PATH", help=help)
+    group.add_argument("--output", dest="out", help=argparse.SUPPRESS)
+
+
+def add_quiet_argument(parser: argparse.ArgumentParser) -> None:
+    """``--quiet`` (``args.quiet``): no progress bar; ``--no-progress``/``--progress`` are kept
+    as hidden aliases for the scripts written before."""
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", dest="quiet", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--progress", dest="quiet", action="store_false", help=argparse.SUPPRESS)
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    """``--threads N`` (``args.threads``): CPU threads of torch (``rnaret.commands.finetune.set_threads``)."""
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="CPU threads of torch (default: torch's)")
+
+
+def add_model_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every command that runs a model shares, spelled the same everywhere:
+    ``--device``, ``--precision``, ``--threads``, ``--quiet``."""
+    from rnaret.device import add_device_argument
+    from rnaret.precision import add_precision_argument
+
+    add_device_argument(parser)
+    add_precision_argument(parser)
+    add_threads_argument(parser)
+    add_quiet_argument(parser)
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``"1 sequence"``, ``"2 sequences"`` (``words``: an irregular plural)."""
+    return f"{n:,} {word if n == 1 else (words or word + 's')}"
+
+
 def _command_help(module_name: str) -> str:
     try:
         return importlib.import_module(module_name).HELP

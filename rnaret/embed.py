@@ -84,8 +84,12 @@ def embed_sequences(model, ids, sequences, *, batch_tokens: int = 16384, device=
     ``precision`` fp32, bf16 or auto (``rnaret.precision``: bf16 where the device has bf16
     matrix units). Returns ``Embeddings`` (float32 arrays, FASTA order).
     """
+    from rnaret.io.fasta import check_sequence_letters
     from rnaret.precision import autocast, resolve_precision
 
+    ids, sequences = list(ids), list(sequences)
+    for rid, sequence in zip(ids, sequences):   # the alphabet policy of every command: no gaps
+        check_sequence_letters(sequence, record=str(rid))
     if pool not in POOLS:
         raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
     if representation not in REPRESENTATIONS:

@@ -5,13 +5,18 @@ calls.
     task, model = load_structure_model("results/structure/bprna/rnaret-k1/checkpoint")
     for folded in predict_structure(model, ["GGGGAAACCCC", "ACGU..."], task=task):
         folded.pairs          # [(i, j), ...] 1-based, i < j, no base twice
-        folded.dot_bracket    # "((((...))))"
-        folded.probabilities  # (L, L) float32, symmetric; 0 outside the pairing constraint
+        folded.dot_bracket    # "((((...))))"; InputError when 30 bracket pages cannot hold the pairs
+        folded.pair_scores    # (L, L) float32, symmetric; 0 outside the pairing constraint
 
 A checkpoint is a fine-tuned folder written by ``rnaret finetune --task structure`` or a
 released ``RNAStrAlign_1mer.pth`` (encoder from ``ret.*``, head from ``classifier.*``).
 Decoding and the constraint are the structure task's (``rnaret.tasks.structure``): canonical
-and wobble pairs, ``|i - j| >= 4``, probability > threshold (0.5), one partner per base.
+and wobble pairs, ``|i - j| >= 4``, pair score > threshold (0.5), one partner per base.
+
+Pair scores are what the model gives: the sigmoid of each pair's logit, scored independently of
+every other pair. They are not pair probabilities in the McCaskill sense: a base's scores are
+not normalised and may sum to far above 1 (an untrained model gives many pairs near 0.5), so
+they are named ``pair_scores`` and only their ranking and the threshold carry meaning.
 Memory grows with L^2 (the pair map): sequences are batched so that ``n * L_max^2 <= max_pairs``.
 """
 from __future__ import annotations
@@ -22,8 +27,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from rnaret.io.errors import InputError
-from rnaret.io.structure import StructureRecord
+from rnaret.io.errors import InputError  # noqa: F401  (re-exported: callers catch it here)
+from rnaret.io.fasta import check_sequence_letters
+from rnaret.io.structure import StructureRecord, pairs_to_dot_bracket
 
 # pair-map pixels per batch: ~256 MB per activation of the paper-size (C = 128) head in float32
 DEFAULT_MAX_PAIRS = 2**19
@@ -31,13 +37,19 @@ DEFAULT_MAX_PAIRS = 2**19
 
 @dataclass
 class FoldedStructure:
-    """One predicted structure: ``pairs`` 1-based (i < j), ``dot_bracket`` (pseudoknots on further
-    bracket pages), ``probabilities`` (L, L) float32 pair probabilities (None when not asked for)."""
+    """One predicted structure: ``pairs`` 1-based (i < j), ``pair_scores`` (L, L) float32 (the
+    model's per-pair sigmoid scores, see the module doc; None when not asked for)."""
 
     sequence: str
     pairs: list[tuple[int, int]]
-    dot_bracket: str
-    probabilities: np.ndarray | None = None
+    pair_scores: np.ndarray | None = None
+
+    @property
+    def dot_bracket(self) -> str:
+        """Every pair as dot-bracket (pseudoknots on ``[]``, ``{}``, ``<>``, then ``Aa`` .. ``Zz``).
+        InputError (naming the pair count) when the pairs need more than those 30 bracket pages:
+        dot-bracket cannot hold them, and a shorter string would lose pairs silently."""
+        return pairs_to_dot_bracket(self.pairs, len(self.sequence))
 
 
 def load_structure_model(checkpoint, device: str | None = None):
@@ -54,21 +66,15 @@ def load_structure_model(checkpoint, device: str | None = None):
 
 
 def check_sequence(sequence: str, *, path=None, record: str | None = None, line: int | None = None) -> None:
-    """InputError unless ``sequence`` is non-empty letters (no gaps: a structure needs the bare
-    sequence; IUPAC letters other than ACGU/T are kept and pair with nothing)."""
-    if not isinstance(sequence, str) or not sequence:
-        raise InputError(path, "empty sequence", record=record, line=line)
-    for position, letter in enumerate(sequence, start=1):
-        if not letter.isascii() or not letter.isalpha():
-            what = "a gap symbol" if letter in "-." else "not a letter"
-            raise InputError(path, f"{letter!r} at position {position} is {what}; give the ungapped "
-                                   f"sequence", record=record, line=line)
+    """InputError unless ``sequence`` follows the one alphabet policy of every command
+    (``rnaret.io.fasta``: IUPAC letters, no gaps; letters other than ACGU/T pair with nothing)."""
+    check_sequence_letters(sequence, path=path, record=record, line=line)
 
 
 @torch.no_grad()
 def predict_structure(model, sequences: Sequence[str], *, task=None, threshold: float | None = None,
                       max_pairs: int | None = None, device: str | torch.device | None = None,
-                      precision: str = "auto", return_probabilities: bool = True,
+                      precision: str = "auto", return_scores: bool = True,
                       progress: bool = False) -> list[FoldedStructure]:
     """Predict the secondary structure of each sequence.
 
@@ -76,14 +82,15 @@ def predict_structure(model, sequences: Sequence[str], *, task=None, threshold: 
     letters (either case, U or T); ``task``: its ``StructureTask`` (default: a default one, k = 1,
     threshold 0.5, min pair distance 4); ``threshold`` overrides the task's; ``max_pairs``:
     pair-map pixels per batch (default 2**19); ``device``: where to run (default: where the model
-    is); ``precision``: fp32, bf16 or auto (``rnaret.precision``; the pair probabilities are
-    always returned in float32). Returns one :class:`FoldedStructure` per sequence, in input order. Raises InputError
+    is); ``precision``: fp32, bf16 or auto (``rnaret.precision``; the pair scores are always
+    returned in float32); ``return_scores``: keep each (L, L) score map (False saves L^2 memory
+    per sequence). Returns one :class:`FoldedStructure` per sequence, in input order. Raises InputError
     (a ValueError) naming the sequence (``#n``, 1-based) when one is empty or not letters.
     """
     from rnaret.data.progress import progress as progress_bar
     from rnaret.precision import autocast, resolve_precision
     from rnaret.tasks.finetune import make_batches
-    from rnaret.tasks.structure import StructureTask, decode_pairs, dot_bracket_of
+    from rnaret.tasks.structure import StructureTask, decode_pairs
 
     task = task or StructureTask()
     threshold = float(task.settings["threshold"] if threshold is None else threshold)
@@ -104,10 +111,10 @@ def predict_structure(model, sequences: Sequence[str], *, task=None, threshold: 
             batch = task.collate([examples[i] for i in indices]).to(device)
             with autocast(device, precision):
                 logits = model(batch.tokens, batch.padding_mask)
-            for i, probs in zip(indices, task.probabilities(logits.float(), batch)):
-                pairs = decode_pairs(probs, probs > 0, threshold)
-                out[i] = FoldedStructure(sequences[i], pairs, dot_bracket_of(pairs, len(sequences[i])),
-                                         probs.astype(np.float32) if return_probabilities else None)
+            # the task calls its sigmoid scores "probabilities"; they are per-pair scores (module doc)
+            for i, scores in zip(indices, task.probabilities(logits.float(), batch)):
+                pairs = decode_pairs(scores, scores > 0, threshold)
+                out[i] = FoldedStructure(sequences[i], pairs, scores.astype(np.float32) if return_scores else None)
             bar.update(len(indices))
     return out  # type: ignore[return-value]
 

@@ -58,7 +58,7 @@ def _embed(fasta, checkpoint, output, *extra):
 def test_embed_end_to_end_matches_each_sequence_alone(tmp_path, fasta, checkpoint, records, capsys):
     output = tmp_path / "emb.safetensors"
     assert _embed(fasta, checkpoint, output, "--batch-tokens", "3000", "--precision", "fp32") == 0
-    assert "1 sequence(s) shorter than k=3" in capsys.readouterr().err
+    assert "1 sequence shorter than k=3 gives only FILL tokens" in capsys.readouterr().err
     arrays = load_file(str(output))
     with safe_open(str(output), "np") as handle:
         metadata = handle.metadata()

@@ -15,17 +15,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("fasta", help="transcripts (FASTA, plain or .gz); U or T")
     parser.add_argument("--checkpoint", required=True,
                         help="fine-tuned coding checkpoint folder, or a released lnc_*_5mer.pth")
-    parser.add_argument("--output", required=True, help="output TSV")
-    parser.add_argument("--positions", default=None, help="also write per-position probabilities here")
+    from rnaret.cli import add_model_run_arguments, add_out_argument
+
+    add_out_argument(parser, "output TSV (id, length, score, prediction, window_start)")
+    parser.add_argument("--positions", default=None, metavar="FILE",
+                        help="also write per-position CDS probabilities here (TSV; .gz: gzipped)")
     parser.add_argument("--max-tokens", type=int, default=None,
                         help="token budget per batch (default: the checkpoint's eval_max_tokens)")
-    from rnaret.device import add_device_argument
-    from rnaret.precision import add_precision_argument
-
-    add_device_argument(parser)
-    add_precision_argument(parser)
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads of torch (default: torch's)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_model_run_arguments(parser)
 
 
 def run(args) -> int:
@@ -44,13 +41,15 @@ def run(args) -> int:
     from rnaret.tasks.run import load_for_evaluation
     from rnaret.io.transcripts import read_transcripts
 
+    from rnaret.cli import plural
     from rnaret.commands.finetune import set_threads
 
     set_threads(args.threads)
     if args.max_tokens is not None and args.max_tokens < 1:
         raise InputError(None, f"--max-tokens must be positive, got {args.max_tokens}")
+    transcripts = list(read_transcripts(args.fasta, labelled=False))  # bad input stops before the model loads
     task, model = load_for_evaluation(args.checkpoint, "coding")
-    examples = [task.example(t, args.fasta) for t in read_transcripts(args.fasta, labelled=False)]
+    examples = [task.example(t, args.fasta) for t in transcripts]
     device = resolve_device(args.device)
     precision = configure_precision(device, args.precision)
     model.to(device).eval()
@@ -58,7 +57,7 @@ def run(args) -> int:
     window = int(task.settings.get("window") or 30)
     rows: list = [None] * len(examples)
     tracks: list = [None] * len(examples)
-    print(f"rnaret classify: {len(examples)} transcripts from {args.fasta}, k={task.k}, device {device}, {precision}",
+    print(f"rnaret classify: {plural(len(examples), 'transcript')} from {args.fasta}, k={task.k}, device {device}, {precision}",
           file=sys.stderr)
     with torch.no_grad(), progress(total=len(examples), desc="classify", unit="seq", disable=args.quiet) as bar:
         for indices in make_batches([len(e.tokens) for e in examples], max_tokens=budget):
@@ -74,7 +73,7 @@ def run(args) -> int:
                            "coding" if row["prediction"] else "noncoding", int(np.argmax(means)) + 1)
                 tracks[i] = probs
             bar.update(len(indices))
-    with atomic_open(args.output) as handle:
+    with atomic_open(args.out) as handle:
         handle.write("id\tlength\tscore\tprediction\twindow_start\n")
         for rid, length, score, label, start in rows:
             handle.write(f"{rid}\t{length}\t{score:.6g}\t{label}\t{start}\n")
@@ -86,5 +85,5 @@ def run(args) -> int:
                 for (rid, *_), probs in zip(rows, tracks):
                     handle.write(rid + "\t" + ",".join(f"{p:.3f}" for p in probs) + "\n")
     n_coding = sum(r[3] == "coding" for r in rows)
-    print(f"rnaret classify: {n_coding} coding, {len(rows) - n_coding} noncoding -> {args.output}", file=sys.stderr)
+    print(f"rnaret classify: {n_coding} coding, {len(rows) - n_coding} noncoding -> {args.out}", file=sys.stderr)
     return 0

@@ -7,13 +7,14 @@ HELP = "apply the length policy to a FASTA corpus (windows 'id/start-end' for lo
 def add_arguments(parser) -> None:
     parser.add_argument("input", help="FASTA (plain or gzip)")
     parser.add_argument("-o", "--output", required=True, help="output FASTA (.gz: gzipped)")
-    parser.add_argument("--min-length", type=int, default=10)
-    parser.add_argument("--max-length", type=int, default=2000)
+    parser.add_argument("--min-length", type=int, default=10, help="drop sequences shorter than this (nt; default 10)")
+    parser.add_argument("--max-length", type=int, default=2000,
+                        help="what counts as long (nt; default 2000): see --long")
     parser.add_argument("--long", choices=("keep", "split", "drop", "cut"), default="split",
-                        help="sequences longer than --max-length: kept, split into windows, dropped, or cut "
+                        help="longer sequences: kept whole, split into overlapping windows (default), dropped, or cut "
                              "to their first --max-length nt (counted)")
     parser.add_argument("--window", type=int, default=None, help="window length (default: max length)")
-    parser.add_argument("--overlap", type=int, default=200)
+    parser.add_argument("--overlap", type=int, default=200, help="overlap of split windows (nt; default 200)")
     parser.add_argument("--counts", help="write the stage counts (JSON) here")
 
 

@@ -60,7 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_precision_argument(parser)
     parser.add_argument("--tmp-dir", default=None,
                         help="folder for the jobs' temporary folders (default: the system's)")
-    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
+                        help="the least severe messages the server logs (default info)")
 
 
 def resolve_checkpoints(args) -> dict[str, str | None]:
@@ -109,6 +110,7 @@ def run(args) -> int:
     import uvicorn
 
     from rnaret.io.errors import InputError
+    from rnaret.cli import plural
     from rnaret.serve import Limits, create_app
 
     checkpoints = resolve_checkpoints(args)
@@ -135,7 +137,7 @@ def run(args) -> int:
     if host not in LOOPBACK:
         print(f"rnaret serve: warning: listening on {host}: anyone who can reach this address can use "
               f"the server and send it work", file=sys.stderr)
-    print(f"rnaret serve: starting {args.workers} workers; then open http://{_url_host(host)}:{port}/",
+    print(f"rnaret serve: starting {plural(args.workers, 'worker')}; then open http://{_url_host(host)}:{port}/",
           file=sys.stderr)
     # lifespan "on": a checkpoint the workers cannot load stops the server instead of serving errors
     uvicorn.run(app, **listen, log_level=args.log_level, lifespan="on", timeout_graceful_shutdown=5)

@@ -10,12 +10,14 @@ HELP = "tokenize a FASTA corpus and write token shards (train/valid, length-sort
 def add_arguments(parser) -> None:
     parser.add_argument("input", help="FASTA (plain or gzip), already filtered")
     parser.add_argument("-o", "--output", required=True, help="shard folder (e.g. results/shards/k3)")
-    parser.add_argument("-k", "--k", type=int, required=True, choices=(1, 3, 5))
-    parser.add_argument("--tokens-per-shard", type=int, default=50_000_000)
-    parser.add_argument("--valid-fraction", type=float, default=0.01)
+    parser.add_argument("-k", "--k", type=int, required=True, choices=(1, 3, 5), help="k-mer size of the tokens")
+    parser.add_argument("--tokens-per-shard", type=int, default=50_000_000,
+                        help="tokens per shard file (default 50,000,000)")
+    parser.add_argument("--valid-fraction", type=float, default=0.01,
+                        help="fraction of the sequences held out for validation (default 0.01)")
     parser.add_argument("--valid-from-train", action="store_true",
                         help="hold nothing out: the records drawn for validation stay in train as well")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the train/valid split (default 0)")
     parser.add_argument("--run-tokens", type=int, default=8_000_000,
                         help="tokens held in memory per sorted run (bounds memory)")
     parser.add_argument("--provenance", nargs="*", default=[],

@@ -6,6 +6,17 @@ gzip streams, and reads any line ending); a thin wrapper around the lines rememb
 record's header and sequence lines are, so that an error points at the line and column where
 the offending letter stands. Nucleotide letters are the IUPAC codes (either case), U or T, and
 the gap symbols '-' and '.'; anything else is an error.
+
+The alphabet of every sequence a model reads (``rnaret fold``, ``embed``, ``classify``, the
+fine-tuning data and the web page/API) is one policy, applied by :func:`read_sequences` for files
+and :func:`check_sequence_letters` for strings given directly:
+- A C G U and T, either case (T is read as U);
+- the other IUPAC codes (N R Y S W K M B D H V) are accepted and kept: the tokenizer gives any
+  k-mer holding one the UNK token, and a structure pairs them with nothing;
+- the alignment gaps '-' and '.' are refused, naming the line and column where they stand (a
+  model has no gap token: deleting them would shift every position after them, and keeping them
+  would make up a letter); give the ungapped sequence;
+- any other character is refused the same way.
 """
 from __future__ import annotations
 
@@ -156,6 +167,28 @@ def read_fasta(path, *, check_letters: bool = True, allow_empty_sequence: bool =
             ln, text = lines.first_content
             raise InputError(path, f"no FASTA records: text before any '>' header: {text[:40]!r}", line=ln)
         raise InputError(path, "no FASTA records (no '>' header line)")
+
+
+def read_sequences(path, *, duplicate_ids: str = "error") -> Iterator[FastaRecord]:
+    """The records of a FASTA a model reads, under the one alphabet policy (module doc): IUPAC
+    letters only, no gaps, every error naming the file, the record, the line and the column.
+    Streaming; ``duplicate_ids`` as in :func:`read_fasta`."""
+    return read_fasta(path, check_letters=True, allow_gaps=False, duplicate_ids=duplicate_ids)
+
+
+def check_sequence_letters(sequence, *, path=None, record: str | None = None, line: int | None = None) -> None:
+    """The alphabet policy (module doc) for a sequence given as a string (the Python API): an
+    ``InputError`` naming the record and the 1-based position of the first gap or non-IUPAC
+    character, or for an empty sequence or a value that is not a string."""
+    if not isinstance(sequence, str) or not sequence:
+        raise InputError(path, "empty sequence" if sequence == "" else
+                         f"a sequence must be a string of letters, got {type(sequence).__name__}",
+                         record=record, line=line)
+    bad = _BAD_LETTER.search(sequence) or _GAP.search(sequence)
+    if bad:
+        what = ("is an alignment gap; give the sequence without gaps" if bad.group() in "-."
+                else "is not an IUPAC nucleotide letter")
+        raise InputError(path, f"{bad.group()!r} at position {bad.start() + 1} {what}", record=record, line=line)
 
 
 def write_fasta(records, handle, width: int = 60) -> int:

@@ -165,8 +165,9 @@ def pairs_to_dot_bracket(pairs: Iterable[Sequence[int]], n: int, *, path=None,
         else:
             page = len(open_ends)
             if page >= len(BRACKETS):
-                raise InputError(path, f"the structure needs more than {len(BRACKETS)} bracket pages",
-                                 record=record)
+                raise InputError(path, f"dot-bracket cannot hold these {len(pairs)} base pairs: they need more "
+                                       f"than its {len(BRACKETS)} bracket pages ((), [], {{}}, <>, Aa..Zz); "
+                                       f"write .ct or .bpseq, which hold every pair", record=record)
             open_ends.append([])
         open_ends[page].append(j)
         chars[i - 1], chars[j - 1] = BRACKETS[page]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from rnaret.io.errors import InputError
-from rnaret.io.fasta import read_fasta
+from rnaret.io.fasta import read_sequences
 
 _CDS = re.compile(r"^CDS:([0-9]+)-([0-9]+)$")
 
@@ -60,7 +60,7 @@ def parse_cds(path, record_id: str, line: int, description: str, length: int) ->
 def read_transcripts(path, *, labelled: bool = True) -> Iterator[Transcript]:
     """Stream transcripts of a FASTA (plain or gzipped). With ``labelled=False`` the CDS field
     is not read (``cds`` None): a user's FASTA to classify."""
-    for record in read_fasta(path):
+    for record in read_sequences(path):  # the one alphabet policy: no gaps
         cds = (parse_cds(path, record.id, record.line, record.description, len(record.sequence))
                if labelled else None)
         yield Transcript(record.id, record.sequence, cds, record.line)

@@ -17,6 +17,7 @@ busy, 500 without a stack trace (that goes to the server log).
 """
 from __future__ import annotations
 
+import difflib
 import logging
 import re
 from contextlib import asynccontextmanager
@@ -264,6 +265,14 @@ def _safe(text: str) -> str:
 
 
 # -- errors ---------------------------------------------------------------------------------------
+def _known_fields(loc: tuple) -> list[str]:
+    """The fields a JSON request may hold where ``loc`` (a pydantic error location) stands."""
+    from rnaret.serve.schemas import JobRequest, SequenceIn
+
+    model = SequenceIn if "sequences" in loc else JobRequest
+    return sorted(model.model_fields)
+
+
 def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -286,7 +295,18 @@ def _error_handlers(app: FastAPI) -> None:
             elif loc == ("body", "file"):  # the upload's multipart field
                 message = (("missing" if kind == "missing" else "not a file") +
                            ": send the FASTA file as the multipart form field 'file' (curl -F file=@my.fa)")
+            elif kind == "extra_forbidden":
+                known = _known_fields(loc)
+                guess = difflib.get_close_matches(str(loc[-1]), known, n=1)
+                message = "unknown field" + (f"; did you mean {guess[0]!r}?" if guess else
+                                             f" (known: {', '.join(known)})" if known else "")
             problems.append(f"{where}: {message}" if where else message)
+        body = getattr(exc, "body", None)
+        if (request.url.path in ("/api/jobs", "/api/predict") and isinstance(body, dict)
+                and "fasta" not in body and "sequences" not in body and problems):
+            # the model's own check of this runs only once every field is valid: say it now too,
+            # so that one answer lists everything to fix
+            problems.append("give exactly one of 'fasta' (FASTA text) or 'sequences' (a list)")
         detail = "invalid request: " + "; ".join(problems)
         return JSONResponse({"detail": detail}, status_code=422)
 

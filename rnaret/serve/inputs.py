@@ -1,9 +1,9 @@
 """Turning what a user pasted or uploaded into checked sequences, with messages a biologist can act on.
 
 The text is written to ``input.fa`` inside the job's temporary folder and read back with
-``rnaret.io.fasta.read_fasta`` (the project's one FASTA reader and its checks: IUPAC letters,
-empty records, duplicate ids, binary data), so the server accepts exactly what ``rnaret embed``
-and ``rnaret classify`` accept, less alignment gaps. Errors are ``BadInput`` (a 422) or
+``rnaret.io.fasta.read_sequences`` (the project's one reader of the sequences a model reads,
+and its checks: IUPAC letters, no gaps, empty records, duplicate ids, binary data), so the
+server accepts exactly what ``rnaret fold``, ``embed`` and ``classify`` accept. Errors are ``BadInput`` (a 422) or
 ``TooLarge`` (a 413) whose message names the input ("your FASTA" or the uploaded file's name),
 the record, the line and what is wrong — never the server's temporary path.
 
@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rnaret.io.errors import InputError
-from rnaret.io.fasta import GZIP_MAGIC, IUPAC_NUCLEOTIDES, read_fasta
+from rnaret.io.fasta import GZIP_MAGIC, IUPAC_NUCLEOTIDES, read_sequences
 from rnaret.serve.config import Limits
 
-_BARE_SEQUENCE = re.compile(f"[{re.escape(IUPAC_NUCLEOTIDES.replace('-', '').replace('.', ''))}\\s]+",
-                            re.IGNORECASE)
+# gaps included, so that a pasted gapped sequence is refused for its gap (line and column), as
+# every command refuses it, not as "not FASTA"
+_BARE_SEQUENCE = re.compile(f"[{re.escape(IUPAC_NUCLEOTIDES)}\\s]+", re.IGNORECASE)
 
 
 class BadInput(ValueError):
@@ -85,7 +86,7 @@ def parse_fasta_text(text: bytes | str, folder, limits: Limits, label: str = "yo
     out: list[SequenceInput] = []
     total = 0
     try:
-        for record in read_fasta(path, allow_gaps=False):
+        for record in read_sequences(path):
             out.append(SequenceInput(record.id, record.sequence.upper().replace("T", "U")))
             total += len(record.sequence)
             check_counts(len(out), total, limits)

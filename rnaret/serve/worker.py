@@ -219,7 +219,7 @@ def _structure(folder: Path, seq_id: str, sequence: str) -> dict:
 
     task, model = _MODELS["structure"]
     folded = predict_structure(model, [sequence], task=task)[0]   # the path `rnaret fold` runs
-    probabilities = folded.probabilities                           # (n, n) float32, 0 outside the constraint
+    probabilities = folded.pair_scores                             # (n, n) float32, 0 outside the constraint
     pairs = [tuple(map(int, p)) for p in folded.pairs]
     _write_structure_files(folder, "model", seq_id, sequence, pairs, folded.dot_bracket)
     with atomic_path(folder / "model_pair_probabilities.npy", suffix=".npy") as tmp:

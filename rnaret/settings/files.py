@@ -41,8 +41,15 @@ def _schema(path: str) -> dict:
     return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
 
 
-def _validator(schema_path):
-    """A Draft 2020-12 validator for the schema file that fills defaults (as Snakemake's validate)."""
+def _validator(schema_path, fragment: str | None = None):
+    """A Draft 2020-12 validator for the schema file that fills defaults (as Snakemake's validate);
+    with ``fragment`` (a name under the schema's ``definitions``), one that validates a value
+    against that definition only (the command line checks its settings with it)."""
+    return _cached_validator(str(schema_path), fragment)
+
+
+@functools.lru_cache(maxsize=None)
+def _cached_validator(schema_path: str, fragment: str | None):
     from jsonschema import Draft202012Validator, validators
 
     schema_path = Path(schema_path)
@@ -60,19 +67,67 @@ def _validator(schema_path):
         yield from properties(validator, props, instance, subschema)
 
     cls = validators.extend(Draft202012Validator, {"properties": set_defaults})
+    if fragment is not None:
+        if fragment not in schema.get("definitions", {}):
+            raise KeyError(f"{schema_path} has no definition {fragment!r}")
+        schema = {**schema, "$ref": f"#/definitions/{fragment}"}
+        for key in ("type", "properties", "additionalProperties"):
+            schema.pop(key, None)
     return cls(schema)
 
 
-def _check(record: dict, schema_path, path=None, line: int | None = None, prefix: str = "") -> dict:
+def _describe(error) -> tuple[list, str]:
+    """(the key path, one line) of a jsonschema error: an unknown key is named with the nearest
+    known one; a number written as text says why YAML read it so; never the schema itself."""
+    import difflib
+    import re
+
+    keys = list(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = set(error.schema.get("properties", {}))
+        unknown = sorted(k for k in error.instance if k not in known and not any(
+            re.search(p, k) for p in error.schema.get("patternProperties", {})))
+        if unknown:
+            guess = difflib.get_close_matches(str(unknown[0]), sorted(known), n=1)
+            listed = ", ".join(sorted(known))
+            if len(listed) > 160:  # one short line: a few, and where the rest stand
+                listed = f"{', '.join(sorted(known)[:8])} ... ({len(known)} in {CONFIG_SCHEMA.name})"
+            hint = f"; did you mean {guess[0]!r}?" if guess else f"; known keys: {listed}"
+            return keys + [unknown[0]], f"unknown key {unknown[0]!r}{hint}"
+    if error.validator == "type" and isinstance(error.instance, str):
+        try:
+            float(error.instance)
+        except ValueError:
+            pass
+        else:
+            return keys, (f"{error.instance!r} is text, not a number (YAML reads a number like 3e-4 "
+                          f"as text: write 3.0e-4)")
+    shown = repr(error.instance)
+    if len(shown) > 60:  # a long value (a whole block) is clipped, so the message stays one short line
+        return keys, error.message.replace(shown, shown[:50] + " ...")
+    return keys, error.message
+
+
+def _check(record, schema_path, path=None, line: int | None = None, prefix: str = "",
+           fragment: str | None = None, label: str = "config key"):
     from jsonschema.exceptions import best_match
 
-    validator = _validator(schema_path)
+    validator = _validator(schema_path, fragment)
     # best_match descends into oneOf/anyOf to the branch that fits the value's type
     error = best_match(validator.iter_errors(record))
     if error is not None:
-        key = key_path(*([prefix] if prefix else []), *error.absolute_path) or "(top level)"
-        raise SettingsError(key, error.message, path=path, line=line)
+        keys, what = _describe(error)
+        key = key_path(*([prefix] if prefix else []), *keys) or "(top level)"
+        raise SettingsError(key, what, path=path, line=line, label=label)
     return record
+
+
+def check_fragment(value, fragment: str, prefix: str = "", label: str = "setting", schema=CONFIG_SCHEMA):
+    """Validate ``value`` against ``definitions.<fragment>`` of the config schema (the bounds of
+    the task settings, for instance), without filling defaults into it; ``SettingsError`` naming
+    ``prefix`` + the key otherwise. Returns ``value``."""
+    _check(copy.deepcopy(value), schema, prefix=prefix, fragment=fragment, label=label)
+    return value
 
 
 def validate_config(config: dict, schema=CONFIG_SCHEMA, path=None) -> dict:

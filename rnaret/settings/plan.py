@@ -572,29 +572,34 @@ class Plan:
 
     def finetune_settings(self, task: str, model: str | None, protocol: str | None = None) -> dict:
         """Every task setting of a (task, model) run, as the run uses them; under ``protocol``
-        (where the task settings name one: ``protocol`` in ``COMMON_SETTINGS``) resolved with
+        resolved with
         that protocol's settings under the config's own, the k kept at the config's (the model's
         k: a protocol changes what is computed, not which model runs)."""
-        from rnaret.tasks.settings import COMMON_SETTINGS, resolve_task_settings
+        from rnaret.tasks.settings import resolve_task_settings
+
+        def named(exc: ValueError, *where) -> SettingsError:
+            # a bound's error names the setting itself: finetune.coding.settings.epochs
+            if isinstance(exc, SettingsError) and exc.key:
+                return SettingsError(key_path(*where, exc.key), exc.bare)
+            return SettingsError(key_path(*where), str(exc))
 
         try:
             resolved = resolve_task_settings(task, self.finetune_layers(task, None))
         except ValueError as exc:
-            raise SettingsError(key_path("finetune", task, "settings"), str(exc)) from None
-        key = key_path("finetune", task, "settings")
+            raise named(exc, "finetune", task, "settings") from None
         if model is not None:
-            key = key_path("finetune", task, "model_settings", model)
             try:
                 resolved = resolve_task_settings(task, self.finetune_layers(task, model))
             except ValueError as exc:
-                raise SettingsError(key, str(exc)) from None
-        if protocol is None or "protocol" not in COMMON_SETTINGS:
+                raise named(exc, "finetune", task, "model_settings", model) from None
+        if protocol is None:
             return resolved
         layers = {**self.finetune_layers(task, model), "protocol": protocol, "k": resolved["k"]}
         try:
             return resolve_task_settings(task, layers)
         except ValueError as exc:
-            raise SettingsError(key, f"under the {protocol} protocol: {exc}") from None
+            where = ("settings",) if model is None else ("model_settings", model)
+            raise named(exc, "finetune", task, *where) from None
 
     def finetune_init(self, model: str) -> FileRef | None:
         """What a fine-tuning starts from: the model's pretraining checkpoint, or its released

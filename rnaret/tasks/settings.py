@@ -129,21 +129,35 @@ def resolve_task_settings(task: str, settings: Mapping[str, Any] | None = None) 
     the protocol named by ``settings["protocol"]`` (``rnaret.tasks.protocol``) < ``settings``.
 
     Returns a new dict holding every known key (``preset`` included). Raises ``ValueError`` naming
-    an unknown task, preset or setting key.
+    an unknown task, preset or setting key; a ``SettingsError`` (a ValueError) naming the key of
+    a value out of its bounds or of the wrong type. The bounds are the config schema's
+    ``definitions.task_settings`` (workflow/schemas/config.schema.yaml): one table for the
+    pipeline's config and the command line's ``--settings``/``--set``.
     """
+    import difflib
+
+    from rnaret.settings.errors import SettingsError
+    from rnaret.settings.files import check_fragment
+
     if task not in TASK_DEFAULTS:
         raise ValueError(f"unknown task {task!r}; known tasks: {', '.join(sorted(TASK_DEFAULTS))}")
     merged = {**COMMON_SETTINGS, **TASK_DEFAULTS[task]}
     settings = dict(settings or {})
     presets = TASK_PRESETS[task]
     preset = settings.get("preset") or merged["preset"]
-    if preset not in presets:
-        raise ValueError(f"unknown {task} preset {preset!r}; known: {', '.join(sorted(presets))}")
+    if isinstance(preset, str) and preset not in presets:
+        raise SettingsError("preset", f"unknown {task} preset {preset!r}; known: {', '.join(sorted(presets))}",
+                            label="setting")
+    if not isinstance(preset, str):  # refused by the bounds, naming the key, before it is looked up
+        check_fragment({"preset": preset}, "task_settings")
     protocol = check_protocol(settings.get("protocol") or DEFAULT_PROTOCOL)
     layers = {**presets[preset], **protocol_settings(task, protocol), **settings, "preset": preset,
               "protocol": protocol}
-    for key, value in layers.items():
+    for key in layers:
         if key not in merged:
-            raise ValueError(f"unknown {task} setting {key!r}; known: {', '.join(sorted(merged))}")
-        merged[key] = value
+            guess = difflib.get_close_matches(str(key), sorted(merged), n=1)
+            hint = f"did you mean {guess[0]!r}?" if guess else f"known: {', '.join(sorted(merged))}"
+            raise SettingsError(str(key), f"unknown {task} setting {key!r}; {hint}", label="setting")
+    check_fragment(settings, "task_settings")
+    merged.update(layers)
     return merged

@@ -61,6 +61,8 @@ def test_a_yaml_syntax_error_in_config_yaml_names_the_line(tmp_path):
     ("report: {contact_map_examples: 0}", ["report", "contact_map_examples"]),
     ("baselines: {vienna: {method: centroid}}", ["baselines", "vienna", "method", "centroid"]),
     ("datasets: {coding: {new: {test: a.fa, finetuned_on: nope}}}", ["datasets.coding.new.finetuned_on", "nope"]),
+    ("finetune: {coding: {settings: {epochs: -3}}}", ["finetune.coding.settings.epochs", "minimum of 1"]),
+    ("finetun: {coding: {}}", ["unknown key 'finetun'", "did you mean 'finetune'"]),
 ])
 def test_bad_values_stop_snakemake_naming_the_key(workdir, tmp_path, extra, words):
     configfile = tmp_path / "extra.yaml"
@@ -70,6 +72,9 @@ def test_bad_values_stop_snakemake_naming_the_key(workdir, tmp_path, extra, word
     message = result.stdout + result.stderr
     for word in words:
         assert word in message, (word, message[-2000:])
+    # one line naming the key: no traceback, no dump of the schema
+    assert "Traceback" not in message and "Failed validating" not in message, message[-2000:]
+    assert len([line for line in message.splitlines() if "config" in line and "error" in line]) == 1, message
 
 
 # ------------------------------------------------------------------ what a dry run plans
@@ -158,7 +163,8 @@ def test_no_resolution_or_merging_logic_is_left_in_the_workflow():
             if re.search(r"\bconfig\b", code) and not code.lstrip().startswith(("configfile:", "validate(config",
                                                                                   "PLAN = plan_of(config)",
                                                                                   "def plan_of(config)",
-                                                                                  "return rnaret_settings.resolve(config)")):
+                                                                                  "return rnaret_settings.resolve(config)",
+                                                                                  "rnaret_settings.validate_config(config)")):
                 raise AssertionError(f"{path.name}: reads the config itself: {line.strip()}")
             assert not re.search(r"\bimport (json|re|shlex|urllib)\b|\.get\(|\.setdefault\(|\.update\(", code), \
                 f"{path.name}: {line.strip()}"

@@ -171,7 +171,7 @@ def test_predict_returns_the_models_and_viennas_answers(client, checkpoints, trn
     assert parse_dot_bracket(structure["dot_bracket"]) == direct.pairs
     probabilities = np.load(io.BytesIO(client.get(structure["probabilities_url"]).content))
     assert probabilities.shape == (len(seq), len(seq))
-    np.testing.assert_allclose(probabilities, direct.probabilities, atol=1e-5)
+    np.testing.assert_allclose(probabilities, direct.pair_scores, atol=1e-5)
 
     # ViennaRNA: exactly rnaret.vienna's MFE
     assert (result["vienna"]["dot_bracket"], result["vienna"]["energy"]) == fold_mfe(seq)
@@ -327,7 +327,13 @@ def test_bad_uploads_are_422(client, resources, name, data, words):
      "invalid request: vienna: Input should be a valid boolean, unable to interpret input"),
     (b'{"fasta": ">a\\nGGG", "embeddings": 2}',
      "invalid request: embeddings: Input should be a valid boolean, unable to interpret input"),
-    (b'{"fasta": ">a\\nGGG", "colour": "red"}', "invalid request: colour: Extra inputs are not permitted"),
+    (b'{"fasta": ">a\\nGGG", "colour": "red"}',
+     "invalid request: colour: unknown field (known: embeddings, fasta, sequences, vienna)"),
+    # every bad field at once, the missing input too
+    (b'{"fastaa": ">a\\nGGG", "vienn": true, "embeddings": 2}',
+     "invalid request: embeddings: Input should be a valid boolean, unable to interpret input; fastaa: unknown "
+     "field; did you mean 'fasta'?; vienn: unknown field; did you mean 'vienna'?; give exactly one of 'fasta' "
+     "(FASTA text) or 'sequences' (a list)"),
 ])
 def test_malformed_json_and_wrong_types_are_422(client, jobs_root, body, detail):
     before = folders(jobs_root)

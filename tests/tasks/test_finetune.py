@@ -170,10 +170,10 @@ def test_settings_are_checked():
     assert laptop.settings["epochs"] == 7 and laptop.settings["lr"] == 1e-3
     paper = get_task("interaction")
     assert (paper.settings["lr"], paper.settings["batch_size"], paper.settings["epochs"]) == (1e-5, 64, 50)
-    bad = get_task("interaction", {"lr_schedule": "linear"})
-    with pytest.raises(ValueError, match="lr_schedule must be constant or cosine"):
-        finetune(bad, TaskModel(tiny_encoder(), bad.build_head(16)), [], [], progress=False,
-                 device=torch.device("cpu"))
+    with pytest.raises(ValueError, match="setting lr_schedule: 'linear' is not one of"):
+        get_task("interaction", {"lr_schedule": "linear"})
+    with pytest.raises(ValueError, match="setting epochs: -3 is less than the minimum of 1"):
+        get_task("interaction", {"epochs": -3})
     with pytest.raises(ValueError, match="unknown task 'folding'"):
         get_task("folding")
     assert {"interaction", "coding"} <= set(TASKS)

@@ -375,12 +375,12 @@ def test_predict_structure_is_independent_of_batching(work, bundled):
     together = predict_structure(model, sequences, task=task, max_pairs=10**7)
     alone = [predict_structure(model, [s], task=task)[0] for s in sequences]
     for a, b, s in zip(together, alone, sequences):
-        assert a.sequence == s and a.probabilities.shape == (len(s), len(s))
-        np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-5)
-        np.testing.assert_allclose(a.probabilities, a.probabilities.T, atol=1e-6)
-        assert not a.probabilities[~brute_force_allowed(s)].any()
-        assert a.pairs == decode_pairs(a.probabilities, brute_force_allowed(s), 0.5)
-        assert_valid_structure(a.pairs, s, a.probabilities)
+        assert a.sequence == s and a.pair_scores.shape == (len(s), len(s))
+        np.testing.assert_allclose(a.pair_scores, b.pair_scores, atol=1e-5)
+        np.testing.assert_allclose(a.pair_scores, a.pair_scores.T, atol=1e-6)
+        assert not a.pair_scores[~brute_force_allowed(s)].any()
+        assert a.pairs == decode_pairs(a.pair_scores, brute_force_allowed(s), 0.5)
+        assert_valid_structure(a.pairs, s, a.pair_scores)
         assert StructureRecord("x", s, a.pairs).dot_bracket == a.dot_bracket
 
 
@@ -395,23 +395,23 @@ def test_fold_end_to_end_in_every_format(work, bundled, tmp_path, capsys):
     fasta = write_fasta(tmp_path / "in.fa", records)
     checkpoint = str(work["root"] / "checkpoint")
     assert main(["fold", str(fasta), "--checkpoint", checkpoint, "--output", str(tmp_path / "out.dbn"),
-                 "--pair-probabilities", str(tmp_path / "p.npz"), "--quiet"]) == 0
+                 "--pair-scores", str(tmp_path / "p.npz"), "--quiet"]) == 0
     folded = list(read_structures(tmp_path / "out.dbn"))
     assert [(r.id, r.sequence) for r in folded] == records
-    probabilities = np.load(tmp_path / "p.npz")
+    scores = np.load(tmp_path / "p.npz")
     for record in folded:
-        p = probabilities[record.id]
+        p = scores[record.id]
         assert p.shape == (len(record.sequence),) * 2
         assert record.pairs == decode_pairs(p, brute_force_allowed(record.sequence), 0.5)
         assert_valid_structure(record.pairs, record.sequence, p)
     assert main(["fold", str(fasta), "--checkpoint", checkpoint, "--output", str(tmp_path / "out.ct"),
-                 "--pair-probabilities", str(tmp_path / "p.tsv.gz"), "--quiet"]) == 0
+                 "--pair-scores", str(tmp_path / "p.tsv.gz"), "--quiet"]) == 0
     assert [r.pairs for r in read_structures(tmp_path / "out.ct")] == [r.pairs for r in folded]
     import pandas as pd
 
     listed = pd.read_csv(tmp_path / "p.tsv.gz", sep="\t")
-    assert list(listed.columns) == ["id", "i", "j", "probability"]
-    assert (listed["i"] < listed["j"]).all() and (listed["probability"] >= 0.01).all()
+    assert list(listed.columns) == ["id", "i", "j", "pair_score"]
+    assert (listed["i"] < listed["j"]).all() and (listed["pair_score"] >= 0.01).all()
     assert main(["fold", str(fasta), "--checkpoint", checkpoint, "--output", str(tmp_path / "bp"),
                  "--format", "bpseq", "--quiet"]) == 0
     files = sorted(p.name for p in (tmp_path / "bp").iterdir())
@@ -442,7 +442,7 @@ def test_fold_loads_a_released_finetuned_pth(tmp_path, bundled):
     expected = torch.sigmoid(torch.where(torch.tril(torch.ones(n, n, dtype=torch.bool), -1), z, z.T)).numpy()
     expected = expected * brute_force_allowed(sequence)
     got = predict_structure(model, [sequence], task=task, precision="fp32")[0]
-    np.testing.assert_allclose(got.probabilities, expected, atol=1e-4)
+    np.testing.assert_allclose(got.pair_scores, expected, atol=1e-4)
     fasta = write_fasta(tmp_path / "one.fa", [("seq1", sequence)])
     assert main(["fold", str(fasta), "--checkpoint", str(tmp_path / "RNAStrAlign_1mer.pth"),
                  "--output", str(tmp_path / "one.dbn"), "--quiet", "--precision", "fp32"]) == 0
@@ -465,7 +465,7 @@ def test_fold_rejects_bad_input_and_leaves_no_output(work, tmp_path, capsys, cas
     extra: list[str] = []
     expect = case.replace("_", " ")
     if case == "gap":
-        write_fasta(fasta, [("a", "GGGG-AAAACCCC")]); expect = "gap symbol"
+        write_fasta(fasta, [("a", "GGGG-AAAACCCC")]); expect = "line 2, column 5: '-' at position 5 is an alignment gap"
     elif case == "bad_letter":
         write_fasta(fasta, [("a", "GGGGZAAAACCCC")]); expect = "not an IUPAC"
     elif case == "duplicate_id":

@@ -32,8 +32,15 @@ def check_config_file(path):
 
 
 def plan_of(config):
-    """The jobs of the validated config (rnaret.settings.Plan)."""
-    return rnaret_settings.resolve(config)
+    """The jobs of the config (rnaret.settings.Plan), once it is validated with every schema
+    default filled in (as Snakemake's validate(..., set_default=True) does). A bad value stops
+    the run with one line naming its key (and file), not a traceback or a schema dump;
+    `rnaret settings check FILE` gives the same line without Snakemake."""
+    try:
+        rnaret_settings.validate_config(config)
+        return rnaret_settings.resolve(config)
+    except rnaret_settings.SettingsError as exc:
+        sys.exit(f"rnaret: error in the configuration: {exc}")
 
 
 def conda_env(name):

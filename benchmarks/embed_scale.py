@@ -1,0 +1,146 @@
+"""Embedding many records: peak memory against the number of records, and a killed run resumed.
+
+    python benchmarks/embed_scale.py                      # 100,000 records against 1,000
+    python benchmarks/embed_scale.py --records 10000      # a shorter run
+
+The records are the bundled RNAcentral sample (resources/rnacentral, 16,201 records) repeated
+(ids suffixed ``_r<n>``) up to ``--records``; the model is the laptop encoder (k = 1, random
+weights: the cost does not depend on the weights). Each run is a separate `rnaret embed`
+process, so its peak resident memory (``ru_maxrss`` from ``os.wait4``) is its own:
+
+1. ``--out X.h5 --pool mean`` (streamed into HDF5, rnaret.embed_hdf5) on ``--small`` and on
+   ``--records`` records: the peak should stay flat;
+2. the same records to ``.safetensors --no-per-nucleotide`` (the whole output built in memory,
+   rnaret.embed): the program the streaming path is set against;
+3. the HDF5 run on ``--records`` killed (SIGKILL) once it has flushed its first chunk of records
+   (2,048), then rerun: its summary line says how many records it found done and how many it
+   embedded.
+
+Prints every figure measured in this one run, with the machine's CPU and memory.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT / "resources" / "rnacentral" / "rnacentral_sample.fa.gz"
+
+
+def write_fasta(path: Path, n: int) -> int:
+    """``n`` records of the bundled corpus, repeated; returns their nucleotides."""
+    sys.path.insert(0, str(ROOT))
+    from rnaret.io.fasta import read_fasta
+
+    records = [(r.id, r.sequence) for r in read_fasta(CORPUS)]
+    total = 0
+    with open(path, "w") as handle:
+        for i in range(n):
+            rid, seq = records[i % len(records)]
+            handle.write(f">{rid}_r{i // len(records)}\n{seq}\n")
+            total += len(seq)
+    return total
+
+
+def run(args: list[str], kill_when: Path | None = None) -> dict:
+    """One `rnaret embed` process: wall seconds, peak RSS (MiB), return code, stderr. With
+    ``kill_when``, the process is killed (SIGKILL) 2 s after that file first grows past its
+    empty layout (the first chunk of records is being flushed), or at its end."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    start = time.perf_counter()
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([sys.executable, "-m", "rnaret", "embed", *args], stderr=err, env=env, cwd=ROOT)
+        if kill_when is not None:
+            while proc.poll() is None and not (kill_when.exists() and kill_when.stat().st_size > 4096):
+                time.sleep(0.2)
+            time.sleep(2)
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        text = err.read().decode(errors="replace")
+    return {"seconds": time.perf_counter() - start, "peak_mib": usage.ru_maxrss / 1024, "rc": proc.returncode,
+            "stderr": text}
+
+
+def machine() -> tuple[str, float]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "unknown CPU")
+    mem = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+               if line.startswith("MemTotal"))
+    return cpu, mem / 1024
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=100_000, help="the large run's records (default 100,000)")
+    parser.add_argument("--small", type=int, default=1_000, help="the small run's records (default 1,000)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of each run (default 1)")
+    parser.add_argument("--work", default=None, help="folder for the FASTA and outputs (default: a temporary one)")
+    args = parser.parse_args()
+
+    sys.path.insert(0, str(ROOT))
+    import torch
+
+    from rnaret.checkpoint import save_encoder
+    from rnaret.model import build_encoder
+    from rnaret.train.config import preset
+
+    work = Path(args.work or tempfile.mkdtemp(prefix="embed_scale_"))
+    work.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    save_encoder(build_encoder(preset("laptop", 1).encoder_config()), work / "laptop")
+    common = ["--checkpoint", str(work / "laptop"), "--quiet", "--threads", str(args.threads), "--precision", "fp32"]
+    cpu, mem_mib = machine()
+    print(f"machine: {cpu}; {mem_mib:,.0f} MiB memory; {args.threads} torch thread(s) per run")
+    rows = []
+    for n in (args.small, args.records):
+        fasta = work / f"r{n}.fa"
+        nt = write_fasta(fasta, n)
+        h5 = run([str(fasta), "--out", str(work / f"r{n}.h5"), "--pool", "mean", *common])
+        st = run([str(fasta), "--out", str(work / f"r{n}.safetensors"), "--no-per-nucleotide", *common])
+        for name, result in (("hdf5 (streamed)", h5), ("safetensors (in memory)", st)):
+            assert result["rc"] == 0, result["stderr"][-2000:]
+            rows.append((n, nt, name, result))
+    print(f"{'records':>9} {'nt':>12} {'output':<24} {'seconds':>8} {'nt/s':>10} {'peak MiB':>9} {'of memory':>9}")
+    for n, nt, name, r in rows:
+        print(f"{n:>9,} {nt:>12,} {name:<24} {r['seconds']:>8.1f} {nt / r['seconds']:>10,.0f} "
+              f"{r['peak_mib']:>9,.0f} {r['peak_mib'] / mem_mib:>9.2%}")
+    peak = {(n, name): r["peak_mib"] for n, _, name, r in rows}
+    print(f"peak memory, {args.records:,} / {args.small:,} records: hdf5 "
+          f"{peak[(args.records, 'hdf5 (streamed)')] / peak[(args.small, 'hdf5 (streamed)')]:.2f}x, safetensors "
+          f"{peak[(args.records, 'safetensors (in memory)')] / peak[(args.small, 'safetensors (in memory)')]:.2f}x; "
+          f"hdf5 / safetensors at {args.records:,}: "
+          f"{peak[(args.records, 'hdf5 (streamed)')] / peak[(args.records, 'safetensors (in memory)')]:.2f}x")
+
+    # a killed run, resumed
+    big = work / f"r{args.records}.fa"
+    out = work / "killed.h5"
+    full = next(r for n, _, name, r in rows if n == args.records and name.startswith("hdf5"))
+    partial = out.with_name(out.name + ".partial")
+    killed = run([str(big), "--out", str(out), "--pool", "mean", *common], kill_when=partial)
+    print(f"killed after {killed['seconds']:.1f} s (return code {killed['rc']}): {partial.name} "
+          f"{'exists' if partial.exists() else 'missing'}, {out.name} {'exists' if out.exists() else 'absent'}")
+    resumed = run([str(big), "--out", str(out), "--pool", "mean", *common])
+    assert resumed["rc"] == 0, resumed["stderr"][-2000:]
+    found = re.search(r"\(([\d,]+) found done, ([\d,]+) embedded now\)", resumed["stderr"])
+    if found:
+        done, now = (int(x.replace(",", "")) for x in found.groups())
+        print(f"resumed: {done:,} records found done, {now:,} embedded now ({done + now:,} of {args.records:,}; "
+              f"none recomputed: {done + now == args.records}); {resumed['seconds']:.1f} s against "
+              f"{full['seconds']:.1f} s for the whole run ({resumed['seconds'] / full['seconds']:.2f}x)")
+    else:
+        print("resumed: the killed run had finished no chunk (nothing to resume); " + resumed["stderr"].strip()[-300:])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
