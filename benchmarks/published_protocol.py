@@ -250,16 +250,16 @@ def cases(paper_size: bool = False) -> list[dict]:
     out = [
         dict(name=f"{tag}ssp_k1", script="ssp.py", k=1, train=True,
              options=["-k", "1", "-n", "ssp", "-i", "ssp/inputs/train", "-v", "ssp/inputs/valid",
-                      "-e", "ssp/inputs/test", "--num_epochs", "2", "-lr", "0.002", "--weight_factor", "30",
+                      "-e", "ssp/inputs/test", "--num_epochs", "4", "-lr", "0.002", "--weight_factor", "30",
                       *enc, *head],
-             test=["ssp/inputs/test"], settings={"max_len": 600, "min_bp_distance": 4}),
+             test=["ssp/inputs/test"], settings={"max_len": 600, "min_pair_distance": 4}),
         dict(name=f"{tag}rri_k5", script="rri.py", k=5, train=True,
              options=["-k", "5", "-n", "MirTar", "-i", "rri/inputs/train.txt", "-e", "rri/inputs/test.txt",
-                      "--num_epochs", "2", "-lr", "0.001", "-bs", "16", *enc],
+                      "--num_epochs", "4", "-lr", "0.003", "-bs", "16", *enc],
              test=["rri/inputs/test.txt"], settings={"max_len": 80}),
         dict(name=f"{tag}lnc_k3", script="lnc.py", k=3, train=True,
              options=["-k", "3", "-n", "lnc", "-i", "lnc/inputs/train.fa", "-e", "lnc/inputs/test.fa",
-                      "--num_epochs", "2", "-lr", "0.002", "-bs", "4", *enc, *head],
+                      "--num_epochs", "3", "-lr", "0.002", "--weight_factor", "3", "-bs", "4", *enc, *head],
              test=["lnc/inputs/test.fa"], settings={"max_len": 3000}),
     ]
     if paper_size:
@@ -268,20 +268,34 @@ def cases(paper_size: bool = False) -> list[dict]:
         dict(name="ssp_k1_l200_d3", script="ssp.py", k=1, train=False, base="ssp_k1",
              options=["-k", "1", "-n", "ssp", "-e", "ssp/inputs/test", "-l", "200", "--min_bp_distance", "3",
                       *ENCODER_SMALL, *HEAD_SMALL],
-             test=["ssp/inputs/test"], settings={"max_len": 200, "min_bp_distance": 3}),
+             test=["ssp/inputs/test"], settings={"max_len": 200, "min_pair_distance": 3}),
         dict(name="rri_k5_l100", script="rri.py", k=5, train=False, base="rri_k5",
              options=["-k", "5", "-n", "MirTar", "-e", "rri/inputs/test.txt", "-l", "100", "-bs", "16",
                       *ENCODER_SMALL],
              test=["rri/inputs/test.txt"], settings={"max_len": 100}),
         dict(name="lnc_k5_l1000", script="lnc.py", k=5, train=True,
              options=["-k", "5", "-n", "lnc", "-i", "lnc/inputs/train_cut.fa", "-e", "lnc/inputs/test_cut.fa",
-                      "-l", "1000", "--num_epochs", "2", "-lr", "0.002", "-bs", "4", *ENCODER_SMALL, *HEAD_SMALL],
+                      "-l", "1000", "--num_epochs", "3", "-lr", "0.002", "--weight_factor", "3", "-bs", "4",
+                      *ENCODER_SMALL, *HEAD_SMALL],
              test=["lnc/inputs/test_cut.fa"], settings={"max_len": 1000}),
         dict(name="lnc_k3_l1000", script="lnc.py", k=3, train=False, base="lnc_k3",
              options=["-k", "3", "-n", "lnc", "-e", "lnc/inputs/test_cut.fa", "-l", "1000", "-bs", "4",
                       *ENCODER_SMALL, *HEAD_SMALL],
              test=["lnc/inputs/test_cut.fa"], settings={"max_len": 1000}),
     ]
+    return out
+
+
+def script_options(case: dict) -> dict:
+    """The case's values of the script options that change numbers (``-l``, ``--min_bp_distance``),
+    the scripts' defaults where the case does not set them."""
+    options = case["options"]
+    defaults = {"ssp.py": {"max_len": 600, "min_bp_distance": 4}, "rri.py": {"max_len": 80},
+                "lnc.py": {"max_len": 3000}}[case["script"]]
+    out = {"k": case["k"], **defaults}
+    for flag, key in (("-l", "max_len"), ("--min_bp_distance", "min_bp_distance")):
+        if flag in options:
+            out[key] = int(options[options.index(flag) + 1])
     return out
 
 
@@ -508,7 +522,8 @@ def record(args) -> None:
         manifest["cases"].append({
             "name": case["name"], "task": TASK_NAMES[case["script"]], "script": case["script"], "k": case["k"],
             "trained_here": case["train"], "checkpoint": str(checkpoint.relative_to(out)),
-            "test": case["test"], "settings": case["settings"], "command": command,
+            "test": case["test"], "settings": case["settings"], "script_options": script_options(case),
+            "command": command,
             "log": str((case_dir / "test.log").relative_to(out)),
             "metrics_logged": run["metrics"], "metrics": recomputed,
             "records": str((case_dir / "records.tsv").relative_to(out)), "n_records": n_records,
@@ -521,8 +536,9 @@ def record(args) -> None:
 # compare
 # ---------------------------------------------------------------------------------------------
 
-def evaluate_ours(case: dict, base: Path, checkpoint: Path, work: Path) -> dict:
-    """``python -m rnaret evaluate --protocol published`` on the case; returns its metrics."""
+def evaluate_ours(case: dict, base: Path, checkpoint: Path, work: Path) -> tuple[dict, list[float]]:
+    """``python -m rnaret evaluate --protocol published`` on the case -> (its metrics, its
+    per-record values sorted: F1 for structure, the score for interaction and coding)."""
     out = work / "ours"
     command = [sys.executable, "-m", "rnaret", "evaluate", "--checkpoint", str(checkpoint),
                "--task", case["task"], "--protocol", "published", "--out", str(out),
@@ -533,24 +549,34 @@ def evaluate_ours(case: dict, base: Path, checkpoint: Path, work: Path) -> dict:
         command += ["--set", f"{key}={value}"]
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
-        return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}
+        return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}, []
     with open(out / "metrics.tsv", newline="") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t"))
-    found = {}
-    for row in rows:
-        if "metric" in row and "value" in row:
-            found[row["metric"]] = float(row["value"])
-        else:
-            for key, value in row.items():
-                try:
-                    found[key] = float(value)
-                except (TypeError, ValueError):
-                    pass
-    return found
+        found = {}
+        for row in csv.DictReader(handle, delimiter="\t"):
+            try:
+                found[row["metric"]] = float(row["value"])
+            except (TypeError, ValueError):
+                pass
+    values = []
+    predictions = out / "predictions.tsv"
+    if predictions.is_file():
+        column = "f1" if case["task"] == "structure" else "score"
+        with open(predictions, newline="") as handle:
+            values = sorted(float(r[column]) for r in csv.DictReader(handle, delimiter="\t"))
+    return found, values
+
+
+def record_values(script: str, path: Path) -> list[float]:
+    """The per-record values of a records.tsv, sorted (F1; logit1 for interaction, the score the
+    script's AUC ranks; score for coding)."""
+    column = {"ssp.py": "f1", "rri.py": "logit1", "lnc.py": "score"}[script]
+    with open(path, newline="") as handle:
+        return sorted(float(r[column]) for r in csv.DictReader(handle, delimiter="\t"))
 
 
 def compare(args) -> None:
-    """Rerun each recorded case live and print recorded / published now / ours."""
+    """Rerun each recorded case live and print recorded / published now / ours, per metric and for
+    the per-record values (sorted lists compared element by element)."""
     repo = Path(args.published_repo).resolve()
     env = published_env(repo, ensure_deps(Path(args.published_deps)))
     fixtures = Path(args.fixtures).resolve()
@@ -562,6 +588,7 @@ def compare(args) -> None:
     if args.paper_size:
         todo += [dict(c, task=TASK_NAMES[c["script"]], paper=True) for c in cases(paper_size=True)]
     for case in todo:
+        started = time.time()
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             if case.get("paper"):
@@ -571,7 +598,9 @@ def compare(args) -> None:
                 checkpoint = fixtures / case["checkpoint"]
                 run = run_published(repo, env, case, work, fixtures, checkpoint)
                 recorded = case["metrics_logged"]
-            ours = evaluate_ours(case, fixtures, checkpoint, work)
+            per_record(repo, env, case, run["options"], checkpoint, work / "records.tsv")
+            theirs = record_values(case["script"], work / "records.tsv")
+            ours, our_values = evaluate_ours(case, fixtures, checkpoint, work)
         for key, now in run["metrics"].items():
             if key == "loss":
                 continue
@@ -583,6 +612,14 @@ def compare(args) -> None:
                   f"{'' if mine is None else round(mine, 6)}\t{diff:.6f}")
         if "error" in ours:
             print(f"{case['name']}\trnaret evaluate failed: {ours['error']}")
+        elif len(our_values) == len(theirs):
+            diff = max((abs(a - b) for a, b in zip(theirs, our_values)), default=0.0)
+            worst = max(worst, diff)
+            print(f"{case['name']}\tper-record\t{len(theirs)} records\t-\t{len(our_values)} records\t{diff:.6f}")
+        else:
+            print(f"{case['name']}\tper-record\t{len(theirs)} records\t-\t{len(our_values)} records\tDIFFERENT COUNT")
+            worst = float("inf")
+        print(f"{case['name']}\tseconds\t\t{time.time() - started:.0f}", flush=True)
     print(f"largest |difference|: {worst:.6f} (fixtures' tolerance 0.001)")
 
 
