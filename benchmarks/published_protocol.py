@@ -44,7 +44,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from published_code import TIMM_STAND_IN, add_published_arguments, ensure_deps  # noqa: E402
+from published_code import DEFAULT_DEPS_DIR, TIMM_STAND_IN, ensure_deps  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "published_runs"
 RESOURCES = ROOT / "resources"
@@ -536,7 +536,8 @@ def record(args) -> None:
 # compare
 # ---------------------------------------------------------------------------------------------
 
-def evaluate_ours(case: dict, base: Path, checkpoint: Path, work: Path) -> tuple[dict, list[float]]:
+def evaluate_ours(case: dict, base: Path, checkpoint: Path, work: Path, root: Path = ROOT
+                  ) -> tuple[dict, list[float]]:
     """``python -m rnaret evaluate --protocol published`` on the case -> (its metrics, its
     per-record values sorted: F1 for structure, the score for interaction and coding)."""
     out = work / "ours"
@@ -547,7 +548,7 @@ def evaluate_ours(case: dict, base: Path, checkpoint: Path, work: Path) -> tuple
         command += ["--split", f"test={base / path}"]
     for key, value in case["settings"].items():
         command += ["--set", f"{key}={value}"]
-    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(command, cwd=root, capture_output=True, text=True)
     if proc.returncode != 0:
         return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}, []
     with open(out / "metrics.tsv", newline="") as handle:
@@ -582,11 +583,13 @@ def compare(args) -> None:
     fixtures = Path(args.fixtures).resolve()
     manifest = json.loads((fixtures / "manifest.json").read_text())
     worst = 0.0
-    print("case\tmetric\trecorded\tpublished_now\tours\tmax_abs_diff")
+    print("case\tmetric\trecorded_log\tpublished_log_now\tpublished_full_now\tours\t|ours - published_full|")
     todo = [dict(c, train=False, options=next(x for x in cases() if x["name"] == c["name"])["options"])
             for c in manifest["cases"]]
     if args.paper_size:
         todo += [dict(c, task=TASK_NAMES[c["script"]], paper=True) for c in cases(paper_size=True)]
+    if args.cases:
+        todo = [c for c in todo if c["name"] in args.cases]
     for case in todo:
         started = time.time()
         with tempfile.TemporaryDirectory() as tmp:
@@ -600,27 +603,39 @@ def compare(args) -> None:
                 recorded = case["metrics_logged"]
             per_record(repo, env, case, run["options"], checkpoint, work / "records.tsv")
             theirs = record_values(case["script"], work / "records.tsv")
-            ours, our_values = evaluate_ours(case, fixtures, checkpoint, work)
+            full = metrics_from_records(case["script"], work / "records.tsv")
+            ours, our_values = evaluate_ours(case, fixtures, checkpoint, work, Path(args.rnaret_root))
         for key, now in run["metrics"].items():
             if key == "loss":
                 continue
-            mine = ours.get(key)
-            values = [v for v in (recorded.get(key), mine) if v is not None]
-            diff = max((abs(now - v) for v in values), default=float("nan"))
-            worst = max(worst, diff) if diff == diff else worst
-            print(f"{case['name']}\t{key}\t{recorded.get(key, '')}\t{now}\t"
-                  f"{'' if mine is None else round(mine, 6)}\t{diff:.6f}")
+            mine, exact = ours.get(key), full.get(key)
+            if recorded and recorded.get(key) != now:
+                print(f"{case['name']}\t{key}\tTHE PUBLISHED SCRIPT NOW LOGS {now}, RECORDED {recorded.get(key)}")
+                worst = float("inf")
+            diff = abs(mine - exact) if mine is not None and exact is not None else float("nan")
+            worst = max(worst, diff) if diff == diff else float("inf")
+            print(f"{case['name']}\t{key}\t{recorded.get(key, '')}\t{now}\t{exact!r}\t{mine!r}\t{diff:.2e}")
         if "error" in ours:
             print(f"{case['name']}\trnaret evaluate failed: {ours['error']}")
         elif len(our_values) == len(theirs):
             diff = max((abs(a - b) for a, b in zip(theirs, our_values)), default=0.0)
             worst = max(worst, diff)
-            print(f"{case['name']}\tper-record\t{len(theirs)} records\t-\t{len(our_values)} records\t{diff:.6f}")
+            print(f"{case['name']}\tper-record\t{len(theirs)} records\t\t\t{len(our_values)} records\t{diff:.2e}")
         else:
-            print(f"{case['name']}\tper-record\t{len(theirs)} records\t-\t{len(our_values)} records\tDIFFERENT COUNT")
+            print(f"{case['name']}\tper-record\t{len(theirs)} records\t\t\t{len(our_values)} records\tDIFFERENT COUNT")
             worst = float("inf")
         print(f"{case['name']}\tseconds\t\t{time.time() - started:.0f}", flush=True)
-    print(f"largest |difference|: {worst:.6f} (fixtures' tolerance 0.001)")
+    print(f"largest |ours - published| over metrics and per-record values: {worst:.2e} "
+          f"(the fixtures' tests allow 0.001)")
+
+
+def add_published_arguments(parser) -> None:
+    """``--published-repo PATH`` (required) and ``--published-deps DIR``."""
+    parser.add_argument("--published-repo", required=True, metavar="PATH",
+                        help="a checkout of DrBlackZJU/RNAret (its ssp.py, rri.py, lnc.py and retnet.py are run)")
+    parser.add_argument("--published-deps", default=str(DEFAULT_DEPS_DIR), metavar="DIR",
+                        help=f"where torchscale 0.3.0 and fairscale 0.4.13 are (installed there with pip --no-deps "
+                             f"--target if missing; default {DEFAULT_DEPS_DIR})")
 
 
 def main(argv=None) -> None:
@@ -639,9 +654,11 @@ def main(argv=None) -> None:
     cmp_.add_argument("--fixtures", default=str(FIXTURES))
     cmp_.add_argument("--paper-size", action="store_true",
                       help="also train one case per task at the paper's architecture and compare on it")
+    cmp_.add_argument("--cases", nargs="+", default=None, metavar="NAME",
+                      help="only these cases (names in manifest.json; paper_ssp_k1 ... with --paper-size)")
+    cmp_.add_argument("--rnaret-root", default=str(ROOT),
+                      help="the checkout whose `python -m rnaret evaluate` is run (default: this one)")
     args = parser.parse_args(argv)
-    if args.published_repo is None:
-        parser.error("--published-repo PATH is required")
     (record if args.command == "record" else compare)(args)
 
 
