@@ -300,7 +300,6 @@ def script_options(case: dict) -> dict:
 
 
 MODEL_OPTION = {"ssp.py": "--ssp_model_path", "rri.py": "--rri_model_path", "lnc.py": "--lnc_model_path"}
-LOG_DIR = {"ssp.py": "ssp", "rri.py": "rri", "lnc.py": "lnc"}
 
 # ---------------------------------------------------------------------------------------------
 # Running the published scripts
@@ -397,7 +396,7 @@ def _records_main(argv: list[str]) -> None:
                               retnet_retention_heads=args.retnet_retention_heads, dropout=args.dropout,
                               activation_dropout=args.activation_dropout)
     model = getattr(mod, f"rnaret_{script[:-3]}_model")(config)
-    model.load_state_dict(torch.load(checkpoint, weights_only=False, map_location="cpu"))
+    model.load_state_dict(torch.load(checkpoint, weights_only=True, map_location="cpu"))
     model.eval()
     rows = []
     with torch.no_grad():
