@@ -44,7 +44,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from published_code import TIMM_STAND_IN, add_published_arguments, ensure_deps  # noqa: E402
+from published_code import DEFAULT_DEPS_DIR, TIMM_STAND_IN, ensure_deps  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "published_runs"
 RESOURCES = ROOT / "resources"
@@ -250,16 +250,16 @@ def cases(paper_size: bool = False) -> list[dict]:
     out = [
         dict(name=f"{tag}ssp_k1", script="ssp.py", k=1, train=True,
              options=["-k", "1", "-n", "ssp", "-i", "ssp/inputs/train", "-v", "ssp/inputs/valid",
-                      "-e", "ssp/inputs/test", "--num_epochs", "2", "-lr", "0.002", "--weight_factor", "30",
+                      "-e", "ssp/inputs/test", "--num_epochs", "4", "-lr", "0.002", "--weight_factor", "30",
                       *enc, *head],
-             test=["ssp/inputs/test"], settings={"max_len": 600, "min_bp_distance": 4}),
+             test=["ssp/inputs/test"], settings={"max_len": 600, "min_pair_distance": 4}),
         dict(name=f"{tag}rri_k5", script="rri.py", k=5, train=True,
              options=["-k", "5", "-n", "MirTar", "-i", "rri/inputs/train.txt", "-e", "rri/inputs/test.txt",
-                      "--num_epochs", "2", "-lr", "0.001", "-bs", "16", *enc],
+                      "--num_epochs", "4", "-lr", "0.003", "-bs", "16", *enc],
              test=["rri/inputs/test.txt"], settings={"max_len": 80}),
         dict(name=f"{tag}lnc_k3", script="lnc.py", k=3, train=True,
              options=["-k", "3", "-n", "lnc", "-i", "lnc/inputs/train.fa", "-e", "lnc/inputs/test.fa",
-                      "--num_epochs", "2", "-lr", "0.002", "-bs", "4", *enc, *head],
+                      "--num_epochs", "3", "-lr", "0.002", "--weight_factor", "3", "-bs", "4", *enc, *head],
              test=["lnc/inputs/test.fa"], settings={"max_len": 3000}),
     ]
     if paper_size:
@@ -268,14 +268,15 @@ def cases(paper_size: bool = False) -> list[dict]:
         dict(name="ssp_k1_l200_d3", script="ssp.py", k=1, train=False, base="ssp_k1",
              options=["-k", "1", "-n", "ssp", "-e", "ssp/inputs/test", "-l", "200", "--min_bp_distance", "3",
                       *ENCODER_SMALL, *HEAD_SMALL],
-             test=["ssp/inputs/test"], settings={"max_len": 200, "min_bp_distance": 3}),
+             test=["ssp/inputs/test"], settings={"max_len": 200, "min_pair_distance": 3}),
         dict(name="rri_k5_l100", script="rri.py", k=5, train=False, base="rri_k5",
              options=["-k", "5", "-n", "MirTar", "-e", "rri/inputs/test.txt", "-l", "100", "-bs", "16",
                       *ENCODER_SMALL],
              test=["rri/inputs/test.txt"], settings={"max_len": 100}),
         dict(name="lnc_k5_l1000", script="lnc.py", k=5, train=True,
              options=["-k", "5", "-n", "lnc", "-i", "lnc/inputs/train_cut.fa", "-e", "lnc/inputs/test_cut.fa",
-                      "-l", "1000", "--num_epochs", "2", "-lr", "0.002", "-bs", "4", *ENCODER_SMALL, *HEAD_SMALL],
+                      "-l", "1000", "--num_epochs", "3", "-lr", "0.002", "--weight_factor", "3", "-bs", "4",
+                      *ENCODER_SMALL, *HEAD_SMALL],
              test=["lnc/inputs/test_cut.fa"], settings={"max_len": 1000}),
         dict(name="lnc_k3_l1000", script="lnc.py", k=3, train=False, base="lnc_k3",
              options=["-k", "3", "-n", "lnc", "-e", "lnc/inputs/test_cut.fa", "-l", "1000", "-bs", "4",
@@ -285,8 +286,20 @@ def cases(paper_size: bool = False) -> list[dict]:
     return out
 
 
+def script_options(case: dict) -> dict:
+    """The case's values of the script options that change numbers (``-l``, ``--min_bp_distance``),
+    the scripts' defaults where the case does not set them."""
+    options = case["options"]
+    defaults = {"ssp.py": {"max_len": 600, "min_bp_distance": 4}, "rri.py": {"max_len": 80},
+                "lnc.py": {"max_len": 3000}}[case["script"]]
+    out = {"k": case["k"], **defaults}
+    for flag, key in (("-l", "max_len"), ("--min_bp_distance", "min_bp_distance")):
+        if flag in options:
+            out[key] = int(options[options.index(flag) + 1])
+    return out
+
+
 MODEL_OPTION = {"ssp.py": "--ssp_model_path", "rri.py": "--rri_model_path", "lnc.py": "--lnc_model_path"}
-LOG_DIR = {"ssp.py": "ssp", "rri.py": "rri", "lnc.py": "lnc"}
 
 # ---------------------------------------------------------------------------------------------
 # Running the published scripts
@@ -383,7 +396,7 @@ def _records_main(argv: list[str]) -> None:
                               retnet_retention_heads=args.retnet_retention_heads, dropout=args.dropout,
                               activation_dropout=args.activation_dropout)
     model = getattr(mod, f"rnaret_{script[:-3]}_model")(config)
-    model.load_state_dict(torch.load(checkpoint, weights_only=False, map_location="cpu"))
+    model.load_state_dict(torch.load(checkpoint, weights_only=True, map_location="cpu"))
     model.eval()
     rows = []
     with torch.no_grad():
@@ -508,7 +521,8 @@ def record(args) -> None:
         manifest["cases"].append({
             "name": case["name"], "task": TASK_NAMES[case["script"]], "script": case["script"], "k": case["k"],
             "trained_here": case["train"], "checkpoint": str(checkpoint.relative_to(out)),
-            "test": case["test"], "settings": case["settings"], "command": command,
+            "test": case["test"], "settings": case["settings"], "script_options": script_options(case),
+            "command": command,
             "log": str((case_dir / "test.log").relative_to(out)),
             "metrics_logged": run["metrics"], "metrics": recomputed,
             "records": str((case_dir / "records.tsv").relative_to(out)), "n_records": n_records,
@@ -521,8 +535,10 @@ def record(args) -> None:
 # compare
 # ---------------------------------------------------------------------------------------------
 
-def evaluate_ours(case: dict, base: Path, checkpoint: Path, work: Path) -> dict:
-    """``python -m rnaret evaluate --protocol published`` on the case; returns its metrics."""
+def evaluate_ours(case: dict, base: Path, checkpoint: Path, work: Path, root: Path = ROOT
+                  ) -> tuple[dict, list[float]]:
+    """``python -m rnaret evaluate --protocol published`` on the case -> (its metrics, its
+    per-record values sorted: F1 for structure, the score for interaction and coding)."""
     out = work / "ours"
     command = [sys.executable, "-m", "rnaret", "evaluate", "--checkpoint", str(checkpoint),
                "--task", case["task"], "--protocol", "published", "--out", str(out),
@@ -531,37 +547,50 @@ def evaluate_ours(case: dict, base: Path, checkpoint: Path, work: Path) -> dict:
         command += ["--split", f"test={base / path}"]
     for key, value in case["settings"].items():
         command += ["--set", f"{key}={value}"]
-    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(command, cwd=root, capture_output=True, text=True)
     if proc.returncode != 0:
-        return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}
+        return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}, []
     with open(out / "metrics.tsv", newline="") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t"))
-    found = {}
-    for row in rows:
-        if "metric" in row and "value" in row:
-            found[row["metric"]] = float(row["value"])
-        else:
-            for key, value in row.items():
-                try:
-                    found[key] = float(value)
-                except (TypeError, ValueError):
-                    pass
-    return found
+        found = {}
+        for row in csv.DictReader(handle, delimiter="\t"):
+            try:
+                found[row["metric"]] = float(row["value"])
+            except (TypeError, ValueError):
+                pass
+    values = []
+    predictions = out / "predictions.tsv"
+    if predictions.is_file():
+        column = "f1" if case["task"] == "structure" else "score"
+        with open(predictions, newline="") as handle:
+            values = sorted(float(r[column]) for r in csv.DictReader(handle, delimiter="\t"))
+    return found, values
+
+
+def record_values(script: str, path: Path) -> list[float]:
+    """The per-record values of a records.tsv, sorted (F1; logit1 for interaction, the score the
+    script's AUC ranks; score for coding)."""
+    column = {"ssp.py": "f1", "rri.py": "logit1", "lnc.py": "score"}[script]
+    with open(path, newline="") as handle:
+        return sorted(float(r[column]) for r in csv.DictReader(handle, delimiter="\t"))
 
 
 def compare(args) -> None:
-    """Rerun each recorded case live and print recorded / published now / ours."""
+    """Rerun each recorded case live and print recorded / published now / ours, per metric and for
+    the per-record values (sorted lists compared element by element)."""
     repo = Path(args.published_repo).resolve()
     env = published_env(repo, ensure_deps(Path(args.published_deps)))
     fixtures = Path(args.fixtures).resolve()
     manifest = json.loads((fixtures / "manifest.json").read_text())
     worst = 0.0
-    print("case\tmetric\trecorded\tpublished_now\tours\tmax_abs_diff")
+    print("case\tmetric\trecorded_log\tpublished_log_now\tpublished_full_now\tours\t|ours - published_full|")
     todo = [dict(c, train=False, options=next(x for x in cases() if x["name"] == c["name"])["options"])
             for c in manifest["cases"]]
     if args.paper_size:
         todo += [dict(c, task=TASK_NAMES[c["script"]], paper=True) for c in cases(paper_size=True)]
+    if args.cases:
+        todo = [c for c in todo if c["name"] in args.cases]
     for case in todo:
+        started = time.time()
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             if case.get("paper"):
@@ -571,19 +600,41 @@ def compare(args) -> None:
                 checkpoint = fixtures / case["checkpoint"]
                 run = run_published(repo, env, case, work, fixtures, checkpoint)
                 recorded = case["metrics_logged"]
-            ours = evaluate_ours(case, fixtures, checkpoint, work)
+            per_record(repo, env, case, run["options"], checkpoint, work / "records.tsv")
+            theirs = record_values(case["script"], work / "records.tsv")
+            full = metrics_from_records(case["script"], work / "records.tsv")
+            ours, our_values = evaluate_ours(case, fixtures, checkpoint, work, Path(args.rnaret_root))
         for key, now in run["metrics"].items():
             if key == "loss":
                 continue
-            mine = ours.get(key)
-            values = [v for v in (recorded.get(key), mine) if v is not None]
-            diff = max((abs(now - v) for v in values), default=float("nan"))
-            worst = max(worst, diff) if diff == diff else worst
-            print(f"{case['name']}\t{key}\t{recorded.get(key, '')}\t{now}\t"
-                  f"{'' if mine is None else round(mine, 6)}\t{diff:.6f}")
+            mine, exact = ours.get(key), full.get(key)
+            if recorded and recorded.get(key) != now:
+                print(f"{case['name']}\t{key}\tTHE PUBLISHED SCRIPT NOW LOGS {now}, RECORDED {recorded.get(key)}")
+                worst = float("inf")
+            diff = abs(mine - exact) if mine is not None and exact is not None else float("nan")
+            worst = max(worst, diff) if diff == diff else float("inf")
+            print(f"{case['name']}\t{key}\t{recorded.get(key, '')}\t{now}\t{exact!r}\t{mine!r}\t{diff:.2e}")
         if "error" in ours:
             print(f"{case['name']}\trnaret evaluate failed: {ours['error']}")
-    print(f"largest |difference|: {worst:.6f} (fixtures' tolerance 0.001)")
+        elif len(our_values) == len(theirs):
+            diff = max((abs(a - b) for a, b in zip(theirs, our_values)), default=0.0)
+            worst = max(worst, diff)
+            print(f"{case['name']}\tper-record\t{len(theirs)} records\t\t\t{len(our_values)} records\t{diff:.2e}")
+        else:
+            print(f"{case['name']}\tper-record\t{len(theirs)} records\t\t\t{len(our_values)} records\tDIFFERENT COUNT")
+            worst = float("inf")
+        print(f"{case['name']}\tseconds\t\t{time.time() - started:.0f}", flush=True)
+    print(f"largest |ours - published| over metrics and per-record values: {worst:.2e} "
+          f"(the fixtures' tests allow 0.001)")
+
+
+def add_published_arguments(parser) -> None:
+    """``--published-repo PATH`` (required) and ``--published-deps DIR``."""
+    parser.add_argument("--published-repo", required=True, metavar="PATH",
+                        help="a checkout of DrBlackZJU/RNAret (its ssp.py, rri.py, lnc.py and retnet.py are run)")
+    parser.add_argument("--published-deps", default=str(DEFAULT_DEPS_DIR), metavar="DIR",
+                        help=f"where torchscale 0.3.0 and fairscale 0.4.13 are (installed there with pip --no-deps "
+                             f"--target if missing; default {DEFAULT_DEPS_DIR})")
 
 
 def main(argv=None) -> None:
@@ -602,9 +653,11 @@ def main(argv=None) -> None:
     cmp_.add_argument("--fixtures", default=str(FIXTURES))
     cmp_.add_argument("--paper-size", action="store_true",
                       help="also train one case per task at the paper's architecture and compare on it")
+    cmp_.add_argument("--cases", nargs="+", default=None, metavar="NAME",
+                      help="only these cases (names in manifest.json; paper_ssp_k1 ... with --paper-size)")
+    cmp_.add_argument("--rnaret-root", default=str(ROOT),
+                      help="the checkout whose `python -m rnaret evaluate` is run (default: this one)")
     args = parser.parse_args(argv)
-    if args.published_repo is None:
-        parser.error("--published-repo PATH is required")
     (record if args.command == "record" else compare)(args)
 
 
