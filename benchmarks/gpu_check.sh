@@ -92,7 +92,7 @@ if [ "$DRY" = 1 ]; then
   PRE=(--device cpu --preset tiny --batch 2)
   FT_SET=(--set preset=laptop --set max_steps=1 --set valid_max_examples=4 --set eval_max_tokens=4096)
   COMPILE=(--device cpu --sample 4 --precisions fp32 --lengths 1000 --parts d)
-  PEERS=(--device cpu --lengths 256 --models ours --max-seconds 60)
+  PEERS=(--device cpu --lengths 256 --models ours --max-seconds 240)
 else
   DEVICE=cuda; PRESET=paper
   ENC=(--device cuda --sample 300 --published-batches 4 --lengths 2000,8000,32000,100000 --parts ab)

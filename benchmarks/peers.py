@@ -243,7 +243,7 @@ def markdown(results: list[dict]) -> str:
 
 
 def figure(results: list[dict], path: Path, title: str) -> None:
-    """Two panels against length (log-log): CPU ms per nt and peak extra memory."""
+    """Two panels against length (log-log): CPU ms per nt and the process's peak memory in all."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -259,8 +259,8 @@ def figure(results: list[dict], path: Path, title: str) -> None:
             label = f"{name} ({precision}, {rows[0]['params'] / 1e6:.0f} M)"
             xs = [r["length"] for r in rows]
             left.plot(xs, [1e3 * r["cpu"] / r["length"] for r in rows], "o-", label=label)
-            right.plot(xs, [max(r["extra_gib"], 1e-3) for r in rows], "o-", label=label)
-    for ax, ylabel in ((left, "ms per nt (CPU time, 1 sequence)"), (right, "extra peak memory, GiB")):
+            right.plot(xs, [r["peak_gib"] for r in rows], "o-", label=label)
+    for ax, ylabel in ((left, "ms per nt (CPU time, 1 sequence)"), (right, "peak memory of the process, GiB")):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("sequence length, nt")
@@ -287,8 +287,12 @@ def main() -> None:
                         help=f"where multimolecule is installed for this benchmark (default {DEFAULT_PEERS_DIR})")
     parser.add_argument("--models", type=lambda s: s.split(","), default=list(MODELS),
                         help=f"comma-separated, of: {', '.join(MODELS)} (default all)")
+    parser.add_argument("--ours-precisions", type=lambda s: s.split(","), default=["fp32", "bf16"],
+                        help="precisions of our encoder (default fp32,bf16; bf16 is slow where the CPU has "
+                             "no bf16 matrix instructions)")
     parser.add_argument("--figure", type=Path, default=None, help="write the figure (PNG) here")
     parser.add_argument("--markdown", type=Path, default=None, help="write the table (Markdown) here")
+    parser.add_argument("--json", type=Path, default=None, help="write every measured case (JSON) here")
     add_published_arguments(parser)
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -303,6 +307,7 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"--models: unknown {unknown}; known: {', '.join(MODELS)}")
     models = [m for m in MODELS if m in args.models]
+    MODELS["ours"] = (tuple(args.ours_precisions), None)
     if {"RNA-FM", "RiNALMo"} & set(models) and not ensure_peers(Path(args.peers_deps)):
         models = [m for m in models if m not in ("RNA-FM", "RiNALMo")]
     cpu = platform.processor() or platform.machine()
@@ -318,6 +323,8 @@ def main() -> None:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(f"{title}\n\n{markdown(results)}")
         print(f"table: {args.markdown}")
+    if args.json:
+        args.json.write_text(json.dumps({"title": title, "results": results}, indent=1))
     if args.figure:
         figure(results, args.figure, title)
         print(f"figure: {args.figure}")
