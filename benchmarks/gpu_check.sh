@@ -12,10 +12,16 @@
 #      with --device cuda, against the published code when a checkout is found;
 #   3. pretraining tokens/s and peak memory at paper size, ours against the published way (and
 #      the published code), fp32 (TF32) and bf16, on 32 sequences;
-#   4. one fine-tuning step of each task (interaction, coding, structure) on the bundled data.
+#   4. one fine-tuning step of each task (interaction, coding, structure) on the bundled data;
+#   5. the compiled path: torch.compile (inductor) of the encoder against eager on the length mix
+#      (benchmarks/encoder.py --parts d): compile time, speed-up, output difference;
+#   6. the peers benchmark (benchmarks/peers.py): ours, the published code, RNA-FM and RiNALMo
+#      (when multimolecule is installed or installable) per-nt time and memory against length;
+#   7. the Hugging Face export, when this checkout has it (`rnaret export-hf`): the step-4
+#      encoder exported, loaded back with transformers on the device, its outputs against ours.
 # The published checkout is --published-repo, else $RNARET_PUBLISHED_REPO, else the first of
 # shared/RNAret, shared/published/RNAret, ../published/RNAret that holds retnet.py.
-# The limits add up to 7 min 20 s, the environment check and installs come on top.
+# The limits add up to 7 min 50 s, the environment check and installs come on top.
 # What it needs from PyPI (torch with CUDA, the project's dependencies, torchscale/fairscale for the
 # published code) is installed only when it cannot be imported; an existing CUDA torch is kept.
 set -uo pipefail
@@ -30,7 +36,7 @@ while [ $# -gt 0 ]; do
     --published-repo) PUBLISHED=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --dry-run-cpu) DRY=1; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "gpu_check: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -85,6 +91,8 @@ if [ "$DRY" = 1 ]; then
   ENC=(--device cpu --sample 16 --published-batches 1 --lengths 1000,2000 --parts ab)
   PRE=(--device cpu --preset tiny --batch 2)
   FT_SET=(--set preset=laptop --set max_steps=1 --set valid_max_examples=4 --set eval_max_tokens=4096)
+  COMPILE=(--device cpu --sample 4 --precisions fp32 --lengths 1000 --parts d)
+  PEERS=(--device cpu --lengths 256 --models ours --max-seconds 240)
 else
   DEVICE=cuda; PRESET=paper
   ENC=(--device cuda --sample 300 --published-batches 4 --lengths 2000,8000,32000,100000 --parts ab)
@@ -92,6 +100,8 @@ else
   # would not fit in one GPU's memory with the backward pass
   PRE=(--device cuda --preset paper --batch 32 --warmup 1)
   FT_SET=(--set max_steps=1 --set valid_max_examples=16)
+  COMPILE=(--device cuda --sample 100 --precisions fp32,bf16 --lengths 1000 --parts d)
+  PEERS=(--device cuda --lengths 256,1022,8192,100000 --max-seconds 50 --peers-deps "$OUT/peers-deps")
 fi
 
 SLOW=1
@@ -112,11 +122,11 @@ step() {  # step NAME SECONDS command...
 step "1. fp32/bf16 agreement on $DEVICE" 45 "$PY" benchmarks/precision_check.py --device "$DEVICE" --preset "$PRESET"
 
 # ---------------------------------------------------------------- 2. encoder benchmark (a), (b)
-step "2. encoder benchmark, (a) length mix and (b) single sequences" 150 \
+step "2. encoder benchmark, (a) length mix and (b) single sequences" 130 \
   "$PY" benchmarks/encoder.py "${ENC[@]}" --precisions fp32,bf16 "${PUB_ARGS[@]}"
 
 # ---------------------------------------------------------------- 3. pretraining step
-step "3. pretraining step, $PRESET size" 110 "$PY" benchmarks/pretrain.py "${PRE[@]}" --precisions fp32,bf16 "${PUB_ARGS[@]}"
+step "3. pretraining step, $PRESET size" 100 "$PY" benchmarks/pretrain.py "${PRE[@]}" --precisions fp32,bf16 "${PUB_ARGS[@]}"
 
 # ---------------------------------------------------------------- 4. one fine-tuning step per task
 say "4. one fine-tuning step per task"
@@ -132,10 +142,39 @@ print("initial encoders (random weights, the step's time does not depend on them
 EOF
 for spec in "interaction mirtar encoder-k5" "coding mouse encoder-k5" "structure bprna encoder-k1"; do
   set -- $spec
-  step "4. finetune $1 ($2), one step, bf16" 45 "$PY" -m rnaret finetune --task "$1" --init "$OUT/$3" \
+  step "4. finetune $1 ($2), one step, bf16" 40 "$PY" -m rnaret finetune --task "$1" --init "$OUT/$3" \
     --dataset-config config.yaml --dataset "$2" --out "$OUT/finetune-$1" --device "$DEVICE" --precision bf16 \
     --quiet "${FT_SET[@]}"
 done
+
+# ---------------------------------------------------------------- 5. compiled path
+step "5. torch.compile against eager, length mix" 70 "$PY" benchmarks/encoder.py "${COMPILE[@]}"
+
+# ---------------------------------------------------------------- 6. peers
+step "6. peers benchmark" 60 "$PY" benchmarks/peers.py "${PEERS[@]}" "${PUB_ARGS[@]}" --markdown "$OUT/peers.md"
+
+# ---------------------------------------------------------------- 7. Hugging Face export
+if "$PY" -m rnaret export-hf --help >/dev/null 2>&1; then
+  step "7. Hugging Face export, loaded back on $DEVICE" 25 bash -c '
+    "$0" -m rnaret export-hf "$1/encoder-k1" "$1/hf-k1" || exit 1
+    "$0" - "$1" "$2" <<"EOF"
+import sys, torch
+from transformers import AutoModel
+from rnaret.checkpoint import load_encoder
+out, device = sys.argv[1], sys.argv[2]
+theirs = AutoModel.from_pretrained(f"{out}/hf-k1", trust_remote_code=True).to(device).eval()
+ours = load_encoder(f"{out}/encoder-k1").to(device).eval()
+tokens = torch.randint(6, 10, (2, 700), device=device)
+with torch.no_grad():
+    got = theirs(input_ids=tokens).last_hidden_state.float()
+    mine = ours(tokens)
+diff = (got - mine.last_inner_state.float()).abs().max().item()  # last_hidden_state: before the final norm
+print(f"exported model on {device}: last_hidden_state differs from our last_inner_state by at most {diff:.1e}")
+sys.exit(0 if diff < 1e-3 else 1)
+EOF' "$PY" "$OUT" "$DEVICE"
+else
+  say "7. Hugging Face export: not in this checkout (no rnaret export-hf), skipped"
+fi
 
 say "done"
 echo "outputs in $OUT"

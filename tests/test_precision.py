@@ -20,6 +20,7 @@ from rnaret import precision as prec
 from rnaret.io.fasta import read_fasta
 from rnaret.model import EncoderConfig, build_encoder
 from rnaret.model import encoder as encoder_module
+from rnaret.model import retention as retention_module
 from rnaret.tokenizer import PAD, encode
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -132,20 +133,26 @@ def test_inside_bf16_the_products_are_bf16_and_states_normalisers_float32(sequen
     def note(name, *tensors):
         seen.setdefault(name, set()).update(t.dtype for t in tensors)
 
-    def wrap(name, check):
-        original = getattr(encoder_module, name)
+    def wrap(name, check, module=encoder_module):
+        original = getattr(module, name)
 
         def wrapped(*args, **kwargs):
             result = original(*args, **kwargs)
             check(args, result)
             return result
-        monkeypatch.setattr(encoder_module, name, wrapped)
+        monkeypatch.setattr(module, name, wrapped)
 
-    wrap("intra_chunks", lambda a, r: (note("q k v", *a[:3]), note("intra num", r[0]),
-                                       note("row sums", r[1]), note("chunk summaries", r[2], r[3]),
-                                       note("decays", a[3].log_chunk, a[3].row_queries)))
-    wrap("segment_states", lambda a, r: note("scan states", *r, a[2], a[3]))
-    wrap("segment_totals", lambda a, r: note("scan states", *r))
+    def intra(a, r):
+        if a[2].shape[-1] == 1:  # values of width 1: the decay row sums s_n (q = 1, k = mask), all float32
+            note("row sums", r[1])
+            return
+        note("q k v", *a[:3]), note("intra num", r[0]), note("row sums", r[1])
+        note("chunk summaries", r[2], r[3]), note("decays", a[3].log_chunk, a[3].row_queries)
+
+    wrap("intra_chunks", intra, retention_module)
+    wrap("segment_states", lambda a, r: note("scan states", *r, *(c for c in a[2:4] if c is not None)),
+         retention_module)
+    wrap("segment_totals", lambda a, r: note("scan states", *r), retention_module)
     wrap("row_normaliser", lambda a, r: note("normalisers", r, a[1]))
     wrap("retention_terms", lambda a, r: (note("q k v", *a[:3]), note("parallel num", r[0]),
                                           note("normalisers", r[1]), note("decay mask", a[3].decay)))

@@ -23,9 +23,8 @@ from torch import Tensor, nn
 # the config dataclass lives in a torch-free module; re-exported here for existing imports
 from rnaret.model.config import ARCHITECTURES, PUBLISHED_FIELDS, EncoderConfig  # noqa: F401
 from rnaret.model.dropout import RowDropout, positions_from
-from rnaret.model.retention import (FORMS, add_inter_chunks_, contiguous_as, decay_log, intra_chunks,
-                                    make_plan, retention_terms, rotary_angle, rotate_heads, row_normaliser,
-                                    segment_carries, segment_states, segment_totals)
+from rnaret.model.retention import (FORMS, chunkwise_pass, contiguous_as, decay_log, make_plan, retention_terms,
+                                    rotary_angle, rotate_heads, row_normaliser)
 from rnaret.tokenizer import PAD
 
 LAYERNORM_EPS = 1e-6
@@ -206,12 +205,11 @@ class MultiScaleRetention(nn.Module):
 class RetNetLayer(nn.Module):
     """Pre-norm block: x + dropout(retention(norm x)), then x + ffn(norm x). (B, L, d) -> (B, L, d).
 
-    The chunkwise form runs in two passes over segments of ``plan.segment`` positions (whole
-    chunks) so that long inputs are processed in cache-sized pieces: pass 1 projects each
-    segment and computes its within-chunk part, its chunk summaries and their segment totals;
-    the totals are scanned into the states entering each segment; pass 2 builds each
-    segment's chunk states, adds the other chunks' part and runs the rest of the block.
-    The numbers are those of the whole-sequence form (``MultiScaleRetention.forward``).
+    The chunkwise form runs the block through ``rnaret.model.retention.chunkwise_pass`` over
+    segments of ``plan.segment`` positions (whole chunks), so that long inputs are processed in
+    cache-sized pieces: the projections of each segment in its first pass, the group norm, gate,
+    output projection and FFN of each segment in its second. The numbers do not depend on the
+    segment length.
     """
 
     def __init__(self, config: EncoderConfig):
@@ -230,46 +228,29 @@ class RetNetLayer(nn.Module):
         return x + self.ffn(self.final_layer_norm(x))
 
     def _forward_segments(self, x: Tensor, plan) -> Tensor:
-        bsz, length, _ = x.shape
-        decays, block = plan.decays, self.retention
-        c = decays.size
-        assert length % c == 0, "the encoder aligns chunkwise inputs to whole chunks"
-        starts = list(range(0, length, plan.segment))
-        device = x.device.type
-        pending, totals = [], []
-        for start in starts:  # pass 1: projections, within-chunk part, chunk summaries
-            seg = x[:, start:start + plan.segment]
-            q, k, v, silu_g = block.project(self.retention_layer_norm(seg), plan, start)
-            with torch.autocast(device_type=device, enabled=False):
-                q, k, v = (t.view(bsz, t.shape[1], -1, c, t.shape[-1]) for t in (q, k, v))
-                num, row, u_fwd, u_bwd = intra_chunks(q, k, v, decays)
-                totals.append(segment_totals(u_fwd, u_bwd, decays))
-            pending.append((q, num, row, silu_g, u_fwd, u_bwd))
-            del k, v
-        with torch.autocast(device_type=device, enabled=False):  # the other segments' states
-            carry_fwd, carry_bwd = segment_carries(torch.stack([t[0] for t in totals], 2),
-                                                   torch.stack([t[1] for t in totals], 2),
-                                                   plan.segment // c, decays)
-        del totals
+        length = x.shape[1]
+        block = self.retention
+        assert length % plan.decays.size == 0, "the encoder aligns chunkwise inputs to whole chunks"
+        segments = [(start, min(start + plan.segment, length)) for start in range(0, length, plan.segment)]
         # no autograd: write into one tensor instead of concatenating the segments
         result = torch.empty_like(x) if not torch.is_grad_enabled() else None
         outputs = []
-        for index, start in enumerate(starts):  # pass 2: other chunks' part, rest of the block
-            q, num, row, silu_g, u_fwd, u_bwd = pending[index]
-            pending[index] = None
-            end = start + num.shape[2] * c
-            with torch.autocast(device_type=device, enabled=False):
-                fwd, bwd = segment_states(u_fwd, u_bwd, carry_fwd[:, :, index], carry_bwd[:, :, index], decays)
-                add_inter_chunks_(num, row, q, fwd, bwd, decays)
-                del q, u_fwd, u_bwd, fwd, bwd
-                scale = row_normaliser(row.flatten(2, 3), plan.row_scale[:, :, start:end])
+
+        def project(start, end):  # -> q, k, v and silu(g), the context ``finish`` receives
+            return block.project(self.retention_layer_norm(x[:, start:end]), plan, start)
+
+        def finish(start, end, num, row, silu_g):
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                scale = row_normaliser(row, plan.row_scale[:, :, start:end])
             with positions_from(start):  # dropout masks follow absolute positions
-                seg = x[:, start:end] + self.dropout(block.gate_out(num.flatten(2, 3), scale, silu_g))
+                seg = x[:, start:end] + self.dropout(block.gate_out(num, scale, silu_g))
                 seg = seg + self.ffn(self.final_layer_norm(seg))
             if result is None:
                 outputs.append(seg)
             else:
                 result[:, start:end] = seg
+
+        chunkwise_pass(segments, project, finish, plan.decays, x.device.type)
         if result is not None:
             return result
         return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)

@@ -11,8 +11,9 @@ retention is
 (the published code has mu = 1 everywhere, so PAD enters s_n and acts as key/value; with our
 mask a padded row gives exactly what the same row gives unpadded).
 
-* ``parallel_retention``: the readable reference, builds the (L, L) matrices: O(L^2).
-* ``chunkwise_retention``: the same numbers in O(L) time and memory. The numerator
+* the ``parallel`` form is the readable O(L^2) reference, ``rnaret.model.naive``, which
+  builds the (L, L) matrices.
+* the ``chunkwise`` form gives the same numbers in O(L) time and memory. The numerator
   sum_m gamma**|n-m| (q_n . k_m) v_m is split into chunks of C positions: inside a chunk an
   exact (C, C) decay-masked product (the diagonal counted once); across chunks a forward and a
   backward scan of per-chunk (d_k, d_v) states. The score row sums sum_m gamma**|n-m| q_n . k_m
@@ -21,10 +22,11 @@ mask a padded row gives exactly what the same row gives unpadded).
   keeps its aligned width), and s_n from the same scans with q = 1, k = mu.
   The scans are loop-free (``exclusive_decay_scan``: blocked triangular matmuls).
 
-``decayed_sums`` composes the chunk-level pieces (``intra_chunks``, ``chunk_states``,
-``add_inter_chunks_``) over a whole sequence; the encoder's chunkwise layers drive the same
-pieces segment by segment (``segment_totals``, ``segment_carries``, ``segment_states``) so that
-long inputs are processed in cache-sized pieces, with the same numbers.
+``chunkwise_pass`` is the one composition of the chunk-level pieces (``intra_chunks``,
+``segment_totals``, ``segment_carries``, ``segment_states``, ``add_inter_chunks_``): over
+segments of whole chunks in two passes, so that long inputs are processed in cache-sized
+pieces. The encoder's layers drive it segment by segment (their projections and the rest of the
+block run inside its passes); ``decayed_sums`` runs it on a whole sequence as one segment.
 
 Precision. q, k and v come in the *compute dtype* (bfloat16 under bf16 autocast, else float32,
 or float64 for float64 models): every product of them (q k^T, the (C, C) blocks times v, the
@@ -43,6 +45,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from rnaret.model.naive import decay_matrix, parallel_terms
 
 FORMS = ("parallel", "chunkwise")
 
@@ -65,12 +69,6 @@ def rotary_tables(length: int, angle: Tensor) -> tuple[Tensor, Tensor]:
     return torch.sin(phase), torch.cos(phase)
 
 
-def theta_shift(x: Tensor, sin: Tensor, cos: Tensor) -> Tensor:
-    """Rotate pairs of dims (2i, 2i+1) of x (..., L, key_dim) by the position's angles (L, key_dim)."""
-    rotated = torch.stack((-x[..., 1::2], x[..., ::2]), dim=-1).flatten(-2)
-    return x * cos + rotated * sin
-
-
 def rotary_phasors(length: int, angle: Tensor) -> Tensor:
     """exp(i * position * angle) per pair of dims: complex (length, key_dim / 2)."""
     sin, cos = rotary_tables(length, angle[::2])
@@ -78,7 +76,7 @@ def rotary_phasors(length: int, angle: Tensor) -> Tensor:
 
 
 def rotate(x: Tensor, phasors: Tensor) -> Tensor:
-    """``theta_shift`` as one complex product: x (B, L, H, dk) (last dim contiguous),
+    """The published ``theta_shift`` (``rnaret.model.naive``) as one complex product: x (B, L, H, dk) (last dim contiguous),
     ``phasors`` (L, dk/2) or (B, L, dk/2) complex -> (B, L, H, dk) in the phasors' real dtype
     (a bf16 x is rotated in float32). (x1 + i x2)(cos + i sin) is exactly
     (x1 cos - x2 sin, x2 cos + x1 sin), the published pair rotation."""
@@ -101,51 +99,6 @@ def contiguous_as(x: Tensor, dtype: torch.dtype) -> Tensor:
     if x.dtype == dtype:
         return x.contiguous()
     return x.to(dtype, memory_format=torch.contiguous_format)
-
-
-# ---------------------------------------------------------------- parallel form (reference)
-
-def decay_matrix(length: int, log_decay: Tensor, padding_mask: Tensor | None = None) -> Tensor:
-    """The row-normalised decay mask D: (H, L, L) without padding mask, (B, H, L, L) with one,
-    in ``log_decay``'s dtype (the state dtype).
-
-    ``padding_mask`` (B, L) bool, True at real positions: PAD columns are zeroed before the row
-    sums, so PAD positions never count as keys nor in the sqrt(row sum) scale.
-    """
-    index = torch.arange(length, device=log_decay.device).to(log_decay)
-    distance = (index[:, None] - index[None, :]).abs()
-    mask = torch.exp(distance * log_decay[:, None, None])  # (H, L, L)
-    if padding_mask is None:
-        return mask / mask.sum(dim=-1, keepdim=True).sqrt()
-    mask = mask * padding_mask[:, None, None, :].to(mask.dtype)  # (B, H, L, L)
-    # real rows have s_n >= 1 (their own diagonal); the clamp only keeps PAD rows finite
-    return mask / mask.sum(dim=-1, keepdim=True).clamp(min=1).sqrt()
-
-
-def parallel_terms(q: Tensor, k: Tensor, v: Tensor, decay: Tensor) -> tuple[Tensor, Tensor]:
-    """Retention, parallel form, as (numerator, row scale): out = num * scale.
-
-    q, k (B, H, L, dk) rotated and scaled, v (B, H, L, dv), and ``decay`` (``decay_matrix``
-    cast to the compute dtype) in the compute dtype. Returns num = (QK^T * D) V (B, H, L, dv),
-    compute dtype, and scale = 1 / clamp(|score row sum|, 1) (B, H, L, 1), state dtype: the
-    published normaliser, detached (it rescales without carrying gradient; dividing the
-    (L, dv) output instead of the (L, L) scores is the same per-row scaling)."""
-    scores = (q @ k.transpose(-1, -2)).mul_(decay)  # (B, H, L, L)
-    state = _state_dtype(q)
-    row_sum = scores.detach().sum(dim=-1, keepdim=True, dtype=state)
-    return scores @ v, 1 / row_sum.abs().clamp(min=1)
-
-
-def parallel_retention(q: Tensor, k: Tensor, v: Tensor, decay: Tensor) -> Tensor:
-    """Retention, parallel form (the reference). q, k (B, H, L, dk), v (B, H, L, dv), ``decay``
-    ((H, L, L) or (B, H, L, L)) -> (B, H, L, dv) in the state dtype."""
-    num, scale = parallel_terms(q, k, v, decay.to(q.dtype))
-    return num.to(scale.dtype) * scale
-
-
-def _state_dtype(x: Tensor) -> torch.dtype:
-    """float64 for float64 models, else float32 (the dtype of decays, sums and states)."""
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
 # ---------------------------------------------------------------- chunkwise form (O(L))
@@ -267,13 +220,6 @@ def state_parts(state: Tensor, dk: int) -> tuple[Tensor, Tensor]:
     return state[..., :dk * dv].unflatten(-1, (dk, dv)), state[..., dk * dv:]
 
 
-def chunk_states(u_fwd: Tensor, u_bwd: Tensor, decays: ChunkDecays) -> tuple[Tensor, Tensor]:
-    """States entering each chunk from the left (fwd) and the right (bwd), (B, H, N, D), from
-    the summaries (B, H, N, D) of ``intra_chunks`` (N chunks in order; state dtype)."""
-    return (exclusive_decay_scan(u_fwd, decays.log_chunk),
-            exclusive_decay_scan(u_bwd, decays.log_chunk, reverse=True))
-
-
 def add_inter_chunks_(num: Tensor, row: Tensor, q: Tensor, fwd: Tensor, bwd: Tensor,
                       decays: ChunkDecays) -> None:
     """num += the other chunks' part, row += its row sums, in place:
@@ -281,8 +227,7 @@ def add_inter_chunks_(num: Tensor, row: Tensor, q: Tensor, fwd: Tensor, bwd: Ten
 
     num (B, H, N, C, dv) contiguous and q (B, H, N, C, dk) in the compute dtype (the product
     accumulates into num in float32 inside the matmul and is rounded once); row
-    (B, H, N, C, 1) contiguous and fwd/bwd (B, H, N, dk * dv + dk) (``chunk_states``,
-    ``segment_states``) in the state dtype; the row sums are formed in the state dtype."""
+    (B, H, N, C, 1) contiguous and fwd/bwd (B, H, N, dk * dv + dk) (``segment_states``) in the state dtype; the row sums are formed in the state dtype."""
     dk = q.shape[-1]
     (f_matrix, f_keys), (b_matrix, b_keys) = state_parts(fwd, dk), state_parts(bwd, dk)
     with torch.no_grad():  # q . (decayed key sums), weighted by each query's decay, state dtype
@@ -323,31 +268,77 @@ def segment_states(u_fwd: Tensor, u_bwd: Tensor, carry_fwd: Tensor, carry_bwd: T
             exclusive_decay_scan(u_bwd, decays.log_chunk, reverse=True, initial=carry_bwd))
 
 
+def chunkwise_pass(segments: list[tuple[int, int]], project, finish, decays: ChunkDecays,
+                   device_type: str) -> None:
+    """The chunkwise form, composed once: the encoder's layers and ``decayed_sums`` both run it.
+
+    ``segments``: (start, end) position ranges of whole chunks of ``decays.size`` covering the
+    sequence in order; ``project(start, end)`` -> (q, k, v, context) for those positions,
+    q, k (B, H, S, dk), v (B, H, S, dv), contiguous, compute dtype (k zero at PAD);
+    ``finish(start, end, num, row, context)`` receives num (B, H, S, dv), compute dtype, and
+    row (B, H, S, 1), state dtype: sum_m gamma**|n - m| (q_n . k_m) v_m and the same without
+    v_m over the whole sequence, exactly (``context`` is passed through untouched).
+
+    Two passes, so that long inputs are processed in cache-sized pieces: pass 1 projects each
+    segment and forms its within-chunk part, its chunk summaries and their segment totals; the
+    totals are scanned into the states entering each segment; pass 2 builds each segment's
+    chunk states, adds the other chunks' part and hands the segment on. The retention runs with
+    autocast off (explicit dtypes); ``project`` and ``finish`` are called under the caller's.
+    """
+    c = decays.size
+    no_autocast = lambda: torch.autocast(device_type=device_type, enabled=False)  # noqa: E731
+    pending, totals = [], []
+    for start, end in segments:  # pass 1
+        q, k, v, context = project(start, end)
+        with no_autocast():
+            q, k, v = (t.unflatten(2, (-1, c)) for t in (q, k, v))  # (B, H, n, C, d) views
+            num, row, u_fwd, u_bwd = intra_chunks(q, k, v, decays)
+            if len(segments) > 1:
+                totals.append(segment_totals(u_fwd, u_bwd, decays))
+        pending.append((q, num, row, u_fwd, u_bwd, context))
+        del q, k, v, num, row, u_fwd, u_bwd, context  # long inputs: hold each only in ``pending``
+    carries = None
+    if totals:  # the other segments' states entering each segment
+        with no_autocast():
+            carries = segment_carries(torch.stack([t[0] for t in totals], 2),
+                                      torch.stack([t[1] for t in totals], 2),
+                                      (segments[0][1] - segments[0][0]) // c, decays)
+        del totals
+    for index, (start, end) in enumerate(segments):  # pass 2
+        q, num, row, u_fwd, u_bwd, context = pending[index]
+        pending[index] = None
+        with no_autocast():
+            if carries is not None or q.shape[2] > 1:  # a single chunk has no other chunks
+                carry_fwd, carry_bwd = ((carries[0][:, :, index], carries[1][:, :, index])
+                                        if carries is not None else (None, None))
+                fwd, bwd = segment_states(u_fwd, u_bwd, carry_fwd, carry_bwd, decays)
+                add_inter_chunks_(num, row, q, fwd, bwd, decays)
+                del fwd, bwd
+            del q, u_fwd, u_bwd
+        finish(start, end, num.flatten(2, 3), row.flatten(2, 3), context)
+        del num, row, context
+
+
 def decayed_sums(q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor, chunk_size: int) -> tuple[Tensor, Tensor]:
     """num_n = sum_m gamma**|n - m| (q_n . k_m) v_m and row_n = sum_m gamma**|n - m| q_n . k_m
     for every n, exactly, in O(L) time and memory.
 
     q, k (B, H, L, dk), v (B, H, L, dv) in the compute dtype, ``log_decay`` (H,) in the state
     dtype. Returns num (B, H, L, dv), compute dtype, and row (B, H, L, 1), state dtype.
-    Whole-tensor composition of ``intra_chunks``, ``chunk_states`` and ``add_inter_chunks_``.
+    ``chunkwise_pass`` over the whole sequence as one segment.
     """
-    bsz, heads, length, dk = q.shape
-    dv = v.shape[-1]
+    length = q.shape[2]
     c = min(chunk_size, length)
-    n_chunks = math.ceil(length / c)
-    pad = n_chunks * c - length
-    if pad:  # zero queries/keys/values add nothing and are cut off at the end
-        q, k, v = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v))
-    q = q.reshape(bsz, heads, n_chunks, c, dk)
-    k = k.reshape(bsz, heads, n_chunks, c, dk)
-    v = v.reshape(bsz, heads, n_chunks, c, dv)
-    decays = chunk_decays(c, log_decay, q.dtype)
-    num, row, u_fwd, u_bwd = intra_chunks(q, k, v, decays)
-    if n_chunks > 1:
-        add_inter_chunks_(num, row, q, *chunk_states(u_fwd, u_bwd, decays), decays)
-    num = num.reshape(bsz, heads, n_chunks * c, dv)
-    row = row.reshape(bsz, heads, n_chunks * c, 1)
-    return (num[:, :, :length], row[:, :, :length]) if pad else (num, row)
+    padded = -(-length // c) * c
+    if padded > length:  # zero queries/keys/values add nothing and are cut off at the end
+        q, k, v = (F.pad(t, (0, 0, 0, padded - length)) for t in (q, k, v))
+    q, k, v = (t.contiguous() for t in (q, k, v))
+    result = []
+    chunkwise_pass([(0, padded)], lambda start, end: (q, k, v, None),
+                   lambda start, end, num, row, context: result.extend((num, row)),
+                   chunk_decays(c, log_decay, q.dtype), q.device.type)
+    num, row = result
+    return (num[:, :, :length], row[:, :, :length]) if padded > length else (num, row)
 
 
 def decay_row_sums(padding_mask: Tensor | None, length: int, log_decay: Tensor,
@@ -374,13 +365,6 @@ def chunkwise_terms(q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor, row_scal
         k = k * padding_mask[:, None, :, None].to(k.dtype)  # PAD never acts as a key
     num, row = decayed_sums(q, k, v, log_decay, chunk_size)
     return num, row_normaliser(row, row_scale)
-
-
-def chunkwise_retention(q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor, row_scale: Tensor,
-                        padding_mask: Tensor | None, chunk_size: int) -> Tensor:
-    """``chunkwise_terms`` multiplied out: (B, H, L, dv) in the state dtype."""
-    num, scale = chunkwise_terms(q, k, v, log_decay, row_scale, padding_mask, chunk_size)
-    return num.to(scale.dtype) * scale
 
 
 def row_normaliser(row: Tensor, row_scale: Tensor) -> Tensor:

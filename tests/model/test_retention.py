@@ -5,6 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from rnaret.model import naive
 from rnaret.model import retention as ret
 
 
@@ -43,7 +44,7 @@ def test_complex_rotation_is_the_published_theta_shift():
     x = torch.randn(2, 37, 3, 16, dtype=torch.float64)  # (B, L, H, dk)
     angle = ret.rotary_angle(16).double()
     sin, cos = ret.rotary_tables(37, angle)
-    expected = ret.theta_shift(x.transpose(1, 2), sin, cos).transpose(1, 2)
+    expected = naive.theta_shift(x.transpose(1, 2), sin, cos).transpose(1, 2)
     assert torch.allclose(ret.rotate(x, ret.rotary_phasors(37, angle)), expected, atol=1e-14, rtol=0)
 
 
@@ -111,7 +112,7 @@ def test_parallel_without_mask_is_the_published_formula():
     mask = mask / mask.sum(-1, keepdim=True).sqrt()
     scores = (q @ k.transpose(-1, -2)) * mask
     expected = (scores / scores.sum(-1, keepdim=True).abs().clamp(min=1)) @ v
-    got = ret.parallel_retention(q, k, v, ret.decay_matrix(40, log_decay))
+    got = naive.parallel_retention(q, k, v, naive.decay_matrix(40, log_decay))
     assert torch.allclose(got, expected, atol=1e-13)
 
 
@@ -162,7 +163,9 @@ def test_segment_states_equal_whole_sequence_states(n_chunks, per_segment):
     u_fwd = torch.randn(2, 4, n_chunks, 3 * 5 + 3, generator=g, dtype=torch.float64)
     u_bwd = torch.randn(2, 4, n_chunks, 3 * 5 + 3, generator=g, dtype=torch.float64)
     decays = ret.chunk_decays(16, ret.decay_log(4).double())
-    fwd, bwd = ret.chunk_states(u_fwd, u_bwd, decays)
+    # the whole sequence's chunk states in one scan each way
+    fwd = ret.exclusive_decay_scan(u_fwd, decays.log_chunk)
+    bwd = ret.exclusive_decay_scan(u_bwd, decays.log_chunk, reverse=True)
     bounds = list(range(0, n_chunks, per_segment))
     totals = [ret.segment_totals(u_fwd[:, :, b:b + per_segment], u_bwd[:, :, b:b + per_segment], decays)
               for b in bounds]
@@ -173,3 +176,24 @@ def test_segment_states_equal_whole_sequence_states(n_chunks, per_segment):
         f, r = ret.segment_states(u_fwd[:, :, seg], u_bwd[:, :, seg], carry_fwd[:, :, i], carry_bwd[:, :, i], decays)
         assert torch.allclose(f, fwd[:, :, seg], atol=1e-12, rtol=1e-12)
         assert torch.allclose(r, bwd[:, :, seg], atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("segment", [16, 48, 64, 256])
+def test_chunkwise_pass_in_segments_equals_the_parallel_form(segment):
+    """The one chunkwise composition, driven segment by segment as the encoder's layers drive
+    it (a short last segment included), gives the parallel form's sums."""
+    q, k, v = _qkv(2, 4, 208, 8, 12)  # 13 chunks of 16
+    log_decay = ret.decay_log(4).double()
+    decays = ret.chunk_decays(16, log_decay)
+    parts = {}
+    segments = [(s, min(s + segment, 208)) for s in range(0, 208, segment)]
+    ret.chunkwise_pass(segments, lambda s, e: (q[:, :, s:e].contiguous(), k[:, :, s:e].contiguous(),
+                                               v[:, :, s:e].contiguous(), s),
+                       lambda s, e, num, row, context: parts.setdefault(context, (num, row)), decays, "cpu")
+    assert sorted(parts) == [s for s, _ in segments]
+    num = torch.cat([parts[s][0] for s, _ in segments], dim=2)
+    row = torch.cat([parts[s][1] for s, _ in segments], dim=2)
+    index = torch.arange(208, dtype=torch.float64)
+    scores = (q @ k.transpose(-1, -2)) * torch.exp((index[:, None] - index[None, :]).abs() * log_decay[:, None, None])
+    assert torch.allclose(num, scores @ v, atol=1e-12, rtol=1e-12)
+    assert torch.allclose(row, scores.sum(-1, keepdim=True), atol=1e-12, rtol=1e-12)
