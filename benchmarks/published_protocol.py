@@ -582,7 +582,11 @@ def compare(args) -> None:
     fixtures = Path(args.fixtures).resolve()
     manifest = json.loads((fixtures / "manifest.json").read_text())
     worst = 0.0
-    print("case\tmetric\trecorded_log\tpublished_log_now\tpublished_full_now\tours\t|ours - published_full|")
+    # published_full_now: recomputed from per-record outputs taken one record at a time; the script
+    # batches (rri.py, lnc.py), which moves logits by ~1e-7 and can move an AUC that rests on
+    # near-ties; the last column compares ours, rounded as the log prints, with the log itself.
+    print("case\tmetric\trecorded_log\tpublished_log_now\tpublished_full_now\tours\t|ours - published_full|"
+          "\t|round(ours, 4) - published_log|")
     todo = [dict(c, train=False, options=next(x for x in cases() if x["name"] == c["name"])["options"])
             for c in manifest["cases"]]
     if args.paper_size:
@@ -613,7 +617,8 @@ def compare(args) -> None:
                 worst = float("inf")
             diff = abs(mine - exact) if mine is not None and exact is not None else float("nan")
             worst = max(worst, diff) if diff == diff else float("inf")
-            print(f"{case['name']}\t{key}\t{recorded.get(key, '')}\t{now}\t{exact!r}\t{mine!r}\t{diff:.2e}")
+            to_log = "" if mine is None else f"{abs(round(mine, 4) - now):.4f}"
+            print(f"{case['name']}\t{key}\t{recorded.get(key, '')}\t{now}\t{exact!r}\t{mine!r}\t{diff:.2e}\t{to_log}")
         if "error" in ours:
             print(f"{case['name']}\trnaret evaluate failed: {ours['error']}")
         elif len(our_values) == len(theirs):
