@@ -34,6 +34,7 @@ COMMANDS = {
     "serve": "rnaret.commands.serve",
     "fold": "rnaret.commands.fold",
     "settings": "rnaret.commands.settings",
+    "export-hf": "rnaret.commands.export_hf",
 }
 
 

@@ -38,13 +38,16 @@ class EncoderOutput:
     logits: (B, L, vocab) MLM logits, or None when ``return_logits=False``;
     last_inner_state: (B, L, d) last layer's output before the final RMSNorm (task heads read it);
     hidden: (B, L, d) after the final RMSNorm;
-    padding_mask: (B, L) bool, True at real positions.
-    All three outputs are zero at PAD positions, and PAD never changes the real positions.
+    padding_mask: (B, L) bool, True at real positions;
+    hidden_states: None, or with ``output_hidden_states=True`` a tuple of n_layers + 1 tensors
+    (B, L, d): the token embeddings, then each layer's output (the last is ``last_inner_state``).
+    All outputs are zero at PAD positions, and PAD never changes the real positions.
     """
     logits: Tensor | None
     last_inner_state: Tensor
     hidden: Tensor
     padding_mask: Tensor
+    hidden_states: tuple[Tensor, ...] | None = None
 
 
 class RMSNorm(nn.Module):
@@ -334,10 +337,13 @@ class TokenEncoder(nn.Module):
         self.dropout = RowDropout(config.dropout)
 
     def forward(self, tokens: Tensor, form: str | None = None, padding_mask: Tensor | None = None,
-                return_logits: bool = True) -> EncoderOutput:
-        """tokens (B, L) int64 -> EncoderOutput (see the subclass docstring)."""
+                return_logits: bool = True, output_hidden_states: bool = False) -> EncoderOutput:
+        """tokens (B, L) int64 -> EncoderOutput (see the subclass docstring);
+        ``output_hidden_states``: also every layer's output (``EncoderOutput.hidden_states``)."""
         if tokens.dim() != 2:
             raise ValueError(f"tokens must be (batch, length), got shape {tuple(tokens.shape)}")
+        if output_hidden_states:
+            return self._forward_collecting_states(tokens, form, padding_mask, return_logits)
         mask = padding_mask_for(tokens, padding_mask)
         bsz, length = tokens.shape
         rows = max(1, self.config.segment_len // max(length, 1))
@@ -355,6 +361,28 @@ class TokenEncoder(nn.Module):
             logits=torch.cat([p.logits for p in parts]) if return_logits else None,
             last_inner_state=torch.cat([p.last_inner_state for p in parts]),
             hidden=torch.cat([p.hidden for p in parts]), padding_mask=mask)
+
+    def _forward_collecting_states(self, tokens: Tensor, form: str | None, padding_mask: Tensor | None,
+                                   return_logits: bool) -> EncoderOutput:
+        """``forward`` plus ``hidden_states``: forward hooks on the embedding and on every layer
+        record their outputs, so that each architecture's layer loop stays as it is. Inference
+        runs row groups through the model one after another: each group records n_layers + 1
+        outputs, joined along the batch. Chunk-alignment positions are cut off, PAD zeroed."""
+        recorded: list[Tensor] = []
+        modules = [self.embed_tokens, *self.layers]
+        handles = [m.register_forward_hook(lambda _m, _i, out: recorded.append(out)) for m in modules]
+        try:
+            out = self.forward(tokens, form, padding_mask, return_logits)
+        finally:
+            for handle in handles:
+                handle.remove()
+        length, per_group = tokens.shape[1], len(modules)
+        groups = [recorded[i:i + per_group] for i in range(0, len(recorded), per_group)]
+        keep = out.padding_mask[..., None]
+        out.hidden_states = tuple(
+            torch.cat([group[j][:, :length] for group in groups]).masked_fill(~keep, 0)
+            for j in range(per_group))
+        return out
 
     def num_parameters(self) -> int:
         """Number of parameters (buffers not counted), as in the paper."""

@@ -1,0 +1,247 @@
+"""The RNAret encoder as ``transformers`` models: ``RnaretModel``, ``RnaretForMaskedLM``,
+``RnaretForSequenceClassification``, ``RnaretForTokenClassification``.
+
+Each wraps the one encoder implementation (``rnaret.model.encoder``: parallel or chunkwise O(n)
+retention, chosen by length as in ``rnaret``), under the attribute ``rnaret.encoder`` with the
+published state-dict names below it. ``attention_mask`` (1 real, 0 padding) is the encoder's
+padding mask: a padded row gives what the row gives alone.
+
+Outputs (the library's dataclasses):
+* ``last_hidden_state`` (B, L, d): the last layer's output before the final RMSNorm (what the
+  published task heads and ``rnaret embed`` read);
+* ``hidden_states`` (``output_hidden_states=True``): n_layers + 1 tensors (B, L, d), the token
+  embeddings and then each layer's output (the published ``inner_states``; the last equals
+  ``last_hidden_state``), zero at padding;
+* ``attentions`` (``output_attentions=True``): per layer the retention scores (B, H, L, L) of
+  every head (``rnaret.model.scores``: the published ``rttn``), zero at padding. They cost
+  O(L^2) memory per layer and are only formed when asked for.
+The masked-LM logits are the encoder's MLM head (final RMSNorm, ``output_projection``).
+
+Exported model folders carry this file (``rnaret export-hf``); it imports only ``torch``,
+``transformers`` and, through relative imports in the folder, the encoder's modules.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_outputs import (BaseModelOutput, MaskedLMOutput, SequenceClassifierOutput,
+                                           TokenClassifierOutput)
+
+from rnaret.hf.configuration_rnaret import RnaretConfig
+from rnaret.model.encoder import RetNetEncoder, RetNetRelPos
+from rnaret.model.retention import decay_log, rotary_angle
+from rnaret.model.scores import layer_retention_scores
+from rnaret.model.transformer import TransformerEncoder
+
+IGNORE_INDEX = -100
+
+
+class HeadLinear(nn.Linear):
+    """A linear layer of a task head (initialised by ``_init_weights``; the encoder's own
+    layers keep the published initialisation)."""
+
+
+class RnaretPreTrainedModel(PreTrainedModel):
+    """Shared by the RNAret models: the config class, the weight prefix, initialisation."""
+
+    config_class = RnaretConfig
+    base_model_prefix = "rnaret"
+    main_input_name = "input_ids"
+    _supports_sdpa = False
+    _no_split_modules = ["RetNetLayer", "TransformerLayer"]
+
+    def _init_weights(self, module):
+        """Task heads: normal(0, 0.02) weights, zero biases; the encoder's fixed buffers (rotary
+        angles, decays) recomputed. The encoder's parameters keep the initialisation they got
+        when built (or the checkpoint's weights)."""
+        if isinstance(module, HeadLinear):
+            init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, RetNetRelPos):
+            config = self.config.encoder_config()
+            init.copy_(module.angle, rotary_angle(config.key_dim))
+            init.copy_(module.decay, decay_log(config.retnet_retention_heads))
+        elif isinstance(module, TransformerEncoder):
+            init.copy_(module.rotary_angle, rotary_angle(module.config.key_dim))
+
+
+class RnaretModel(RnaretPreTrainedModel):
+    """The encoder: ``forward(input_ids (B, L), attention_mask (B, L) = None, ...)`` ->
+    ``BaseModelOutput`` (see the module docstring)."""
+
+    def __init__(self, config: RnaretConfig):
+        super().__init__(config)
+        encoder_config = config.encoder_config()
+        self.encoder = (TransformerEncoder(encoder_config) if encoder_config.architecture == "transformer"
+                        else RetNetEncoder(encoder_config))
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.encoder.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding):
+        self.encoder.embed_tokens = value
+
+    def encode(self, input_ids: Tensor, attention_mask: Tensor | None, return_logits: bool,
+               output_hidden_states: bool, output_attentions: bool):
+        """The encoder's output for ``input_ids`` (with ``hidden_states`` when either option
+        asks) and the retention scores per layer (or None)."""
+        if input_ids is None:
+            raise ValueError("input_ids is required")
+        mask = None if attention_mask is None else attention_mask.to(device=input_ids.device).bool()
+        out = self.encoder(input_ids, padding_mask=mask, return_logits=return_logits,
+                           output_hidden_states=output_hidden_states or output_attentions)
+        attentions = None
+        if output_attentions:
+            if not isinstance(self.encoder, RetNetEncoder):
+                raise ValueError("output_attentions: retention scores exist for the RetNet encoder only")
+            with torch.no_grad():
+                attentions = tuple(layer_retention_scores(self.encoder, out.hidden_states[i], i, out.padding_mask)
+                                   for i in range(len(self.encoder.layers)))
+        return out, attentions
+
+    def forward(self, input_ids: Tensor | None = None, attention_mask: Tensor | None = None,
+                output_hidden_states: bool | None = None, output_attentions: bool | None = None,
+                return_dict: bool | None = None, **kwargs) -> BaseModelOutput | tuple:
+        hidden, attn, return_dict = _options(self.config, output_hidden_states, output_attentions, return_dict)
+        out, attentions = self.encode(input_ids, attention_mask, False, hidden, attn)
+        result = BaseModelOutput(last_hidden_state=out.last_inner_state,
+                                 hidden_states=out.hidden_states if hidden else None, attentions=attentions)
+        return result if return_dict else result.to_tuple()
+
+
+class RnaretForMaskedLM(RnaretPreTrainedModel):
+    """Masked-language model: the encoder and its MLM head (the published pretraining model).
+    ``labels`` (B, L): the token ids to predict, -100 where nothing is predicted."""
+
+    def __init__(self, config: RnaretConfig):
+        super().__init__(config)
+        self.rnaret = RnaretModel(config)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.rnaret.encoder.output_projection
+
+    def set_output_embeddings(self, value: nn.Linear):
+        self.rnaret.encoder.output_projection = value
+
+    def forward(self, input_ids: Tensor | None = None, attention_mask: Tensor | None = None,
+                labels: Tensor | None = None, output_hidden_states: bool | None = None,
+                output_attentions: bool | None = None, return_dict: bool | None = None,
+                **kwargs) -> MaskedLMOutput | tuple:
+        hidden, attn, return_dict = _options(self.config, output_hidden_states, output_attentions, return_dict)
+        out, attentions = self.rnaret.encode(input_ids, attention_mask, True, hidden, attn)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(out.logits.flatten(0, 1).float(), labels.to(out.logits.device).flatten(),
+                                   ignore_index=IGNORE_INDEX)
+        result = MaskedLMOutput(loss=loss, logits=out.logits, hidden_states=out.hidden_states if hidden else None,
+                                attentions=attentions)
+        return result if return_dict else result.to_tuple()
+
+
+class SequenceHead(nn.Module):
+    """Pooled state (mean over real positions, or position 0) -> dropout -> Linear(d, d) ->
+    tanh -> dropout -> Linear(d, num_labels) (the published interaction head's layout)."""
+
+    def __init__(self, config: RnaretConfig):
+        super().__init__()
+        d = config.retnet_embed_dim
+        self.pooling = config.classifier_pooling
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.dense = HeadLinear(d, d)
+        self.out_proj = HeadLinear(d, config.num_labels)
+
+    def forward(self, states: Tensor, padding_mask: Tensor) -> Tensor:
+        """states (B, L, d), padding_mask (B, L) bool -> logits (B, num_labels)."""
+        if self.pooling == "cls":
+            pooled = states[:, 0]
+        else:
+            weights = padding_mask.to(states.dtype)[..., None]
+            pooled = (states * weights).sum(1) / weights.sum(1).clamp(min=1)
+        return self.out_proj(self.dropout(torch.tanh(self.dense(self.dropout(pooled)))))
+
+
+class RnaretForSequenceClassification(RnaretPreTrainedModel):
+    """One label per sequence (``config.num_labels``; ``problem_type`` regression,
+    single_label_classification or multi_label_classification, inferred from ``labels`` as the
+    library does when not set). ``labels`` (B,) or (B, num_labels)."""
+
+    def __init__(self, config: RnaretConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.rnaret = RnaretModel(config)
+        self.classifier = SequenceHead(config)
+        self.post_init()
+
+    def forward(self, input_ids: Tensor | None = None, attention_mask: Tensor | None = None,
+                labels: Tensor | None = None, output_hidden_states: bool | None = None,
+                output_attentions: bool | None = None, return_dict: bool | None = None,
+                **kwargs) -> SequenceClassifierOutput | tuple:
+        hidden, attn, return_dict = _options(self.config, output_hidden_states, output_attentions, return_dict)
+        out, attentions = self.rnaret.encode(input_ids, attention_mask, False, hidden, attn)
+        logits = self.classifier(out.last_inner_state, out.padding_mask)
+        loss = None if labels is None else _sequence_loss(self.config, logits, labels.to(logits.device))
+        result = SequenceClassifierOutput(loss=loss, logits=logits,
+                                          hidden_states=out.hidden_states if hidden else None,
+                                          attentions=attentions)
+        return result if return_dict else result.to_tuple()
+
+
+class RnaretForTokenClassification(RnaretPreTrainedModel):
+    """One label per token (per nucleotide: n nt give n tokens): dropout -> Linear(d,
+    num_labels) on each position. ``labels`` (B, L), -100 where no label (padding)."""
+
+    def __init__(self, config: RnaretConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.rnaret = RnaretModel(config)
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.classifier = HeadLinear(config.retnet_embed_dim, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids: Tensor | None = None, attention_mask: Tensor | None = None,
+                labels: Tensor | None = None, output_hidden_states: bool | None = None,
+                output_attentions: bool | None = None, return_dict: bool | None = None,
+                **kwargs) -> TokenClassifierOutput | tuple:
+        hidden, attn, return_dict = _options(self.config, output_hidden_states, output_attentions, return_dict)
+        out, attentions = self.rnaret.encode(input_ids, attention_mask, False, hidden, attn)
+        logits = self.classifier(self.dropout(out.last_inner_state))
+        logits = logits.masked_fill(~out.padding_mask[..., None], 0)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.to(logits.device).flatten(),
+                                   ignore_index=IGNORE_INDEX)
+        result = TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states if hidden else None,
+                                       attentions=attentions)
+        return result if return_dict else result.to_tuple()
+
+
+def _options(config, output_hidden_states, output_attentions, return_dict) -> tuple[bool, bool, bool]:
+    """The call's options, the config's where the call leaves them None."""
+    pick = lambda value, default: bool(default) if value is None else bool(value)  # noqa: E731
+    return (pick(output_hidden_states, config.output_hidden_states),
+            pick(output_attentions, config.output_attentions),
+            pick(return_dict, getattr(config, "return_dict", True)))
+
+
+def _sequence_loss(config, logits: Tensor, labels: Tensor) -> Tensor:
+    """The library's sequence-classification loss for ``config.problem_type`` (set from the
+    labels on first use, as ``transformers``' own models do)."""
+    if config.problem_type is None:
+        if config.num_labels == 1:
+            config.problem_type = "regression"
+        elif labels.dtype in (torch.long, torch.int):
+            config.problem_type = "single_label_classification"
+        else:
+            config.problem_type = "multi_label_classification"
+    if config.problem_type == "regression":
+        return F.mse_loss(logits.squeeze(-1).float(), labels.float().view(-1)) if config.num_labels == 1 \
+            else F.mse_loss(logits.float(), labels.float())
+    if config.problem_type == "single_label_classification":
+        return F.cross_entropy(logits.view(-1, config.num_labels).float(), labels.view(-1))
+    return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
