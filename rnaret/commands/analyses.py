@@ -61,6 +61,8 @@ def add_arguments(parser) -> None:
     t.add_argument("--max-length", type=int, default=1500)
     t.add_argument("--max-nt", type=int, default=3000,
                    help="transcripts are cut to their first N nt for the codon counts, as published (default 3000)")
+    t.add_argument("--max-transcripts", type=int, default=0,
+                   help="count codons on the first N test transcripts (file order; default 0 = all)")
     t.add_argument("--map-size", type=int, default=300, help="rows/columns of the TSV heat map (block means)")
     for option in ("--profile-tsv", "--map-tsv", "--mrna-png", "--lncrna-png", "--codons-tsv", "--kmers-tsv",
                    "--codons-png"):
@@ -73,6 +75,7 @@ def _model_arguments(parser) -> None:
     parser.add_argument("--split", default=None, help="rows of a table whose `split` column equals this")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
 
 
 def write_tsv(table, path) -> None:
@@ -120,11 +123,13 @@ def run_structure(args) -> int:
 
 
 def _load(args, task_name: str):
+    from rnaret.commands.finetune import set_threads
     from rnaret.tasks.finetune import pick_device
     from rnaret.tasks.run import load_for_evaluation
 
     from rnaret.io.errors import InputError
 
+    set_threads(args.threads)
     task, model = load_for_evaluation(args.checkpoint, task_name)
     if task.name != task_name:
         raise InputError(args.checkpoint, f"a fine-tuned {task.name} checkpoint, not a {task_name} one")
@@ -245,7 +250,8 @@ def run_transcripts(args) -> int:
                                     profile=profile, extent=len(sequence))
     codons = {"pc": Counter(), "lnc": Counter()}
     nines = {"pc": Counter(), "lnc": Counter()}
-    for example in examples:
+    counted = examples[:args.max_transcripts] if args.max_transcripts > 0 else examples
+    for example in counted:
         tokens = example.tokens[:args.max_nt]
         sequence = transcripts[example.id].sequence[:args.max_nt]
         profile = analyses.retention_profile(analyses.transcript_retention(encoder, tokens, layer=layer, device=device))
@@ -259,7 +265,7 @@ def run_transcripts(args) -> int:
     write_tsv(codon_table, args.codons_tsv)
     write_tsv(analyses.count_table(nines, "kmer"), args.kmers_tsv)
     analyses.plot_codons(codon_table, args.codons_png,
-                         f"Codons at the top 1 % retention, {len(examples)} transcripts")
+                         f"Codons at the top 1 % retention, {len(counted)} transcripts")
     _log(f"transcripts: mRNA {chosen['mRNA']}, lncRNA {chosen['lncRNA']}; {int(codon_table['count_all'].sum())} "
-         f"codons from {len(examples)} transcripts")
+         f"codons from {len(counted)} transcripts")
     return 0
