@@ -17,6 +17,7 @@ its TSV does not hold.
 
 Retention scores are ``rnaret.model.scores.layer_retention_scores`` (the published normalised
 retention matrix, rows = queries, PAD positions zero); the layer is the last one unless told.
+torch is imported where a model runs, so that the structure figures need only pandas and matplotlib.
 """
 from __future__ import annotations
 
@@ -26,7 +27,6 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 
 from rnaret.io.errors import InputError
 
@@ -134,16 +134,18 @@ def _batches(examples, size: int):
         yield examples[start:start + size]
 
 
-@torch.no_grad()
 def cls_states(encoder, task, examples, *, batch_size: int = 64, device="cpu") -> np.ndarray:
     """The CLS state (token 0) of the encoder's last layer before the final norm (what the
     interaction head reads) for each example: float32 (N, d), in the examples' order."""
+    import torch
+
     encoder.eval().to(device)
     out = []
     for chunk in _batches(examples, batch_size):
         batch = task.collate(chunk)
-        states = encoder(batch.tokens.to(device), padding_mask=batch.padding_mask.to(device),
-                         return_logits=False).last_inner_state
+        with torch.no_grad():
+            states = encoder(batch.tokens.to(device), padding_mask=batch.padding_mask.to(device),
+                             return_logits=False).last_inner_state
         out.append(states[:, 0].float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
@@ -195,15 +197,18 @@ def last_layer(encoder, layer: int | None) -> int:
     return index
 
 
-@torch.no_grad()
-def retention_maps(encoder, tokens: torch.Tensor, padding_mask: torch.Tensor, layer: int, device="cpu") -> torch.Tensor:
-    """Retention scores of every head of ``layer`` for a padded batch: float32 (B, H, L, L) on CPU
-    (rows = queries; PAD rows and columns zero)."""
+def retention_maps(encoder, tokens, padding_mask, layer: int, device="cpu"):
+    """Retention scores of every head of ``layer`` for a padded batch (tokens (B, L) int64,
+    padding_mask (B, L) bool): float32 tensor (B, H, L, L) on CPU (rows = queries; PAD rows and
+    columns zero)."""
+    import torch
+
     from rnaret.model.scores import layer_retention_scores
 
     encoder.eval().to(device)
     tokens, padding_mask = tokens.to(device), padding_mask.to(device)
-    states = encoder(tokens, padding_mask=padding_mask, return_logits=False, output_hidden_states=True)
+    with torch.no_grad():
+        states = encoder(tokens, padding_mask=padding_mask, return_logits=False, output_hidden_states=True)
     return layer_retention_scores(encoder, states.hidden_states[layer], layer, padding_mask).cpu()
 
 
@@ -226,6 +231,8 @@ def cls_retention(encoder, task, examples, *, layer: int | None = None, example_
     example: token_index, token (``example_labels``, e.g. ``pair_token_labels``; default the
     index), head_mean, head_1 .. head_H of
     ``examples[example_index]`` alone. example map: query, key, score (the head mean, long form)."""
+    import torch
+
     if not examples:
         raise InputError(None, "no interaction pairs to average")
     layer = last_layer(encoder, layer)
@@ -352,6 +359,8 @@ def block_mean(matrix: np.ndarray, size: int) -> np.ndarray:
 
 def transcript_retention(encoder, tokens: np.ndarray, *, layer: int | None = None, device="cpu") -> np.ndarray:
     """The head-mean retention map (L, L) float64 of ``layer`` for one transcript's tokens (L,)."""
+    import torch
+
     layer = last_layer(encoder, layer)
     batch = torch.as_tensor(np.asarray(tokens, dtype=np.int64))[None]
     maps = retention_maps(encoder, batch, torch.ones_like(batch, dtype=torch.bool), layer, device)
