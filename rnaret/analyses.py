@@ -333,7 +333,8 @@ def plot_retention_map(matrix: np.ndarray, path, title: str, *, limit: float | N
 def pick_transcripts(predictions: pd.DataFrame, *, min_length: int, max_length: int) -> dict[str, str]:
     """The transcripts of the retention maps, from a coding evaluation's predictions.tsv (id,
     label, length, score): ``{"mRNA": the highest-scoring coding one, "lncRNA": the lowest-scoring
-    noncoding one}`` among those of ``min_length`` .. ``max_length`` nt (ties: file order)."""
+    noncoding one}`` among those of ``min_length`` .. ``max_length`` nt, or among all of the class
+    when none is in that range (ties: file order). InputError when a class is absent."""
     need = {"id", "label", "length", "score"}
     if not need <= set(predictions.columns):
         raise InputError(None, f"coding predictions need columns {sorted(need)}, found {list(predictions.columns)}")
@@ -342,7 +343,9 @@ def pick_transcripts(predictions: pd.DataFrame, *, min_length: int, max_length: 
     for name, label, best in (("mRNA", 1, "idxmax"), ("lncRNA", 0, "idxmin")):
         part = fits[fits["label"] == label]
         if part.empty:
-            raise InputError(None, f"no {name} of {min_length}-{max_length} nt among the coding predictions")
+            part = predictions[predictions["label"] == label]
+        if part.empty:
+            raise InputError(None, f"no {name} (label {label}) among the coding predictions")
         out[name] = str(part.loc[getattr(part["score"], best)(), "id"])
     return out
 
