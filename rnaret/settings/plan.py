@@ -678,21 +678,19 @@ class Plan:
                 for name in ANALYSIS_FILES[kind]]
 
     def analysis_inputs(self, wildcards) -> dict:
-        """A model analysis's inputs: the fine-tuned checkpoint, the test file, the pretrained
-        encoder it started from (interaction) and the evaluation's predictions (coding)."""
+        """A model analysis's inputs: the fine-tuned checkpoint, the test file and, for coding,
+        the evaluation's predictions."""
         task, dataset, model = wildcards.task, wildcards.dataset, wildcards.model
         inputs = {"checkpoint": self.evaluation_checkpoint(task, dataset, model).depends,
                   "test": self.split(task, dataset, "test").input}
-        if task == "interaction":
-            inputs["pretrained"] = self.finetune_init(model).depends
         if task == "coding":
             inputs["predictions"] = f"{evaluation_dir(task, dataset, model)}/predictions.tsv"
         return inputs
 
     def analysis_args(self, wildcards) -> str:
-        """`rnaret analyses <kind>` model options: checkpoint, test file and split, device, the
-        layer (``report.analyses.layer``), the pretrained encoder (pca) and the codon count
-        (transcripts, ``report.analyses.codon_transcripts``)."""
+        """`rnaret analyses cls-retention|transcripts` options: checkpoint, test file and split,
+        device, the layer (``report.analyses.layer``) and, for coding, the predictions and the
+        codon count (``report.analyses.codon_transcripts``)."""
         task, dataset, model = wildcards.task, wildcards.dataset, wildcards.model
         test = self.split(task, dataset, "test")
         settings = self.config["report"].get("analyses") or {}
@@ -700,14 +698,25 @@ class Plan:
         if test.row_split is not None:
             args += ["--split", test.row_split]
         args += ["--device", self.device("finetune")]
-        if task == "interaction":
-            args += ["--pretrained", self.finetune_init(model).path]
         if task == "coding":
             args += ["--predictions", f"{evaluation_dir(task, dataset, model)}/predictions.tsv",
                      "--max-transcripts", int(settings.get("codon_transcripts", 100))]
         if settings.get("layer") is not None:
             args += ["--layer", int(settings["layer"])]
         return _join(args)
+
+    def pca_inputs(self, wildcards) -> dict:
+        """``analysis_inputs`` and the pretrained encoder the fine-tuned model started from."""
+        return {**self.analysis_inputs(wildcards), "pretrained": self.finetune_init(wildcards.model).depends}
+
+    def pca_args(self, wildcards) -> str:
+        """`rnaret analyses pca` options: checkpoint, test file and split, device, the pretrained encoder."""
+        task, dataset, model = wildcards.task, wildcards.dataset, wildcards.model
+        test = self.split(task, dataset, "test")
+        args = ["--checkpoint", self.evaluation_checkpoint(task, dataset, model).path, "--test", test.path]
+        if test.row_split is not None:
+            args += ["--split", test.row_split]
+        return _join(args + ["--device", self.device("finetune"), "--pretrained", self.finetune_init(model).path])
 
     @staticmethod
     def analysis_f1_column(wildcards) -> str:

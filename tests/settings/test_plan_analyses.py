@@ -45,13 +45,15 @@ def test_the_default_run_analyses_its_retnet_models_and_every_structure_evaluati
 def test_analysis_inputs_and_options_name_the_evaluated_model():
     plan = default_plan({"report": {"analyses": {"codon_transcripts": 7, "layer": -2}}})
     pca = SimpleNamespace(task="interaction", dataset="mirtar_indtest", model="rnaret-k5")
-    inputs = plan.analysis_inputs(pca)
+    inputs = plan.pca_inputs(pca)
     # the independent test set is scored by the model fine-tuned on mirtar
     assert inputs == {"checkpoint": "results/interaction/mirtar/rnaret-k5/checkpoint",
                       "test": "resources/mirna_target/mirtar_deepmirtar_indtest.tsv",
                       "pretrained": "results/pretrain/rnaret-k5/checkpoint"}
+    assert option(plan.pca_args(pca), "--pretrained") == inputs["pretrained"]
+    assert plan.analysis_inputs(pca) == {k: v for k, v in inputs.items() if k != "pretrained"}
     args = plan.analysis_args(pca)
-    assert option(args, "--pretrained") == inputs["pretrained"] and option(args, "--layer") == "-2"
+    assert option(args, "--layer") == "-2" and "--pretrained" not in args
     assert "--split" not in shlex.split(args)
     coding = SimpleNamespace(task="coding", dataset="mouse", model="rnaret-k5")
     args = plan.analysis_args(coding)

@@ -69,7 +69,7 @@ rule analyses_structure:
 
 rule analyses_pca:
     input:
-        unpack(PLAN.analysis_inputs),
+        unpack(PLAN.pca_inputs),
     output:
         **analysis_outputs("pca", "analyses_pca.rst"),
     log:
@@ -84,7 +84,7 @@ rule analyses_pca:
     resources:
         **PLAN.resources("finetune"),
     params:
-        args=PLAN.analysis_args,
+        args=PLAN.pca_args,
         code_version=PLAN.code_version,
     shell:
         "python -m rnaret analyses pca {params.args} --threads {threads} "
