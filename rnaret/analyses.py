@@ -179,7 +179,9 @@ def plot_pca(points: pd.DataFrame, variance: pd.DataFrame, path, title: str) -> 
         ratio = variance[variance["model"] == model]["explained_variance_ratio"].to_numpy()
         for label, colour, name in ((0, NEGATIVE, "Negative"), (1, POSITIVE, "Positive")):
             sel = part[part["label"] == label]
-            ax.scatter(sel["pc1"], sel["pc2"], s=2, alpha=0.7, color=colour, label=name)
+            # the published size (2) for thousands of pairs, larger for a few
+            ax.scatter(sel["pc1"], sel["pc2"], s=max(2.0, min(12.0, 4000 / max(len(part), 1))), alpha=0.7,
+                       color=colour, label=name)
         ax.set_title(model)
         ax.set_xlabel(f"PC1 ({ratio[0]:.1%})")
         ax.set_ylabel(f"PC2 ({ratio[1]:.1%})")
@@ -311,14 +313,15 @@ def plot_retention_map(matrix: np.ndarray, path, title: str, *, limit: float | N
     if profile is None:
         fig, ax = plt.subplots(figsize=(6.5, 5.5))
     else:
+        # constrained layout: the colorbar takes its width from both panels, so their x axes align
         fig, (top, ax) = plt.subplots(2, 1, figsize=(6.5, 7.5), gridspec_kw={"height_ratios": [1.5, 4]},
-                                      sharex=True)
+                                      sharex=True, layout="constrained")
         top.plot(np.arange(len(profile)), profile, lw=0.5)
         top.set_ylabel("Retention score")
         top.set_xlim(0, size)
     image = ax.imshow(matrix, cmap=cmap, vmin=-limit, vmax=limit, origin="lower",
                       extent=(0, size, 0, size), interpolation="nearest")
-    fig.colorbar(image, ax=ax, shrink=0.8, label="Retention score")
+    fig.colorbar(image, ax=ax if profile is None else [top, ax], shrink=0.8, label="Retention score")
     if separator is not None:
         for line in (ax.axhline, ax.axvline):
             line(separator + 0.5, color="black", linestyle="--", lw=0.8)
@@ -437,7 +440,8 @@ def _pyplot():
 def _save(fig, path) -> None:
     from rnaret.io.atomic import atomic_path
 
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=150, format="png")
     _pyplot().close(fig)

@@ -246,7 +246,7 @@ def run_transcripts(args) -> int:
                                   "bin_nt": -(-len(sequence) // args.map_size) if len(sequence) > args.map_size else 1,
                                   "score": small.ravel()}))
         analyses.plot_retention_map(small, getattr(args, f"{name.lower()}_png"),
-                                    f"{name} {tid} ({len(sequence)} nt), layer {layer + 1}, head mean",
+                                    f"{name} {tid.split('|')[0]} ({len(sequence)} nt), layer {layer + 1}, head mean",
                                     profile=profile, extent=len(sequence))
     codons = {"pc": Counter(), "lnc": Counter()}
     nines = {"pc": Counter(), "lnc": Counter()}
