@@ -336,8 +336,9 @@ def plot_retention_map(matrix: np.ndarray, path, title: str, *, limit: float | N
 def pick_transcripts(predictions: pd.DataFrame, *, min_length: int, max_length: int) -> dict[str, str]:
     """The transcripts of the retention maps, from a coding evaluation's predictions.tsv (id,
     label, length, score): ``{"mRNA": the highest-scoring coding one, "lncRNA": the lowest-scoring
-    noncoding one}`` among those of ``min_length`` .. ``max_length`` nt, or among all of the class
-    when none is in that range (ties: file order). InputError when a class is absent."""
+    noncoding one}`` among those of ``min_length`` .. ``max_length`` nt; when none of a class is in
+    that range, among those of the class nearest to it in length (a map is L x L: never the longest
+    by chance). Ties: file order. InputError when a class is absent."""
     need = {"id", "label", "length", "score"}
     if not need <= set(predictions.columns):
         raise InputError(None, f"coding predictions need columns {sorted(need)}, found {list(predictions.columns)}")
@@ -347,8 +348,10 @@ def pick_transcripts(predictions: pd.DataFrame, *, min_length: int, max_length: 
         part = fits[fits["label"] == label]
         if part.empty:
             part = predictions[predictions["label"] == label]
-        if part.empty:
-            raise InputError(None, f"no {name} (label {label}) among the coding predictions")
+            if part.empty:
+                raise InputError(None, f"no {name} (label {label}) among the coding predictions")
+            distance = (min_length - part["length"]).clip(lower=0) + (part["length"] - max_length).clip(lower=0)
+            part = part[distance == distance.min()]
         out[name] = str(part.loc[getattr(part["score"], best)(), "id"])
     return out
 

@@ -226,3 +226,14 @@ def test_block_mean_keeps_the_mean():
     matrix = np.arange(49, dtype=float).reshape(7, 7)
     small = analyses.block_mean(matrix, 3)
     assert small.shape == (3, 3) and small[0, 0] == matrix[:3, :3].mean() and small[2, 2] == matrix[6, 6]
+
+
+def test_pick_transcripts_prefers_the_length_range_then_the_nearest_length():
+    predictions = pd.DataFrame({"id": list("abcdef"), "label": [1, 1, 1, 0, 0, 0],
+                                "length": [600, 900, 5000, 4000, 2000, 3000],
+                                "score": [0.7, 0.9, 0.99, 0.1, 0.5, 0.3]})
+    # the mRNA: the best-scoring in range (c scores higher but is out of range); the lncRNAs are all
+    # longer than the range: the nearest (e, 2,000 nt) although d scores lower
+    assert analyses.pick_transcripts(predictions, min_length=500, max_length=1500) == {"mRNA": "b", "lncRNA": "e"}
+    with pytest.raises(InputError, match="no lncRNA"):
+        analyses.pick_transcripts(predictions[predictions.label == 1], min_length=500, max_length=1500)
