@@ -31,6 +31,7 @@ COMMANDS = {
     "scaling": "rnaret.commands.scaling",
     "tables": "rnaret.commands.tables",
     "structure-figures": "rnaret.commands.structure_figures",
+    "analyses": "rnaret.commands.analyses",
     "serve": "rnaret.commands.serve",
     "fold": "rnaret.commands.fold",
     "settings": "rnaret.commands.settings",

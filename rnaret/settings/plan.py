@@ -106,6 +106,23 @@ def job_protocol(wildcards, plan: "Plan") -> str:
     return getattr(wildcards, "protocol", None) or plan.protocol
 
 
+def analysis_dir(task: str, dataset: str, model: str) -> str:
+    """results/report/analyses/{task}/{dataset}/{model}: the paper's analyses of one evaluation."""
+    return f"results/report/analyses/{task}/{dataset}/{model}"
+
+
+# the files `rnaret analyses <kind>` writes into an analysis_dir, per kind (rule outputs)
+ANALYSIS_FILES = {
+    "structure": ("per_sequence.tsv", "family.tsv", "family.png", "length.png"),
+    "pca": ("pca_points.tsv", "pca_variance.tsv", "pca.png"),
+    "cls-retention": ("cls_profile.tsv", "cls_example.tsv", "cls_map.tsv", "cls_bars.png", "cls_map.png"),
+    "transcripts": ("profile.tsv", "map.tsv", "mrna.png", "lncrna.png", "codons.tsv", "kmers.tsv", "codons.png"),
+}
+ANALYSIS_KINDS = {"structure": ("structure",), "interaction": ("pca", "cls-retention"), "coding": ("transcripts",)}
+# the paper's analyses read retention scores: the RetNet models only
+RETNET_MODEL = r"rnaret-k[135]"
+
+
 def _join(args) -> str:
     return shlex.join(str(a) for a in args)
 
@@ -816,6 +833,69 @@ class Plan:
                 targets.append(f"results/report/structure/{dataset}/vienna/contact_maps.png")
         return targets
 
+    # ------------------------------------------------------------------ the paper's analyses
+
+    def _analyses(self) -> list[tuple[str, str, str, str]]:
+        """(kind, task, dataset, model) of every analysis: per-family F1 of every structure
+        evaluation (ViennaRNA's included); PCA and CLS retention of every interaction evaluation,
+        and transcript retention of every coding evaluation, of a RetNet model."""
+        out = [("structure", "structure", d, m) for d, m in self.structure_evaluations()]
+        for task, dataset, model in self._evaluations:
+            if task != "structure" and re.fullmatch(RETNET_MODEL, model):
+                out += [(kind, task, dataset, model) for kind in ANALYSIS_KINDS[task]]
+        return out
+
+    def analysis_targets(self) -> list[str]:
+        """Every file of the paper's analyses (``analysis_dir`` + ``ANALYSIS_FILES``)."""
+        return [f"{analysis_dir(task, dataset, model)}/{name}" for kind, task, dataset, model in self._analyses()
+                for name in ANALYSIS_FILES[kind]]
+
+    def analysis_inputs(self, wildcards) -> dict:
+        """A model analysis's inputs: the fine-tuned checkpoint, the test file and, for coding,
+        the evaluation's predictions."""
+        task, dataset, model = wildcards.task, wildcards.dataset, wildcards.model
+        inputs = {"checkpoint": self.evaluation_checkpoint(task, dataset, model).depends,
+                  "test": self.split(task, dataset, "test").input}
+        if task == "coding":
+            inputs["predictions"] = f"{evaluation_dir(task, dataset, model)}/predictions.tsv"
+        return inputs
+
+    def analysis_args(self, wildcards) -> str:
+        """`rnaret analyses cls-retention|transcripts` options: checkpoint, test file and split,
+        device, the layer (``report.analyses.layer``) and, for coding, the predictions and the
+        codon count (``report.analyses.codon_transcripts``)."""
+        task, dataset, model = wildcards.task, wildcards.dataset, wildcards.model
+        test = self.split(task, dataset, "test")
+        settings = self.config["report"].get("analyses") or {}
+        args = ["--checkpoint", self.evaluation_checkpoint(task, dataset, model).path, "--test", test.path]
+        if test.row_split is not None:
+            args += ["--split", test.row_split]
+        args += ["--device", self.device("finetune")]
+        if task == "coding":
+            args += ["--predictions", f"{evaluation_dir(task, dataset, model)}/predictions.tsv",
+                     "--max-transcripts", int(settings.get("codon_transcripts", 100))]
+        if settings.get("layer") is not None:
+            args += ["--layer", int(settings["layer"])]
+        return _join(args)
+
+    def pca_inputs(self, wildcards) -> dict:
+        """``analysis_inputs`` and the pretrained encoder the fine-tuned model started from."""
+        return {**self.analysis_inputs(wildcards), "pretrained": self.finetune_init(wildcards.model).depends}
+
+    def pca_args(self, wildcards) -> str:
+        """`rnaret analyses pca` options: checkpoint, test file and split, device, the pretrained encoder."""
+        task, dataset, model = wildcards.task, wildcards.dataset, wildcards.model
+        test = self.split(task, dataset, "test")
+        args = ["--checkpoint", self.evaluation_checkpoint(task, dataset, model).path, "--test", test.path]
+        if test.row_split is not None:
+            args += ["--split", test.row_split]
+        return _join(args + ["--device", self.device("finetune"), "--pretrained", self.finetune_init(model).path])
+
+    @staticmethod
+    def analysis_f1_column(wildcards) -> str:
+        """The per-sequence F1 column of a structure evaluation: ViennaRNA's MFE, the models' f1."""
+        return "mfe_f1" if wildcards.model == "vienna" else "f1"
+
     def length_scaling_threads(self) -> int:
         """Threads of the length-scaling measurement (a measurement condition: passed as a tracked
         option, so that changing it reruns the measurement)."""
@@ -910,4 +990,5 @@ class Plan:
     def targets(self) -> list[str]:
         """Every final target of ``rule all``: data, pretraining, evaluations, ViennaRNA, report."""
         return list(dict.fromkeys(self.data_targets() + self.pretrain_targets() + self.evaluation_targets()
-                                  + self.vienna_targets() + self.report_targets() + self.homology_targets()))
+                                  + self.vienna_targets() + self.report_targets() + self.homology_targets()
+                                  + self.analysis_targets()))

@@ -27,6 +27,13 @@ STRUCTURE_FIGURES = {("f1_distribution", "results/report/structure/bprna/rnaret-
                      ("structure_figures_index", "results/report/structure/figures.txt")}
 TRAINING_RULES = {"pretrain", "finetune"}
 HOMOLOGY_SUMMARY = {("homology_summary", "results/homology/summary.tsv")}
+# the paper's analyses of the fine-tuned RetNet models (rule, first output)
+ANALYSES = "results/report/analyses"
+STRUCTURE_ANALYSES = {("analyses_structure", f"{ANALYSES}/structure/bprna/rnaret-k1/per_sequence.tsv")}
+INTERACTION_ANALYSES = {job for d in ("mirtar", "mirtar_indtest") for job in (
+    ("analyses_pca", f"{ANALYSES}/interaction/{d}/rnaret-k5/pca_points.tsv"),
+    ("analyses_cls_retention", f"{ANALYSES}/interaction/{d}/rnaret-k5/cls_profile.tsv"))}
+CODING_ANALYSES = {("analyses_transcripts", f"{ANALYSES}/coding/mouse/rnaret-k5/profile.tsv")}
 
 
 @pytest.fixture(scope="module")
@@ -63,14 +70,15 @@ def test_resources_alone_rerun_nothing(run):
                                      {"pretrain": {"overrides": {"max_steps": 5}}}],
                          ids=["preset", "override"])
 def test_a_pretraining_setting_reruns_the_pretrainings_and_what_uses_them(run, changes):
-    assert plan_after(run, changes, "pretraining") == PRETRAIN | FINETUNE | EVALUATE | TABLES | STRUCTURE_FIGURES
+    assert plan_after(run, changes, "pretraining") == (PRETRAIN | FINETUNE | EVALUATE | TABLES | STRUCTURE_FIGURES
+                                                       | STRUCTURE_ANALYSES | INTERACTION_ANALYSES | CODING_ANALYSES)
 
 
 def test_a_task_setting_reruns_that_tasks_finetunings_only(run):
     changes = {"finetune": {"coding": {"settings": {"lr": 0.01}}}}
     assert plan_after(run, changes, "task_settings") == {
         ("finetune", "results/coding/mouse/rnaret-k5/checkpoint"),
-        ("evaluate_classifier", "results/coding/mouse/rnaret-k5/metrics.tsv")} | TABLES
+        ("evaluate_classifier", "results/coding/mouse/rnaret-k5/metrics.tsv")} | TABLES | CODING_ANALYSES
 
 
 def test_a_model_setting_reruns_that_models_finetuning_and_its_evaluations(run):
@@ -78,7 +86,7 @@ def test_a_model_setting_reruns_that_models_finetuning_and_its_evaluations(run):
     assert plan_after(run, changes, "model_settings") == {
         ("finetune", "results/interaction/mirtar/rnaret-k5/checkpoint"),
         ("evaluate_classifier", "results/interaction/mirtar/rnaret-k5/metrics.tsv"),
-        ("evaluate_classifier", "results/interaction/mirtar_indtest/rnaret-k5/metrics.tsv")} | TABLES
+        ("evaluate_classifier", "results/interaction/mirtar_indtest/rnaret-k5/metrics.tsv")} | TABLES | INTERACTION_ANALYSES
 
 
 def test_a_datasets_path_reruns_what_reads_it(run):
@@ -88,7 +96,7 @@ def test_a_datasets_path_reruns_what_reads_it(run):
     assert plan_after(run, changes, "dataset_path") == {
         ("finetune", "results/coding/mouse/rnaret-k5/checkpoint"),
         ("evaluate_classifier", "results/coding/mouse/rnaret-k5/metrics.tsv"),
-        ("homology", "results/homology/coding/mouse.tsv")} | TABLES | HOMOLOGY_SUMMARY
+        ("homology", "results/homology/coding/mouse.tsv")} | TABLES | HOMOLOGY_SUMMARY | CODING_ANALYSES
 
 
 def test_another_shard_k_builds_those_shards_only(run):
@@ -106,7 +114,9 @@ def test_a_test_only_dataset_plans_its_evaluation_and_no_training(run):
     jobs = plan_after(run, changes, "test_only")
     assert not {rule for rule, _ in jobs} & TRAINING_RULES
     assert jobs == {("evaluate_classifier", "results/coding/mouse_extra/rnaret-k5/metrics.tsv"),
-                    ("homology", "results/homology/coding/mouse_extra.tsv")} | TABLES | HOMOLOGY_SUMMARY
+                    ("homology", "results/homology/coding/mouse_extra.tsv"),
+                    ("analyses_transcripts", f"{ANALYSES}/coding/mouse_extra/rnaret-k5/profile.tsv")} \
+        | TABLES | HOMOLOGY_SUMMARY
 
 
 @pytest.mark.parametrize("changes, expected", [
@@ -115,7 +125,8 @@ def test_a_test_only_dataset_plans_its_evaluation_and_no_training(run):
       ("structure_figures_index", "results/report/structure/figures.txt")}),
     ({"report": {"length_scaling": {"lengths": [32, 48]}}},
      {("length_scaling", "results/tables/length_scaling.tsv")}),
-], ids=["contact_maps", "length_scaling"])
+    ({"report": {"analyses": {"codon_transcripts": 3}}}, CODING_ANALYSES),
+], ids=["contact_maps", "length_scaling", "analyses"])
 def test_a_report_setting_plans_no_training(run, changes, expected):
     jobs = plan_after(run, changes, "report")
     assert jobs == expected

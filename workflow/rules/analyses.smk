@@ -1,0 +1,142 @@
+# Command: `rnaret analyses structure|pca|cls-retention|transcripts`
+# Module:  rnaret/analyses.py, rnaret/commands/analyses.py, rnaret/model/scores.py
+# Tests:   tests/test_analyses.py, tests/settings/test_plan_analyses.py
+#
+# The paper's analyses (the published analysis/*.ipynb) on this run's models, each figure with
+# its data as TSV in results/report/analyses/{task}/{dataset}/{model}/ (docs/analyses.md):
+# per-family F1 and F1 against length of every structure evaluation; PCA of the CLS states of the
+# fine-tuned, pretrained and a random encoder, and the CLS token's retention, on each interaction
+# test split; retention maps of one mRNA and one lncRNA and the codons at high retention on each
+# coding test split (RetNet models only: retention scores). Targets: rnaret.settings.Plan.analysis_targets.
+
+ANALYSIS_DIR = rnaret_settings.plan.analysis_dir("{task}", "{dataset}", "{model}")
+ANALYSIS_FILES = rnaret_settings.plan.ANALYSIS_FILES
+
+
+def analysis_outputs(kind, caption):
+    """The rule's outputs: every file of the kind, in the report (category "Paper analyses")."""
+    return {
+        name.replace(".", "_"): report(
+            f"{ANALYSIS_DIR}/{name}",
+            caption=f"../report/{caption}",
+            category="Paper analyses",
+            subcategory="{task}",
+            labels={"dataset": "{dataset}", "model": "{model}", "file": name},
+        )
+        for name in ANALYSIS_FILES[kind]
+    }
+
+
+def analysis_options(kind):
+    """`--<option> {output.<name>}` for every output file of the kind (option = file stem)."""
+    options = {
+        "structure": ("per-sequence-tsv", "family-tsv", "family-png", "length-png"),
+        "pca": ("points-tsv", "variance-tsv", "png"),
+        "cls-retention": ("profile-tsv", "example-tsv", "map-tsv", "bars-png", "map-png"),
+        "transcripts": ("profile-tsv", "map-tsv", "mrna-png", "lncrna-png", "codons-tsv", "kmers-tsv", "codons-png"),
+    }[kind]
+    names = [n.replace(".", "_") for n in ANALYSIS_FILES[kind]]
+    return " ".join(f"--{o} {{output.{n}:q}}" for o, n in zip(options, names))
+
+
+rule analyses_structure:
+    input:
+        truth=PLAN.structure_truth,
+        per_sequence=PLAN.structure_per_sequence,
+    output:
+        **analysis_outputs("structure", "analyses_structure.rst"),
+    log:
+        "logs/report/analyses/{task}/{dataset}/{model}/structure.log",
+    wildcard_constraints:
+        task="structure",
+        dataset="[^/]+",
+        model="[^/]+",
+    conda:
+        conda_env("report")
+    threads: 1
+    resources:
+        **PLAN.resources(mem_mb=1000, runtime=10),
+    params:
+        truth=PLAN.structure_truth_args,
+        column=PLAN.analysis_f1_column,
+        code_version=PLAN.code_version,
+    shell:
+        "python -m rnaret analyses structure {params.truth} --predictions {input.per_sequence:q}"
+        " --column {params.column} --title '{wildcards.model} on {wildcards.dataset}' "
+        + analysis_options("structure")
+        + " > {log:q} 2>&1"
+
+
+rule analyses_pca:
+    input:
+        unpack(PLAN.pca_inputs),
+    output:
+        **analysis_outputs("pca", "analyses_pca.rst"),
+    log:
+        "logs/report/analyses/{task}/{dataset}/{model}/pca.log",
+    wildcard_constraints:
+        task="interaction",
+        dataset="[^/]+",
+        model=rnaret_settings.plan.RETNET_MODEL,
+    conda:
+        conda_env(PLAN.model_env("finetune"))
+    threads: PLAN.threads("finetune")
+    resources:
+        **PLAN.resources("finetune"),
+    params:
+        args=PLAN.pca_args,
+        code_version=PLAN.code_version,
+    shell:
+        "python -m rnaret analyses pca {params.args} --threads {threads} "
+        + analysis_options("pca")
+        + " > {log:q} 2>&1"
+
+
+rule analyses_cls_retention:
+    input:
+        unpack(PLAN.analysis_inputs),
+    output:
+        **analysis_outputs("cls-retention", "analyses_cls_retention.rst"),
+    log:
+        "logs/report/analyses/{task}/{dataset}/{model}/cls_retention.log",
+    wildcard_constraints:
+        task="interaction",
+        dataset="[^/]+",
+        model=rnaret_settings.plan.RETNET_MODEL,
+    conda:
+        conda_env(PLAN.model_env("finetune"))
+    threads: PLAN.threads("finetune")
+    resources:
+        **PLAN.resources("finetune"),
+    params:
+        args=PLAN.analysis_args,
+        code_version=PLAN.code_version,
+    shell:
+        "python -m rnaret analyses cls-retention {params.args} --threads {threads} "
+        + analysis_options("cls-retention")
+        + " > {log:q} 2>&1"
+
+
+rule analyses_transcripts:
+    input:
+        unpack(PLAN.analysis_inputs),
+    output:
+        **analysis_outputs("transcripts", "analyses_transcripts.rst"),
+    log:
+        "logs/report/analyses/{task}/{dataset}/{model}/transcripts.log",
+    wildcard_constraints:
+        task="coding",
+        dataset="[^/]+",
+        model=rnaret_settings.plan.RETNET_MODEL,
+    conda:
+        conda_env(PLAN.model_env("finetune"))
+    threads: PLAN.threads("finetune")
+    resources:
+        **PLAN.resources("finetune"),
+    params:
+        args=PLAN.analysis_args,
+        code_version=PLAN.code_version,
+    shell:
+        "python -m rnaret analyses transcripts {params.args} --threads {threads} "
+        + analysis_options("transcripts")
+        + " > {log:q} 2>&1"
