@@ -838,11 +838,12 @@ class Plan:
     def _analyses(self) -> list[tuple[str, str, str, str]]:
         """(kind, task, dataset, model) of every analysis: per-family F1 of every structure
         evaluation (ViennaRNA's included); PCA and CLS retention of every interaction evaluation,
-        and transcript retention of every coding evaluation, of a RetNet model."""
+        and transcript retention of every coding evaluation, of a RetNet model (none of the generic
+        tasks)."""
         out = [("structure", "structure", d, m) for d, m in self.structure_evaluations()]
         for task, dataset, model in self._evaluations:
             if task != "structure" and re.fullmatch(RETNET_MODEL, model):
-                out += [(kind, task, dataset, model) for kind in ANALYSIS_KINDS[task]]
+                out += [(kind, task, dataset, model) for kind in ANALYSIS_KINDS.get(task, ())]
         return out
 
     def analysis_targets(self) -> list[str]:

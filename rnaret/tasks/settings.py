@@ -150,14 +150,14 @@ def resolve_task_settings(task: str, settings: Mapping[str, Any] | None = None) 
                             label="setting")
     if not isinstance(preset, str):  # refused by the bounds, naming the key, before it is looked up
         check_fragment({"preset": preset}, "task_settings")
-    protocol = check_protocol(settings.get("protocol") or DEFAULT_PROTOCOL)
-    layers = {**presets[preset], **protocol_settings(task, protocol), **settings, "preset": preset,
-              "protocol": protocol}
-    for key in layers:
+    for key in {**presets[preset], **settings}:
         if key not in merged:
             guess = difflib.get_close_matches(str(key), sorted(merged), n=1)
             hint = f"did you mean {guess[0]!r}?" if guess else f"known: {', '.join(sorted(merged))}"
             raise SettingsError(str(key), f"unknown {task} setting {key!r}; {hint}", label="setting")
     check_fragment(settings, "task_settings")
-    merged.update(layers)
+    # the protocol's own settings sit between the preset and the explicit settings
+    protocol = check_protocol(settings.get("protocol") or DEFAULT_PROTOCOL)
+    merged.update({**presets[preset], **protocol_settings(task, protocol), **settings, "preset": preset,
+                   "protocol": protocol})
     return merged

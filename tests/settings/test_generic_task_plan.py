@@ -59,7 +59,7 @@ def test_settings_and_models_of_a_generic_task():
     assert [t for t in plan.targets() if t.startswith(f"results/{TASK}/")] == [f"results/{TASK}/mncr/onehot/metrics.tsv"]
     resolved = plan.finetune_settings(TASK, "onehot")
     assert (resolved["pooling"], resolved["epochs"], resolved["lr"]) == ("cls", 5, 0.01)
-    with pytest.raises(SettingsError, match=rf"finetune\.{TASK}\.settings.*unknown {TASK} setting 'pool'"):
+    with pytest.raises(SettingsError, match=rf"finetune\.{TASK}\.settings\.pool: unknown key 'pool'; did you mean 'pooling'"):
         plan_of({"finetune": {TASK: {"settings": {"pool": "mean"}}}})
     with pytest.raises(SettingsError, match=rf"finetune\.{TASK}\.models"):
         plan_of({"finetune": {TASK: {"models": ["published-k5"]}}})
