@@ -338,7 +338,8 @@ def pick_transcripts(predictions: pd.DataFrame, *, min_length: int, max_length: 
     label, length, score): ``{"mRNA": the highest-scoring coding one, "lncRNA": the lowest-scoring
     noncoding one}`` among those of ``min_length`` .. ``max_length`` nt; when none of a class is in
     that range, among those of the class nearest to it in length (a map is L x L: never the longest
-    by chance). Ties: file order. InputError when a class is absent."""
+    by chance). Ties: file order. A class the predictions lack is left out of the result; InputError
+    when both are absent."""
     need = {"id", "label", "length", "score"}
     if not need <= set(predictions.columns):
         raise InputError(None, f"coding predictions need columns {sorted(need)}, found {list(predictions.columns)}")
@@ -349,10 +350,12 @@ def pick_transcripts(predictions: pd.DataFrame, *, min_length: int, max_length: 
         if part.empty:
             part = predictions[predictions["label"] == label]
             if part.empty:
-                raise InputError(None, f"no {name} (label {label}) among the coding predictions")
+                continue
             distance = (min_length - part["length"]).clip(lower=0) + (part["length"] - max_length).clip(lower=0)
             part = part[distance == distance.min()]
         out[name] = str(part.loc[getattr(part["score"], best)(), "id"])
+    if not out:
+        raise InputError(None, "no transcripts among the coding predictions")
     return out
 
 
@@ -426,6 +429,15 @@ def plot_codons(codons: pd.DataFrame, path, title: str, top: int = 30) -> None:
     ax.set_xlabel("frequency among high-retention codons")
     ax.set_title(title)
     ax.legend(loc="lower right")
+    _save(fig, path)
+
+
+def plot_absent(path, message: str) -> None:
+    """A figure that says why there is nothing to draw (e.g. a test split without lncRNAs)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 2))
+    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
+    ax.set_axis_off()
     _save(fig, path)
 
 

@@ -235,5 +235,8 @@ def test_pick_transcripts_prefers_the_length_range_then_the_nearest_length():
     # the mRNA: the best-scoring in range (c scores higher but is out of range); the lncRNAs are all
     # longer than the range: the nearest (e, 2,000 nt) although d scores lower
     assert analyses.pick_transcripts(predictions, min_length=500, max_length=1500) == {"mRNA": "b", "lncRNA": "e"}
-    with pytest.raises(InputError, match="no lncRNA"):
-        analyses.pick_transcripts(predictions[predictions.label == 1], min_length=500, max_length=1500)
+    # a test split of one class: the other is left out (its figure says so)
+    assert analyses.pick_transcripts(predictions[predictions.label == 1], min_length=500, max_length=1500) == \
+        {"mRNA": "b"}
+    with pytest.raises(InputError, match="no transcripts"):
+        analyses.pick_transcripts(predictions.iloc[:0], min_length=500, max_length=1500)

@@ -232,6 +232,10 @@ def run_transcripts(args) -> int:
     by_id = {e.id: e for e in examples}
     layer = analyses.last_layer(encoder, args.layer)
     profiles, maps = [], []
+    for name in ("mRNA", "lncRNA"):
+        if name not in chosen:  # said in the figure and the log, and no rows in the TSVs
+            analyses.plot_absent(getattr(args, f"{name.lower()}_png"), f"no {name} in the test split {args.test}")
+            _log(f"transcripts: no {name} in the test split")
     for name, tid in chosen.items():
         if tid not in by_id:
             raise InputError(args.predictions, "a predicted transcript is not in the test file", record=tid)
@@ -266,6 +270,6 @@ def run_transcripts(args) -> int:
     write_tsv(analyses.count_table(nines, "kmer"), args.kmers_tsv)
     analyses.plot_codons(codon_table, args.codons_png,
                          f"Codons at the top 1 % retention, {len(counted)} transcripts")
-    _log(f"transcripts: mRNA {chosen['mRNA']}, lncRNA {chosen['lncRNA']}; {int(codon_table['count_all'].sum())} "
+    _log(f"transcripts: {', '.join(f'{k} {v}' for k, v in chosen.items())}; {int(codon_table['count_all'].sum())} "
          f"codons from {len(counted)} transcripts")
     return 0
