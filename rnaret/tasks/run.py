@@ -346,5 +346,19 @@ def task_settings(task_name: str, settings_file=None, overrides: list[str] | tup
         key, sep, value = str(item).partition("=")
         if not sep or not key:
             raise InputError(None, f"--set must be KEY=VALUE, got {item!r}")
-        settings[key] = yaml.safe_load(value)
+        settings[key] = _command_line_value(value)
     return settings
+
+
+def _command_line_value(text: str):
+    """A ``--set`` value as YAML reads it, except that a number YAML 1.1 leaves as text (``3e-4``,
+    no dot) is a number on the command line, where nobody writes ``3.0e-4``."""
+    import yaml
+
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value) if value.strip().lower() not in ("nan", "inf", "-inf", "+inf", "infinity") else value
+        except ValueError:
+            return value
+    return value

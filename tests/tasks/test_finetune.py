@@ -103,7 +103,7 @@ def test_validation_every_n_epochs_and_always_in_the_last(pairs):
                          progress=False, device=torch.device("cpu"))
     by_epoch = {h["epoch"]: h["valid_auc"] for h in all_evals.history}
     assert [h["valid_auc"] for h in result.history] == [by_epoch[h["epoch"]] for h in result.history]
-    with pytest.raises(ValueError, match="eval_every_epochs must be at least 1"):
+    with pytest.raises(ValueError, match="setting eval_every_epochs: 0 is less than the minimum of 1"):
         bad = get_task("interaction", {**base, "eval_every_epochs": 0})
         finetune(bad, TaskModel(tiny_encoder(), bad.build_head(16)), pairs["train"], pairs["valid"],
                  progress=False, device=torch.device("cpu"))

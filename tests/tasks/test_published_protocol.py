@@ -46,7 +46,7 @@ def evaluate_case(case: dict, out) -> tuple[dict, pd.DataFrame]:
             "--protocol", "published", "--split", f"test={RUNS / case['test'][0]}", "--out", str(out),
             "--device", "cpu", "--precision", "fp32", "--quiet"]
     for option, value in case["settings"].items():
-        argv += ["--set", f"{OPTION_SETTING[option]}={value}"]
+        argv += ["--set", f"{OPTION_SETTING.get(option, option)}={value}"]
     assert main(argv) == 0
     return read_metrics_tsv(out / "metrics.tsv"), pd.read_csv(out / "predictions.tsv", sep="\t",
                                                               keep_default_na=False)
@@ -256,7 +256,7 @@ def test_protocol_settings_layer_and_overrides():
     assert get_task("structure", {"protocol": "published"}).settings["symmetrize"] == "lower"
     default = get_task("interaction")
     assert not default.published and default.settings["max_len"] is None and default.settings["keep"] == "best"
-    with pytest.raises(ValueError, match="unknown protocol"):
+    with pytest.raises(ValueError, match="protocol: 'paper' is not one of"):
         get_task("coding", {"protocol": "paper"})
 
 

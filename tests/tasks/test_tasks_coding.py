@@ -171,8 +171,10 @@ def test_classify_rejects_bad_input(tmp_path, tiny_k5_checkpoint, capsys):
 
     bad = tmp_path / "bad.fa"
     bad.write_text(">x\nACGTACGTAC\n>y\nACGTXXACGT\n")
+    good = tmp_path / "good.fa"
+    good.write_text(">x\nACGTACGTAC\n")
     output = tmp_path / "o.tsv"
-    assert main(["classify", str(bad), "--checkpoint", str(tmp_path), "--output", str(output)]) == 1
+    assert main(["classify", str(good), "--checkpoint", str(tmp_path), "--output", str(output)]) == 1
     assert "neither a fine-tuned checkpoint folder" in capsys.readouterr().err
     task = get_task("coding")
     encoder = load_encoder(tiny_k5_checkpoint)
@@ -185,5 +187,5 @@ def test_classify_rejects_bad_input(tmp_path, tiny_k5_checkpoint, capsys):
     interaction = get_task("interaction")
     other = save_finetuned(TaskModel(encoder, interaction.build_head(16)), interaction, tmp_path / "int",
                            encoder_kind="retnet", init=str(tiny_k5_checkpoint))
-    assert main(["classify", str(bad), "--checkpoint", str(other), "--output", str(output)]) == 1
+    assert main(["classify", str(good), "--checkpoint", str(other), "--output", str(output)]) == 1
     assert "a fine-tuned interaction checkpoint, not a coding one" in capsys.readouterr().err
