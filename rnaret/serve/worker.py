@@ -247,14 +247,14 @@ def _coding(folder: Path, seq_id: str, sequence: str) -> dict:
     import torch
 
     from rnaret.io.atomic import atomic_open
-    from rnaret.tasks.coding import transcript_example
     from rnaret.io.transcripts import Transcript
 
     from rnaret.precision import autocast
 
     task, model = _MODELS["coding"]
     device = next(model.parameters()).device
-    batch = task.collate([transcript_example(Transcript(seq_id, sequence, None, 1), task.k)]).to(device)
+    # the task's own example: cut and padded as the checkpoint's protocol was (rnaret classify does the same)
+    batch = task.collate([task.example(Transcript(seq_id, sequence, None, 1))]).to(device)
     with torch.no_grad(), autocast(device, _MODELS["spec"].get("precision", "auto")):
         output = model(batch.tokens, batch.padding_mask).float()     # (1, n) CDS logits
     track = task.position_probabilities(output, batch)[0]          # (n,) float32
