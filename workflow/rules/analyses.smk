@@ -9,35 +9,6 @@
 # test split; retention maps of one mRNA and one lncRNA and the codons at high retention on each
 # coding test split (RetNet models only: retention scores). Targets: rnaret.settings.Plan.analysis_targets.
 
-ANALYSIS_DIR = rnaret_settings.plan.analysis_dir("{task}", "{dataset}", "{model}")
-ANALYSIS_FILES = rnaret_settings.plan.ANALYSIS_FILES
-
-
-def analysis_outputs(kind, caption):
-    """The rule's outputs: every file of the kind, in the report (category "Paper analyses")."""
-    return {
-        name.replace(".", "_"): report(
-            f"{ANALYSIS_DIR}/{name}",
-            caption=f"../report/{caption}",
-            category="Paper analyses",
-            subcategory="{task}",
-            labels={"dataset": "{dataset}", "model": "{model}", "file": name},
-        )
-        for name in ANALYSIS_FILES[kind]
-    }
-
-
-def analysis_options(kind):
-    """`--<option> {output.<name>}` for every output file of the kind (option = file stem)."""
-    options = {
-        "structure": ("per-sequence-tsv", "family-tsv", "family-png", "length-png"),
-        "pca": ("points-tsv", "variance-tsv", "png"),
-        "cls-retention": ("profile-tsv", "example-tsv", "map-tsv", "bars-png", "map-png"),
-        "transcripts": ("profile-tsv", "map-tsv", "mrna-png", "lncrna-png", "codons-tsv", "kmers-tsv", "codons-png"),
-    }[kind]
-    names = [n.replace(".", "_") for n in ANALYSIS_FILES[kind]]
-    return " ".join(f"--{o} {{output.{n}:q}}" for o, n in zip(options, names))
-
 
 rule analyses_structure:
     input:
