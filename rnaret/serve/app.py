@@ -42,7 +42,7 @@ log = logging.getLogger("rnaret.serve")
 STATIC = Path(__file__).resolve().parent / "static"
 # what each stage's success makes downloadable (pictures are linked from their own fields)
 DOWNLOADS = {
-    "structure": ("model.dbn", "model.bpseq", "model.ct", "model_pair_probabilities.npy"),
+    "structure": ("model.dbn", "model.bpseq", "model.ct", "model_pair_scores.npy"),
     "vienna": ("vienna.dbn", "vienna.bpseq", "vienna.ct"),
     "coding": ("coding_track.tsv",),
     "embed": ("embeddings.safetensors",),
@@ -234,10 +234,10 @@ def sequence_result(job: Job, index: int, files: str) -> SequenceResult:
     if "structure" in ok:
         r = ok["structure"]
         out.structure = ModelStructure(dot_bracket=r["dot_bracket"], pairs=r["pairs"], n_pairs=len(r["pairs"]),
-                                       threshold=r["threshold"], max_probability=r["max_probability"],
+                                       threshold=r["threshold"], max_pair_score=r["max_pair_score"],
                                        drawn_pairs=r["drawn_pairs"], drawing_url=files + "model_drawing.svg",
                                        heatmap_url=files + "model_heatmap.png",
-                                       probabilities_url=files + "model_pair_probabilities.npy")
+                                       pair_scores_url=files + "model_pair_scores.npy")
     if "vienna" in ok:
         r = ok["vienna"]
         out.vienna = ViennaStructure(dot_bracket=r["dot_bracket"], energy=r["energy"], pairs=r["pairs"],

@@ -54,12 +54,12 @@ class ModelStructure(BaseModel):
     dot_bracket: str = Field(..., description="dot-bracket; pseudoknots use [] {} <> and letter pages")
     pairs: list[tuple[int, int]] = Field(..., description="base pairs, 1-based (i, j), i < j")
     n_pairs: int
-    threshold: float = Field(..., description="pair probability above which a pair may be predicted")
-    max_probability: float
+    threshold: float = Field(..., description="pair score above which a pair may be predicted")
+    max_pair_score: float
     drawn_pairs: int = Field(..., description="pairs in the drawing (pseudoknotted pairs are not drawn)")
     drawing_url: str = Field(..., description="SVG drawing (ViennaRNA layout); show it as an image")
-    heatmap_url: str = Field(..., description="PNG heat map of the pair-probability matrix")
-    probabilities_url: str = Field(..., description="the (n, n) float32 pair-probability matrix as .npy")
+    heatmap_url: str = Field(..., description="PNG heat map of the pair-score matrix (per-pair sigmoid scores)")
+    pair_scores_url: str = Field(..., description="the (n, n) float32 pair-score matrix as .npy (per-pair sigmoid scores, not normalised probabilities)")
 
 
 class ViennaStructure(BaseModel):

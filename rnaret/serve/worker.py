@@ -10,7 +10,8 @@ the workers:
 
 - ``structure``: the fine-tuned structure model (``rnaret.fold.predict_structure``, what
   ``rnaret fold`` runs): pairs, dot-bracket,
-  the (n, n) pair-probability map (``.npy`` and a heat map), a drawing, .dbn/.bpseq/.ct;
+  the (n, n) pair-score map (``.npy`` and a heat map; per-pair sigmoid scores, not normalised
+  pairing probabilities), a drawing, .dbn/.bpseq/.ct;
 - ``vienna``: ViennaRNA MFE structure and energy, a drawing, .dbn/.bpseq/.ct;
 - ``coding``: the fine-tuned coding model (the path ``rnaret classify`` runs): coding
   probability (best 30-nt window mean), per-position CDS probabilities (a plot and a TSV);
@@ -36,8 +37,8 @@ FILES = {
     "model.dbn": ("text/plain", "model structure, dot-bracket"),
     "model.bpseq": ("text/plain", "model structure, bpseq"),
     "model.ct": ("text/plain", "model structure, CT"),
-    "model_pair_probabilities.npy": ("application/octet-stream", "model pair probabilities (n, n) float32"),
-    "model_heatmap.png": ("image/png", "model pair-probability heat map"),
+    "model_pair_scores.npy": ("application/octet-stream", "model pair scores (n, n) float32: per-pair sigmoid scores"),
+    "model_heatmap.png": ("image/png", "model pair-score heat map"),
     "model_drawing.svg": ("image/svg+xml", "model structure drawing"),
     "vienna.dbn": ("text/plain", "ViennaRNA MFE structure, dot-bracket"),
     "vienna.bpseq": ("text/plain", "ViennaRNA MFE structure, bpseq"),
@@ -219,16 +220,16 @@ def _structure(folder: Path, seq_id: str, sequence: str) -> dict:
 
     task, model = _MODELS["structure"]
     folded = predict_structure(model, [sequence], task=task)[0]   # the path `rnaret fold` runs
-    probabilities = folded.pair_scores                             # (n, n) float32, 0 outside the constraint
+    scores = folded.pair_scores                                    # (n, n) float32, 0 outside the constraint
     pairs = [tuple(map(int, p)) for p in folded.pairs]
     _write_structure_files(folder, "model", seq_id, sequence, pairs, folded.dot_bracket)
-    with atomic_path(folder / "model_pair_probabilities.npy", suffix=".npy") as tmp:
-        np.save(tmp, probabilities.astype(np.float32))
-    _heatmap(probabilities, folder / "model_heatmap.png", seq_id)
+    with atomic_path(folder / "model_pair_scores.npy", suffix=".npy") as tmp:
+        np.save(tmp, scores.astype(np.float32))
+    _heatmap(scores, folder / "model_heatmap.png", seq_id)
     drawn = _draw(sequence, folded.dot_bracket, folder / "model_drawing.svg")
     return {"dot_bracket": folded.dot_bracket, "pairs": [list(p) for p in pairs],
             "threshold": float(task.settings["threshold"]), "drawn_pairs": drawn,
-            "max_probability": float(probabilities.max()) if probabilities.size else 0.0}
+            "max_pair_score": float(scores.max()) if scores.size else 0.0}
 
 
 def _vienna(folder: Path, seq_id: str, sequence: str) -> dict:
@@ -316,28 +317,28 @@ def _draw(sequence: str, dot_bracket: str, path: Path) -> int:
 HEATMAP_PIXELS = 400  # a longer map is max-pooled to about this many pixels a side
 
 
-def _heatmap(probabilities, path: Path, seq_id: str) -> None:
-    """PNG heat map of an (n, n) probability map; above ``HEATMAP_PIXELS`` positions each pixel
-    shows the highest probability of its block (no pair disappears from view, and a 2,000-nt map
+def _heatmap(scores, path: Path, seq_id: str) -> None:
+    """PNG heat map of an (n, n) pair-score map; above ``HEATMAP_PIXELS`` positions each pixel
+    shows the highest score of its block (no pair disappears from view, and a 2,000-nt map
     draws in a fraction of a second instead of seconds)."""
     import numpy as np
 
     from rnaret.figures import pyplot, save_figure
 
-    n = probabilities.shape[0]
-    shown = probabilities
+    n = scores.shape[0]
+    shown = scores
     if n > HEATMAP_PIXELS:
         block = -(-n // HEATMAP_PIXELS)
         m = -(-n // block)
         padded = np.zeros((m * block, m * block), dtype=np.float32)
-        padded[:n, :n] = probabilities
+        padded[:n, :n] = scores
         shown = padded.reshape(m, block, m, block).max(axis=(1, 3))
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.6, 4.0), dpi=110)
     image = ax.imshow(shown, cmap="magma_r", vmin=0.0, vmax=1.0, origin="upper",
                       extent=(0.5, n + 0.5, n + 0.5, 0.5), interpolation="nearest")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="pair probability")
-    ax.set(xlabel="position", ylabel="position", title=f"{seq_id[:40]}: model pair probabilities")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="pair score")
+    ax.set(xlabel="position", ylabel="position", title=f"{seq_id[:40]}: model pair scores")
     ax.title.set_fontsize(9)
     save_figure(fig, path, dpi=110)
 

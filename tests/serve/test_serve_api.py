@@ -169,7 +169,7 @@ def test_predict_returns_the_models_and_viennas_answers(client, checkpoints, trn
     assert [tuple(p) for p in structure["pairs"]] == direct.pairs
     assert structure["dot_bracket"] == direct.dot_bracket
     assert parse_dot_bracket(structure["dot_bracket"]) == direct.pairs
-    probabilities = np.load(io.BytesIO(client.get(structure["probabilities_url"]).content))
+    probabilities = np.load(io.BytesIO(client.get(structure["pair_scores_url"]).content))
     assert probabilities.shape == (len(seq), len(seq))
     np.testing.assert_allclose(probabilities, direct.pair_scores, atol=1e-5)
 

@@ -189,8 +189,8 @@ function renderSequence(r) {
         `ViennaRNA MFE: ${r.vienna.energy.toFixed(2)} kcal/mol`, "structure-drawing vienna-drawing"));
     }
     if (r.structure) {
-      figures.append(figure(r.structure.heatmap_url, "pair-probability heat map",
-        `pair probabilities (max ${r.structure.max_probability.toFixed(2)})`, "heatmap"));
+      figures.append(figure(r.structure.heatmap_url, "pair-score heat map",
+        `pair scores (max ${r.structure.max_pair_score.toFixed(2)})`, "heatmap"));
     }
     card.append(figures);
   }
