@@ -31,7 +31,8 @@ Outputs (``write_outputs``): ``predictions.dbn``, ``predictions.ct`` (one multi-
 ``predictions.tsv`` (per-sequence scores and the predicted and true dot-brackets, input order) and
 ``contact_maps.png`` (predicted vs true maps of a few sequences). A predicted structure too
 knotted for the 30 bracket pages of dot-bracket keeps, in ``.dbn`` only, the pairs that fit (see
-:func:`dot_bracket_of`); the bpseq and CT files always hold every pair.
+:func:`dot_bracket_of`), and says so: ``pairs_left_out=N`` in its header line and a line in the log;
+the bpseq and CT files always hold every pair.
 
 Published protocol (``rnaret.tasks.protocol``; what ``ssp.py`` computes, see docs/protocol.md):
 a folder is read as the script reads it (every file named ``*.bpseq``, nested folders walked,
@@ -66,7 +67,7 @@ import torch.nn.functional as F
 from rnaret.heads.structure import StructureHead, published_head_shape
 from rnaret.io.errors import InputError
 from rnaret.io.dataset_readers import read_dataset
-from rnaret.io.structure import StructureRecord, pairs_to_dot_bracket
+from rnaret.io.structure import BRACKETS, StructureRecord, pairs_to_dot_bracket
 from rnaret.metrics import structure_scores
 from rnaret.tasks.base import Batch, Example, Task, pad_tokens
 from rnaret.tasks.settings import TASK_DEFAULTS, TASK_PRESETS
@@ -462,7 +463,14 @@ def write_structure_files(records: list[StructureRecord], out_dir, stem: str = "
     dbn = out_dir / f"{stem}.dbn"
     with atomic_open(dbn) as handle:
         for record in records:
-            handle.write(f">{record.id}\n{record.sequence}\n{dot_bracket_of(record.pairs, len(record.sequence))}\n")
+            text = dot_bracket_of(record.pairs, len(record.sequence))
+            left_out = len(record.pairs) - sum(text.count(opening) for opening, _ in BRACKETS)
+            note = ""
+            if left_out:  # never silently shorter: said in the record's header line and in the log
+                note = f" pairs_left_out={left_out} (all {len(record.pairs)} pairs are in {stem}.ct and {stem}_bpseq/)"
+                print(f"{dbn}: record {record.id!r}: {left_out} of {len(record.pairs)} predicted pairs do not fit "
+                      f"dot-bracket's 30 bracket pages; {stem}.ct and {stem}_bpseq/ hold every pair", file=sys.stderr)
+            handle.write(f">{record.id}{note}\n{record.sequence}\n{text}\n")
     ct = out_dir / f"{stem}.ct"
     write_ct(records, ct)
     folder = out_dir / f"{stem}_bpseq"

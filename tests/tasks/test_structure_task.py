@@ -498,3 +498,24 @@ def test_fold_rejects_bad_input_and_leaves_no_output(work, tmp_path, capsys, cas
     if case in ("gap", "duplicate_id", "too_long"):
         assert "record 'a'" in err
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "a temporary file was left"
+
+
+def test_a_dbn_too_knotted_for_its_brackets_says_what_it_left_out(tmp_path, capsys):
+    import random
+
+    from rnaret.io.structure import BRACKETS, StructureRecord, read_ct
+    from rnaret.tasks.structure import write_structure_files
+
+    n = 1500
+    positions = list(range(1, n + 1))
+    random.Random(0).shuffle(positions)
+    knotted = sorted(tuple(sorted(positions[i:i + 2])) for i in range(0, n, 2))  # 750 random pairs
+    records = [StructureRecord("knotted", "A" * n, knotted), StructureRecord("hairpin", "GGGAAACCC", [(1, 9), (2, 8)])]
+    write_structure_files(records, tmp_path)
+    lines = (tmp_path / "predictions.dbn").read_text().splitlines()
+    kept = sum(lines[2].count(opening) for opening, _ in BRACKETS)
+    assert 0 < kept < 750
+    assert lines[0] == f">knotted pairs_left_out={750 - kept} (all 750 pairs are in predictions.ct and predictions_bpseq/)"
+    assert lines[3] == ">hairpin" and lines[5] == "((.....))"
+    assert f"{750 - kept} of 750 predicted pairs do not fit" in capsys.readouterr().err
+    assert sorted(next(read_ct(tmp_path / "predictions.ct")).pairs) == knotted
