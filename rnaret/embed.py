@@ -74,6 +74,18 @@ def _pool(states: np.ndarray, pool: str) -> np.ndarray:
     return states.mean(axis=0) if pool == "mean" else states.max(axis=0)
 
 
+def padded_batch(token_lists, rows) -> tuple[torch.Tensor, torch.Tensor]:
+    """The token arrays ``token_lists[i]`` for ``i`` in ``rows``, right-padded with PAD (0) ->
+    tokens (B, L) int64 and padding_mask (B, L) bool, True at real positions (L >= 1)."""
+    longest = max(max(len(token_lists[i]) for i in rows), 1)
+    tokens = torch.zeros(len(rows), longest, dtype=torch.long)
+    mask = torch.zeros(len(rows), longest, dtype=torch.bool)
+    for row, i in enumerate(rows):
+        tokens[row, :len(token_lists[i])] = torch.from_numpy(token_lists[i])
+        mask[row, :len(token_lists[i])] = True
+    return tokens, mask
+
+
 @torch.no_grad()
 def embed_sequences(model, ids, sequences, *, batch_tokens: int = 16384, device=None,
                     precision: str = "auto", per_nucleotide: bool = True, pool: str = "mean",
@@ -110,12 +122,7 @@ def embed_sequences(model, ids, sequences, *, batch_tokens: int = 16384, device=
     bar = tqdm(total=int(lengths.sum()), unit="nt", unit_scale=True, file=sys.stderr,
                disable=not progress, desc="embed")
     for batch in length_batches([len(t) for t in token_lists], batch_tokens):
-        longest = max(max(len(token_lists[i]) for i in batch), 1)
-        tokens = torch.zeros(len(batch), longest, dtype=torch.long)
-        mask = torch.zeros(len(batch), longest, dtype=torch.bool)
-        for row, i in enumerate(batch):
-            tokens[row, :len(token_lists[i])] = torch.from_numpy(token_lists[i])
-            mask[row, :len(token_lists[i])] = True
+        tokens, mask = padded_batch(token_lists, batch)
         with autocast(device, precision):
             out = model(tokens.to(device), padding_mask=mask.to(device), return_logits=False)
         states = getattr(out, representation).float().cpu().numpy()

@@ -80,7 +80,7 @@ def embed_chunk(model, sequences: list[str], layers: list[int], pool: str, *, ba
                 device=None, precision: str = "fp32") -> dict[int, list[np.ndarray]]:
     """The states of ``layers`` for each of ``sequences``: layer -> one float32 array per
     sequence, (d,) when pooled, (n, d) with ``pool="none"`` (n its nucleotides)."""
-    from rnaret.embed import length_batches
+    from rnaret.embed import length_batches, padded_batch
     from rnaret.precision import autocast
     from rnaret.tokenizer import encode
 
@@ -88,12 +88,7 @@ def embed_chunk(model, sequences: list[str], layers: list[int], pool: str, *, ba
     token_lists = [encode(s, model.config.k) for s in sequences]
     out: dict[int, list] = {layer: [None] * len(sequences) for layer in layers}
     for batch in length_batches([len(t) for t in token_lists], batch_tokens):
-        longest = max(max(len(token_lists[i]) for i in batch), 1)
-        tokens = torch.zeros(len(batch), longest, dtype=torch.long)
-        mask = torch.zeros(len(batch), longest, dtype=torch.bool)
-        for row, i in enumerate(batch):
-            tokens[row, :len(token_lists[i])] = torch.from_numpy(token_lists[i])
-            mask[row, :len(token_lists[i])] = True
+        tokens, mask = padded_batch(token_lists, batch)
         with torch.no_grad(), autocast(device, precision):
             states = model(tokens.to(device), padding_mask=mask.to(device), return_logits=False,
                            output_hidden_states=True).hidden_states
