@@ -319,7 +319,7 @@ def test_a_finetuned_checkpoint_loads(finetuned):
      ["unknown interaction setting 'colour'"]),
     (lambda f: _edit_task_json(f, lambda m: m.update(encoder_kind="lstm")), "task.json", ["'encoder_kind' must be one of"]),
     (lambda f: _edit_task_json(f, lambda m: m["settings"].update(head_dropout="high")), "task.json",
-     ["the settings build no interaction head"]),
+     ["setting head_dropout: 'high' is not of type 'number'"]),
     (lambda f: (f / "head.safetensors").unlink(), "", ["the fine-tuned checkpoint has no head.safetensors"]),
     (lambda f: (f / "head.safetensors").write_bytes((f / "head.safetensors").read_bytes()[:40]), "head.safetensors",
      ["not a readable safetensors file"]),

@@ -27,7 +27,8 @@ KINDS = ("structure", "pca", "cls-retention", "transcripts")
 
 
 def add_arguments(parser) -> None:
-    kinds = parser.add_subparsers(dest="kind", required=True, metavar="{" + ",".join(KINDS) + "}")
+    kinds = parser.add_subparsers(dest="kind", required=True, metavar="{" + ",".join(KINDS) + "}",
+                                  help="which analysis (each has its own --help)")
     s = kinds.add_parser("structure", help="per-family F1 and F1 against length of a structure evaluation")
     s.add_argument("--truth", required=True, help="the structure test split the evaluation scored")
     s.add_argument("--split", default=None, help="rows of the truth table whose `split` column equals this")

@@ -750,8 +750,15 @@ class Plan:
     def evaluation_targets(self) -> list[str]:
         """metrics.tsv of every evaluation under every protocol of the run (the run's protocol
         first), in the targets' order."""
-        return [f"{self.evaluation_dir(*e, protocol)}/metrics.tsv"
-                for protocol in self.protocols() for e in self._evaluations]
+        return [f"{self.evaluation_dir(task, dataset, model, protocol)}/metrics.tsv"
+                for protocol, task, dataset, model in self.protocol_evaluations()]
+
+    def protocol_evaluations(self) -> list[tuple[str, str, str, str]]:
+        """(protocol, task, dataset, model) of every evaluation: each of the run's under its
+        protocol, and those of the paper tasks again under each protocol of ``compare_protocols``
+        (the generic tasks have no published protocol to compare with)."""
+        return [(protocol, *e) for protocol in self.protocols() for e in self._evaluations
+                if protocol == self.protocol or e[0] in PAPER_TASKS]
 
     # ------------------------------------------------------------------ ViennaRNA
 
@@ -786,7 +793,7 @@ class Plan:
         ViennaRNA's), grouped by task in structure, interaction, coding order: the tables' inputs
         (never a glob of results/)."""
         found = [(task, f"{self.evaluation_dir(task, dataset, model, protocol)}/metrics.tsv")
-                 for protocol in self.protocols() for task, dataset, model in self._evaluations]
+                 for protocol, task, dataset, model in self.protocol_evaluations()]
         found += [("structure", path) for path in self.vienna_targets()]
         ordered = sorted(found, key=lambda item: REPORT_TASKS.index(item[0]))
         return list(dict.fromkeys(path for _task, path in ordered))

@@ -87,7 +87,8 @@ def test_the_report_has_the_figure_the_closest_pairs_and_the_homology_of_every_d
     assert 1 <= len(closest) <= 10 and closest[0]["identity"] == "1.000"
     homology = read_tsv(run / "results/homology/summary.tsv")
     assert {(r["task"], r["dataset"]) for r in homology} == {
-        ("structure", "bprna"), ("interaction", "mirtar"), ("interaction", "mirtar_indtest"), ("coding", "mouse")}
+        ("structure", "bprna"), ("interaction", "mirtar"), ("interaction", "mirtar_indtest"), ("coding", "mouse"),
+        ("sequence-classification", "mncr")}
     for task, dataset in {(r["task"], r["dataset"]) for r in homology}:
         assert (run / f"results/homology/{task}/{dataset}.tsv").is_file()
     log = (run / "logs/data/remove_leakage.log").read_text()

@@ -136,8 +136,9 @@ def test_compare_protocols_adds_the_other_protocols_jobs_and_reruns_nothing_of_t
     """The other protocol's fine-tunings and evaluations, in their own tree, from the same
     pretrained models; none of the run's own jobs (its protocol's results stay as they are)."""
     jobs = plan_after(run, {"compare_protocols": ["published"]}, "compare_protocols")
+    # the paper tasks only: a generic task has no published protocol to compare with
     compared = {(f"{rule}_compared", path.replace("results/", "results/protocols/published/", 1))
-                for rule, path in FINETUNE | EVALUATE}
+                for rule, path in FINETUNE | EVALUATE if "/sequence-classification/" not in path}
     assert jobs == compared | TABLES
 
 
@@ -150,4 +151,5 @@ def test_the_protocol_reruns_the_corpus_pretrainings_and_evaluations(run):
               ("filter_lengths", "results/corpus/filtered.fa.gz"),
               ("shard_tokens", "results/shards/k1"), ("shard_tokens", "results/shards/k5"),
               ("corpus_summary", "results/corpus/summary.tsv")}
-    assert jobs == corpus | PRETRAIN | FINETUNE | EVALUATE | TABLES | STRUCTURE_FIGURES
+    assert jobs == (corpus | PRETRAIN | FINETUNE | EVALUATE | TABLES | STRUCTURE_FIGURES | STRUCTURE_ANALYSES
+                    | INTERACTION_ANALYSES | CODING_ANALYSES)

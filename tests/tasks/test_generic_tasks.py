@@ -210,7 +210,7 @@ def test_command_line_fasta_with_side_tables_resume_and_evaluate(tmp_path, famil
                                 cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert evaluation.returncode == 0, evaluation.stderr
     metrics = read_metrics_tsv(tmp_path / "eval" / "metrics.tsv")
-    assert metrics["n"] == 18 and set(metrics) == {"accuracy", "f1_macro", "mcc", "auc", "n", "n_classes"}
+    assert metrics["n"] == 18 and set(metrics) == {"accuracy", "f1_macro", "mcc", "auc", "n", "n_classes", "protocol"}
     predictions = pd.read_csv(tmp_path / "eval" / "predictions.tsv", sep="\t")
     assert list(predictions.id) == list(splits["test"].id)
     # the options make the entry the task reads; a FASTA without its side table is refused
