@@ -38,8 +38,10 @@ elif missing_binaries():
 # the plugin's first status check, shortened for the test (MinJobAge 7200 s stays above 3 x it)
 INIT_SECONDS = 2
 SITE = {"cpu_partition": "cpu", "gpu_partition": "gpu", "gpu_model": "fake"}
-# rules whose jobs ask for GPUs in the rehearsal (pretrain.gpus 2, finetune.gpus 1)
-GPU_RULES = {"pretrain": 2, "finetune": 1, "evaluate_classifier": 1, "evaluate_structure": 1}
+# rules whose jobs ask for GPUs in the rehearsal (pretrain.gpus 2, finetune.gpus 1; the analyses
+# that run a model take the fine-tuning stage's resources)
+GPU_RULES = {"pretrain": 2, "finetune": 1, "evaluate_classifier": 1, "evaluate_structure": 1, "analyses_pca": 1,
+             "analyses_cls_retention": 1, "analyses_transcripts": 1}
 CANCELLED_MODEL = "rnaret-k1"
 # values that measure speed, not what was computed: TSV columns and keys of saved mappings
 TIMING_KEYS = {"tokens_per_s", "seconds"}

@@ -19,8 +19,9 @@ from slurm_cluster.cluster import copy_repository
 pytest.importorskip("snakemake_executor_plugin_slurm")
 
 SITE = {"cpu_partition": "short", "gpu_partition": "gpuq", "gpu_model": "a100", "account": "rna_lab"}
-GPU_RULES = {"pretrain", "finetune", "evaluate_classifier", "evaluate_structure", "finetune_compared",
-             "evaluate_classifier_compared", "evaluate_structure_compared"}
+GPU_RULES = {"pretrain", "finetune", "evaluate_classifier", "evaluate_structure", "evaluate_generic",
+             "analyses_pca", "analyses_cls_retention", "analyses_transcripts",
+             "finetune_compared", "evaluate_classifier_compared", "evaluate_structure_compared"}
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +151,9 @@ PAPER_JOBS = {
     "tables": 1, "length_scaling": 1,
     # the within-dataset homology table of each of the 6 datasets and their summary
     "homology": 6, "homology_summary": 1,
+    # the paper's analyses of the RetNet models: every structure evaluation (ViennaRNA's too),
+    # PCA and CLS retention of the 4 interaction ones, transcripts of the 4 coding ones
+    "analyses_structure": 2 * 3 + 1 + 2, "analyses_pca": 4, "analyses_cls_retention": 4, "analyses_transcripts": 4,
 }
 
 
