@@ -49,7 +49,13 @@ def _class_order(value: str):
 
 
 class GenericTask(Task):
-    """A task on a labelled table; subclasses set ``level`` and ``numeric`` (module docstring)."""
+    """A task on a labelled table; subclasses set ``name``, ``level``, ``numeric`` and
+    ``selection_metric`` (module docstring); their defaults and presets are the name's."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.default_settings = TASK_DEFAULTS[cls.name]
+        cls.presets = TASK_PRESETS[cls.name]
 
     level: str = "sequence"     # "sequence" or "token"
     numeric: bool = False       # regression (True) or classification (False)
@@ -265,8 +271,6 @@ class SequenceClassificationTask(GenericTask):
     name = "sequence-classification"
     level, numeric = "sequence", False
     selection_metric = "mcc"
-    default_settings = TASK_DEFAULTS[name]
-    presets = TASK_PRESETS[name]
 
 
 class SequenceRegressionTask(GenericTask):
@@ -275,8 +279,6 @@ class SequenceRegressionTask(GenericTask):
     name = "sequence-regression"
     level, numeric = "sequence", True
     selection_metric = "pearson"
-    default_settings = TASK_DEFAULTS[name]
-    presets = TASK_PRESETS[name]
 
 
 class TokenClassificationTask(GenericTask):
@@ -285,8 +287,6 @@ class TokenClassificationTask(GenericTask):
     name = "token-classification"
     level, numeric = "token", False
     selection_metric = "mcc"
-    default_settings = TASK_DEFAULTS[name]
-    presets = TASK_PRESETS[name]
 
 
 class TokenRegressionTask(GenericTask):
@@ -295,5 +295,3 @@ class TokenRegressionTask(GenericTask):
     name = "token-regression"
     level, numeric = "token", True
     selection_metric = "pearson"
-    default_settings = TASK_DEFAULTS[name]
-    presets = TASK_PRESETS[name]
