@@ -31,18 +31,21 @@ from pathlib import Path
 
 STAGES = ("structure", "vienna", "coding", "embed")
 
+
+def _structure_files(prefix: str, what: str) -> dict[str, tuple[str, str]]:
+    """The entries of ``FILES`` for a structure written as .dbn, .bpseq and .ct."""
+    return {f"{prefix}.{ext}": ("text/plain", f"{what}, {fmt}")
+            for ext, fmt in (("dbn", "dot-bracket"), ("bpseq", "bpseq"), ("ct", "CT"))}
+
+
 # file names inside a sequence's folder -> (media type, what it is); the download route
 # serves only these names
 FILES = {
-    "model.dbn": ("text/plain", "model structure, dot-bracket"),
-    "model.bpseq": ("text/plain", "model structure, bpseq"),
-    "model.ct": ("text/plain", "model structure, CT"),
+    **_structure_files("model", "model structure"),
     "model_pair_scores.npy": ("application/octet-stream", "model pair scores (n, n) float32: per-pair sigmoid scores"),
     "model_heatmap.png": ("image/png", "model pair-score heat map"),
     "model_drawing.svg": ("image/svg+xml", "model structure drawing"),
-    "vienna.dbn": ("text/plain", "ViennaRNA MFE structure, dot-bracket"),
-    "vienna.bpseq": ("text/plain", "ViennaRNA MFE structure, bpseq"),
-    "vienna.ct": ("text/plain", "ViennaRNA MFE structure, CT"),
+    **_structure_files("vienna", "ViennaRNA MFE structure"),
     "vienna_drawing.svg": ("image/svg+xml", "ViennaRNA MFE structure drawing"),
     "coding_track.tsv": ("text/tab-separated-values", "per-position CDS probabilities"),
     "coding_plot.png": ("image/png", "per-position CDS probability plot"),
