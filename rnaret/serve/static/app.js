@@ -65,6 +65,7 @@ async function loadInfo() {
   if (!stages.embed) {
     $("opt-embeddings").checked = false;
     $("opt-embeddings-label").hidden = true;
+    $("opt-embed-row").hidden = true;
   }
 }
 
@@ -89,18 +90,25 @@ async function submit(event) {
   $("results").replaceChildren();
   const vienna = $("opt-vienna").checked;
   const embeddings = $("opt-embeddings").checked;
+  // the rnaret embed choices; the server checks them (the same messages as the command line)
+  const layers = $("opt-layers").value.trim() || "last";
+  const pool = $("opt-pool").value;
+  const retention = $("opt-retention").value.trim() || null;
   let request;
   if (file) {
     const form = new FormData();
     form.append("file", file);
     form.append("vienna", vienna);
     form.append("embeddings", embeddings);
+    form.append("layers", layers);
+    form.append("pool", pool);
+    if (retention) form.append("retention", retention);
     request = fetchJson("/api/jobs/upload", { method: "POST", body: form }, "Could not reach the server");
   } else {
     request = fetchJson("/api/jobs", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ fasta: text, vienna, embeddings }),
+      body: JSON.stringify({ fasta: text, vienna, embeddings, layers, pool, retention }),
     }, "Could not reach the server");
   }
   const job = await request;
