@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from rnaret.io.errors import InputError
 from rnaret.tokenizer import encode
 
 FORMAT = "rnaret-embeddings/1"
@@ -139,6 +140,70 @@ def embed_sequences(model, ids, sequences, *, batch_tokens: int = 16384, device=
                       n_shorter_than_k=int((lengths < k).sum()),
                       metadata={"format": FORMAT, "k": str(k), "pool": pool,
                                 "representation": representation, "precision": precision})
+
+
+def embed_layers(model, sequences, layers="all", pool: str = "mean", *, batch_tokens: int = 16384,
+                 device=None, precision: str = "fp32") -> dict[int, np.ndarray | list[np.ndarray]]:
+    """The states of every layer asked for, for ``sequences`` (strings): what ``rnaret embed
+    --layers --pool`` writes to HDF5, in memory.
+
+    ``layers``: "all", "last", "1,3" or a list of ints (0 = the token embeddings, l = the
+    output of encoder layer l; the last one is ``last_inner_state``); ``pool``: mean, max, cls
+    (the first token's state) or none. Returns {layer: float32 (N, d)} for a pooling, or {layer:
+    [one (n_i, d) array per sequence]} for ``pool="none"`` (n_i its nucleotides), in input
+    order. InputError (the command line's messages) for a bad ``layers``, ``pool`` or letter.
+    """
+    from rnaret.embed_hdf5 import embed_chunk, embedding_options
+    from rnaret.io.fasta import check_sequence_letters
+
+    sequences = list(sequences)
+    for index, sequence in enumerate(sequences):   # the alphabet policy of every command
+        check_sequence_letters(sequence, record=f"sequence {index + 1}")
+    layers, pool = embedding_options(layers, pool, model.config.retnet_layers)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model = model.to(device).eval()
+    states = embed_chunk(model, sequences, layers, pool, batch_tokens=batch_tokens, device=device,
+                         precision=precision)
+    if pool == "none":
+        return states
+    d = model.config.retnet_embed_dim
+    return {layer: np.stack(rows) if rows else np.zeros((0, d), np.float32) for layer, rows in states.items()}
+
+
+def parse_retention(value, n_layers: int, n_heads: int) -> tuple[int, int]:
+    """(layer, head), 1-based, from ``"LAYER,HEAD"`` (what ``rnaret embed --retention`` and the
+    server's ``retention`` field take) or a (layer, head) pair, checked against an encoder of
+    ``n_layers`` layers and ``n_heads`` retention heads. InputError with the command line's
+    messages otherwise."""
+    text = ",".join(str(v) for v in value) if isinstance(value, (list, tuple)) else str(value)
+    try:
+        layer, head = (int(x) for x in text.split(","))
+    except ValueError:
+        raise InputError(None, f"--retention must be LAYER,HEAD such as 3,1, got {text!r}") from None
+    if not (1 <= layer <= n_layers and 1 <= head <= n_heads):
+        raise InputError(None, f"--retention {text}: the encoder has layers 1..{n_layers} and heads 1..{n_heads}")
+    return layer, head
+
+
+def retention_map(encoder, sequence: str, layer: int, head: int) -> np.ndarray:
+    """The retention scores of encoder layer ``layer`` and head ``head`` (both 1-based) for one
+    sequence: float32 (L, L), L its tokens (n nt give n tokens; fewer than k nt give k - 1),
+    row n = how much each position weighs in position n's output (``rnaret.model.scores``, the
+    function the retention-map analyses use). InputError for a bad layer or head, a letter that
+    is not a nucleotide, or an encoder without retention (the Transformer baseline)."""
+    from rnaret.io.fasta import check_sequence_letters
+    from rnaret.model.scores import retention_scores
+
+    config = encoder.config
+    layer, head = parse_retention((layer, head), config.retnet_layers, config.retnet_retention_heads)
+    check_sequence_letters(sequence, record="the sequence")
+    device = next(encoder.parameters()).device
+    tokens = torch.from_numpy(encode(sequence, config.k)).unsqueeze(0).to(device)
+    try:
+        scores = retention_scores(encoder, tokens, layer - 1, head - 1)
+    except ValueError as exc:  # the Transformer baseline has no retention
+        raise InputError(None, str(exc)) from None
+    return scores[0].cpu().numpy().astype(np.float32)
 
 
 def write_embeddings(embeddings: Embeddings, path, extra_metadata: dict | None = None) -> None:

@@ -55,10 +55,21 @@ CHUNK_RECORDS = 2048
 CHUNK_NT = 2_000_000
 
 
+def embedding_options(layers, pool, n_layers: int) -> tuple[list[int], str]:
+    """The checked layers and pooling of an embedding request (``rnaret embed --layers --pool``,
+    ``rnaret.embed.embed_layers``, the server's ``layers`` and ``pool`` fields): (``parse_layers``'
+    list, ``pool``). InputError with the command line's messages otherwise."""
+    if pool not in POOLS:
+        raise InputError(None, f"--pool must be one of {', '.join(POOLS)}, got {pool!r}")
+    return parse_layers(layers, n_layers), pool
+
+
 def parse_layers(text, n_layers: int) -> list[int]:
-    """``"all"`` -> [0, 1, ..., n_layers]; ``"last"`` -> [n_layers]; ``"1,3"`` -> [1, 3] (sorted,
-    each once). Layer 0 is the token embeddings, l the output of encoder layer l. InputError
-    naming what is wrong otherwise."""
+    """``"all"`` -> [0, 1, ..., n_layers]; ``"last"`` -> [n_layers]; ``"1,3"`` or [1, 3] -> [1, 3]
+    (sorted, each once). Layer 0 is the token embeddings, l the output of encoder layer l.
+    InputError naming what is wrong otherwise."""
+    if isinstance(text, (list, tuple)):
+        text = ",".join(str(layer) for layer in text)
     text = str(text).strip().lower()
     if text == "all":
         return list(range(n_layers + 1))
@@ -176,8 +187,7 @@ def embed_fasta_to_hdf5(model, fasta, out, *, layers: list[int], pool: str = "me
     from rnaret.io.fasta import read_sequences
     from rnaret.precision import resolve_precision
 
-    if pool not in POOLS:
-        raise InputError(None, f"--pool must be one of {', '.join(POOLS)}, got {pool!r}")
+    layers, pool = embedding_options(layers, pool, model.config.retnet_layers)
     out = Path(out)
     partial = out.with_name(out.name + ".partial")
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -245,4 +255,4 @@ def embed_fasta_to_hdf5(model, fasta, out, *, layers: list[int], pool: str = "me
     return {"records": n_records, "nucleotides": nucleotides, "resumed_from": resumed, "computed": computed}
 
 
-__all__ = ["embed_fasta_to_hdf5", "embed_chunk", "parse_layers", "FORMAT", "POOLS"]
+__all__ = ["embed_fasta_to_hdf5", "embed_chunk", "embedding_options", "parse_layers", "FORMAT", "POOLS"]

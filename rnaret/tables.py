@@ -349,12 +349,7 @@ def markdown_text(table: Table) -> str:
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join(["---"] * 4 + ["---:"] * len(table.columns) + ["---"]) + "|")
     for r in table.rows:
-        if r.origin == ORIGIN_RUN:
-            source = f"`{r.source}`"
-        else:
-            short = short_citation(r.source) if r.origin == ORIGIN_PUBLISHED else "not available"
-            where = f", {r.source_table}" if r.source_table else ""
-            source = f"{short}{where} [{r.footnote}]"
+        source = f"`{r.source}`" if r.origin == ORIGIN_RUN else f"{_citation(r)} [{r.footnote}]"
         origin = "**not available**" if r.origin == ORIGIN_MISSING else r.origin
         cells = [r.dataset, r.label, r.protocol or "–", origin]
         cells += [format_md_value(_cell(r, m)) for m in table.columns]
@@ -364,6 +359,14 @@ def markdown_text(table: Table) -> str:
         lines += [f"{k}. {_md_escape(text)}" for k, text in enumerate(table.footnotes, start=1)]
     lines.append("")
     return "\n".join(lines)
+
+
+def _citation(row: Row) -> str:
+    """The source cell's text of a row that is not from this run: the short citation (or "not
+    available") and the table of the source it comes from, if named (its footnote is added by
+    each format)."""
+    short = short_citation(row.source) if row.origin == ORIGIN_PUBLISHED else "not available"
+    return short + (f", {row.source_table}" if row.source_table else "")
 
 
 def short_citation(source: str) -> str:
@@ -402,12 +405,8 @@ def html_text(table: Table) -> str:
              "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
     css = {ORIGIN_RUN: "run", ORIGIN_PUBLISHED: "cited", ORIGIN_MISSING: "missing"}
     for r in table.rows:
-        if r.origin == ORIGIN_RUN:
-            source = f"<code>{html.escape(r.source)}</code>"
-        else:
-            short = short_citation(r.source) if r.origin == ORIGIN_PUBLISHED else "not available"
-            where = f", {r.source_table}" if r.source_table else ""
-            source = f"{html.escape(short + where)} [<a href=\"#note{r.footnote}\">{r.footnote}</a>]"
+        source = (f"<code>{html.escape(r.source)}</code>" if r.origin == ORIGIN_RUN else
+                  f"{html.escape(_citation(r))} [<a href=\"#note{r.footnote}\">{r.footnote}</a>]")
         origin = "<b>not available</b>" if r.origin == ORIGIN_MISSING else html.escape(r.origin)
         cells = [f"<td>{html.escape(r.dataset)}</td>", f"<td>{html.escape(r.label)}</td>",
                  f"<td>{html.escape(r.protocol or '–')}</td>", f"<td>{origin}</td>"]

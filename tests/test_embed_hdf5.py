@@ -164,3 +164,40 @@ def test_retention_scores_of_one_layer_and_head(setup, tmp_path, capsys):
     assert main(["embed", str(one), "--checkpoint", str(root / "encoder"), "--out", str(tmp_path / "x.npy"),
                  "--retention", "9,1", "--quiet"]) == 1
     assert "the encoder has layers 1.." in capsys.readouterr().err
+
+
+def test_python_api_gives_what_the_command_line_writes(setup, tmp_path, capsys):
+    """``rnaret.embed.embed_layers`` / ``retention_map``: the .h5 rows and the --retention matrix
+    of `rnaret embed`, and its refusals with the same messages (one validation function)."""
+    from rnaret.embed import embed_layers, retention_map
+    from rnaret.io.errors import InputError
+
+    root, _, records = setup
+    encoder = load_encoder(root / "encoder")
+    sequences = [r.sequence for r in records]
+    for pool in ("none", "cls"):
+        assert embed(setup, tmp_path / f"{pool}.h5", "--layers", "0,2", "--pool", pool) == 0
+        got = embed_layers(encoder, sequences, "0,2", pool)
+        assert sorted(got) == [0, 2]
+        with h5py.File(tmp_path / f"{pool}.h5") as f:
+            for layer in (0, 2):
+                rows = np.concatenate(got[layer]) if pool == "none" else got[layer]
+                assert rows.shape == f[f"layer_{layer}"].shape and rows.shape[0] >= len(records)
+                np.testing.assert_allclose(rows, f[f"layer_{layer}"][:], atol=1e-5)
+    one = tmp_path / "one.fa"
+    one.write_text(f">{records[5].id}\n{records[5].sequence}\n")
+    assert main(["embed", str(one), "--checkpoint", str(root / "encoder"), "--out", str(tmp_path / "r.npy"),
+                 "--retention", "2,2", "--quiet"]) == 0
+    np.testing.assert_array_equal(retention_map(encoder, records[5].sequence, 2, 2), np.load(tmp_path / "r.npy"))
+    capsys.readouterr()
+    for layers in ("first", "9"):
+        with pytest.raises(InputError) as api:
+            embed_layers(encoder, sequences[:2], layers, "mean")
+        assert embed(setup, tmp_path / "x.h5", "--layers", layers) == 1
+        assert str(api.value) in capsys.readouterr().err
+    with pytest.raises(InputError, match="--pool must be one of mean, max, cls, none, got 'avg'"):
+        embed_layers(encoder, sequences[:2], "all", "avg")
+    with pytest.raises(InputError, match=r"--retention 3,1: the encoder has layers 1\.\.2 and heads 1\.\.2"):
+        retention_map(encoder, records[5].sequence, 3, 1)
+    with pytest.raises(InputError, match="alignment gap"):
+        embed_layers(encoder, ["ACG-U"], "all", "mean")

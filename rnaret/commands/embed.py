@@ -94,7 +94,7 @@ def run_hdf5(args) -> int:
     from rnaret.checkpoint import load_encoder
     from rnaret.cli import plural
     from rnaret.device import resolve_device
-    from rnaret.embed_hdf5 import embed_fasta_to_hdf5, parse_layers
+    from rnaret.embed_hdf5 import embed_fasta_to_hdf5, embedding_options
     from rnaret.io.errors import InputError
     from rnaret.precision import configure_precision
 
@@ -104,8 +104,8 @@ def run_hdf5(args) -> int:
     device = resolve_device(args.device)
     precision = configure_precision(device, args.precision)
     model = load_encoder(args.checkpoint, device=device)
-    layers = parse_layers(args.layers, model.config.retnet_layers)
-    done = embed_fasta_to_hdf5(model, args.fasta, args.out, layers=layers, pool=args.pool,
+    layers, pool = embedding_options(args.layers, args.pool, model.config.retnet_layers)
+    done = embed_fasta_to_hdf5(model, args.fasta, args.out, layers=layers, pool=pool,
                                batch_tokens=args.batch_tokens, device=device, precision=precision,
                                progress=not args.quiet, metadata={"checkpoint": str(args.checkpoint)})
     resumed = f" ({done['resumed_from']:,} found done, {done['computed']:,} embedded now)" if done["resumed_from"] else ""
@@ -115,25 +115,19 @@ def run_hdf5(args) -> int:
 
 
 def run_retention(args) -> int:
-    """``--retention LAYER,HEAD``: the retention scores of one sequence (``rnaret.model.scores``)
+    """``--retention LAYER,HEAD``: the retention scores of one sequence (``rnaret.embed.retention_map``)
     as an (L, L) float32 .npy, row n = how much each position weighs in position n's output."""
     import numpy as np
-    import torch
 
     from rnaret.checkpoint import load_encoder
     from rnaret.device import resolve_device
+    from rnaret.embed import parse_retention, retention_map
     from rnaret.io.atomic import atomic_path
     from rnaret.io.errors import InputError
     from rnaret.io.fasta import read_sequences
-    from rnaret.model.scores import retention_scores
-    from rnaret.tokenizer import encode
 
     if not str(args.out).lower().endswith(".npy"):
         raise InputError(None, "--retention writes an (L, L) matrix: give an --out ending in .npy")
-    try:
-        layer, head = (int(x) for x in str(args.retention).split(","))
-    except ValueError:
-        raise InputError(None, f"--retention must be LAYER,HEAD such as 3,1, got {args.retention!r}") from None
     records = []
     for record in read_sequences(args.fasta):
         records.append(record)
@@ -143,14 +137,11 @@ def run_retention(args) -> int:
     device = resolve_device(args.device)
     encoder = load_encoder(args.checkpoint, device=device)
     config = encoder.config
-    if not (1 <= layer <= config.retnet_layers and 1 <= head <= config.retnet_retention_heads):
-        raise InputError(None, f"--retention {args.retention}: the encoder has layers 1..{config.retnet_layers} "
-                               f"and heads 1..{config.retnet_retention_heads}")
-    tokens = torch.from_numpy(encode(records[0].sequence, config.k)).unsqueeze(0).to(device)
+    layer, head = parse_retention(args.retention, config.retnet_layers, config.retnet_retention_heads)
     try:
-        scores = retention_scores(encoder, tokens, layer - 1, head - 1)[0].cpu().numpy().astype(np.float32)
-    except ValueError as exc:  # the Transformer baseline has no retention
-        raise InputError(args.checkpoint, str(exc)) from None
+        scores = retention_map(encoder, records[0].sequence, layer, head)
+    except InputError as exc:  # the Transformer baseline has no retention: the checkpoint's fault
+        raise InputError(args.checkpoint, exc.what) from None
     with atomic_path(args.out, suffix=".npy") as tmp:
         np.save(tmp, scores)
     print(f"rnaret embed: retention scores of layer {layer}, head {head} for {records[0].id} "

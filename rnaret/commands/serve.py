@@ -32,25 +32,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "model's encoder)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     parser.add_argument("--fd", type=int, default=None, metavar="N",
                         help="serve on an already bound, listening socket given as file descriptor N "
                              "(from a process manager or a test) instead of --host/--port")
-    parser.add_argument("--workers", type=int, default=2,
-                        help="worker processes running the models and ViennaRNA (default 2)")
-    parser.add_argument("--threads-per-worker", type=int, default=None,
-                        help="torch threads per worker (default: CPU count / workers)")
-    parser.add_argument("--max-request-bytes", type=int, default=defaults.max_request_bytes,
-                        help=f"largest request body in bytes (default {defaults.max_request_bytes})")
-    parser.add_argument("--max-sequences", type=int, default=defaults.max_sequences,
-                        help=f"most sequences per request (default {defaults.max_sequences})")
-    parser.add_argument("--max-total-length", type=int, default=defaults.max_total_length,
-                        help=f"most nucleotides per request (default {defaults.max_total_length})")
-    parser.add_argument("--max-structure-length", type=int, default=defaults.max_structure_length,
-                        help="longest sequence given a structure (model and ViennaRNA); longer ones get "
-                             f"coding and embeddings only (default {defaults.max_structure_length})")
-    parser.add_argument("--max-jobs", type=int, default=defaults.max_jobs,
-                        help=f"most jobs queued or running at once (default {defaults.max_jobs})")
+    # the whole-number options: flag -> (default, help); the help names a default that is not None
+    numbers = {
+        "--port": (8000, "port"),
+        "--workers": (2, "worker processes running the models and ViennaRNA"),
+        "--threads-per-worker": (None, "torch threads per worker (default: CPU count / workers)"),
+        "--max-request-bytes": (defaults.max_request_bytes, "largest request body in bytes"),
+        "--max-sequences": (defaults.max_sequences, "most sequences per request"),
+        "--max-total-length": (defaults.max_total_length, "most nucleotides per request"),
+        "--max-structure-length": (defaults.max_structure_length, "longest sequence given a structure (model "
+                                   "and ViennaRNA); longer ones get coding and embeddings only"),
+        "--max-jobs": (defaults.max_jobs, "most jobs queued or running at once"),
+    }
+    for flag, (default, text) in numbers.items():
+        parser.add_argument(flag, type=int, default=default,
+                            help=text if default is None else f"{text} (default {default})")
     parser.add_argument("--job-ttl", type=float, default=900.0,
                         help="seconds a finished job's files are kept after it was last read (default 900)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",

@@ -111,17 +111,27 @@ def _check_tree(members: list[Member], archive) -> None:
             parent = posixpath.dirname(parent)
 
 
+def _entry_path(name: str, is_dir: bool, archive, members: list[Member]) -> str | None:
+    """The member path of the archive entry ``name``, or None for a folder, which is added to
+    ``members`` here (the archive's root folder is not a member); a non-folder entry that names
+    the root folder is refused."""
+    path = member_path(name, archive)
+    if is_dir:
+        if path:
+            members.append(Member(path, "dir"))
+        return None
+    if not path:
+        raise _refuse(archive, name, "a non-folder member named as the root folder")
+    return path
+
+
 def _tar_members(tar: tarfile.TarFile, archive) -> list[Member]:
     members: list[Member] = []
     files: set[str] = set()
     for info in tar.getmembers():
-        path = member_path(info.name, archive)
-        if info.isdir():
-            if path:
-                members.append(Member(path, "dir"))
+        path = _entry_path(info.name, info.isdir(), archive, members)
+        if path is None:
             continue
-        if not path:
-            raise _refuse(archive, info.name, "a non-folder member named as the root folder")
         if info.isreg():
             members.append(Member(path, "file", size=info.size))
             files.add(path)
@@ -146,14 +156,10 @@ def _tar_members(tar: tarfile.TarFile, archive) -> list[Member]:
 def _zip_members(zf: zipfile.ZipFile, archive) -> list[Member]:
     members: list[Member] = []
     for info in zf.infolist():
-        path = member_path(info.filename, archive)
-        mode = info.external_attr >> 16
-        if info.is_dir():
-            if path:
-                members.append(Member(path, "dir"))
+        path = _entry_path(info.filename, info.is_dir(), archive, members)
+        if path is None:
             continue
-        if not path:
-            raise _refuse(archive, info.filename, "a non-folder member named as the root folder")
+        mode = info.external_attr >> 16
         if stat.S_ISLNK(mode):
             target = zf.read(info).decode("utf-8", errors="replace")
             members.append(Member(path, "symlink", target=_symlink_target(path, target, archive)))

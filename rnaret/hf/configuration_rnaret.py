@@ -41,18 +41,10 @@ class RnaretConfig(PretrainedConfig):
                  chunk_size: int = 128, parallel_max_len: int = 512, segment_len: int = 4096,
                  architecture: str = "retnet", classifier_pooling: str = "mean",
                  classifier_dropout: float = 0.0, **kwargs):
-        self.vocab_size = vocab_size
-        self.retnet_embed_dim = retnet_embed_dim
-        self.retnet_value_embed_dim = retnet_value_embed_dim
-        self.retnet_ffn_embed_dim = retnet_ffn_embed_dim
-        self.retnet_layers = retnet_layers
-        self.retnet_retention_heads = retnet_retention_heads
-        self.dropout = dropout
-        self.activation_dropout = activation_dropout
-        self.chunk_size = chunk_size
-        self.parallel_max_len = parallel_max_len
-        self.segment_len = segment_len
-        self.architecture = architecture
+        given = locals()  # the arguments by name: the encoder's fields are set from this one list
+        for name in ENCODER_FIELDS:
+            if name != "k":
+                setattr(self, name, given[name])
         if classifier_pooling not in POOLINGS:
             raise ValueError(f"classifier_pooling must be one of {POOLINGS}, got {classifier_pooling!r}")
         self.classifier_pooling = classifier_pooling

@@ -114,13 +114,52 @@ class RnaretModel(RnaretPreTrainedModel):
         return result if return_dict else result.to_tuple()
 
 
-class RnaretForMaskedLM(RnaretPreTrainedModel):
-    """Masked-language model: the encoder and its MLM head (the published pretraining model).
-    ``labels`` (B, L): the token ids to predict, -100 where nothing is predicted."""
+class _RnaretWithHead(RnaretPreTrainedModel):
+    """The models that put a head on the encoder (``self.rnaret``) and compare its logits with
+    ``labels``: one ``forward``; each subclass builds its head after calling this ``__init__``
+    and says which logits it gives (``head_logits``), its loss (``head_loss``) and its output class."""
+
+    return_logits = False  # whether the encoder's MLM logits are needed
+    output_class = None
 
     def __init__(self, config: RnaretConfig):
         super().__init__(config)
         self.rnaret = RnaretModel(config)
+
+    def head_logits(self, out) -> Tensor:
+        """The head's logits from the encoder's output (``rnaret.model.encoder.EncoderOutput``)."""
+        raise NotImplementedError
+
+    def head_loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """The loss of ``logits`` against ``labels`` (on the logits' device)."""
+        raise NotImplementedError
+
+    def forward(self, input_ids: Tensor | None = None, attention_mask: Tensor | None = None,
+                labels: Tensor | None = None, output_hidden_states: bool | None = None,
+                output_attentions: bool | None = None, return_dict: bool | None = None, **kwargs):
+        hidden, attn, return_dict = _options(self.config, output_hidden_states, output_attentions, return_dict)
+        out, attentions = self.rnaret.encode(input_ids, attention_mask, self.return_logits, hidden, attn)
+        logits = self.head_logits(out)
+        loss = None if labels is None else self.head_loss(logits, labels.to(logits.device))
+        result = self.output_class(loss=loss, logits=logits, hidden_states=out.hidden_states if hidden else None,
+                                   attentions=attentions)
+        return result if return_dict else result.to_tuple()
+
+
+def _token_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """Cross-entropy over the positions, -100 labels left out: logits (B, L, C), labels (B, L)."""
+    return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX)
+
+
+class RnaretForMaskedLM(_RnaretWithHead):
+    """Masked-language model: the encoder and its MLM head (the published pretraining model).
+    ``labels`` (B, L): the token ids to predict, -100 where nothing is predicted."""
+
+    return_logits = True
+    output_class = MaskedLMOutput
+
+    def __init__(self, config: RnaretConfig):
+        super().__init__(config)
         self.post_init()
 
     def get_output_embeddings(self) -> nn.Linear:
@@ -129,19 +168,11 @@ class RnaretForMaskedLM(RnaretPreTrainedModel):
     def set_output_embeddings(self, value: nn.Linear):
         self.rnaret.encoder.output_projection = value
 
-    def forward(self, input_ids: Tensor | None = None, attention_mask: Tensor | None = None,
-                labels: Tensor | None = None, output_hidden_states: bool | None = None,
-                output_attentions: bool | None = None, return_dict: bool | None = None,
-                **kwargs) -> MaskedLMOutput | tuple:
-        hidden, attn, return_dict = _options(self.config, output_hidden_states, output_attentions, return_dict)
-        out, attentions = self.rnaret.encode(input_ids, attention_mask, True, hidden, attn)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(out.logits.flatten(0, 1).float(), labels.to(out.logits.device).flatten(),
-                                   ignore_index=IGNORE_INDEX)
-        result = MaskedLMOutput(loss=loss, logits=out.logits, hidden_states=out.hidden_states if hidden else None,
-                                attentions=attentions)
-        return result if return_dict else result.to_tuple()
+    def head_logits(self, out) -> Tensor:
+        return out.logits
+
+    def head_loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        return _token_loss(logits, labels)
 
 
 class SequenceHead(nn.Module):
@@ -166,59 +197,45 @@ class SequenceHead(nn.Module):
         return self.out_proj(self.dropout(torch.tanh(self.dense(self.dropout(pooled)))))
 
 
-class RnaretForSequenceClassification(RnaretPreTrainedModel):
+class RnaretForSequenceClassification(_RnaretWithHead):
     """One label per sequence (``config.num_labels``; ``problem_type`` regression,
     single_label_classification or multi_label_classification, inferred from ``labels`` as the
     library does when not set). ``labels`` (B,) or (B, num_labels)."""
 
+    output_class = SequenceClassifierOutput
+
     def __init__(self, config: RnaretConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
-        self.rnaret = RnaretModel(config)
         self.classifier = SequenceHead(config)
         self.post_init()
 
-    def forward(self, input_ids: Tensor | None = None, attention_mask: Tensor | None = None,
-                labels: Tensor | None = None, output_hidden_states: bool | None = None,
-                output_attentions: bool | None = None, return_dict: bool | None = None,
-                **kwargs) -> SequenceClassifierOutput | tuple:
-        hidden, attn, return_dict = _options(self.config, output_hidden_states, output_attentions, return_dict)
-        out, attentions = self.rnaret.encode(input_ids, attention_mask, False, hidden, attn)
-        logits = self.classifier(out.last_inner_state, out.padding_mask)
-        loss = None if labels is None else _sequence_loss(self.config, logits, labels.to(logits.device))
-        result = SequenceClassifierOutput(loss=loss, logits=logits,
-                                          hidden_states=out.hidden_states if hidden else None,
-                                          attentions=attentions)
-        return result if return_dict else result.to_tuple()
+    def head_logits(self, out) -> Tensor:
+        return self.classifier(out.last_inner_state, out.padding_mask)
+
+    def head_loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        return _sequence_loss(self.config, logits, labels)
 
 
-class RnaretForTokenClassification(RnaretPreTrainedModel):
+class RnaretForTokenClassification(_RnaretWithHead):
     """One label per token (per nucleotide: n nt give n tokens): dropout -> Linear(d,
     num_labels) on each position. ``labels`` (B, L), -100 where no label (padding)."""
+
+    output_class = TokenClassifierOutput
 
     def __init__(self, config: RnaretConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
-        self.rnaret = RnaretModel(config)
         self.dropout = nn.Dropout(config.classifier_dropout)
         self.classifier = HeadLinear(config.retnet_embed_dim, config.num_labels)
         self.post_init()
 
-    def forward(self, input_ids: Tensor | None = None, attention_mask: Tensor | None = None,
-                labels: Tensor | None = None, output_hidden_states: bool | None = None,
-                output_attentions: bool | None = None, return_dict: bool | None = None,
-                **kwargs) -> TokenClassifierOutput | tuple:
-        hidden, attn, return_dict = _options(self.config, output_hidden_states, output_attentions, return_dict)
-        out, attentions = self.rnaret.encode(input_ids, attention_mask, False, hidden, attn)
+    def head_logits(self, out) -> Tensor:
         logits = self.classifier(self.dropout(out.last_inner_state))
-        logits = logits.masked_fill(~out.padding_mask[..., None], 0)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.to(logits.device).flatten(),
-                                   ignore_index=IGNORE_INDEX)
-        result = TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states if hidden else None,
-                                       attentions=attentions)
-        return result if return_dict else result.to_tuple()
+        return logits.masked_fill(~out.padding_mask[..., None], 0)
+
+    def head_loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        return _token_loss(logits, labels)
 
 
 def _options(config, output_hidden_states, output_attentions, return_dict) -> tuple[bool, bool, bool]:

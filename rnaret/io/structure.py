@@ -389,18 +389,25 @@ def read_bpseq(path, record_id: str | None = None) -> StructureRecord:
             raise InputError(path, f"expected 3 columns 'i base j', got {len(fields)}: {_clip(line.strip())}",
                              record=rec_id, line=number)
         i, j = _ints([fields[0], fields[2]], path=path, record=rec_id, line=number)
-        if i != len(bases) + 1:
-            raise InputError(path, f"position {i} where {len(bases) + 1} was expected", record=rec_id,
-                             line=number)
-        if not _is_base(fields[1]):
-            raise InputError(path, f"base {_clip(fields[1])} is not one letter", record=rec_id, line=number)
-        bases.append(fields[1])
-        partner.append(j)
-        lines.append(number)
+        _add_base((bases, partner, lines), i, fields[1], j, path=path, record=rec_id, line=number)
     if not bases:
         raise InputError(path, "no 'i base j' lines", record=rec_id)
     pairs = _pairs_from_partners(partner, path=path, record=rec_id, lines=lines)
     return StructureRecord(rec_id, "".join(bases), pairs)
+
+
+def _add_base(columns: tuple[list, list, list], i: int, base: str, j: int, *, path, record, line: int) -> None:
+    """Append a table line's base, partner ``j`` (0: unpaired) and line number to ``columns``
+    (bases, partners, line numbers of the record read so far); InputError when ``i`` is not the
+    next position or ``base`` is not one letter."""
+    bases, partner, lines = columns
+    if i != len(bases) + 1:
+        raise InputError(path, f"position {i} where {len(bases) + 1} was expected", record=record, line=line)
+    if not _is_base(base):
+        raise InputError(path, f"base {_clip(base)} is not one letter", record=record, line=line)
+    bases.append(base)
+    partner.append(j)
+    lines.append(line)
 
 
 def _ct_title(rest: str) -> str:
@@ -475,14 +482,7 @@ def read_ct(path, name: str | None = None) -> Iterator[StructureRecord]:
                              record=rec_name, line=number)
         i, _, _, j = _ints([fields[0], fields[2], fields[3], fields[4]], path=path, record=rec_name,
                            line=number)
-        if i != len(bases) + 1:
-            raise InputError(path, f"position {i} where {len(bases) + 1} was expected", record=rec_name,
-                             line=number)
-        if not _is_base(fields[1]):
-            raise InputError(path, f"base {_clip(fields[1])} is not one letter", record=rec_name, line=number)
-        bases.append(fields[1])
-        partner.append(j)
-        lines.append(number)
+        _add_base((bases, partner, lines), i, fields[1], j, path=path, record=rec_name, line=number)
         if len(bases) == n:
             n_records += 1
             last = (rec_name, n)
@@ -799,14 +799,20 @@ def _partner_list(record: StructureRecord) -> list[int]:
     return partner
 
 
-def write_dbn(records: Iterable[StructureRecord], path) -> int:
-    """Write records as 3-line ``.dbn`` (atomically); returns the number written."""
+def _write_records(records: Iterable[StructureRecord], path, format_record) -> int:
+    """Write ``format_record(record)`` of each record to one file (atomically); returns the
+    number written."""
     n = 0
     with atomic_open(path) as handle:
         for rec in records:
-            handle.write(format_dbn(rec))
+            handle.write(format_record(rec))
             n += 1
     return n
+
+
+def write_dbn(records: Iterable[StructureRecord], path) -> int:
+    """Write records as 3-line ``.dbn`` (atomically); returns the number written."""
+    return _write_records(records, path, format_dbn)
 
 
 def write_bpseq(record: StructureRecord, path) -> None:
@@ -830,12 +836,7 @@ def write_bpseq_folder(records: Iterable[StructureRecord], path) -> int:
 
 def write_ct(records: Iterable[StructureRecord], path) -> int:
     """Write records as one CT file (atomically); returns the number written."""
-    n = 0
-    with atomic_open(path) as handle:
-        for rec in records:
-            handle.write(format_ct(rec))
-            n += 1
-    return n
+    return _write_records(records, path, format_ct)
 
 
 def write_structure_table(records: Iterable[StructureRecord], path) -> int:

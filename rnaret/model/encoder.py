@@ -202,7 +202,24 @@ class MultiScaleRetention(nn.Module):
         return self.gate_out(num, scale, silu_g)
 
 
-class RetNetLayer(nn.Module):
+class PreNormBlock(nn.Module):
+    """The layer layout both encoders share: a token mixer (retention or attention) with the RMSNorm
+    before it, then the GLU feed-forward with its RMSNorm, and the residual dropout. The mixer and
+    its norm are registered as ``mixer_name`` and ``mixer_name + "_layer_norm"`` (the published
+    state-dict names), before the feed-forward, so that parameters are created in the published
+    order (the same initial weights for a seed)."""
+
+    def __init__(self, config: EncoderConfig, mixer_name: str, mixer: nn.Module):
+        super().__init__()
+        d = config.retnet_embed_dim
+        self.add_module(mixer_name, mixer)
+        self.add_module(f"{mixer_name}_layer_norm", RMSNorm(d))
+        self.ffn = GLU(d, config.retnet_ffn_embed_dim, config.dropout, config.activation_dropout)
+        self.final_layer_norm = RMSNorm(d)
+        self.dropout = RowDropout(config.dropout)
+
+
+class RetNetLayer(PreNormBlock):
     """Pre-norm block: x + dropout(retention(norm x)), then x + ffn(norm x). (B, L, d) -> (B, L, d).
 
     The chunkwise form runs the block through ``rnaret.model.retention.chunkwise_pass`` over
@@ -213,13 +230,7 @@ class RetNetLayer(nn.Module):
     """
 
     def __init__(self, config: EncoderConfig):
-        super().__init__()
-        d = config.retnet_embed_dim
-        self.retention = MultiScaleRetention(config)
-        self.retention_layer_norm = RMSNorm(d)
-        self.ffn = GLU(d, config.retnet_ffn_embed_dim, config.dropout, config.activation_dropout)
-        self.final_layer_norm = RMSNorm(d)
-        self.dropout = RowDropout(config.dropout)
+        super().__init__(config, "retention", MultiScaleRetention(config))
 
     def forward(self, x: Tensor, plan) -> Tensor:
         if plan.form == "chunkwise":

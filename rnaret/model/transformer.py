@@ -21,8 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnaret.model.dropout import RowDropout
-from rnaret.model.encoder import (GLU, EncoderConfig, EncoderOutput, RMSNorm, TokenEncoder,
+from rnaret.model.encoder import (EncoderConfig, EncoderOutput, PreNormBlock, TokenEncoder,
                                   choose_form, finish_output, fused_weight)
 from rnaret.model.retention import rotary_angle, rotary_phasors, rotate_heads
 
@@ -70,17 +69,11 @@ class MultiHeadAttention(nn.Module):
         return self.out_proj(out.transpose(1, 2).reshape(bsz, length, -1))
 
 
-class TransformerLayer(nn.Module):
+class TransformerLayer(PreNormBlock):
     """Pre-norm block: x + dropout(attention(norm x)), then x + ffn(norm x)."""
 
     def __init__(self, config: EncoderConfig):
-        super().__init__()
-        d = config.retnet_embed_dim
-        self.attention = MultiHeadAttention(config)
-        self.attention_layer_norm = RMSNorm(d)
-        self.ffn = GLU(d, config.retnet_ffn_embed_dim, config.dropout, config.activation_dropout)
-        self.final_layer_norm = RMSNorm(d)
-        self.dropout = RowDropout(config.dropout)
+        super().__init__(config, "attention", MultiHeadAttention(config))
 
     def forward(self, x: Tensor, phasors: Tensor, key_mask: Tensor | None) -> Tensor:
         x = x + self.dropout(self.attention(self.attention_layer_norm(x), phasors, key_mask, 0.0))

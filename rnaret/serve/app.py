@@ -11,6 +11,9 @@ Routes:
 - ``GET /api/jobs/{id}/files/{index}/{name}``: a sequence's drawings, plots and downloads;
 - ``POST /api/predict``: the same as ``/api/jobs`` but answers when the work is done.
 
+A request's ``layers``, ``pool`` and ``retention`` are ``rnaret embed``'s ``--layers``, ``--pool``
+and ``--retention``, checked by the same functions with the same messages (``_options``).
+
 Errors are JSON ``{"detail": message}``: 413 for a request over a limit, 422 for bad input
 (naming the record, the line and what is wrong), 404 for an unknown or expired job, 429 when
 busy, 500 without a stack trace (that goes to the server log).
@@ -35,8 +38,8 @@ from rnaret.serve.config import Limits, ServeConfig
 from rnaret.serve.inputs import BadInput, TooLarge, decode_upload, parse_fasta_text, sequences_to_fasta
 from rnaret.serve.jobs import Job, JobManager, NoSuchJob, Options, TooBusy
 from rnaret.serve.schemas import (CodingResult, Download, EmbeddingsResult, ErrorResponse, JobRequest,
-                                  JobStatus, ModelStructure, Progress, SequenceResult, ServerInfo,
-                                  ViennaStructure)
+                                  JobStatus, ModelStructure, Progress, RetentionResult, SequenceResult,
+                                  ServerInfo, ViennaStructure)
 
 log = logging.getLogger("rnaret.serve")
 STATIC = Path(__file__).resolve().parent / "static"
@@ -45,8 +48,8 @@ DOWNLOADS = {
     "structure": ("model.dbn", "model.bpseq", "model.ct", "model_pair_scores.npy"),
     "vienna": ("vienna.dbn", "vienna.bpseq", "vienna.ct"),
     "coding": ("coding_track.tsv",),
-    "embed": ("embeddings.safetensors",),
-}
+    "retention": ("retention_scores.npy",),
+}  # embed: the one file its result names (.safetensors or .h5)
 # the page and everything it loads come from this server; SVG drawings never run their scripts
 SECURITY_HEADERS = [
     (b"content-security-policy", b"default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
@@ -118,13 +121,15 @@ def create_app(structure_checkpoint=None, coding_checkpoint=None, embed_checkpoi
     @app.post("/api/jobs", status_code=202, responses=ERRORS, summary="Start a job from FASTA text or sequences")
     async def create_job(body: JobRequest, request: Request) -> JobStatus:
         job = await _start(manager, _request_text(body), "your FASTA" if body.fasta is not None else "your sequences",
-                           Options(vienna=body.vienna, embeddings=body.embeddings))
+                           _options(manager, body.vienna, body.embeddings, body.layers, body.pool, body.retention))
         return job_status(job, request)
 
     @app.post("/api/jobs/upload", status_code=202, responses=ERRORS,
               summary="Start a job from an uploaded FASTA file (plain or gzipped)")
     async def upload_job(request: Request, file: UploadFile = File(..., description="FASTA file (.fa, .fa.gz)"),
-                         vienna: bool = Form(True), embeddings: bool = Form(True)) -> JobStatus:
+                         vienna: bool = Form(True), embeddings: bool = Form(True), layers: str = Form("last"),
+                         pool: str = Form("mean"), retention: str | None = Form(None)) -> JobStatus:
+        options = _options(manager, vienna, embeddings, layers, pool, retention or None)
         label = _file_label(file.filename)
         data = await file.read()
         try:
@@ -133,13 +138,13 @@ def create_app(structure_checkpoint=None, coding_checkpoint=None, embed_checkpoi
             raise HTTPException(413, f"{label}: {exc}") from None
         except BadInput as exc:
             raise HTTPException(422, f"{label}: {exc}") from None
-        job = await _start(manager, data, label, Options(vienna=vienna, embeddings=embeddings))
+        job = await _start(manager, data, label, options)
         return job_status(job, request)
 
     @app.post("/api/predict", responses=ERRORS, summary="Analyse sequences and answer when done")
     async def predict(body: JobRequest, request: Request) -> JobStatus:
         job = await _start(manager, _request_text(body), "your FASTA" if body.fasta is not None else "your sequences",
-                           Options(vienna=body.vienna, embeddings=body.embeddings))
+                           _options(manager, body.vienna, body.embeddings, body.layers, body.pool, body.retention))
         await manager.wait(job)
         if job.deleted:
             raise HTTPException(410, "the job was deleted before it finished")
@@ -181,6 +186,28 @@ def _request_text(body: JobRequest) -> str:
     if body.fasta is not None:
         return body.fasta
     return sequences_to_fasta((s.id, s.sequence) for s in body.sequences or [])
+
+
+def _options(manager: JobManager, vienna: bool, embeddings: bool, layers, pool: str, retention) -> Options:
+    """A request's options, its embedding choices checked against the embed model's encoder by
+    ``rnaret embed``'s own functions (``embedding_options``, ``parse_retention``: the same
+    messages); HTTPException 422 for a bad choice, or for one this server has no embed model for."""
+    from rnaret.embed import parse_retention
+    from rnaret.embed_hdf5 import embedding_options
+    from rnaret.io.errors import InputError
+
+    encoder = manager.stages.get("embed")
+    if encoder is None:
+        if (layers, pool) != ("last", "mean") or retention is not None:
+            raise HTTPException(422, "this server has no embed model: layers, pool and retention need one")
+        return Options(vienna=vienna, embeddings=embeddings)
+    try:
+        layers, pool = embedding_options(layers, pool, encoder["layers"])
+        if retention is not None:
+            retention = parse_retention(retention, encoder["layers"], encoder["heads"])
+    except InputError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return Options(vienna=vienna, embeddings=embeddings, layers=layers, pool=pool, retention=retention)
 
 
 async def _start(manager: JobManager, data, label: str, options: Options) -> Job:
@@ -248,10 +275,16 @@ def sequence_result(job: Job, index: int, files: str) -> SequenceResult:
                                   window_start=r["window_start"], window=r["window"], track=r["track"],
                                   plot_url=files + "coding_plot.png")
     if "embed" in ok:
-        out.embeddings = EmbeddingsResult(url=files + "embeddings.safetensors", dim=ok["embed"]["dim"],
-                                          k=ok["embed"]["k"])
+        r = ok["embed"]
+        out.embeddings = EmbeddingsResult(url=files + r["file"], dim=r["dim"], k=r["k"], layers=r["layers"],
+                                          pool=r["pool"])
+    if "retention" in ok:
+        r = ok["retention"]
+        out.retention = RetentionResult(layer=r["layer"], head=r["head"], size=r["size"],
+                                        url=files + "retention_scores.npy")
     out.downloads = [Download(name=name, url=files + name, description=worker.FILES[name][1])
-                     for stage in worker.STAGES if stage in ok for name in DOWNLOADS[stage]]
+                     for stage in worker.STAGES if stage in ok
+                     for name in ((ok[stage]["file"],) if stage == "embed" else DOWNLOADS[stage])]
     return out
 
 

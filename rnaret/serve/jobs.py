@@ -1,7 +1,8 @@
 """Jobs of ``rnaret serve``: one request's sequences, run stage by stage in worker processes.
 
 A job is created from checked sequences; each sequence gets the stages the server can run for
-it (``structure`` and ``vienna`` up to ``max_structure_length`` nt, ``coding``, ``embed``). The
+it (``structure`` and ``vienna`` up to ``max_structure_length`` nt, ``coding``, ``embed``, and
+``retention`` when asked for, up to ``max_structure_length`` nt). The
 ``JobManager`` keeps at most ``workers`` stages in flight and picks the next one round-robin
 over the jobs that have work left, so a short job submitted while a long one runs starts as soon
 as a worker is free instead of after all of the long job's stages.
@@ -44,10 +45,23 @@ class NoSuchJob(KeyError):
 
 @dataclass(frozen=True)
 class Options:
-    """What a request asks for beyond the models' predictions."""
+    """What a request asks for beyond the models' predictions. ``layers`` and ``pool``: the
+    embeddings' (checked: ``rnaret.embed_hdf5.embedding_options``; None: the last layer);
+    ``retention``: (layer, head), 1-based, of a retention map per sequence, or None."""
 
     vienna: bool = True
     embeddings: bool = True
+    layers: list[int] | None = None
+    pool: str = "mean"
+    retention: tuple[int, int] | None = None
+
+    def of_stage(self, stage: str) -> dict:
+        """The keyword arguments of ``stage`` in the worker (``rnaret.serve.worker.run_stage``)."""
+        if stage == "embed":
+            return {"layers": self.layers, "pool": self.pool}
+        if stage == "retention":
+            return {"layer": self.retention[0], "head": self.retention[1]}
+        return {}
 
 
 @dataclass
@@ -192,6 +206,12 @@ class JobManager:
             todo.append("coding")
         if options.embeddings and "embed" in self.stages:
             todo.append("embed")
+        if options.retention is not None and "embed" in self.stages:
+            if len(seq) <= self.limits.max_structure_length:  # an (L, L) matrix, as the pair scores
+                todo.append("retention")
+            else:
+                notes.append(f"no retention map: {len(seq):,} nt is longer than this server's "
+                             f"max_structure_length ({self.limits.max_structure_length:,} nt)")
         return todo, notes
 
     def counts(self) -> dict[str, int]:
@@ -258,7 +278,8 @@ class JobManager:
 
     def _submit(self, job: Job, task: StageTask) -> None:
         seq = job.sequences[task.index]
-        args = (worker.run_stage, task.stage, str(job.sequence_folder(task.index)), seq.id, seq.sequence)
+        args = (worker.run_stage, task.stage, str(job.sequence_folder(task.index)), seq.id, seq.sequence,
+                job.options.of_stage(task.stage))
         executor = self._executor
         try:
             future = executor.submit(*args)

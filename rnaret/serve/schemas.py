@@ -27,7 +27,15 @@ class JobRequest(BaseModel):
     fasta: str | None = Field(None, description="FASTA text (one or more records), or one bare sequence")
     sequences: list[SequenceIn] | None = Field(None, description="sequences as JSON objects")
     vienna: bool = Field(True, description="also fold with ViennaRNA (MFE) for comparison")
-    embeddings: bool = Field(True, description="also compute embeddings (a .safetensors download)")
+    embeddings: bool = Field(True, description="also compute embeddings (a .safetensors download, or .h5 "
+                                               "for other layers or a cls/none pooling)")
+    layers: str | list[int] = Field("last", description="embedding layers, as `rnaret embed --layers`: all, "
+                                    "last or a list such as 0,2 (0 = the token embeddings, l = layer l's output)")
+    pool: str = Field("mean", description="per-sequence pooling of the embeddings, as `rnaret embed --pool`: "
+                      "mean, max, cls (the first token) or none (one row per nucleotide)")
+    retention: str | None = Field(None, description="LAYER,HEAD (1-based), as `rnaret embed --retention`: also "
+                                  "the (L, L) retention scores of that layer and head per sequence (.npy)",
+                                  examples=["1,1"])
 
     @model_validator(mode="after")
     def _one_input(self) -> "JobRequest":
@@ -38,7 +46,7 @@ class JobRequest(BaseModel):
 
 class Progress(BaseModel):
     done: int = Field(..., description="stages finished")
-    total: int = Field(..., description="stages in the job (per sequence: structure, vienna, coding, embed)")
+    total: int = Field(..., description="stages in the job (per sequence: structure, vienna, coding, embed, retention)")
     fraction: float = Field(..., ge=0, le=1)
 
 
@@ -84,9 +92,23 @@ class CodingResult(BaseModel):
 
 
 class EmbeddingsResult(BaseModel):
-    url: str = Field(..., description=".safetensors: per_sequence (1, d), per_nucleotide (n, d), offsets, lengths")
+    url: str = Field(..., description=".safetensors (the last layer): per_sequence (1, d), per_nucleotide (n, d), "
+                     "offsets, lengths; .h5 (other layers, or pool cls/none): layer_<l> per layer, as "
+                     "`rnaret embed --out X.h5` writes")
     dim: int
     k: int
+    layers: list[int] = Field(..., description="the layers in the file (0 = the token embeddings)")
+    pool: str
+
+
+class RetentionResult(BaseModel):
+    """Retention scores of one layer and head (``rnaret embed --retention``)."""
+
+    layer: int = Field(..., description="1-based")
+    head: int = Field(..., description="1-based")
+    size: int = Field(..., description="L: the matrix is (L, L), one row and column per token")
+    url: str = Field(..., description="the (L, L) float32 matrix as .npy; row n = how much each position weighs "
+                     "in position n's output")
 
 
 class SequenceResult(BaseModel):
@@ -101,6 +123,7 @@ class SequenceResult(BaseModel):
     vienna: ViennaStructure | None = None
     coding: CodingResult | None = None
     embeddings: EmbeddingsResult | None = None
+    retention: RetentionResult | None = None
     downloads: list[Download] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list, description="stages skipped or failed, and why")
     seconds: dict[str, float] = Field(default_factory=dict, description="time per stage")

@@ -15,7 +15,14 @@ the workers:
 - ``vienna``: ViennaRNA MFE structure and energy, a drawing, .dbn/.bpseq/.ct;
 - ``coding``: the fine-tuned coding model (the path ``rnaret classify`` runs): coding
   probability (best 30-nt window mean), per-position CDS probabilities (a plot and a TSV);
-- ``embed``: per-sequence and per-nucleotide embeddings (``rnaret embed``'s safetensors layout).
+- ``embed``: embeddings: by default the last layer, per sequence (mean) and per nucleotide
+  (``rnaret embed``'s safetensors layout); with other ``layers`` or a ``pool`` of cls or none,
+  the layers asked for in ``rnaret embed --out X.h5``'s HDF5 layout (``rnaret.embed_hdf5``);
+- ``retention``: the (L, L) retention scores of one layer and head of the embed model's encoder
+  (``rnaret.embed.retention_map``, what ``rnaret embed --retention`` writes) as ``.npy``.
+
+``embed`` and ``retention`` take the request's options as keyword arguments (``layers`` and
+``pool``; ``layer`` and ``head``), checked by the server before the job starts.
 
 Every stage returns a plain dict (it crosses processes): ``{"ok": True, ...}`` or
 ``{"ok": False, "error": message}``; a message never holds a stack trace (that goes to the
@@ -29,24 +36,29 @@ import time
 import traceback
 from pathlib import Path
 
-STAGES = ("structure", "vienna", "coding", "embed")
+STAGES = ("structure", "vienna", "coding", "embed", "retention")
+
+
+def _structure_files(prefix: str, what: str) -> dict[str, tuple[str, str]]:
+    """The entries of ``FILES`` for a structure written as .dbn, .bpseq and .ct."""
+    return {f"{prefix}.{ext}": ("text/plain", f"{what}, {fmt}")
+            for ext, fmt in (("dbn", "dot-bracket"), ("bpseq", "bpseq"), ("ct", "CT"))}
+
 
 # file names inside a sequence's folder -> (media type, what it is); the download route
 # serves only these names
 FILES = {
-    "model.dbn": ("text/plain", "model structure, dot-bracket"),
-    "model.bpseq": ("text/plain", "model structure, bpseq"),
-    "model.ct": ("text/plain", "model structure, CT"),
+    **_structure_files("model", "model structure"),
     "model_pair_scores.npy": ("application/octet-stream", "model pair scores (n, n) float32: per-pair sigmoid scores"),
     "model_heatmap.png": ("image/png", "model pair-score heat map"),
     "model_drawing.svg": ("image/svg+xml", "model structure drawing"),
-    "vienna.dbn": ("text/plain", "ViennaRNA MFE structure, dot-bracket"),
-    "vienna.bpseq": ("text/plain", "ViennaRNA MFE structure, bpseq"),
-    "vienna.ct": ("text/plain", "ViennaRNA MFE structure, CT"),
+    **_structure_files("vienna", "ViennaRNA MFE structure"),
     "vienna_drawing.svg": ("image/svg+xml", "ViennaRNA MFE structure drawing"),
     "coding_track.tsv": ("text/tab-separated-values", "per-position CDS probabilities"),
     "coding_plot.png": ("image/png", "per-position CDS probability plot"),
     "embeddings.safetensors": ("application/octet-stream", "embeddings (rnaret embed layout)"),
+    "embeddings.h5": ("application/x-hdf5", "embeddings of the layers asked for (rnaret embed HDF5 layout)"),
+    "retention_scores.npy": ("application/octet-stream", "retention scores (L, L) float32 of one layer and head"),
 }
 
 # the models of this worker process, loaded once by ``init_worker``
@@ -150,22 +162,25 @@ def _encoder_facts(encoder) -> dict:
     config = getattr(encoder, "config", None)
     facts = {"encoder": type(encoder).__name__}
     if config is not None and hasattr(config, "retnet_embed_dim"):
-        facts.update(d=int(config.retnet_embed_dim), layers=int(config.retnet_layers))
+        facts.update(d=int(config.retnet_embed_dim), layers=int(config.retnet_layers),
+                     heads=int(config.retnet_retention_heads))
     return facts
 
 
-def run_stage(stage: str, folder: str, seq_id: str, sequence: str) -> dict:
+def run_stage(stage: str, folder: str, seq_id: str, sequence: str, options: dict | None = None) -> dict:
     """Run ``stage`` on one sequence (upper-case, U not T, IUPAC letters) and write its files
-    into ``folder`` (created). Returns the stage's result dict (see the module docstring) with
-    ``started``/``finished`` (epoch seconds) and ``pid``."""
+    into ``folder`` (created); ``options``: the stage's keyword arguments (module docstring).
+    Returns the stage's result dict (see the module docstring) with ``started``/``finished``
+    (epoch seconds) and ``pid``."""
     started = time.time()
     try:
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}")
-        if stage != "vienna" and stage not in _MODELS:
-            raise LookupError(f"this server has no {stage} model")
+        model = "embed" if stage == "retention" else stage  # retention reads the embed model's encoder
+        if model != "vienna" and model not in _MODELS:
+            raise LookupError(f"this server has no {model} model")
         Path(folder).mkdir(parents=True, exist_ok=True)
-        result = {"ok": True, **_RUNNERS[stage](Path(folder), seq_id, sequence)}
+        result = {"ok": True, **_RUNNERS[stage](Path(folder), seq_id, sequence, **(options or {}))}
     except (ValueError, LookupError) as exc:  # InputError is a ValueError: a message for the user
         result = {"ok": False, "error": str(exc)}
     except MemoryError:
@@ -274,16 +289,41 @@ def _coding(folder: Path, seq_id: str, sequence: str) -> dict:
             "window": window, "track": [round(float(p), 3) for p in track]}
 
 
-def _embed(folder: Path, seq_id: str, sequence: str) -> dict:
-    from rnaret.embed import embed_sequences, write_embeddings
+def _embed(folder: Path, seq_id: str, sequence: str, layers: list[int] | None = None, pool: str = "mean") -> dict:
+    """The last layer pooled by mean or max (``layers`` None or the last alone): the safetensors
+    file; any other choice: the HDF5 file of ``rnaret embed --layers --pool --out X.h5``."""
+    from rnaret.embed import POOLS, embed_sequences, write_embeddings
+    from rnaret.embed_hdf5 import embed_fasta_to_hdf5
 
     encoder, source = _MODELS["embed"]
-    result = embed_sequences(encoder, [seq_id], [sequence], per_nucleotide=True, progress=False)
-    write_embeddings(result, folder / "embeddings.safetensors", {"checkpoint": _display_name(source)})
-    return {"dim": int(result.per_sequence.shape[1]), "k": int(encoder.config.k)}
+    last = int(encoder.config.retnet_layers)
+    facts = {"dim": int(encoder.config.retnet_embed_dim), "k": int(encoder.config.k), "pool": pool}
+    if layers in (None, [last]) and pool in POOLS:
+        result = embed_sequences(encoder, [seq_id], [sequence], per_nucleotide=True, pool=pool, progress=False)
+        write_embeddings(result, folder / "embeddings.safetensors", {"checkpoint": _display_name(source)})
+        return {**facts, "layers": [last], "file": "embeddings.safetensors"}
+    fasta = folder / "sequence.fa"
+    fasta.write_text(f">{seq_id}\n{sequence}\n")
+    embed_fasta_to_hdf5(encoder, fasta, folder / "embeddings.h5", layers=layers, pool=pool, progress=False,
+                        metadata={"checkpoint": _display_name(source), "fasta": fasta.name})
+    return {**facts, "layers": list(layers), "file": "embeddings.h5"}
 
 
-_RUNNERS = {"structure": _structure, "vienna": _vienna, "coding": _coding, "embed": _embed}
+def _retention(folder: Path, seq_id: str, sequence: str, layer: int, head: int) -> dict:
+    import numpy as np
+
+    from rnaret.embed import retention_map
+    from rnaret.io.atomic import atomic_path
+
+    encoder, _ = _MODELS["embed"]
+    scores = retention_map(encoder, sequence, layer, head)
+    with atomic_path(folder / "retention_scores.npy", suffix=".npy") as tmp:
+        np.save(tmp, scores)
+    return {"layer": layer, "head": head, "size": int(scores.shape[0])}
+
+
+_RUNNERS = {"structure": _structure, "vienna": _vienna, "coding": _coding, "embed": _embed,
+            "retention": _retention}
 
 
 # -- files and pictures ------------------------------------------------------------------------

@@ -49,11 +49,15 @@ def _class_order(value: str):
 
 
 class GenericTask(Task):
-    """A task on a labelled table; subclasses set ``name``, ``level``, ``numeric`` and
-    ``selection_metric`` (module docstring); their defaults and presets are the name's."""
+    """A task on a labelled table; subclasses set ``name`` (module docstring), from which follow
+    ``level`` (its first word), ``numeric`` (a regression), ``selection_metric`` (pearson for a
+    regression, mcc for a classification) and the defaults and presets."""
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        cls.level, kind = cls.name.split("-")
+        cls.numeric = kind == "regression"
+        cls.selection_metric = "pearson" if cls.numeric else "mcc"
         cls.default_settings = TASK_DEFAULTS[cls.name]
         cls.presets = TASK_PRESETS[cls.name]
 
@@ -265,33 +269,14 @@ class GenericTask(Task):
         return super().write_outputs(public, metrics, out_dir)
 
 
-class SequenceClassificationTask(GenericTask):
-    """A class per sequence (binary or multi-class)."""
-
-    name = "sequence-classification"
-    level, numeric = "sequence", False
-    selection_metric = "mcc"
-
-
-class SequenceRegressionTask(GenericTask):
-    """A number per sequence."""
-
-    name = "sequence-regression"
-    level, numeric = "sequence", True
-    selection_metric = "pearson"
+def _task_type(name: str, doc: str) -> type[GenericTask]:
+    """The GenericTask subclass of task ``name`` (``sequence-classification`` ->
+    ``SequenceClassificationTask``), with ``doc`` as its docstring."""
+    class_name = "".join(word.title() for word in name.split("-")) + "Task"
+    return type(class_name, (GenericTask,), {"name": name, "__doc__": doc, "__module__": __name__})
 
 
-class TokenClassificationTask(GenericTask):
-    """A class per nucleotide."""
-
-    name = "token-classification"
-    level, numeric = "token", False
-    selection_metric = "mcc"
-
-
-class TokenRegressionTask(GenericTask):
-    """A number per nucleotide."""
-
-    name = "token-regression"
-    level, numeric = "token", True
-    selection_metric = "pearson"
+SequenceClassificationTask = _task_type("sequence-classification", "A class per sequence (binary or multi-class).")
+SequenceRegressionTask = _task_type("sequence-regression", "A number per sequence.")
+TokenClassificationTask = _task_type("token-classification", "A class per nucleotide.")
+TokenRegressionTask = _task_type("token-regression", "A number per nucleotide.")

@@ -267,6 +267,92 @@ def test_a_sequence_over_the_structure_limit_still_gets_coding(client, transcrip
     client.delete(job["url"])
 
 
+def test_embeddings_of_every_layer_and_a_retention_map(client, checkpoints, trna_like, tmp_path):
+    """layers/pool/retention give what the Python API (and so `rnaret embed`) gives for the
+    same encoder: the HDF5 layout of `rnaret embed --out X.h5` and the (L, L) .npy of --retention."""
+    import h5py
+
+    from rnaret.checkpoint import load_encoder
+    from rnaret.embed import embed_layers, retention_map
+
+    seq = trna_like.sequence.upper().replace("T", "U")
+    encoder = load_encoder(checkpoints["embed"])
+    job = client.post("/api/predict", json={"fasta": f">{trna_like.id}\n{seq}\n", "vienna": False,
+                                            "layers": "all", "pool": "none", "retention": "1,2"}).json()
+    (result,) = job["results"]
+    assert result["notes"] == [] and job["progress"]["total"] == 4  # structure, coding, embed, retention
+    embeddings = result["embeddings"]
+    assert embeddings["layers"] == [0, 1] and embeddings["pool"] == "none" and embeddings["url"].endswith(".h5")
+    (tmp_path / "e.h5").write_bytes(client.get(embeddings["url"]).content)
+    expected = embed_layers(encoder, [seq], "all", "none")
+    with h5py.File(tmp_path / "e.h5") as f:
+        assert [i.decode() for i in f["ids"][:]] == [trna_like.id] and list(f["offsets"][:]) == [0, len(seq)]
+        assert f.attrs["complete"] and f.attrs["fasta"] == "sequence.fa"  # no server folder named
+        for layer in (0, 1):
+            assert f[f"layer_{layer}"].shape == (len(seq), encoder.config.retnet_embed_dim)
+            np.testing.assert_allclose(f[f"layer_{layer}"][:], expected[layer][0], atol=1e-5)
+    retention = result["retention"]
+    assert (retention["layer"], retention["head"], retention["size"]) == (1, 2, len(seq))
+    scores = np.load(io.BytesIO(client.get(retention["url"]).content))
+    assert scores.dtype == np.float32 and scores.shape == (len(seq), len(seq))
+    np.testing.assert_allclose(scores, retention_map(encoder, seq, 1, 2), atol=1e-6)
+    assert np.abs(scores).sum() > 0  # not an empty answer
+    names = [d["name"] for d in result["downloads"]]
+    assert "embeddings.h5" in names and "retention_scores.npy" in names and "embeddings.safetensors" not in names
+    client.delete(job["url"])
+
+    # the last layer pooled by max stays a .safetensors file, as `rnaret embed` writes it
+    job = client.post("/api/predict", json={"fasta": f">a\n{seq}\n", "vienna": False, "pool": "max"}).json()
+    embeddings = job["results"][0]["embeddings"]
+    assert embeddings["url"].endswith(".safetensors") and embeddings["layers"] == [1]
+    client.delete(job["url"])
+
+
+def test_upload_takes_the_embedding_choices(client, checkpoints, trna_like, tmp_path):
+    import h5py
+
+    from rnaret.checkpoint import load_encoder
+    from rnaret.embed import embed_layers
+
+    seq = trna_like.sequence.upper().replace("T", "U")
+    created = client.post("/api/jobs/upload", files={"file": ("x.fa", f">u\n{seq}\n".encode(), "text/plain")},
+                          data={"vienna": "false", "layers": "0", "pool": "cls"})
+    assert created.status_code == 202, created.text
+    job, _ = wait_done(client, created.json())
+    (result,) = job["results"]
+    assert result["retention"] is None and result["embeddings"]["layers"] == [0]
+    (tmp_path / "u.h5").write_bytes(client.get(result["embeddings"]["url"]).content)
+    with h5py.File(tmp_path / "u.h5") as f:
+        np.testing.assert_allclose(f["layer_0"][:], embed_layers(load_encoder(checkpoints["embed"]), [seq], [0],
+                                                                 "cls")[0], atol=1e-5)
+    client.delete(job["url"])
+
+
+@pytest.mark.parametrize("fields", [
+    {"layers": "first"}, {"layers": "0,5"}, {"layers": []}, {"pool": "avg"}, {"retention": "1"},
+    {"retention": "2,1"}, {"retention": "1,3"},
+])
+def test_bad_embedding_choices_get_the_command_lines_messages(client, checkpoints, jobs_root, fields):
+    from rnaret.checkpoint import load_encoder
+    from rnaret.embed import parse_retention
+    from rnaret.embed_hdf5 import embedding_options
+    from rnaret.io.errors import InputError
+
+    config = load_encoder(checkpoints["embed"]).config
+    with pytest.raises(InputError) as cli:  # what `rnaret embed` says for the same choice
+        embedding_options(fields.get("layers", "last"), fields.get("pool", "mean"), config.retnet_layers)
+        parse_retention(fields["retention"], config.retnet_layers, config.retnet_retention_heads)
+    before = folders(jobs_root)
+    response = client.post("/api/jobs", json={"fasta": ">a\nGGGAAACCC", **fields})
+    assert response.status_code == 422 and response.json()["detail"] == str(cli.value)
+    form = {k: ",".join(map(str, v)) if isinstance(v, list) else v for k, v in fields.items()}
+    if form.get("layers") == "":
+        return  # an empty form field is the default, not a choice
+    upload = client.post("/api/jobs/upload", files={"file": ("x.fa", b">a\nGGGAAACCC\n", "text/plain")}, data=form)
+    assert upload.status_code == 422 and upload.json()["detail"] == str(cli.value)
+    assert folders(jobs_root) == before
+
+
 # -- invalid input ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("body, words", [
     ({"fasta": "this is not a FASTA file\nat all\n"}, "not FASTA"),
@@ -328,7 +414,8 @@ def test_bad_uploads_are_422(client, resources, name, data, words):
     (b'{"fasta": ">a\\nGGG", "embeddings": 2}',
      "invalid request: embeddings: Input should be a valid boolean, unable to interpret input"),
     (b'{"fasta": ">a\\nGGG", "colour": "red"}',
-     "invalid request: colour: unknown field (known: embeddings, fasta, sequences, vienna)"),
+     "invalid request: colour: unknown field (known: embeddings, fasta, layers, pool, retention, sequences, "
+     "vienna)"),
     # every bad field at once, the missing input too
     (b'{"fastaa": ">a\\nGGG", "vienn": true, "embeddings": 2}',
      "invalid request: embeddings: Input should be a valid boolean, unable to interpret input; fastaa: unknown "

@@ -142,6 +142,29 @@ def test_paste_predict_see_drawings_and_download_bpseq(server, browser_page, bun
     assert "/" not in footer.split("JSON API")[0], footer
 
 
+def test_every_layer_and_a_retention_map_from_the_page(server, browser_page):
+    """The page's layers / pooling / retention choices reach the server: a bad one is shown with
+    the command line's message, good ones give the HDF5 and .npy downloads."""
+    base, _, _ = server
+    page = browser_page
+    page.goto(f"{base}/")
+    page.wait_for_function("document.getElementById('limits').textContent.includes('sequences')")
+    page.fill("#sequence-input", ">hairpin\nGGGAAAUCCCAGCUUCGGCUGGGAUUUCCC\n")
+    page.fill("#opt-layers", "9")
+    page.click("#submit-button")
+    page.wait_for_selector("#error:not([hidden])", timeout=30_000)
+    assert "--layers '9': the encoder has layers 0 (the token embeddings) to" in page.locator("#error").inner_text()
+    page.fill("#opt-layers", "all")
+    page.select_option("#opt-pool", "none")
+    page.fill("#opt-retention", "1,1")
+    page.click("#submit-button")
+    page.wait_for_selector("article.result a.download[data-name='retention_scores.npy']", timeout=120_000)
+    assert page.locator("#error").is_hidden()
+    card = page.locator("article.result")
+    assert card.locator("a.download[data-name='embeddings.h5']").count() == 1
+    assert card.locator("a.download[data-name='embeddings.safetensors']").count() == 0
+
+
 def test_bad_input_shows_the_message_on_the_page(server, browser_page):
     base, _, _ = server
     page = browser_page

@@ -65,6 +65,7 @@ async function loadInfo() {
   if (!stages.embed) {
     $("opt-embeddings").checked = false;
     $("opt-embeddings-label").hidden = true;
+    $("opt-embed-row").hidden = true;
   }
 }
 
@@ -89,34 +90,50 @@ async function submit(event) {
   $("results").replaceChildren();
   const vienna = $("opt-vienna").checked;
   const embeddings = $("opt-embeddings").checked;
+  // the rnaret embed choices; the server checks them (the same messages as the command line)
+  const layers = $("opt-layers").value.trim() || "last";
+  const pool = $("opt-pool").value;
+  const retention = $("opt-retention").value.trim() || null;
+  let request;
+  if (file) {
+    const form = new FormData();
+    form.append("file", file);
+    form.append("vienna", vienna);
+    form.append("embeddings", embeddings);
+    form.append("layers", layers);
+    form.append("pool", pool);
+    if (retention) form.append("retention", retention);
+    request = fetchJson("/api/jobs/upload", { method: "POST", body: form }, "Could not reach the server");
+  } else {
+    request = fetchJson("/api/jobs", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ fasta: text, vienna, embeddings, layers, pool, retention }),
+    }, "Could not reach the server");
+  }
+  const job = await request;
+  if (!job) return;
+  currentJob = job.url;
+  poll(job);
+}
+
+// The JSON body of fetch(url, options); null when the server cannot be reached (the message
+// says `unreachable` and why) or answers an error (its message shown), the page no longer busy.
+async function fetchJson(url, options, unreachable) {
   let response;
   try {
-    if (file) {
-      const form = new FormData();
-      form.append("file", file);
-      form.append("vienna", vienna);
-      form.append("embeddings", embeddings);
-      response = await fetch("/api/jobs/upload", { method: "POST", body: form });
-    } else {
-      response = await fetch("/api/jobs", {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ fasta: text, vienna, embeddings }),
-      });
-    }
+    response = await fetch(url, options);
   } catch (e) {
     setBusy(false);
-    showError(`Could not reach the server (${e.message}).`);
-    return;
+    showError(`${unreachable} (${e.message}).`);
+    return null;
   }
   if (!response.ok) {
     setBusy(false);
     showError(await errorMessage(response));
-    return;
+    return null;
   }
-  const job = await response.json();
-  currentJob = job.url;
-  poll(job);
+  return response.json();
 }
 
 function showProgress(job) {
@@ -136,20 +153,8 @@ async function poll(job) {
   }
   await new Promise((resolve) => setTimeout(resolve, POLL_MS));
   if (currentJob !== job.url) return;  // a newer job replaced this one
-  let response;
-  try {
-    response = await fetch(job.url);
-  } catch (e) {
-    setBusy(false);
-    showError(`Lost contact with the server (${e.message}).`);
-    return;
-  }
-  if (!response.ok) {
-    setBusy(false);
-    showError(await errorMessage(response));
-    return;
-  }
-  poll(await response.json());
+  const next = await fetchJson(job.url, {}, "Lost contact with the server");
+  if (next) poll(next);
 }
 
 function figure(src, alt, caption, cls) {
