@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import rnaret
-from rnaret.checkpoint import (infer_config, load_encoder, load_published_state_dict, read_pth,
-                               save_encoder)
+from rnaret.checkpoint.encoder import infer_config, load_encoder, save_encoder
+from rnaret.checkpoint.published import load_published_state_dict, read_pth
 from rnaret.io.errors import InputError
 from rnaret.model import EncoderConfig, RetNetEncoder
 

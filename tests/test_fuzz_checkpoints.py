@@ -14,7 +14,8 @@ import torch
 from hypothesis import event, given
 
 from fuzzing import FUZZ, check_error, inputs
-from rnaret.checkpoint import load_encoder, read_pth, save_encoder
+from rnaret.checkpoint import load_encoder, save_encoder
+from rnaret.checkpoint.published import read_pth
 from rnaret.io.errors import InputError
 from rnaret.model import EncoderConfig, RetNetEncoder
 

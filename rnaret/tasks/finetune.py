@@ -11,21 +11,16 @@ encoder fine-tuned whole or frozen (``freeze_encoder``); precision from ``rnaret
 Reproducible and resumable: epoch e's sample, crops and batch order come from (seed, e), step
 s's dropout from (seed, s, row) (``rnaret.model.dropout``), so with a ``run_dir`` the loop writes
 a checkpoint after every epoch (model, optimizer, RNG, epoch, best-so-far weights and record,
-history; ``rnaret.train.checkpointing``) and a rerun continues from it, ending bit-identical on
+history; ``rnaret.checkpoint.training``) and a rerun continues from it, ending bit-identical on
 the CPU to a run that was never stopped. The training loss, gradient norm (before clipping) and
 skipped steps are summed on the device and read at each validation (the ``train_log.tsv`` rows).
 
-A fine-tuned checkpoint is a folder::
-
-    task.json          {"task", "settings", "encoder_kind", "init", "precision", "best": {...}}
-    encoder/           the encoder (``save_encoder`` of rnaret.checkpoint, or the onehot model's)
-    head.safetensors   the head's state dict
-    train_log.tsv      one row per validation
+The fine-tuned checkpoint folder ``rnaret finetune`` writes from the result:
+``rnaret.checkpoint.finetuned``.
 """
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import random
 import sys
@@ -39,8 +34,8 @@ import torch
 from torch import nn
 
 from rnaret.data.progress import progress as progress_bar
-from rnaret.io.atomic import atomic_dir, atomic_open
 from rnaret.tasks.base import Batch, Example, Task
+from rnaret.train.curves import write_history
 
 CHECKPOINT_KEEP = 1  # fine-tuning run folders keep their newest epoch checkpoint
 TRAIN_TAG, DROPOUT_TAG = 0, 2  # seed streams of a step: global RNG, dropout rows
@@ -238,7 +233,7 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
     """
     from rnaret.model.dropout import row_keys, row_seeds
     from rnaret.precision import resolve_precision
-    from rnaret.train import checkpointing as ckpt
+    from rnaret.checkpoint import training as ckpt
     from rnaret.train.data import step_seed
     from rnaret.train.guard import StepGuard, make_adamw
     from rnaret.train.prefetch import Prefetcher
@@ -312,7 +307,7 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
             best.update(epoch=record["epoch"], step=step, value=value, valid_metrics=metrics)
             best_state = trainable_state()
         if log_path is not None:
-            _write_history(history, log_path)
+            write_history(history, log_path)
         loss = "nan" if interval["loss"] is None else f"{interval['loss']:.4f}"
         print(f"{task.name}: epoch {record['epoch']} step {step} train_loss {loss} valid "
               f"{task.selection} {value:.4f} (best {best['value']:.4f}) {record['seconds']} s",
@@ -387,109 +382,6 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
     else:
         model.load_state_dict(best_state)
     return FinetuneResult(model=model, best=best, history=history)
-
-
-def _write_history(history: list[dict], path: Path) -> None:
-    import pandas as pd
-
-    with atomic_open(path) as handle:
-        pd.DataFrame(history).to_csv(handle, sep="\t", index=False, float_format="%.6g")
-
-
-# -- fine-tuned checkpoints -----------------------------------------------------------------
-def save_finetuned(model: TaskModel, task: Task, path: Path, *, encoder_kind: str, init: str,
-                   best: dict | None = None, history: list[dict] | None = None,
-                   precision: str | None = None) -> Path:
-    """Write a fine-tuned checkpoint folder (see the module docstring) atomically -> ``path``;
-    ``history`` (the per-validation records of ``finetune``) goes to ``train_log.tsv`` in it;
-    ``precision``: the resolved precision it was trained in (recorded in task.json)."""
-    from safetensors.torch import save_file
-
-    from rnaret.model.onehot import OneHotModel, save_onehot
-
-    with atomic_dir(path) as tmp:
-        if isinstance(model.encoder, OneHotModel):
-            save_onehot(model.encoder, tmp / "encoder")
-        else:
-            from rnaret.checkpoint import save_encoder
-
-            save_encoder(model.encoder, tmp / "encoder")
-        head_state = {key: value.detach().to("cpu").contiguous() for key, value in model.head.state_dict().items()}
-        save_file(head_state, str(tmp / "head.safetensors"))
-        meta = {**task.describe(), "encoder_kind": encoder_kind, "init": str(init),
-                "precision": precision, "best": _jsonable(best or {})}
-        (tmp / "task.json").write_text(json.dumps(meta, indent=2) + "\n")
-        if history:
-            _write_history(history, tmp / "train_log.tsv")
-    return Path(path)
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def is_finetuned_checkpoint(path) -> bool:
-    """True when ``path`` is a folder meant as one written by ``save_finetuned`` (it holds a
-    ``task.json``; ``load_finetuned`` then names whatever else is missing or damaged)."""
-    return (Path(path) / "task.json").is_file()
-
-
-def load_finetuned(path, *, settings_override: dict | None = None) -> tuple[Task, TaskModel, dict]:
-    """Load a fine-tuned checkpoint folder -> (task, model in eval mode on CPU, metadata).
-
-    Raises InputError naming the file when the folder is not a fine-tuned checkpoint or its
-    task.json, encoder or head.safetensors is missing, damaged or does not fit the others.
-    """
-    from rnaret.checkpoint import build_checked, read_head_state, read_task_meta
-    from rnaret.io.errors import InputError
-    from rnaret.tasks import get_task
-
-    path = Path(path)
-    meta = read_task_meta(path)
-    try:
-        task = get_task(meta["task"], {**meta.get("settings", {}), **(settings_override or {})})
-    except ValueError as exc:
-        raise InputError(path / "task.json", str(exc)) from None
-    if meta.get("encoder_kind") == "onehot":
-        from rnaret.model.onehot import load_onehot
-
-        encoder = load_onehot(path / "encoder")
-    else:
-        from rnaret.checkpoint import load_encoder
-
-        encoder = load_encoder(path / "encoder")
-    head = build_checked(lambda: task.build_head(encoder_width(encoder)), read_head_state(path),
-                         path / "head.safetensors", what=f"{task.name} head", settings_path=path / "task.json")
-    model = TaskModel(encoder, head)
-    model.eval()
-    return task, model, meta
-
-
-def load_published_finetuned(path, task: Task) -> TaskModel:
-    """A released fine-tuned ``.pth`` (keys ``ret.*`` + ``classifier.*``) -> TaskModel in eval mode."""
-    from rnaret.checkpoint import load_encoder, load_published_state_dict
-    from rnaret.io.errors import InputError
-
-    _, head_state = load_published_state_dict(path)
-    if not head_state:
-        raise InputError(path, "no classifier.* weights: a pretraining file, not a fine-tuned one")
-    encoder = load_encoder(path)  # the ret.* part
-    head = task.build_head(encoder_width(encoder))
-    try:
-        task.load_published_head(head, head_state)
-    except ValueError as exc:
-        raise InputError(path, str(exc)) from None
-    model = TaskModel(encoder, head)
-    model.eval()
-    return model
 
 
 def encoder_width(encoder: nn.Module) -> int:

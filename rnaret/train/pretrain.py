@@ -43,7 +43,7 @@ from rnaret.io.errors import InputError
 from rnaret.masking import MaskingConfig, masked_lm_loss
 from rnaret.model.dropout import row_seeds
 from rnaret.precision import FP16, autocast, resolve_precision
-from rnaret.train import checkpointing as ckpt
+from rnaret.checkpoint import training as ckpt
 from rnaret.train import distributed as dist_utils
 from rnaret.train import fingerprint as fp
 from rnaret.train.config import PretrainConfig, model_name
