@@ -1,5 +1,10 @@
 """The generic fine-tuning and evaluation loop shared by every task (see ``rnaret.tasks.base``).
 
+What is its own: the batches (examples of an epoch, crops, batch order), the task's loss, the
+validation and the choice of the best state. Seeds and random streams, the run folder's
+checkpoints and resume, the optimizer and its step guard come from ``rnaret.train.skeleton``
+(shared with pretraining), the learning-rate schedule from ``rnaret.train.schedule``.
+
 Seeded; AdamW (fused: a step whose loss or gradient norm is not finite is skipped on the device,
 ``rnaret.train.guard``); a number of epochs or of steps; batches of a fixed size or a token
 budget, made of examples of similar length, collated (and on CUDA pinned) by a background thread;
@@ -22,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import random
 import sys
 import time
 from dataclasses import dataclass
@@ -38,7 +42,6 @@ from rnaret.tasks.base import Batch, Example, Task
 from rnaret.train.curves import write_history
 
 CHECKPOINT_KEEP = 1  # fine-tuning run folders keep their newest epoch checkpoint
-TRAIN_TAG, DROPOUT_TAG = 0, 2  # seed streams of a step: global RNG, dropout rows
 
 
 class TaskModel(nn.Module):
@@ -70,13 +73,6 @@ class TaskModel(nn.Module):
         with context:
             states = self.encoder(tokens, padding_mask=padding_mask, return_logits=False).last_inner_state
         return self.head(states, padding_mask)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (CPU and CUDA) generators."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -231,16 +227,17 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
     from whose newest checkpoint the run continues; None: no checkpoints. precision: fp32, bf16 or
     auto (``rnaret.precision``).
     """
+    from rnaret.checkpoint.training import save_weights
     from rnaret.model.dropout import row_keys, row_seeds
     from rnaret.precision import resolve_precision
-    from rnaret.checkpoint import training as ckpt
-    from rnaret.train.data import step_seed
-    from rnaret.train.guard import StepGuard, make_adamw
+    from rnaret.train import skeleton
     from rnaret.train.prefetch import Prefetcher
+    from rnaret.train.schedule import finetune_scale
 
     settings = task.settings
     seed = int(settings["seed"])
-    seed_everything(seed)
+    name = f"rnaret finetune {task.name}"
+    skeleton.seed_everything(seed)
     device = pick_device(device)
     precision = resolve_precision(precision, device)
     model.to(device)
@@ -251,7 +248,10 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
     encoder_params = [p for p in model.encoder.parameters() if p.requires_grad]
     if encoder_params:
         groups.append({"params": encoder_params, "lr": float(settings["lr"])})
-    optimizer = make_adamw(groups, lr=float(settings["lr"]), weight_decay=float(settings["weight_decay"]))
+    optimizer, guard = skeleton.make_optimizer(
+        groups, [p for g in groups for p in g["params"]], lr=float(settings["lr"]),
+        weight_decay=float(settings["weight_decay"]), grad_clip=settings.get("grad_clip"),
+        max_consecutive=int(settings.get("max_nonfinite_steps") or 10), device=device, name=name)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     warmup = int(settings.get("warmup_steps") or 0)
     max_steps = settings.get("max_steps")
@@ -263,11 +263,7 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
     if keep not in ("best", "last"):
         raise ValueError(f"keep must be best or last, got {keep!r}")
     schedule = settings.get("lr_schedule") or "constant"
-    if schedule not in ("constant", "cosine"):
-        raise ValueError(f"lr_schedule must be constant or cosine, got {schedule!r}")
-    guard = StepGuard(optimizer, [p for g in groups for p in g["params"]], grad_clip=settings.get("grad_clip"),
-                      max_consecutive=int(settings.get("max_nonfinite_steps") or 10), device=device,
-                      name=f"rnaret finetune {task.name}")
+    finetune_scale(0, schedule, warmup, 0.0)  # fail early on an unknown schedule
 
     def trainable_state() -> dict[str, torch.Tensor]:
         return {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
@@ -278,17 +274,12 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
     step = first_epoch = 0
     finished = False
     seconds_before = 0.0  # training time of the epochs a resumed run continues
-    latest = ckpt.latest_checkpoint(run_dir) if run_dir is not None else None
-    if latest is not None:
-        state = ckpt.load_checkpoint(latest, model)
-        optimizer.load_state_dict(state["optimizer"])
-        guard.load_state_dict(state["guard"])
-        ckpt.set_rng_state(state["rng"])
+    latest, state = skeleton.resume(run_dir, model, optimizer, guard)
+    if state is not None:
         step, first_epoch, finished = int(state["step"]), int(state["epoch"]), bool(state["finished"])
         best, best_state, history = dict(state["best"]), dict(state["best_state"]), list(state["history"])
         seconds_before = float(state["seconds"])
-        print(f"rnaret finetune: resuming from {latest} (epoch {first_epoch}, step {step})",
-              file=sys.stderr, flush=True)
+        skeleton.log("rnaret finetune", f"resuming from {latest} (epoch {first_epoch}, step {step})")
     started = time.monotonic() - seconds_before
 
     def validate(epoch: float) -> None:
@@ -316,12 +307,11 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
 
     def save(epoch_done: int, done: bool) -> None:
         state = {"step": step, "epoch": epoch_done, "finished": done, "optimizer": optimizer.state_dict(),
-                 "guard": guard.state_dict(), "rng": ckpt.rng_state(), "best": best,
+                 "guard": guard.state_dict(), "rng": skeleton.rng_state(), "best": best,
                  "best_state": best_state, "history": history, "settings": settings,
                  "seconds": time.monotonic() - started}
-        path = ckpt.save_checkpoint(run_dir, step, model, state, CHECKPOINT_KEEP, save_model=ckpt.save_weights)
-        print(f"rnaret finetune: checkpoint {path} written (epoch {epoch_done}, step {step})",
-              file=sys.stderr, flush=True)
+        skeleton.save(run_dir, step, model, state, CHECKPOINT_KEEP, name="rnaret finetune",
+                      when=f"epoch {epoch_done}, step {step}", save_model=save_weights)
 
     epoch = first_epoch
     while not finished and epoch < epochs:
@@ -341,17 +331,15 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
         with Prefetcher(_collated(task, views, batches, device), depth=2) as stream:
             for position, (indices, batch) in enumerate(stream, start=1):
                 batch = _on_device(batch, device)
-                scale = min(1.0, (step + 1) / warmup) if warmup else 1.0
-                if schedule == "cosine":
-                    # progress through the run: by steps when max_steps is set, else by epochs
-                    done_fraction = (step / int(max_steps) if max_steps is not None
-                                     else (epoch + (position - 1) / len(batches)) / epochs)
-                    scale *= 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, done_fraction)))
+                # progress through the run: by steps when max_steps is set, else by epochs
+                done_fraction = (step / int(max_steps) if max_steps is not None
+                                 else (epoch + (position - 1) / len(batches)) / epochs)
+                scale = finetune_scale(step, schedule, warmup, done_fraction)
                 for group, lr in zip(optimizer.param_groups, base_lrs):
                     group["lr"] = lr * scale
                 # the step's random draws: global RNG (heads) and dropout rows, from (seed, step)
-                torch.manual_seed(step_seed(seed, TRAIN_TAG, step))
-                keys = row_keys(step_seed(seed, DROPOUT_TAG, step),
+                skeleton.seed_step(seed, step)
+                keys = row_keys(skeleton.dropout_seed(seed, step),
                                 torch.arange(len(indices), device=device))  # made on the device
                 with autocast(device, precision), row_seeds(model, keys):
                     output = model(batch.tokens, batch.padding_mask)

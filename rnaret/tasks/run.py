@@ -24,8 +24,8 @@ from rnaret.tasks import get_task
 from rnaret.tasks.base import Task
 from rnaret.checkpoint.finetuned import is_finetuned_checkpoint, load_finetuned, save_finetuned
 from rnaret.checkpoint.published import load_published_finetuned
-from rnaret.tasks.finetune import (TaskModel, encoder_k, encoder_width, evaluate, finetune, pick_device,
-                                   seed_everything)
+from rnaret.tasks.finetune import TaskModel, encoder_k, encoder_width, evaluate, finetune, pick_device
+from rnaret.train.skeleton import seed_everything
 
 ONEHOT = "onehot"
 
@@ -128,8 +128,7 @@ def run_finetune(task_name: str, entry: Mapping[str, Any], init: str, out, *,
     or auto (``rnaret.precision``); device: auto, cpu or cuda[:N] (``rnaret.device``).
     """
     from rnaret.precision import resolve_precision
-    from rnaret.checkpoint.training import remove_partial_writes
-    from rnaret.train.fingerprint import open_run_dir
+    from rnaret.train.skeleton import open_run
 
     task = get_task(task_name, settings)
     seed_everything(int(task.settings["seed"]))
@@ -148,10 +147,7 @@ def run_finetune(task_name: str, entry: Mapping[str, Any], init: str, out, *,
     model, kind = initial_model(task, init)
     out = Path(out)
     run_dir = Path(run_dir) if run_dir is not None else run_dir_for(out)
-    start = open_run_dir(run_dir, finetune_fingerprint(task, entry, init, precision), restart=restart)
-    if start.describe(run_dir):
-        _log(f"rnaret finetune: {start.describe(run_dir)}")
-    remove_partial_writes(run_dir)
+    open_run(run_dir, finetune_fingerprint(task, entry, init, precision), restart=restart, name="rnaret finetune")
     result = finetune(task, model, data["train"], data["valid"], device=dev, progress=progress,
                       log_path=run_dir / "train_log.tsv", run_dir=run_dir, precision=precision)
     model.to("cpu")
