@@ -223,7 +223,7 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
     Settings come from ``task.settings`` (see ``rnaret.tasks.base.COMMON_SETTINGS``). Returns
     the model with the best validation weights loaded, the best point and the per-evaluation
     history (also written to ``log_path`` as TSV when given). run_dir: a run folder (prepared by
-    ``rnaret.train.fingerprint.open_run_dir``) where a checkpoint is written after every epoch and
+    ``rnaret.train.skeleton.open_run``) where a checkpoint is written after every epoch and
     from whose newest checkpoint the run continues; None: no checkpoints. precision: fp32, bf16 or
     auto (``rnaret.precision``).
     """

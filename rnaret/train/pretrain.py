@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,7 @@ from pathlib import Path
 import torch
 
 from rnaret.checkpoint import training as ckpt
+from rnaret.data.progress import progress as progress_bar
 from rnaret.io.atomic import atomic_open
 from rnaret.io.errors import InputError
 from rnaret.masking import MaskingConfig, masked_lm_loss
@@ -279,7 +279,8 @@ def _pretrain(config, shards, out, ctx, threads, show_progress, restart) -> Pret
         _broadcast_parameters(model, ctx)
 
     name = model_name(config.architecture, config.k)
-    progress = _progress_bar(config.max_steps, step, name, show_progress and ctx.is_main)
+    progress = progress_bar(total=config.max_steps, initial=step, desc=f"pretrain {name}", unit="step",
+                            disable=not (show_progress and ctx.is_main))
     last_eval = None
     if step == 0 and not rows:  # the starting point of the curve
         last_eval = evaluate(model, valid, valid_batches, config, ctx)
@@ -387,15 +388,6 @@ def _broadcast_parameters(model, ctx) -> None:
     with torch.no_grad():
         for t in list(model.parameters()) + list(model.buffers()):
             dist.broadcast(t.data, src=0)
-
-
-def _progress_bar(total: int, initial: int, name: str, enabled: bool):
-    from tqdm.auto import tqdm
-
-    # a log file gets an update every 30 s instead of a carriage-return stream
-    interactive = sys.stderr.isatty()
-    return tqdm(total=total, initial=initial, desc=f"pretrain {name}", unit="step",
-                disable=not enabled, mininterval=0.5 if interactive else 30.0, dynamic_ncols=True)
 
 
 def _write_outputs(out: Path, model, rows, entropy, config, step, last_eval, best, name) -> None:
