@@ -19,7 +19,9 @@ def tiny_checkpoints(out_dir, *, width: int = 16, layers: int = 1, head_channels
     from rnaret.checkpoint import save_encoder
     from rnaret.model import EncoderConfig, build_encoder
     from rnaret.tasks import get_task
-    from rnaret.tasks.finetune import TaskModel, save_finetuned, seed_everything
+    from rnaret.checkpoint.finetuned import save_finetuned
+    from rnaret.tasks.finetune import TaskModel
+    from rnaret.train.skeleton import seed_everything
 
     out = Path(out_dir)
     seed_everything(seed)

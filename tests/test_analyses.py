@@ -18,7 +18,8 @@ from rnaret.io.structure import read_structures
 from rnaret.model import EncoderConfig, build_encoder
 from rnaret.model.scores import retention_scores
 from rnaret.tasks import get_task
-from rnaret.tasks.finetune import TaskModel, save_finetuned
+from rnaret.checkpoint.finetuned import save_finetuned
+from rnaret.tasks.finetune import TaskModel
 from rnaret.tasks.interaction import pair_tokens
 
 pytestmark = pytest.mark.usefixtures("one_thread")

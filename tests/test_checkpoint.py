@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import rnaret
-from rnaret.checkpoint import (infer_config, load_encoder, load_published_state_dict, read_pth,
-                               save_encoder)
+from rnaret.checkpoint.encoder import infer_config, load_encoder, save_encoder
+from rnaret.checkpoint.published import load_published_state_dict, read_pth
 from rnaret.io.errors import InputError
 from rnaret.model import EncoderConfig, RetNetEncoder
 
@@ -287,7 +287,8 @@ def test_a_pth_with_a_gap_in_its_layers_or_cut_short(tmp_path, tiny_dir):
 @pytest.fixture()
 def finetuned(tmp_path, tiny_dir):
     from rnaret.tasks import get_task
-    from rnaret.tasks.finetune import TaskModel, save_finetuned
+    from rnaret.checkpoint.finetuned import save_finetuned
+    from rnaret.tasks.finetune import TaskModel
 
     task = get_task("interaction")
     encoder = load_encoder(tiny_dir)
@@ -302,7 +303,7 @@ def _edit_task_json(folder, change):
 
 
 def test_a_finetuned_checkpoint_loads(finetuned):
-    from rnaret.tasks.finetune import load_finetuned
+    from rnaret.checkpoint.finetuned import load_finetuned
 
     task, model, meta = load_finetuned(finetuned)
     assert task.name == "interaction" and meta["encoder_kind"] == "retnet" and not model.training
@@ -329,7 +330,7 @@ def test_a_finetuned_checkpoint_loads(finetuned):
     (lambda f: (f / "encoder" / "config.json").write_text("{}"), "encoder/config.json", ["has no 'vocab_size'"]),
 ])
 def test_a_missing_or_corrupt_part_of_a_finetuned_checkpoint(finetuned, damage, file, words):
-    from rnaret.tasks.finetune import load_finetuned
+    from rnaret.checkpoint.finetuned import load_finetuned
 
     damage(finetuned)
     with pytest.raises(InputError) as err:

@@ -14,7 +14,8 @@ import torch
 from hypothesis import event, given
 
 from fuzzing import FUZZ, check_error, inputs
-from rnaret.checkpoint import load_encoder, read_pth, save_encoder
+from rnaret.checkpoint import load_encoder, save_encoder
+from rnaret.checkpoint.published import read_pth
 from rnaret.io.errors import InputError
 from rnaret.model import EncoderConfig, RetNetEncoder
 
@@ -29,7 +30,8 @@ def _valid_files() -> dict[str, bytes]:
     """The bytes of valid checkpoint files (an encoder folder, a published-layout .pth, a
     fine-tuned folder of the interaction task), made once when the module is collected."""
     from rnaret.tasks import get_task
-    from rnaret.tasks.finetune import TaskModel, save_finetuned
+    from rnaret.checkpoint.finetuned import save_finetuned
+    from rnaret.tasks.finetune import TaskModel
 
     torch.manual_seed(0)
     encoder = RetNetEncoder(CONFIG).eval()
@@ -84,7 +86,7 @@ def load_or_refuse(target: Path, data: bytes, valid: bytes, load, known_text: bo
 
 
 def test_the_valid_files_load(work):
-    from rnaret.tasks.finetune import load_finetuned
+    from rnaret.checkpoint.finetuned import load_finetuned
 
     assert load_encoder(work / "encoder").config == CONFIG == load_encoder(work / "pretrain_5mer.pth").config
     assert load_finetuned(work / "ft")[0].name == "interaction"
@@ -122,7 +124,7 @@ def test_fuzz_published_pth(work, data):
 @FUZZ
 @given(data=inputs(VALID["task"], max_size=600))
 def test_fuzz_task_json(work, data):
-    from rnaret.tasks.finetune import load_finetuned
+    from rnaret.checkpoint.finetuned import load_finetuned
 
     loaded = load_or_refuse(work / "ft/task.json", data, VALID["task"], lambda: load_finetuned(work / "ft"),
                             known_text=True)
@@ -134,7 +136,7 @@ def test_fuzz_task_json(work, data):
 @FUZZ
 @given(data=inputs(VALID["head"], max_size=600))
 def test_fuzz_head_safetensors(work, data):
-    from rnaret.tasks.finetune import load_finetuned
+    from rnaret.checkpoint.finetuned import load_finetuned
 
     loaded = load_or_refuse(work / "ft/head.safetensors", data, VALID["head"], lambda: load_finetuned(work / "ft"))
     if loaded is not None:

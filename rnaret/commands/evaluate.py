@@ -26,8 +26,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from rnaret.io.errors import InputError
-    from rnaret.tasks.finetune import is_finetuned_checkpoint
-    from rnaret.checkpoint import read_task_meta
+    from rnaret.checkpoint.finetuned import is_finetuned_checkpoint, read_task_meta
     from rnaret.tasks.protocol import DEFAULT_PROTOCOL, protocol_precision
     from rnaret.tasks.run import dataset_entry, run_evaluate, task_settings
 

@@ -70,7 +70,7 @@ def resolve_checkpoints(args) -> dict[str, str | None]:
     from pathlib import Path
 
     from rnaret.io.errors import InputError
-    from rnaret.tasks.finetune import is_finetuned_checkpoint
+    from rnaret.checkpoint.finetuned import is_finetuned_checkpoint
     from rnaret.tasks.run import is_published_finetuned
 
     chosen: dict[str, str | None] = {"structure": args.structure_checkpoint, "coding": args.coding_checkpoint,

@@ -156,8 +156,9 @@ def _published_task(head_state: dict) -> str:
 def read_source(path) -> Source:
     """Read an RNAret checkpoint for export (see the module docstring); InputError naming the
     path when it is none of the accepted kinds or its files do not load."""
-    from rnaret.checkpoint import (CONFIG_NAME, HEAD_NAME, TASK_NAME, WEIGHTS_NAME, load_encoder,
-                                   load_published_state_dict, read_head_state, read_task_meta)
+    from rnaret.checkpoint.encoder import CONFIG_NAME, WEIGHTS_NAME, load_encoder
+    from rnaret.checkpoint.finetuned import HEAD_NAME, TASK_NAME, read_head_state, read_task_meta
+    from rnaret.checkpoint.published import load_published_state_dict
     from rnaret.io.mapping import read_json_object
 
     path = Path(path)

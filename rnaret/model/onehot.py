@@ -4,7 +4,7 @@
 vector of each token (width ``vocab_size(k)``), or, with ``project_dim``, that vector times a
 fixed random matrix (seeded, never trained: a buffer). Zero at padding. A task head trained on
 it shows what the head alone learns from the letters with the same budget; it needs no
-pretraining.
+pretraining. Saved and read by ``rnaret.checkpoint.onehot``.
 
 A per-position head (coding, structure) sees each position's k-mer (and what its own layers
 add, e.g. the coding head's 3-wide convolution). A head that reads position 0 only (the
@@ -18,20 +18,14 @@ pretraining adds.
 """
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnaret.io.atomic import atomic_dir
-from rnaret.io.errors import InputError
 from rnaret.model.encoder import EncoderOutput
 from rnaret.tokenizer import CLS, PAD, vocab_size
-
-CONFIG_NAME = "onehot.json"
 
 
 @dataclass
@@ -106,22 +100,3 @@ class OneHotModel(nn.Module):
         sizes = per_segment.sum(dim=2, keepdim=True).clamp(min=1.0)       # (B, S, 1) tokens per segment
         states[:, 0] = (per_segment / sizes).view(len(tokens), -1)
         return states
-
-
-def save_onehot(model: OneHotModel, path) -> Path:
-    """Write the model's config (its only state: the projection is re-made from the seed)."""
-    with atomic_dir(path) as tmp:
-        (tmp / CONFIG_NAME).write_text(json.dumps({"model_type": "onehot", **asdict(model.config)}) + "\n")
-    return Path(path)
-
-
-def load_onehot(path) -> OneHotModel:
-    """Read a folder written by ``save_onehot`` -> OneHotModel in eval mode."""
-    file = Path(path) / CONFIG_NAME
-    if not file.is_file():
-        raise InputError(path, f"not a onehot model folder (no {CONFIG_NAME})")
-    values = json.loads(file.read_text())
-    values.pop("model_type", None)
-    model = OneHotModel(OneHotConfig(**values))
-    model.eval()
-    return model

@@ -1,5 +1,10 @@
 """The generic fine-tuning and evaluation loop shared by every task (see ``rnaret.tasks.base``).
 
+What is its own: the batches (examples of an epoch, crops, batch order), the task's loss, the
+validation and the choice of the best state. Seeds and random streams, the run folder's
+checkpoints and resume, the optimizer and its step guard come from ``rnaret.train.skeleton``
+(shared with pretraining), the learning-rate schedule from ``rnaret.train.schedule``.
+
 Seeded; AdamW (fused: a step whose loss or gradient norm is not finite is skipped on the device,
 ``rnaret.train.guard``); a number of epochs or of steps; batches of a fixed size or a token
 budget, made of examples of similar length, collated (and on CUDA pinned) by a background thread;
@@ -11,23 +16,17 @@ encoder fine-tuned whole or frozen (``freeze_encoder``); precision from ``rnaret
 Reproducible and resumable: epoch e's sample, crops and batch order come from (seed, e), step
 s's dropout from (seed, s, row) (``rnaret.model.dropout``), so with a ``run_dir`` the loop writes
 a checkpoint after every epoch (model, optimizer, RNG, epoch, best-so-far weights and record,
-history; ``rnaret.train.checkpointing``) and a rerun continues from it, ending bit-identical on
+history; ``rnaret.checkpoint.training``) and a rerun continues from it, ending bit-identical on
 the CPU to a run that was never stopped. The training loss, gradient norm (before clipping) and
 skipped steps are summed on the device and read at each validation (the ``train_log.tsv`` rows).
 
-A fine-tuned checkpoint is a folder::
-
-    task.json          {"task", "settings", "encoder_kind", "init", "precision", "best": {...}}
-    encoder/           the encoder (``save_encoder`` of rnaret.checkpoint, or the onehot model's)
-    head.safetensors   the head's state dict
-    train_log.tsv      one row per validation
+The fine-tuned checkpoint folder ``rnaret finetune`` writes from the result:
+``rnaret.checkpoint.finetuned``.
 """
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import random
 import sys
 import time
 from dataclasses import dataclass
@@ -39,11 +38,10 @@ import torch
 from torch import nn
 
 from rnaret.data.progress import progress as progress_bar
-from rnaret.io.atomic import atomic_dir, atomic_open
 from rnaret.tasks.base import Batch, Example, Task
+from rnaret.train.curves import write_history
 
 CHECKPOINT_KEEP = 1  # fine-tuning run folders keep their newest epoch checkpoint
-TRAIN_TAG, DROPOUT_TAG = 0, 2  # seed streams of a step: global RNG, dropout rows
 
 
 class TaskModel(nn.Module):
@@ -75,13 +73,6 @@ class TaskModel(nn.Module):
         with context:
             states = self.encoder(tokens, padding_mask=padding_mask, return_logits=False).last_inner_state
         return self.head(states, padding_mask)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (CPU and CUDA) generators."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -232,20 +223,21 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
     Settings come from ``task.settings`` (see ``rnaret.tasks.base.COMMON_SETTINGS``). Returns
     the model with the best validation weights loaded, the best point and the per-evaluation
     history (also written to ``log_path`` as TSV when given). run_dir: a run folder (prepared by
-    ``rnaret.train.fingerprint.open_run_dir``) where a checkpoint is written after every epoch and
+    ``rnaret.train.skeleton.open_run``) where a checkpoint is written after every epoch and
     from whose newest checkpoint the run continues; None: no checkpoints. precision: fp32, bf16 or
     auto (``rnaret.precision``).
     """
+    from rnaret.checkpoint.training import save_weights
     from rnaret.model.dropout import row_keys, row_seeds
     from rnaret.precision import resolve_precision
-    from rnaret.train import checkpointing as ckpt
-    from rnaret.train.data import step_seed
-    from rnaret.train.guard import StepGuard, make_adamw
+    from rnaret.train import skeleton
     from rnaret.train.prefetch import Prefetcher
+    from rnaret.train.schedule import finetune_scale
 
     settings = task.settings
     seed = int(settings["seed"])
-    seed_everything(seed)
+    name = f"rnaret finetune {task.name}"
+    skeleton.seed_everything(seed)
     device = pick_device(device)
     precision = resolve_precision(precision, device)
     model.to(device)
@@ -256,7 +248,10 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
     encoder_params = [p for p in model.encoder.parameters() if p.requires_grad]
     if encoder_params:
         groups.append({"params": encoder_params, "lr": float(settings["lr"])})
-    optimizer = make_adamw(groups, lr=float(settings["lr"]), weight_decay=float(settings["weight_decay"]))
+    optimizer, guard = skeleton.make_optimizer(
+        groups, [p for g in groups for p in g["params"]], lr=float(settings["lr"]),
+        weight_decay=float(settings["weight_decay"]), grad_clip=settings.get("grad_clip"),
+        max_consecutive=int(settings.get("max_nonfinite_steps") or 10), device=device, name=name)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     warmup = int(settings.get("warmup_steps") or 0)
     max_steps = settings.get("max_steps")
@@ -268,11 +263,7 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
     if keep not in ("best", "last"):
         raise ValueError(f"keep must be best or last, got {keep!r}")
     schedule = settings.get("lr_schedule") or "constant"
-    if schedule not in ("constant", "cosine"):
-        raise ValueError(f"lr_schedule must be constant or cosine, got {schedule!r}")
-    guard = StepGuard(optimizer, [p for g in groups for p in g["params"]], grad_clip=settings.get("grad_clip"),
-                      max_consecutive=int(settings.get("max_nonfinite_steps") or 10), device=device,
-                      name=f"rnaret finetune {task.name}")
+    finetune_scale(0, schedule, warmup, 0.0)  # fail early on an unknown schedule
 
     def trainable_state() -> dict[str, torch.Tensor]:
         return {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
@@ -283,17 +274,12 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
     step = first_epoch = 0
     finished = False
     seconds_before = 0.0  # training time of the epochs a resumed run continues
-    latest = ckpt.latest_checkpoint(run_dir) if run_dir is not None else None
-    if latest is not None:
-        state = ckpt.load_checkpoint(latest, model)
-        optimizer.load_state_dict(state["optimizer"])
-        guard.load_state_dict(state["guard"])
-        ckpt.set_rng_state(state["rng"])
+    latest, state = skeleton.resume(run_dir, model, optimizer, guard)
+    if state is not None:
         step, first_epoch, finished = int(state["step"]), int(state["epoch"]), bool(state["finished"])
         best, best_state, history = dict(state["best"]), dict(state["best_state"]), list(state["history"])
         seconds_before = float(state["seconds"])
-        print(f"rnaret finetune: resuming from {latest} (epoch {first_epoch}, step {step})",
-              file=sys.stderr, flush=True)
+        skeleton.log("rnaret finetune", f"resuming from {latest} (epoch {first_epoch}, step {step})")
     started = time.monotonic() - seconds_before
 
     def validate(epoch: float) -> None:
@@ -312,7 +298,7 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
             best.update(epoch=record["epoch"], step=step, value=value, valid_metrics=metrics)
             best_state = trainable_state()
         if log_path is not None:
-            _write_history(history, log_path)
+            write_history(history, log_path)
         loss = "nan" if interval["loss"] is None else f"{interval['loss']:.4f}"
         print(f"{task.name}: epoch {record['epoch']} step {step} train_loss {loss} valid "
               f"{task.selection} {value:.4f} (best {best['value']:.4f}) {record['seconds']} s",
@@ -321,12 +307,11 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
 
     def save(epoch_done: int, done: bool) -> None:
         state = {"step": step, "epoch": epoch_done, "finished": done, "optimizer": optimizer.state_dict(),
-                 "guard": guard.state_dict(), "rng": ckpt.rng_state(), "best": best,
+                 "guard": guard.state_dict(), "rng": skeleton.rng_state(), "best": best,
                  "best_state": best_state, "history": history, "settings": settings,
                  "seconds": time.monotonic() - started}
-        path = ckpt.save_checkpoint(run_dir, step, model, state, CHECKPOINT_KEEP, save_model=ckpt.save_weights)
-        print(f"rnaret finetune: checkpoint {path} written (epoch {epoch_done}, step {step})",
-              file=sys.stderr, flush=True)
+        skeleton.save(run_dir, step, model, state, CHECKPOINT_KEEP, name="rnaret finetune",
+                      when=f"epoch {epoch_done}, step {step}", save_model=save_weights)
 
     epoch = first_epoch
     while not finished and epoch < epochs:
@@ -346,17 +331,15 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
         with Prefetcher(_collated(task, views, batches, device), depth=2) as stream:
             for position, (indices, batch) in enumerate(stream, start=1):
                 batch = _on_device(batch, device)
-                scale = min(1.0, (step + 1) / warmup) if warmup else 1.0
-                if schedule == "cosine":
-                    # progress through the run: by steps when max_steps is set, else by epochs
-                    done_fraction = (step / int(max_steps) if max_steps is not None
-                                     else (epoch + (position - 1) / len(batches)) / epochs)
-                    scale *= 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, done_fraction)))
+                # progress through the run: by steps when max_steps is set, else by epochs
+                done_fraction = (step / int(max_steps) if max_steps is not None
+                                 else (epoch + (position - 1) / len(batches)) / epochs)
+                scale = finetune_scale(step, schedule, warmup, done_fraction)
                 for group, lr in zip(optimizer.param_groups, base_lrs):
                     group["lr"] = lr * scale
                 # the step's random draws: global RNG (heads) and dropout rows, from (seed, step)
-                torch.manual_seed(step_seed(seed, TRAIN_TAG, step))
-                keys = row_keys(step_seed(seed, DROPOUT_TAG, step),
+                skeleton.seed_step(seed, step)
+                keys = row_keys(skeleton.dropout_seed(seed, step),
                                 torch.arange(len(indices), device=device))  # made on the device
                 with autocast(device, precision), row_seeds(model, keys):
                     output = model(batch.tokens, batch.padding_mask)
@@ -387,109 +370,6 @@ def finetune(task: Task, model: TaskModel, train: list[Example], valid: list[Exa
     else:
         model.load_state_dict(best_state)
     return FinetuneResult(model=model, best=best, history=history)
-
-
-def _write_history(history: list[dict], path: Path) -> None:
-    import pandas as pd
-
-    with atomic_open(path) as handle:
-        pd.DataFrame(history).to_csv(handle, sep="\t", index=False, float_format="%.6g")
-
-
-# -- fine-tuned checkpoints -----------------------------------------------------------------
-def save_finetuned(model: TaskModel, task: Task, path: Path, *, encoder_kind: str, init: str,
-                   best: dict | None = None, history: list[dict] | None = None,
-                   precision: str | None = None) -> Path:
-    """Write a fine-tuned checkpoint folder (see the module docstring) atomically -> ``path``;
-    ``history`` (the per-validation records of ``finetune``) goes to ``train_log.tsv`` in it;
-    ``precision``: the resolved precision it was trained in (recorded in task.json)."""
-    from safetensors.torch import save_file
-
-    from rnaret.model.onehot import OneHotModel, save_onehot
-
-    with atomic_dir(path) as tmp:
-        if isinstance(model.encoder, OneHotModel):
-            save_onehot(model.encoder, tmp / "encoder")
-        else:
-            from rnaret.checkpoint import save_encoder
-
-            save_encoder(model.encoder, tmp / "encoder")
-        head_state = {key: value.detach().to("cpu").contiguous() for key, value in model.head.state_dict().items()}
-        save_file(head_state, str(tmp / "head.safetensors"))
-        meta = {**task.describe(), "encoder_kind": encoder_kind, "init": str(init),
-                "precision": precision, "best": _jsonable(best or {})}
-        (tmp / "task.json").write_text(json.dumps(meta, indent=2) + "\n")
-        if history:
-            _write_history(history, tmp / "train_log.tsv")
-    return Path(path)
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def is_finetuned_checkpoint(path) -> bool:
-    """True when ``path`` is a folder meant as one written by ``save_finetuned`` (it holds a
-    ``task.json``; ``load_finetuned`` then names whatever else is missing or damaged)."""
-    return (Path(path) / "task.json").is_file()
-
-
-def load_finetuned(path, *, settings_override: dict | None = None) -> tuple[Task, TaskModel, dict]:
-    """Load a fine-tuned checkpoint folder -> (task, model in eval mode on CPU, metadata).
-
-    Raises InputError naming the file when the folder is not a fine-tuned checkpoint or its
-    task.json, encoder or head.safetensors is missing, damaged or does not fit the others.
-    """
-    from rnaret.checkpoint import build_checked, read_head_state, read_task_meta
-    from rnaret.io.errors import InputError
-    from rnaret.tasks import get_task
-
-    path = Path(path)
-    meta = read_task_meta(path)
-    try:
-        task = get_task(meta["task"], {**meta.get("settings", {}), **(settings_override or {})})
-    except ValueError as exc:
-        raise InputError(path / "task.json", str(exc)) from None
-    if meta.get("encoder_kind") == "onehot":
-        from rnaret.model.onehot import load_onehot
-
-        encoder = load_onehot(path / "encoder")
-    else:
-        from rnaret.checkpoint import load_encoder
-
-        encoder = load_encoder(path / "encoder")
-    head = build_checked(lambda: task.build_head(encoder_width(encoder)), read_head_state(path),
-                         path / "head.safetensors", what=f"{task.name} head", settings_path=path / "task.json")
-    model = TaskModel(encoder, head)
-    model.eval()
-    return task, model, meta
-
-
-def load_published_finetuned(path, task: Task) -> TaskModel:
-    """A released fine-tuned ``.pth`` (keys ``ret.*`` + ``classifier.*``) -> TaskModel in eval mode."""
-    from rnaret.checkpoint import load_encoder, load_published_state_dict
-    from rnaret.io.errors import InputError
-
-    _, head_state = load_published_state_dict(path)
-    if not head_state:
-        raise InputError(path, "no classifier.* weights: a pretraining file, not a fine-tuned one")
-    encoder = load_encoder(path)  # the ret.* part
-    head = task.build_head(encoder_width(encoder))
-    try:
-        task.load_published_head(head, head_state)
-    except ValueError as exc:
-        raise InputError(path, str(exc)) from None
-    model = TaskModel(encoder, head)
-    model.eval()
-    return model
 
 
 def encoder_width(encoder: nn.Module) -> int:

@@ -22,9 +22,10 @@ from rnaret.io.errors import InputError
 from rnaret.io.mapping import read_mapping  # the commands' YAML/JSON reader (also imported from here)
 from rnaret.tasks import get_task
 from rnaret.tasks.base import Task
-from rnaret.tasks.finetune import (TaskModel, encoder_k, encoder_width, evaluate, finetune,
-                                   is_finetuned_checkpoint, load_finetuned, load_published_finetuned,
-                                   pick_device, save_finetuned, seed_everything)
+from rnaret.checkpoint.finetuned import is_finetuned_checkpoint, load_finetuned, save_finetuned
+from rnaret.checkpoint.published import load_published_finetuned
+from rnaret.tasks.finetune import TaskModel, encoder_k, encoder_width, evaluate, finetune, pick_device
+from rnaret.train.skeleton import seed_everything
 
 ONEHOT = "onehot"
 
@@ -35,7 +36,7 @@ def _log(message: str) -> None:
 
 def is_published_finetuned(path) -> bool:
     """True when ``path`` is a ``.pth`` whose keys are ``ret.*`` + ``classifier.*``."""
-    from rnaret.checkpoint import read_pth
+    from rnaret.checkpoint.published import read_pth
 
     path = Path(path)
     if not path.is_file() or path.suffix not in (".pth", ".pt"):
@@ -127,8 +128,7 @@ def run_finetune(task_name: str, entry: Mapping[str, Any], init: str, out, *,
     or auto (``rnaret.precision``); device: auto, cpu or cuda[:N] (``rnaret.device``).
     """
     from rnaret.precision import resolve_precision
-    from rnaret.train.checkpointing import remove_partial_writes
-    from rnaret.train.fingerprint import open_run_dir
+    from rnaret.train.skeleton import open_run
 
     task = get_task(task_name, settings)
     seed_everything(int(task.settings["seed"]))
@@ -147,10 +147,7 @@ def run_finetune(task_name: str, entry: Mapping[str, Any], init: str, out, *,
     model, kind = initial_model(task, init)
     out = Path(out)
     run_dir = Path(run_dir) if run_dir is not None else run_dir_for(out)
-    start = open_run_dir(run_dir, finetune_fingerprint(task, entry, init, precision), restart=restart)
-    if start.describe(run_dir):
-        _log(f"rnaret finetune: {start.describe(run_dir)}")
-    remove_partial_writes(run_dir)
+    open_run(run_dir, finetune_fingerprint(task, entry, init, precision), restart=restart, name="rnaret finetune")
     result = finetune(task, model, data["train"], data["valid"], device=dev, progress=progress,
                       log_path=run_dir / "train_log.tsv", run_dir=run_dir, precision=precision)
     model.to("cpu")
@@ -182,7 +179,7 @@ def load_for_evaluation(checkpoint, task_name: str | None = None,
     if not is_published_finetuned(checkpoint):
         raise InputError(checkpoint, "neither a fine-tuned checkpoint folder (task.json) nor a released "
                                      "fine-tuned .pth (keys ret.* + classifier.*)")
-    from rnaret.checkpoint import read_pth
+    from rnaret.checkpoint.published import read_pth
     from rnaret.tokenizer import k_from_vocab_size
 
     key = "ret.embed_tokens.weight"

@@ -1,4 +1,4 @@
-"""The pretraining metrics table (TSV) and the loss-curve figure.
+"""The training metrics logs (TSV) and the pretraining loss-curve figure.
 
 metrics.tsv columns: step, train_loss (mean cross-entropy per masked token since the previous
 row, nats, over the steps that were not skipped), valid_loss, masked_accuracy (validation),
@@ -7,6 +7,9 @@ maskable training tokens), grad_norm (mean global gradient norm before clipping,
 since the previous row that were not skipped), skipped_steps (steps since the previous row whose
 loss or gradient norm was not finite: no update was made). Empty cells where a row has no such
 value (validation runs every ``eval_every`` steps).
+
+Fine-tuning's ``train_log.tsv`` (``write_history``): one row per validation, the columns those
+of its records (epoch, step, train_loss, grad_norm, skipped_steps, valid_<metric>..., seconds).
 """
 from __future__ import annotations
 
@@ -34,6 +37,15 @@ def write_metrics(path, rows: list[dict]) -> None:
         handle.write("\t".join(COLUMNS) + "\n")
         for row in rows:
             handle.write("\t".join(_cell(row.get(c)) for c in COLUMNS) + "\n")
+
+
+def write_history(history: list[dict], path) -> None:
+    """Write fine-tuning's per-validation records as a TSV (pandas, 6 significant digits),
+    atomically; the columns are the records' keys."""
+    import pandas as pd
+
+    with atomic_open(path) as handle:
+        pd.DataFrame(history).to_csv(handle, sep="\t", index=False, float_format="%.6g")
 
 
 def read_metrics(path) -> list[dict]:

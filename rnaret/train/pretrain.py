@@ -17,6 +17,11 @@ holds optimizer, scheduler, RNG and data position, and every random draw of a st
 (seed, step) — masks, crops and dropout (``rnaret.model.dropout``, per row) — so a killed run
 ends with the weights the uninterrupted run ends with.
 
+What is its own: the token-budget batches and their masks, the MLM loss, the validation, the
+data position and the metrics rows; seeds and random streams, the run folder's checkpoints and
+resume, the optimizer and its step guard come from ``rnaret.train.skeleton`` (shared with
+fine-tuning), the learning-rate schedule from ``rnaret.train.schedule``.
+
 Per step, nothing waits for the device: a background thread builds, crops, masks (and on CUDA
 pins) the next batches; the MLM head runs only at the chosen positions (their flat indices come
 with the batch, computed on the CPU); losses, gradient norms and skipped-step counts are summed
@@ -29,33 +34,32 @@ from __future__ import annotations
 
 import json
 import math
-import random
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from rnaret.checkpoint import training as ckpt
+from rnaret.data.progress import progress as progress_bar
 from rnaret.io.atomic import atomic_open
 from rnaret.io.errors import InputError
 from rnaret.masking import MaskingConfig, masked_lm_loss
 from rnaret.model.dropout import row_seeds
 from rnaret.precision import FP16, autocast, resolve_precision
-from rnaret.train import checkpointing as ckpt
 from rnaret.train import distributed as dist_utils
 from rnaret.train import fingerprint as fp
+from rnaret.train import skeleton
 from rnaret.train.config import PretrainConfig, model_name
 from rnaret.train.curves import plot_loss_curve, write_metrics
 from rnaret.train.data import (BatchStream, LocalBatch, effective_lengths, make_global_batch,
                                open_split, step_seed, unigram_entropy, validation_batches)
-from rnaret.train.guard import StepGuard, make_adamw
 from rnaret.train.prefetch import Prefetcher, pin, to_device
 from rnaret.train.schedule import make_scheduler
+from rnaret.train.skeleton import TRAIN_TAG, VALID_TAG
 
 RUN_SUBDIR = "train"
-TRAIN_TAG, VALID_TAG, DROPOUT_TAG = 0, 1, 2  # seed streams: steps, validation batches, dropout
+NAME = "rnaret pretrain"
 
 
 @dataclass
@@ -216,7 +220,7 @@ def _step_batches(train, stream: BatchStream, config: PretrainConfig, ctx, first
         gen = torch.Generator().manual_seed(step_seed(config.seed, TRAIN_TAG, step))
         micro = [make_global_batch(train, stream.next(), config.k, config.max_train_len, gen, masking,
                                    ctx.rank, ctx.world_size,
-                                   dropout_base=step_seed(config.seed, DROPOUT_TAG, step, j))
+                                   dropout_base=skeleton.dropout_seed(config.seed, step, j))
                  for j in range(config.accumulate)]
         yield step, pin(micro, ctx.device), stream.state()
 
@@ -234,29 +238,22 @@ def _pretrain(config, shards, out, ctx, threads, show_progress, restart) -> Pret
     run_dir = out / RUN_SUBDIR
     start = None
     if ctx.is_main:
-        start = fp.open_run_dir(run_dir, run_fingerprint(config, shards, valid_batches, precision),
-                                restart=restart)
-        ckpt.remove_partial_writes(run_dir)
-        if start.describe(run_dir):
-            print(f"rnaret pretrain: {start.describe(run_dir)}", file=sys.stderr, flush=True)
+        start = skeleton.open_run(run_dir, run_fingerprint(config, shards, valid_batches, precision),
+                                  restart=restart, name=NAME)
     start = dist_utils.broadcast_object(start, ctx)
     dist_utils.barrier(ctx)
 
     # the same initial weights on every rank, whatever the rank
-    random.seed(config.seed)
-    np.random.seed(config.seed % 2**32)
-    torch.manual_seed(config.seed)
+    skeleton.seed_everything(config.seed)
     model = build_model(config).to(ctx.device)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_adamw(params, lr=config.lr, betas=config.betas, eps=config.eps,
-                           weight_decay=config.weight_decay)
+    optimizer, guard = skeleton.make_optimizer(
+        params, params, lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay,
+        grad_clip=config.grad_clip, max_consecutive=config.max_nonfinite_steps, device=ctx.device, name=NAME)
     scheduler = make_scheduler(optimizer, config.schedule, t0=config.t0, t_mult=config.t_mult,
                                eta_min=config.eta_min, warmup=config.warmup_steps,
                                total=max(1, config.max_steps))
-    guard = StepGuard(optimizer, params, grad_clip=config.grad_clip,
-                      max_consecutive=config.max_nonfinite_steps, device=ctx.device,
-                      name="rnaret pretrain")
     # fp16 (the published pretraining, CUDA only): the loss is scaled before the backward pass
     # and the gradients unscaled before the guard clips and steps; a step with inf/NaN gradients
     # is skipped by the guard (as GradScaler.step would) and lowers the scale. Disabled: identity.
@@ -269,28 +266,21 @@ def _pretrain(config, shards, out, ctx, threads, show_progress, restart) -> Pret
     rows: list[dict] = []
     acc = _fresh_accumulators()
     best = ckpt.read_best(run_dir)
-    resumed_from = ckpt.latest_checkpoint(run_dir)
-    if resumed_from is not None:
-        state = ckpt.load_checkpoint(resumed_from, model)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+    resumed_from, state = skeleton.resume(run_dir, model, optimizer, guard, scheduler=scheduler, scaler=scaler,
+                                          rank=ctx.rank, world_size=ctx.world_size)
+    if state is not None:
         stream.restore(state["data"])
-        guard.load_state_dict(state["guard"])
-        if scaler.is_enabled() and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
         step = int(state["step"])
         rows = list(state["metrics"])
         acc = dict(state["accumulators"])
-        rng = state["rng"]
-        if len(rng) == ctx.world_size:
-            ckpt.set_rng_state(rng[ctx.rank])
         if ctx.is_main:
-            print(f"rnaret pretrain: resuming from {resumed_from} (step {step})", file=sys.stderr, flush=True)
+            skeleton.log(NAME, f"resuming from {resumed_from} (step {step})")
     if ctx.enabled:
         _broadcast_parameters(model, ctx)
 
     name = model_name(config.architecture, config.k)
-    progress = _progress_bar(config.max_steps, step, name, show_progress and ctx.is_main)
+    progress = progress_bar(total=config.max_steps, initial=step, desc=f"pretrain {name}", unit="step",
+                            disable=not (show_progress and ctx.is_main))
     last_eval = None
     if step == 0 and not rows:  # the starting point of the curve
         last_eval = evaluate(model, valid, valid_batches, config, ctx)
@@ -302,7 +292,7 @@ def _pretrain(config, shards, out, ctx, threads, show_progress, restart) -> Pret
             assert batch_step == step, "the batch stream and the loop disagree on the step"
             lr = scheduler.get_last_lr()[0]
             # any other random draw of the step (none in our models) from (seed, step, rank)
-            torch.manual_seed(step_seed(config.seed, TRAIN_TAG, step, 1 + ctx.rank))
+            skeleton.seed_step(config.seed, step, 1 + ctx.rank)
             n_chosen = sum(m.global_chosen for m in micro)  # the same number on every rank
             loss_total = torch.zeros((), dtype=torch.float32, device=ctx.device)
             for m in micro:
@@ -351,16 +341,14 @@ def _pretrain(config, shards, out, ctx, threads, show_progress, restart) -> Pret
                 if ctx.is_main:
                     write_metrics(run_dir / "metrics.tsv", rows)
             if step % config.checkpoint_every == 0 or final:
-                rng = dist_utils.gather_objects(ckpt.rng_state(), ctx)
+                rng = dist_utils.gather_objects(skeleton.rng_state(), ctx)
                 if ctx.is_main:
                     state = {"step": step, "optimizer": optimizer.state_dict(),
                              "scheduler": scheduler.state_dict(), "data": stream_state, "rng": rng,
                              "metrics": rows, "accumulators": acc, "guard": guard.state_dict(),
                              **({"scaler": scaler.state_dict()} if scaler.is_enabled() else {}),
                              "world_size": ctx.world_size, "config": config.to_dict()}
-                    path = ckpt.save_checkpoint(run_dir, step, model, state, config.keep_last)
-                    print(f"rnaret pretrain: checkpoint {path} written (step {step})", file=sys.stderr,
-                          flush=True)
+                    skeleton.save(run_dir, step, model, state, config.keep_last, name=NAME, when=f"step {step}")
                 dist_utils.barrier(ctx)
             if not acc["chosen"]:  # a row was just written: time the next interval from here
                 interval_start = time.perf_counter()
@@ -400,15 +388,6 @@ def _broadcast_parameters(model, ctx) -> None:
     with torch.no_grad():
         for t in list(model.parameters()) + list(model.buffers()):
             dist.broadcast(t.data, src=0)
-
-
-def _progress_bar(total: int, initial: int, name: str, enabled: bool):
-    from tqdm.auto import tqdm
-
-    # a log file gets an update every 30 s instead of a carriage-return stream
-    interactive = sys.stderr.isatty()
-    return tqdm(total=total, initial=initial, desc=f"pretrain {name}", unit="step",
-                disable=not enabled, mininterval=0.5 if interactive else 30.0, dynamic_ncols=True)
 
 
 def _write_outputs(out: Path, model, rows, entropy, config, step, last_eval, best, name) -> None:

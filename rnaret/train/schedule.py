@@ -1,13 +1,42 @@
-"""Learning-rate schedules as pure functions of the optimizer step.
+"""Learning-rate schedules as pure functions of the optimizer step, for every training loop.
 
-A pure function of the step (wrapped in ``LambdaLR``) makes resume exact: the scheduler's only
-state is the step count.
+A pure function of the step makes resume exact: the scheduler's only state is the step count.
+
+- Pretraining (``lr_at`` in a ``LambdaLR``, ``make_scheduler``): ``SCHEDULES``, the published
+  cosine with warm restarts, one warmup + cosine, or constant.
+- Fine-tuning (``finetune_scale``, a factor of each group's base rate, set before each step):
+  ``FINETUNE_SCHEDULES``, constant or one cosine from the base rate down to a tenth of it over
+  the run, with the run's progress counted in steps or in epochs.
+
+Both put the same linear warmup (``warmup_factor``) in front.
 """
 from __future__ import annotations
 
 import math
 
 SCHEDULES = ("cosine_restarts", "warmup_cosine", "constant")
+FINETUNE_SCHEDULES = ("constant", "cosine")
+FINETUNE_FLOOR = 0.1  # fine-tuning's cosine ends at this fraction of the base rate
+
+
+def warmup_factor(step: int, warmup: int) -> float:
+    """The linear warmup's factor at optimizer step ``step`` (0-based): (step + 1) / warmup up to
+    1; 1 without warmup (``warmup`` 0)."""
+    return min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+
+
+def finetune_scale(step: int, kind: str, warmup: int, progress: float) -> float:
+    """The factor of the base learning rates at fine-tuning step ``step`` (0-based).
+
+    kind: ``constant`` (the warmup only) or ``cosine``: times a half cosine from 1 down to
+    ``FINETUNE_FLOOR`` as ``progress`` (the fraction of the run done, capped at 1) goes 0 -> 1.
+    """
+    scale = warmup_factor(step, warmup)
+    if kind == "cosine":
+        scale *= FINETUNE_FLOOR + (1.0 - FINETUNE_FLOOR) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    elif kind != "constant":
+        raise ValueError(f"lr_schedule must be one of {', '.join(FINETUNE_SCHEDULES)}, got {kind!r}")
+    return scale
 
 
 def cosine_warm_restarts(step: int, base_lr: float, t0: int, eta_min: float, t_mult: int = 1) -> float:
@@ -42,11 +71,11 @@ def lr_at(step: int, kind: str, base_lr: float, *, t0: int = 50_000, t_mult: int
     if kind == "cosine_restarts":
         lr = cosine_warm_restarts(step, base_lr, t0, eta_min, t_mult)
         # an optional warmup in front of the published schedule (0 = published)
-        return lr * min(1.0, (step + 1) / warmup) if warmup > 0 else lr
+        return lr * warmup_factor(step, warmup)
     if kind == "warmup_cosine":
         return warmup_cosine(step, base_lr, warmup, total, eta_min)
     if kind == "constant":
-        return base_lr * min(1.0, (step + 1) / warmup) if warmup > 0 else base_lr
+        return base_lr * warmup_factor(step, warmup)
     raise ValueError(f"unknown schedule {kind!r}; choose one of {SCHEDULES}")
 
 

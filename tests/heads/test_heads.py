@@ -12,7 +12,7 @@ from rnaret.heads.coding import CodingHead, position_loss, window_scores
 from rnaret.heads.interaction import InteractionHead
 from rnaret.model import EncoderConfig, build_encoder
 from rnaret.tasks import get_task
-from rnaret.tasks.finetune import load_published_finetuned
+from rnaret.checkpoint.published import load_published_finetuned
 from rnaret.tokenizer import encode
 
 D = 16

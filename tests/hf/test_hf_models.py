@@ -161,7 +161,8 @@ def released_files(tmp_path_factory):
 
 
 def test_released_interaction_file_becomes_a_sequence_classifier(released_files, tmp_path):
-    from rnaret.checkpoint import load_encoder, load_published_state_dict
+    from rnaret.checkpoint import load_encoder
+    from rnaret.checkpoint.published import load_published_state_dict
     from rnaret.heads.interaction import InteractionHead
 
     path = released_files / "rri" / "MirTar_5mer.pth"
@@ -216,7 +217,8 @@ def test_bad_checkpoints_are_named(tmp_path, capsys):
 def test_our_fine_tuned_interaction_folder_becomes_a_sequence_classifier(released_files, tmp_path):
     from rnaret.checkpoint import load_encoder
     from rnaret.tasks import get_task
-    from rnaret.tasks.finetune import TaskModel, save_finetuned
+    from rnaret.checkpoint.finetuned import save_finetuned
+    from rnaret.tasks.finetune import TaskModel
 
     task = get_task("interaction")
     encoder = load_encoder(released_files / "pretrain" / "pretrain_5mer.pth")

@@ -207,7 +207,8 @@ def _tiny_checkpoint(folder: Path) -> None:
 def _finetuned(folder: Path) -> None:
     from rnaret.checkpoint import load_encoder
     from rnaret.tasks import get_task
-    from rnaret.tasks.finetune import TaskModel, save_finetuned
+    from rnaret.checkpoint.finetuned import save_finetuned
+    from rnaret.tasks.finetune import TaskModel
 
     _tiny_checkpoint(folder.parent / "ft_encoder")
     task = get_task("interaction")

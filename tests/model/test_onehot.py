@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from rnaret.model.onehot import OneHotConfig, OneHotModel, load_onehot, save_onehot
+from rnaret.checkpoint.onehot import load_onehot, save_onehot
+from rnaret.model.onehot import OneHotConfig, OneHotModel
 from rnaret.tasks import get_task
 from rnaret.tasks.base import pad_tokens
 from rnaret.tasks.interaction import pair_tokens

@@ -17,8 +17,8 @@ from rnaret.io.errors import InputError
 from rnaret.model import EncoderConfig, build_encoder
 from rnaret.model.onehot import OneHotConfig, OneHotModel
 from rnaret.tasks import TASKS, get_task
-from rnaret.tasks.finetune import (TaskModel, evaluate, finetune, load_finetuned, make_batches, pick_device,
-                                   save_finetuned)
+from rnaret.checkpoint.finetuned import load_finetuned, save_finetuned
+from rnaret.tasks.finetune import TaskModel, evaluate, finetune, make_batches, pick_device
 from rnaret.tasks.run import initial_model
 
 MAIN = "mirna_target/mirtar_deepmirtar_miraw.tsv"

@@ -24,7 +24,8 @@ from rnaret.io.structure import read_structures
 from rnaret.metrics import read_metrics_tsv
 from rnaret.model import EncoderConfig, build_encoder
 from rnaret.tasks import get_task
-from rnaret.tasks.finetune import TaskModel, evaluate, finetune, load_finetuned, save_finetuned
+from rnaret.checkpoint.finetuned import load_finetuned, save_finetuned
+from rnaret.tasks.finetune import TaskModel, evaluate, finetune
 from rnaret.tasks.run import dataset_entry, initial_model, run_evaluate, run_finetune
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -305,7 +305,7 @@ def test_finetune_under_the_published_protocol_keeps_the_last_epoch(tmp_path):
     """`rnaret finetune --protocol published` from a released interaction file: the padded,
     unmasked inputs, fp32, and the model after the last epoch (validation only logged); the
     checkpoint folder then evaluates under the protocol it was trained with."""
-    from rnaret.checkpoint import read_task_meta
+    from rnaret.checkpoint.finetuned import read_task_meta
 
     case = CASES["rri_k5"]
     inputs = RUNS / "rri" / "inputs"
@@ -323,7 +323,7 @@ def test_finetune_under_the_published_protocol_keeps_the_last_epoch(tmp_path):
     # the saved head is the last checkpoint's (the run folder keeps one per epoch)
     from safetensors.torch import load_file
 
-    from rnaret.train.checkpointing import latest_checkpoint
+    from rnaret.checkpoint.training import latest_checkpoint
 
     last = load_file(latest_checkpoint(tmp_path / "ft.train") / "model" / "weights.safetensors")
     saved = load_file(out / "head.safetensors")
@@ -348,7 +348,7 @@ def test_finetune_under_the_published_protocol_keeps_the_last_epoch(tmp_path):
 def test_structure_finetune_under_the_published_protocol_counts_what_it_leaves_out(tmp_path, capsys):
     """Training reads its folders as ssp.py does too: the test folder as a training set leaves
     out the same files, and says so."""
-    from rnaret.checkpoint import read_task_meta
+    from rnaret.checkpoint.finetuned import read_task_meta
 
     case = CASES["ssp_k1"]
     inputs = RUNS / "ssp" / "inputs"

@@ -167,7 +167,8 @@ def test_finetune_evaluate_and_classify_coding(resources, tmp_path, tiny_k5_chec
 
 def test_classify_rejects_bad_input(tmp_path, tiny_k5_checkpoint, capsys):
     from rnaret.checkpoint import load_encoder
-    from rnaret.tasks.finetune import TaskModel, save_finetuned
+    from rnaret.checkpoint.finetuned import save_finetuned
+    from rnaret.tasks.finetune import TaskModel
 
     bad = tmp_path / "bad.fa"
     bad.write_text(">x\nACGTACGTAC\n>y\nACGTXXACGT\n")

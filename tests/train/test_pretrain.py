@@ -525,7 +525,7 @@ def test_fp16_is_fp32_on_the_cpu_and_its_grad_scaler_changes_no_weight(shards_k1
     assert scaled.resumed_from is not None and scaled.resumed_from.name == "step-000000003"
     assert_same_tensors(_weights(tmp_path / "fp32" / "checkpoint"), _weights(tmp_path / "scaled" / "checkpoint"),
                         "the scaled fp32 run")
-    from rnaret.train.checkpointing import STATE_FILE
+    from rnaret.checkpoint.training import STATE_FILE
 
     state = torch.load(tmp_path / "scaled" / "train" / "step-000000006" / STATE_FILE, weights_only=False)
     assert state["scaler"]["scale"] == 2.0 ** 16 and "scaler" not in torch.load(

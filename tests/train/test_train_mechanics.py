@@ -1,5 +1,6 @@
 """The pieces the training loops share: skipped non-finite steps (StepGuard), the background
-batch builder (Prefetcher), run fingerprints and run folders, and per-row dropout masks."""
+batch builder (Prefetcher), run fingerprints and run folders, per-row dropout masks, the
+skeleton's save and resume with the random streams, and fine-tuning's learning-rate schedule."""
 from __future__ import annotations
 
 import json
@@ -236,3 +237,101 @@ def test_row_dropout_masks_belong_to_the_row():
     assert (keep[0].float() * keep[1].float()).mean().item() == pytest.approx(0.64, abs=5e-3)
     other_site = keep_mask(row_keys(5, range(64)), 12345, 0, (64, 500, 128), 0.2)
     assert (keep.float() * other_site.float()).mean().item() == pytest.approx(0.64, abs=2e-3)
+
+
+# ------------------------------------------------------------------ the training skeleton
+
+
+def _by_index(model, optimizer):
+    """(weights, optimizer state keyed by parameter index): comparable across model instances."""
+    return ({k: v.detach().clone() for k, v in model.state_dict().items()},
+            {i: {k: v.clone() for k, v in s.items()} for i, s in optimizer.state_dict()["state"].items()})
+
+
+def test_skeleton_save_then_resume_restores_weights_optimizer_guard_and_random_streams(tmp_path):
+    from rnaret.checkpoint.training import save_weights
+    from rnaret.train import skeleton
+
+    def setup():
+        model, x, y = _regression(1)
+        params = list(model.parameters())
+        optimizer, guard = skeleton.make_optimizer(params, params, lr=1e-2, weight_decay=0.01, grad_clip=1.0,
+                                                   max_consecutive=3, device=torch.device("cpu"), name="test")
+        return model, optimizer, guard, x, y
+
+    def train_step(model, optimizer, guard, x, y, step):
+        skeleton.seed_step(7, step)
+        loss = torch.nn.functional.mse_loss(torch.nn.functional.dropout(model(x), 0.5), y)
+        loss.backward()
+        guard.step(loss, 1.0, step + 1)
+
+    model, optimizer, guard, x, y = setup()
+    assert skeleton.resume(tmp_path, model, optimizer, guard) == (None, None)  # nothing saved yet
+    skeleton.seed_everything(7)
+    for step in range(3):
+        train_step(model, optimizer, guard, x, y, step)
+    state = {"step": 3, "optimizer": optimizer.state_dict(), "guard": guard.state_dict(),
+             "rng": skeleton.rng_state(), "mine": [1, 2]}
+    path = skeleton.save(tmp_path, 3, model, state, 1, name="test", when="step 3", save_model=save_weights)
+    after_save = torch.rand(4)
+    train_step(model, optimizer, guard, x, y, 3)
+    uninterrupted = _by_index(model, optimizer)
+
+    fresh, fresh_optimizer, fresh_guard, _, _ = setup()
+    torch.manual_seed(12345)  # a resumed process starts from other generator states
+    found, loaded = skeleton.resume(tmp_path, fresh, fresh_optimizer, fresh_guard)
+    assert found == path and loaded["step"] == 3 and loaded["mine"] == [1, 2]
+    assert torch.equal(torch.rand(4), after_save)  # the generators continue where they were saved
+    train_step(fresh, fresh_optimizer, fresh_guard, x, y, 3)
+    resumed = _by_index(fresh, fresh_optimizer)
+    assert uninterrupted[0].keys() == resumed[0].keys() and uninterrupted[1].keys() == resumed[1].keys()
+    assert all(torch.equal(uninterrupted[0][k], resumed[0][k]) for k in resumed[0])
+    assert all(torch.equal(uninterrupted[1][i][k], resumed[1][i][k]) for i in resumed[1] for k in resumed[1][i])
+
+
+def test_skeleton_resume_keeps_the_generators_of_another_world_size(tmp_path):
+    """Per-rank generator states (a list) are restored only by a run of as many ranks."""
+    from rnaret.checkpoint.training import save_weights
+    from rnaret.train import skeleton
+
+    model, _, _ = _regression(0)
+    optimizer, guard = skeleton.make_optimizer(list(model.parameters()), list(model.parameters()), lr=1e-3,
+                                               weight_decay=0.0, grad_clip=None, max_consecutive=3,
+                                               device=torch.device("cpu"), name="test")
+    torch.manual_seed(1)
+    saved = skeleton.rng_state()
+    state = {"step": 1, "optimizer": optimizer.state_dict(), "guard": guard.state_dict(), "rng": [saved, saved]}
+    skeleton.save(tmp_path, 1, model, state, 1, name="test", when="step 1", save_model=save_weights)
+    torch.manual_seed(1)
+    from_saved = torch.rand(3)
+    torch.manual_seed(2)
+    skeleton.resume(tmp_path, model, optimizer, guard, rank=1, world_size=2)
+    assert torch.equal(torch.rand(3), from_saved)
+    torch.manual_seed(2)
+    untouched = torch.rand(3)
+    assert not torch.equal(untouched, from_saved)
+    torch.manual_seed(2)
+    skeleton.resume(tmp_path, model, optimizer, guard, rank=0, world_size=1)  # two saved, one rank
+    assert torch.equal(torch.rand(3), untouched)
+
+
+def test_finetune_schedule_is_the_warmup_then_a_cosine_to_a_tenth():
+    import math
+
+    from rnaret.train.schedule import finetune_scale, lr_at, warmup_factor
+
+    assert [warmup_factor(s, 4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert warmup_factor(0, 0) == 1.0
+    assert [finetune_scale(s, "constant", 2, 0.9) for s in range(3)] == [0.5, 1.0, 1.0]
+    assert finetune_scale(10, "cosine", 0, 0.0) == 1.0
+    assert finetune_scale(10, "cosine", 0, 1.0) == pytest.approx(0.1, abs=1e-15)
+    assert finetune_scale(10, "cosine", 0, 3.0) == finetune_scale(10, "cosine", 0, 1.0)  # capped at the end
+    # the formula fine-tuning has always used, to the bit
+    for step, warmup, progress in ((0, 3, 0.0), (2, 3, 0.25), (7, 3, 0.5), (40, 0, 0.8125)):
+        scale = min(1.0, (step + 1) / warmup) if warmup else 1.0
+        scale *= 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        assert finetune_scale(step, "cosine", warmup, progress) == scale
+    # pretraining's constant schedule puts the same warmup in front
+    assert [lr_at(s, "constant", 2e-3, warmup=4) for s in range(5)] == [2e-3 * warmup_factor(s, 4) for s in range(5)]
+    with pytest.raises(ValueError, match="lr_schedule must be one of constant, cosine, got 'linear'"):
+        finetune_scale(0, "linear", 0, 0.0)

@@ -1,10 +1,11 @@
-"""Training checkpoints: written atomically, the last few kept, the best by validation loss kept.
+"""The resumable state of a training run (pretraining and fine-tuning): checkpoints written
+atomically, the last few kept, the best by validation loss kept.
 
 Layout of a run folder (pretraining's ``<out>/train``, fine-tuning's ``<out>.train``)::
 
     fingerprint.json           what the run was started from (``rnaret.train.fingerprint``)
     step-000001000/            one checkpoint, renamed into place only once complete
-        model/                 config.json + weights.safetensors (``rnaret.checkpoint.save_encoder``;
+        model/                 config.json + weights.safetensors (``save_encoder``;
                                fine-tuning: weights.safetensors of encoder + head)
         state.pt               optimizer, scheduler, RNG (python, numpy, torch CPU/CUDA per rank),
                                data position, step, metric history (torch.save; read weights_only)
@@ -117,12 +118,12 @@ def save_checkpoint(run_dir, step: int, model: torch.nn.Module, state: dict, kee
     """Write checkpoint ``step`` atomically, then delete all but the newest ``keep_last``.
 
     model: saved into ``model/`` by ``save_model(model, folder)`` (default
-    ``rnaret.checkpoint.save_encoder``, for encoders; ``save_weights`` for any module); state: a
+    ``rnaret.checkpoint.encoder.save_encoder``, for encoders; ``save_weights`` for any module); state: a
     dict of tensors and plain Python values (optimizer/scheduler state dicts, RNG states,
     positions). Returns the checkpoint folder; it appears under its name only once complete.
     """
     if save_model is None:
-        from rnaret.checkpoint import save_encoder as save_model
+        from rnaret.checkpoint.encoder import save_encoder as save_model
 
     run_dir = Path(run_dir)
     target = run_dir / step_dir_name(step)
@@ -176,7 +177,7 @@ def load_model_weights(weights_file, model: torch.nn.Module) -> None:
 
 def save_best(run_dir, model: torch.nn.Module, step: int, valid_loss: float) -> Path:
     """Replace ``run_dir/best`` atomically with ``model`` and its step and validation loss."""
-    from rnaret.checkpoint import save_encoder
+    from rnaret.checkpoint.encoder import save_encoder
 
     target = Path(run_dir) / BEST_DIR
     with atomic_dir(target) as tmp:

@@ -1,4 +1,4 @@
-"""Checkpoint I/O: our safetensors + JSON checkpoints, and the published ``.pth`` files.
+"""Our encoder checkpoints (safetensors + JSON) and the checks every weights reader shares.
 
 Formats ``load_encoder`` accepts:
 
@@ -7,30 +7,23 @@ Formats ``load_encoder`` accepts:
   published config fields, k inferred from vocab_size = 4**k + 6), e.g. the reference
   ``official_vectors/`` folder;
 * a ``.safetensors`` file (config from a ``config.json`` beside it, else inferred from shapes);
-* a published ``.pth`` (any other file): a pickled state dict read with
-  ``torch.load(..., weights_only=True)``, so that nothing but tensors is ever unpickled. Bare
-  encoder keys (``pretrain_{1,3,5}mer.pth``) or ``ret.*`` + ``classifier.*`` (fine-tuned files;
-  the encoder comes from ``ret.*``, the head weights from ``load_published_state_dict``).
-  The config is inferred from the tensor shapes.
+* a published ``.pth`` (any other file; read by ``rnaret.checkpoint.published``): bare encoder
+  keys (``pretrain_{1,3,5}mer.pth``) or ``ret.*`` + ``classifier.*`` (fine-tuned files; the
+  encoder comes from ``ret.*``). The config is inferred from the tensor shapes.
 
 Every problem raises ``rnaret.io.errors.InputError`` naming the file: a config.json that is not
 a JSON object of the config's fields with values of their types, a truncated or corrupt
 safetensors or ``.pth``, weights whose keys, shapes or kinds (float or not) do not fit. The fit
 is checked on a model built on the ``meta`` device (no memory) before the real one is built, so
-a damaged config asking for a huge model fails at once instead of allocating it.
-
-Fine-tuned checkpoint folders (``task.json``, ``encoder/``, ``head.safetensors``; written by
-``rnaret.tasks.finetune.save_finetuned``) are read with :func:`read_task_meta`,
-:func:`read_head_state` and :func:`build_checked`.
+a damaged config asking for a huge model fails at once instead of allocating it
+(:func:`build_checked`, also used for fine-tuned task heads).
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import os
-import pickle
 import re
-import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -44,9 +37,6 @@ from rnaret.model import EncoderConfig, build_encoder
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "weights.safetensors"
-TASK_NAME = "task.json"
-HEAD_NAME = "head.safetensors"
-ENCODER_KINDS = ("retnet", "transformer", "onehot")
 DEFAULT_HEADS = 4
 _LAYER_KEY = re.compile(r"^layers\.(\d+)\.")
 
@@ -93,15 +83,17 @@ def load_encoder(path, device="cpu", strict: bool = True, retention_heads: int |
             raise InputError(path, f"checkpoint directory has no {WEIGHTS_NAME}")
         if not config_path.exists():
             raise InputError(path, f"checkpoint directory has no {CONFIG_NAME}")
-        state = _read_safetensors(weights_path)
+        state = read_safetensors(weights_path)
         config = read_config(config_path)
         source = weights_path
     elif path.suffix == ".safetensors":
-        state = _read_safetensors(path)
+        state = read_safetensors(path)
         sibling = path.with_name(CONFIG_NAME)
         config = read_config(sibling) if sibling.exists() else infer_config(state, path, retention_heads)
         source = path
     else:
+        from rnaret.checkpoint.published import load_published_state_dict
+
         state, _ = load_published_state_dict(path)
         config = infer_config(state, path, retention_heads)
         source = path
@@ -153,7 +145,9 @@ def read_config(path) -> EncoderConfig:
         raise InputError(path, f"bad encoder config: {exc}") from exc
 
 
-def _read_safetensors(path) -> dict[str, Tensor]:
+def read_safetensors(path) -> dict[str, Tensor]:
+    """The tensors of a safetensors file; InputError naming the file when it is missing,
+    truncated or corrupt."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -164,72 +158,6 @@ def _read_safetensors(path) -> dict[str, Tensor]:
     except (SafetensorError, OSError, ValueError, TypeError, RuntimeError) as exc:
         # truncated files, damaged headers, dtypes torch lacks: all "not readable"
         raise InputError(path, f"not a readable safetensors file: {exc}") from None
-
-
-def read_pth(path) -> dict[str, Tensor]:
-    """The flat {name: tensor} dict of a ``.pth`` file, unpickled with ``weights_only=True``.
-
-    A file holding any pickled object other than tensors and plain containers is refused with
-    an InputError before anything in it runs. A {"state_dict": {...}} or {"model": {...}}
-    wrapper is unwrapped.
-    """
-    if not os.path.isfile(path):
-        raise InputError(path, "no such file" if not os.path.exists(path) else "not a file")
-    try:
-        with warnings.catch_warnings():
-            # a damaged file can look like an old pickle protocol; the error below says enough
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            obj = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        # name what torch's restricted unpickler refused, not its advice to switch it off
-        text = str(exc)
-        named = re.search(r"unsupported GLOBAL\s+([\w.]+)|Unsupported global: GLOBAL\s+([\w.]+)", text, re.I)
-        if named:
-            raise InputError(path, "refused: the file holds pickled objects other than tensors (not "
-                                   f"unpickled, nothing in it was run): it names {named.group(1) or named.group(2)}"
-                             ) from None
-        # otherwise the pickle itself is damaged: an opcode or a structure the unpickler rejects
-        detail = re.search(r"WeightsUnpickler error:\s*(.+)", text)
-        detail = detail.group(1).strip() if detail else _first_line(exc)
-        raise InputError(path, f"not a readable PyTorch checkpoint: a damaged pickle ({detail[:120]})") from None
-    except Exception as exc:  # noqa: BLE001
-        # torch.load on damaged bytes raises nearly any type (RuntimeError from the zip reader,
-        # EOFError, KeyError, IndexError, UnicodeDecodeError, struct.error ...): the file is
-        # untrusted input, so each is the same answer
-        raise InputError(path, f"not a readable PyTorch checkpoint: {type(exc).__name__}: "
-                               f"{_first_line(exc)}") from None
-    if isinstance(obj, dict) and len(obj) == 1 and next(iter(obj)) in ("state_dict", "model") \
-            and isinstance(next(iter(obj.values())), dict):
-        obj = next(iter(obj.values()))
-    if not isinstance(obj, dict) or not obj:
-        raise InputError(path, f"expected a non-empty state dict, found {type(obj).__name__}")
-    bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
-    if bad:
-        raise InputError(path, f"not a state dict: entries that are not named tensors: {bad[:5]}")
-    return dict(obj)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else ""
-
-
-def load_published_state_dict(path) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """(encoder_state, head_state) of a published ``.pth``.
-
-    Bare keys (pretraining files): (state, {}). Fine-tuned files: ``ret.X`` -> encoder ``X``,
-    ``classifier.Y`` -> head ``Y`` (load it into the matching task head). Any other prefix in
-    a fine-tuned file is an InputError naming the keys.
-    """
-    state = read_pth(path)
-    if not any(k.startswith("ret.") for k in state):
-        return state, {}
-    encoder = {k[len("ret."):]: v for k, v in state.items() if k.startswith("ret.")}
-    head = {k[len("classifier."):]: v for k, v in state.items() if k.startswith("classifier.")}
-    other = sorted(k for k in state if not k.startswith(("ret.", "classifier.")))
-    if other:
-        raise InputError(path, f"fine-tuned checkpoint with keys outside ret.* and classifier.*: {other[:8]}")
-    return encoder, head
 
 
 def infer_config(state: dict[str, Tensor], path, retention_heads: int | None = None) -> EncoderConfig:
@@ -328,31 +256,3 @@ def build_checked(build: Callable[[], torch.nn.Module], state: dict[str, Tensor]
     module = make()
     load_state_checked(module, state, path, strict=strict, what=what)
     return module
-
-
-# -- fine-tuned checkpoint folders -----------------------------------------------------------
-def read_task_meta(folder) -> dict:
-    """The ``task.json`` of a fine-tuned checkpoint folder -> its mapping, checked: ``task`` a
-    non-empty string, ``settings`` a mapping (optional), ``encoder_kind`` one of
-    ``ENCODER_KINDS`` (optional, default retnet). InputError naming the file otherwise."""
-    path = Path(folder) / TASK_NAME
-    if not path.exists():
-        raise InputError(folder, f"not a fine-tuned checkpoint folder (no {TASK_NAME})")
-    meta = read_json_object(path)
-    if not isinstance(meta.get("task"), str) or not meta["task"]:
-        raise InputError(path, "'task' must name the task (a string)")
-    if not isinstance(meta.get("settings", {}), dict):
-        raise InputError(path, "'settings' must be a mapping of setting names to values")
-    if meta.get("encoder_kind", "retnet") not in ENCODER_KINDS:
-        raise InputError(path, f"'encoder_kind' must be one of {', '.join(ENCODER_KINDS)}, "
-                               f"got {str(meta.get('encoder_kind'))[:40]!r}")
-    return meta
-
-
-def read_head_state(folder) -> dict[str, Tensor]:
-    """The head weights (``head.safetensors``) of a fine-tuned checkpoint folder; InputError
-    naming the file when it is missing, truncated or corrupt."""
-    path = Path(folder) / HEAD_NAME
-    if not path.exists():
-        raise InputError(folder, f"the fine-tuned checkpoint has no {HEAD_NAME}")
-    return _read_safetensors(path)
