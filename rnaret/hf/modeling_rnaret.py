@@ -54,12 +54,14 @@ class RnaretPreTrainedModel(PreTrainedModel):
         Linear and Conv1d layers; the encoder's fixed buffers (rotary angles, decays)
         recomputed. The encoder's parameters keep the initialisation they got when built (or
         the checkpoint's weights)."""
-        if isinstance(module, (SequenceHead, TokenHead)):
-            for layer in module.modules():
-                if isinstance(layer, (nn.Linear, nn.Conv1d)):
-                    init.normal_(layer.weight, mean=0.0, std=0.02)
-                    if layer.bias is not None:
-                        init.zeros_(layer.bias)
+        # the library initialises the layers a checkpoint lacks one by one, so a head's layers
+        # are told by being inside the head (``self.classifier``), not by their own class
+        head = getattr(self, "classifier", None)
+        if isinstance(module, (nn.Linear, nn.Conv1d)) and isinstance(head, (SequenceHead, TokenHead)) \
+                and any(module is layer for layer in head.modules()):
+            init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                init.zeros_(module.bias)
         elif isinstance(module, RetNetRelPos):
             config = self.config.encoder_config()
             init.copy_(module.angle, rotary_angle(config.key_dim))

@@ -289,3 +289,23 @@ def test_a_coding_fine_tune_exports_its_encoder_and_says_so(encoder_dir, tmp_pat
     weights = load_file(tmp_path / "hf" / "model.safetensors")
     assert all(torch.equal(weights[f"rnaret.encoder.{k}"], v) for k, v in load_encoder(folder / "encoder")
                .state_dict().items())
+
+
+@pytest.mark.parametrize("auto_name", ["AutoModelForSequenceClassification", "AutoModelForTokenClassification"])
+def test_a_new_head_on_an_exported_encoder_is_initialised(encoder_dir, tmp_path, auto_name):
+    """The head layers an encoder folder lacks get normal(0, 0.02) weights and zero biases (not
+    torch.empty's memory); the encoder keeps its weights."""
+    import transformers
+
+    from rnaret.checkpoint import load_encoder
+
+    out = export_hf(encoder_dir, tmp_path / "hf")
+    torch.manual_seed(0)
+    model = getattr(transformers, auto_name).from_pretrained(out, trust_remote_code=True, num_labels=3)
+    layers = [m for m in model.classifier.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d))]
+    assert len(layers) == 2
+    for layer in layers:
+        assert torch.isfinite(layer.weight).all() and 0.015 < float(layer.weight.detach().std()) < 0.025
+        assert (layer.bias == 0).all()
+    ours = load_encoder(encoder_dir).state_dict()
+    assert all(torch.equal(model.rnaret.encoder.state_dict()[k], v) for k, v in ours.items())
