@@ -248,6 +248,11 @@ def test_regressions_export_values_in_label_units(task, name, tables, encoder_di
     if task == "sequence-regression":
         assert config["classifier_pooling"] == "cls" and (inputs["input_ids"][:, 0] == CLS).all()
         _close(logits[:, 0], torch.tensor([r["prediction"] for r in rows], dtype=torch.float32))
+        from transformers import pipeline
+
+        answers = pipeline("text-classification", model=str(out), trust_remote_code=True, device="cpu")(
+            sequences, function_to_apply="none")
+        assert [a["score"] for a in answers] == pytest.approx([r["prediction"] for r in rows], abs=1e-5)
     else:
         for row, r in enumerate(rows):
             n = len(sequences[row])
