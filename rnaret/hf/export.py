@@ -312,7 +312,9 @@ def export_hf(checkpoint, out) -> Path:
     return Path(out)
 
 
-def _training_lines(source: Source) -> list[str]:
+def _training_lines(source: Source, best_point: bool = True) -> list[str]:
+    """The card's lines on how the model was trained; ``best_point``: with a fine-tuned folder's
+    best validation point (left to the "Task" section when the model has a head)."""
     training = source.training
     if source.kind == "released .pth":
         lines = ["Released with the paper (published code: " + PUBLISHED_CODE + ", commit f83f253). Pretraining as "
@@ -322,7 +324,7 @@ def _training_lines(source: Source) -> list[str]:
             lines.append(f"Then fine-tuned by the published script for the {source.task} task.")
         return lines
     if source.kind == "fine-tuned folder":
-        best = training.get("best") or {}
+        best = (training.get("best") or {}) if best_point else {}
         shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in best.items()
                           if isinstance(v, (int, float, str)))
         precision = f" (precision {training['precision']})" if training.get("precision") else ""
@@ -397,7 +399,7 @@ def model_card(source: Source, model, note: str) -> str:
     params = sum(p.numel() for p in model.rnaret.encoder.parameters())
     arch = ("bidirectional RetNet (multi-scale retention, decays 1 - 2^(-5-h) in both directions)"
             if enc.architecture == "retnet" else "Transformer baseline (rotary self-attention)")
-    training = "\n".join(_training_lines(source))
+    training = "\n".join(_training_lines(source, best_point=config.architectures == ["RnaretForMaskedLM"]))
     k = enc.k
     tokens = "the nucleotide" if k == 1 else f"the {k}-mer centred on it, {k // 2} FILL tokens at each end"
     length = (f"Length: retention runs in its chunkwise form above {enc.parallel_limit} tokens, in time and "
