@@ -258,6 +258,15 @@ def test_regressions_export_values_in_label_units(task, name, tables, encoder_di
             n = len(sequences[row])
             _close(logits[row, :n, 0], torch.tensor(json.loads(r["prediction"]), dtype=torch.float32), 1e-4)
         _close(logits[..., 0][batch.padding_mask], (output[..., 0] * sd + mean)[batch.padding_mask])
+        # the loss: mean squared error over the labelled positions (NaN: unpaired or padding)
+        labels = torch.full(logits.shape[:2], math.nan)
+        for row, r in enumerate(rows):
+            labels[row, :len(r["_true"])] = torch.as_tensor(r["_true"], dtype=torch.float32)
+        labelled = ~labels.isnan()
+        assert 0 < int(labelled.sum()) < int(batch.padding_mask.sum())
+        with torch.no_grad():
+            loss = model(**inputs, labels=labels).loss
+        assert float(loss) == pytest.approx(float(((logits[..., 0] - labels)[labelled] ** 2).mean()), rel=1e-5)
     assert "label scale (mean" in (out / "README.md").read_text()
 
 
