@@ -25,9 +25,12 @@ class RnaretConfig(PretrainedConfig):
     retnet_retention_heads, dropout, activation_dropout, k, chunk_size, parallel_max_len,
     segment_len, architecture. The library's names read them: hidden_size, num_hidden_layers,
     num_attention_heads, intermediate_size.
-    Heads: ``classifier_pooling`` ("mean" over the real positions, or "cls": position 0, for
-    inputs that start with CLS such as pairs), ``classifier_dropout`` (default 0.0), and the
-    library's ``num_labels`` / ``id2label`` / ``problem_type``.
+    Heads (``rnaret.heads.generic``'s, see the model classes): ``classifier_pooling`` of the
+    sequence head ("mean" over the real positions, or "cls": position 0, for inputs that start
+    with CLS such as pairs), ``classifier_hidden`` and ``classifier_kernel_size`` of the
+    per-position head (its Linear's width and its Conv1d's kernel; 128 and 3 as ``rnaret``'s
+    defaults), ``classifier_dropout`` (default 0.0), and the library's ``num_labels`` /
+    ``id2label`` / ``problem_type``.
     """
 
     model_type = "rnaret"
@@ -40,7 +43,8 @@ class RnaretConfig(PretrainedConfig):
                  dropout: float = 0.2, activation_dropout: float = 0.2, k: int | None = None,
                  chunk_size: int = 128, parallel_max_len: int = 512, segment_len: int = 4096,
                  architecture: str = "retnet", classifier_pooling: str = "mean",
-                 classifier_dropout: float = 0.0, **kwargs):
+                 classifier_dropout: float = 0.0, classifier_hidden: int = 128, classifier_kernel_size: int = 3,
+                 **kwargs):
         given = locals()  # the arguments by name: the encoder's fields are set from this one list
         for name in ENCODER_FIELDS:
             if name != "k":
@@ -49,6 +53,8 @@ class RnaretConfig(PretrainedConfig):
             raise ValueError(f"classifier_pooling must be one of {POOLINGS}, got {classifier_pooling!r}")
         self.classifier_pooling = classifier_pooling
         self.classifier_dropout = classifier_dropout
+        self.classifier_hidden = int(classifier_hidden)
+        self.classifier_kernel_size = int(classifier_kernel_size)
         # validates the combination and infers k from vocab_size
         self.k = EncoderConfig(**{name: getattr(self, name) for name in ENCODER_FIELDS if name != "k"}, k=k).k
         kwargs.setdefault("pad_token_id", PAD)

@@ -13,10 +13,21 @@ Sources (``read_source``):
 * our encoder checkpoint folder (``config.json`` + ``weights.safetensors``; a pretraining run
   folder or its ``checkpoint/`` folder, whose ``summary.json`` then tells how it was trained), or
   a ``.safetensors`` file;
-* our fine-tuned checkpoint folder (``task.json``, ``encoder/``, ``head.safetensors``);
+* our fine-tuned checkpoint folder (``task.json``, ``encoder/``, ``head.safetensors``), read as
+  ``rnaret evaluate`` reads it (``rnaret.tasks.run.load_for_evaluation``: a head that does not
+  fit its labels is refused naming ``head.safetensors``); the ``metrics.tsv`` beside it (the
+  pipeline's ``results/<task>/<dataset>/<model>/``), when there is one, goes into the card;
 * a released ``.pth``: pretrained (bare encoder keys) or fine-tuned (``ret.*`` + ``classifier.*``).
 Heads: a pretrained encoder becomes ``RnaretForMaskedLM``; the interaction task's head (CLS
-state -> Linear -> tanh -> Linear) is ``RnaretForSequenceClassification`` with CLS pooling. The
+state -> Linear -> tanh -> Linear) is ``RnaretForSequenceClassification`` with CLS pooling; the
+generic tasks' heads (``rnaret.heads.generic``, the modules the ``transformers`` classes use)
+become ``RnaretForSequenceClassification`` (sequence-classification: ``id2label`` the task's
+classes; sequence-regression: ``num_labels`` 1, ``problem_type`` regression) or
+``RnaretForTokenClassification`` (the per-nucleotide tasks: n nt, n tokens, output i is
+nucleotide i). A regression head predicts standardised values in ``rnaret``; the export folds
+``label_scale`` ([mean, sd]) into its last layer, so the logits are the values ``rnaret``
+predicts, in the label's units. A sequence-level model's tokenizer puts CLS in front of one
+sequence (``cls_first``), as the task's inputs have it. The
 structure head (a pairwise L x L map from a 2-D ResNet) and the coding head (per-position
 Linear + Conv1d, then a 30-nt window maximum) have no ``transformers`` counterpart: their
 encoder is exported (``RnaretForMaskedLM``, its MLM head as fine-tuned files carry it) and the
@@ -29,6 +40,7 @@ import hashlib
 import importlib.util
 import json
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +78,9 @@ class Source:
     task: str | None = None
     head_state: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)  # summary.json or task.json, when there is one
+    head: torch.nn.Module | None = None  # a fine-tuned folder's head, as rnaret loads it
+    task_settings: dict = field(default_factory=dict)  # a fine-tuned folder's task settings (classes ...)
+    metrics: dict = field(default_factory=dict)  # the metrics.tsv beside a fine-tuned folder
 
 
 def flat_name(module: str) -> str:
@@ -157,7 +172,7 @@ def read_source(path) -> Source:
     """Read an RNAret checkpoint for export (see the module docstring); InputError naming the
     path when it is none of the accepted kinds or its files do not load."""
     from rnaret.checkpoint.encoder import CONFIG_NAME, WEIGHTS_NAME, load_encoder
-    from rnaret.checkpoint.finetuned import HEAD_NAME, TASK_NAME, read_head_state, read_task_meta
+    from rnaret.checkpoint.finetuned import HEAD_NAME, TASK_NAME, read_task_meta
     from rnaret.checkpoint.published import load_published_state_dict
     from rnaret.io.mapping import read_json_object
 
@@ -165,12 +180,17 @@ def read_source(path) -> Source:
     if not path.exists():
         raise InputError(path, "no such checkpoint file or folder")
     if path.is_dir() and (path / TASK_NAME).exists():
+        from rnaret.metrics import read_metrics_tsv
+        from rnaret.tasks.run import load_for_evaluation
+
         meta = read_task_meta(path)
         if meta.get("encoder_kind", "retnet") == "onehot":
             raise InputError(path / TASK_NAME, "a one-hot control has no encoder to export")
-        encoder = load_encoder(path / "encoder")
-        return Source(path, "fine-tuned folder", encoder,
-                      [path / "encoder" / WEIGHTS_NAME, path / HEAD_NAME], meta["task"], read_head_state(path), meta)
+        task, model = load_for_evaluation(path)
+        beside = path.parent / "metrics.tsv"
+        return Source(path, "fine-tuned folder", model.encoder, [path / "encoder" / WEIGHTS_NAME, path / HEAD_NAME],
+                      meta["task"], model.head.state_dict(), meta, head=model.head, task_settings=dict(task.settings),
+                      metrics=read_metrics_tsv(beside) if beside.exists() else {})
     if path.is_dir():
         folder = path / "checkpoint" if (path / "checkpoint" / WEIGHTS_NAME).exists() else path
         if not (folder / WEIGHTS_NAME).exists() or not (folder / CONFIG_NAME).exists():
@@ -185,13 +205,59 @@ def read_source(path) -> Source:
     return Source(path, "released .pth", load_encoder(path), [path], _published_task(head) if head else None, head)
 
 
+def _generic_head(source: Source):
+    """The ``transformers`` model of a generic task's fine-tuned folder (its head copied from
+    ``rnaret``'s, a regression's label scale folded into the last layer) -> (model, note)."""
+    from rnaret.hf import RnaretConfig, RnaretForSequenceClassification, RnaretForTokenClassification
+
+    head, settings = source.head, source.task_settings
+    level, kind = source.task.split("-")
+    if kind == "regression":
+        labels = dict(num_labels=1, problem_type="regression")
+        what = "one number (in the label's units)"
+    else:
+        classes = [str(c) for c in settings["classes"]]
+        labels = dict(num_labels=len(classes), id2label=dict(enumerate(classes)),
+                      label2id={c: i for i, c in enumerate(classes)}, problem_type="single_label_classification")
+        what = f"{len(classes)} classes"
+    if level == "sequence":
+        model_class, last = RnaretForSequenceClassification, "out_proj"
+        shape = dict(classifier_pooling=head.pooling)
+        note = (f"Fine-tuned for `{source.task}` with `rnaret finetune`: its head ({head.pooling} state -> "
+                f"Linear -> tanh -> Linear, {what} per sequence) is this model's sequence-classification head.")
+    else:
+        model_class, last = RnaretForTokenClassification, "conv_out"
+        shape = dict(classifier_hidden=head.linear_in.out_features, classifier_kernel_size=head.conv_out.kernel_size[0])
+        note = (f"Fine-tuned for `{source.task}` with `rnaret finetune`: its head (per position Linear -> Conv1d "
+                f"over {head.conv_out.kernel_size[0]} positions, {what} per nucleotide) is this model's "
+                "token-classification head; a sequence of n nt gives n tokens, output i is nucleotide i.")
+    config = RnaretConfig.from_encoder_config(source.encoder.config, classifier_dropout=head.dropout.p,
+                                              architectures=[model_class.__name__], **shape, **labels)
+    model = model_class(config)
+    model.classifier.load_state_dict(head.state_dict(), strict=True)
+    if kind == "regression":
+        # rnaret's head predicts (value - mean) / sd: the folded layer predicts the value
+        mean, sd = (float(v) for v in settings["label_scale"])
+        layer = getattr(model.classifier, last)
+        with torch.no_grad():
+            layer.weight.mul_(sd)
+            layer.bias.mul_(sd).add_(mean)
+        note += f" rnaret's label scale (mean {mean:.6g}, sd {sd:.6g}) is folded into its last layer."
+    return model, note
+
+
 def build_model(source: Source):
-    """The ``transformers`` model of ``source`` -> (model in eval mode, note on its head)."""
+    """The ``transformers`` model of ``source`` -> (model in eval mode, note on its head, whether
+    a fine-tuned head was left out)."""
     from rnaret.heads.interaction import PUBLISHED_RENAME
     from rnaret.hf import RnaretConfig, RnaretForMaskedLM, RnaretForSequenceClassification
+    from rnaret.tasks.settings import GENERIC_TASKS
 
     encoder = source.encoder
-    if source.task == "interaction":
+    left_out = False
+    if source.task in GENERIC_TASKS:
+        model, note = _generic_head(source)
+    elif source.task == "interaction":
         state = dict(source.head_state)
         if set(state) == set(PUBLISHED_RENAME):
             state = {PUBLISHED_RENAME[k]: v for k, v in state.items()}
@@ -212,11 +278,12 @@ def build_model(source: Source):
         model = RnaretForMaskedLM(config)
         note = "The pretrained encoder with its masked-language-model head."
         if source.task is not None:
+            left_out = True
             why = UNMAPPED_HEADS.get(source.task, "no transformers head of that layout")
             note = (f"Fine-tuned for the {source.task} task; its head is NOT included ({why}). This folder "
                     "holds the fine-tuned encoder, with the masked-language-model head the file carries.")
     model.rnaret.encoder.load_state_dict(encoder.state_dict(), strict=True)
-    return model.eval(), note
+    return model.eval(), note, left_out
 
 
 def export_hf(checkpoint, out) -> Path:
@@ -225,12 +292,13 @@ def export_hf(checkpoint, out) -> Path:
     from rnaret.hf import RnaretTokenizer
 
     source = read_source(checkpoint)
-    model, note = build_model(source)
+    model, note, left_out = build_model(source)
     model.config.auto_map = dict(AUTO_MAP)
     code = bundle_code()
     with atomic_dir(Path(out)) as tmp:
         model.save_pretrained(tmp)
-        tokenizer = RnaretTokenizer(k=model.config.k)
+        # a sequence-level generic task reads CLS + the k-mer tokens (its head may read the CLS state)
+        tokenizer = RnaretTokenizer(k=model.config.k, cls_first=str(source.task).startswith("sequence-"))
         tokenizer.save_pretrained(tmp)
         tokenizer_config = tmp / "tokenizer_config.json"
         data = json.loads(tokenizer_config.read_text())
@@ -239,10 +307,15 @@ def export_hf(checkpoint, out) -> Path:
         for name, text in code.items():
             (tmp / name).write_text(text)
         (tmp / "README.md").write_text(model_card(source, model, note))
+    if left_out:
+        print(f"rnaret export-hf: {source.path}: the {source.task} head has no transformers form; exported "
+              "the fine-tuned encoder only (RnaretForMaskedLM), as the model card says", file=sys.stderr)
     return Path(out)
 
 
-def _training_lines(source: Source) -> list[str]:
+def _training_lines(source: Source, best_point: bool = True) -> list[str]:
+    """The card's lines on how the model was trained; ``best_point``: with a fine-tuned folder's
+    best validation point (left to the "Task" section when the model has a head)."""
     training = source.training
     if source.kind == "released .pth":
         lines = ["Released with the paper (published code: " + PUBLISHED_CODE + ", commit f83f253). Pretraining as "
@@ -252,7 +325,7 @@ def _training_lines(source: Source) -> list[str]:
             lines.append(f"Then fine-tuned by the published script for the {source.task} task.")
         return lines
     if source.kind == "fine-tuned folder":
-        best = training.get("best") or {}
+        best = (training.get("best") or {}) if best_point else {}
         shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in best.items()
                           if isinstance(v, (int, float, str)))
         precision = f" (precision {training['precision']})" if training.get("precision") else ""
@@ -271,17 +344,63 @@ def _training_lines(source: Source) -> list[str]:
     return ["No training record came with this checkpoint (no summary.json beside it)."]
 
 
+def _metric_text(metrics: dict) -> str:
+    """``name value, ...`` of the numeric metrics (4 significant digits)."""
+    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()
+                     if isinstance(v, (int, float)) and not isinstance(v, bool))
+
+
+def _task_section(source: Source, model) -> str:
+    """The card's "Task" section of a model with a head (the task, its labels, the fine-tuning's
+    metrics and how to call it), or "" for an encoder."""
+    config = model.config
+    if config.architectures == ["RnaretForMaskedLM"]:
+        return ""
+    token = config.architectures == ["RnaretForTokenClassification"]
+    if config.problem_type == "regression":
+        labels = ("one number per nucleotide" if token else "one number per sequence") + \
+            " (the logits are the predicted values, in the label's units)"
+    else:
+        labels = ", ".join(f"{i} `{name}`" for i, name in sorted(config.id2label.items()))
+    lines = ["## Task", "", f"Task: `{source.task}`. Outputs (`id2label`): {labels}.", ""]
+    best = (source.training or {}).get("best") or {}
+    if best.get("valid_metrics"):
+        lines.append(f"Validation at the kept checkpoint (epoch {best.get('epoch')}, step {best.get('step')}; "
+                     f"chosen on {best.get('metric')}): {_metric_text(best['valid_metrics'])}.")
+    if source.metrics:
+        lines.append(f"Test (`metrics.tsv` beside the checkpoint): {_metric_text(source.metrics)}.")
+    if not best.get("valid_metrics") and not source.metrics:
+        lines.append("No metrics came with this checkpoint.")
+    auto = "AutoModelForTokenClassification" if token else "AutoModelForSequenceClassification"
+    text = "\"UGAGGUAGUAGGUUGUAUAGUU\", \"CUAUACAACCUACUACCUCA\"" if source.task == "interaction" \
+        else "\"GGGAAACCCUUUGGGAAACCC\""
+    lines += ["", "```python", f"from transformers import {auto}, AutoTokenizer" +
+              ("" if token else ", pipeline"), "",
+              'tokenizer = AutoTokenizer.from_pretrained("THIS_FOLDER", trust_remote_code=True)',
+              f'model = {auto}.from_pretrained("THIS_FOLDER", trust_remote_code=True)',
+              f"logits = model(**tokenizer([{text}], return_tensors=\"pt\")).logits"]
+    if not token and source.task != "interaction":
+        kind = "function_to_apply=\"none\"" if config.problem_type == "regression" else "top_k=None"
+        lines += ['classify = pipeline("text-classification", model="THIS_FOLDER", trust_remote_code=True)',
+                  f"classify({text}, {kind})"]
+    lines += ["```", ""]
+    if not token and source.task != "interaction":
+        lines += ["The tokenizer puts CLS in front of the sequence, as the task's inputs have it.", ""]
+    return "\n".join(lines) + "\n"
+
+
 def model_card(source: Source, model, note: str) -> str:
     """The folder's README.md: what the model is, its source file(s) and sha256, how it was
     trained, how to use and cite it."""
     config = model.config
     enc = config.encoder_config()
-    pipeline_tag = "text-classification" if source.task == "interaction" else "fill-mask"
+    pipeline_tag = {"RnaretForSequenceClassification": "text-classification",
+                    "RnaretForTokenClassification": "token-classification"}.get(config.architectures[0], "fill-mask")
     checksums = "\n".join(f"- `{p.name}` sha256 `{sha256(p)}`" for p in source.files)
     params = sum(p.numel() for p in model.rnaret.encoder.parameters())
     arch = ("bidirectional RetNet (multi-scale retention, decays 1 - 2^(-5-h) in both directions)"
             if enc.architecture == "retnet" else "Transformer baseline (rotary self-attention)")
-    training = "\n".join(_training_lines(source))
+    training = "\n".join(_training_lines(source, best_point=config.architectures == ["RnaretForMaskedLM"]))
     k = enc.k
     tokens = "the nucleotide" if k == 1 else f"the {k}-mer centred on it, {k // 2} FILL tokens at each end"
     length = (f"Length: retention runs in its chunkwise form above {enc.parallel_limit} tokens, in time and "
@@ -319,7 +438,7 @@ Converted by `rnaret export-hf` from the {source.kind} `{source.path.name}`:
 
 {training}
 
-## Use
+{_task_section(source, model)}## Use
 
 ```python
 from transformers import AutoModel, AutoTokenizer, pipeline

@@ -30,6 +30,7 @@ from transformers import initialization as init
 from transformers.modeling_outputs import (BaseModelOutput, MaskedLMOutput, SequenceClassifierOutput,
                                            TokenClassifierOutput)
 
+from rnaret.heads.generic import SequenceHead, TokenHead
 from rnaret.hf.configuration_rnaret import RnaretConfig
 from rnaret.model.encoder import RetNetEncoder, RetNetRelPos
 from rnaret.model.retention import decay_log, rotary_angle
@@ -37,11 +38,6 @@ from rnaret.model.scores import layer_retention_scores
 from rnaret.model.transformer import TransformerEncoder
 
 IGNORE_INDEX = -100
-
-
-class HeadLinear(nn.Linear):
-    """A linear layer of a task head (initialised by ``_init_weights``; the encoder's own
-    layers keep the published initialisation)."""
 
 
 class RnaretPreTrainedModel(PreTrainedModel):
@@ -54,10 +50,15 @@ class RnaretPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["RetNetLayer", "TransformerLayer"]
 
     def _init_weights(self, module):
-        """Task heads: normal(0, 0.02) weights, zero biases; the encoder's fixed buffers (rotary
-        angles, decays) recomputed. The encoder's parameters keep the initialisation they got
-        when built (or the checkpoint's weights)."""
-        if isinstance(module, HeadLinear):
+        """Task heads (``rnaret.heads.generic``): normal(0, 0.02) weights, zero biases in their
+        Linear and Conv1d layers; the encoder's fixed buffers (rotary angles, decays)
+        recomputed. The encoder's parameters keep the initialisation they got when built (or
+        the checkpoint's weights)."""
+        # the library initialises the layers a checkpoint lacks one by one, so a head's layers
+        # are told by being inside the head (``self.classifier``), not by their own class
+        head = getattr(self, "classifier", None)
+        if isinstance(module, (nn.Linear, nn.Conv1d)) and isinstance(head, (SequenceHead, TokenHead)) \
+                and any(module is layer for layer in head.modules()):
             init.normal_(module.weight, mean=0.0, std=0.02)
             if module.bias is not None:
                 init.zeros_(module.bias)
@@ -175,39 +176,24 @@ class RnaretForMaskedLM(_RnaretWithHead):
         return _token_loss(logits, labels)
 
 
-class SequenceHead(nn.Module):
-    """Pooled state (mean over real positions, or position 0) -> dropout -> Linear(d, d) ->
-    tanh -> dropout -> Linear(d, num_labels) (the published interaction head's layout)."""
-
-    def __init__(self, config: RnaretConfig):
-        super().__init__()
-        d = config.retnet_embed_dim
-        self.pooling = config.classifier_pooling
-        self.dropout = nn.Dropout(config.classifier_dropout)
-        self.dense = HeadLinear(d, d)
-        self.out_proj = HeadLinear(d, config.num_labels)
-
-    def forward(self, states: Tensor, padding_mask: Tensor) -> Tensor:
-        """states (B, L, d), padding_mask (B, L) bool -> logits (B, num_labels)."""
-        if self.pooling == "cls":
-            pooled = states[:, 0]
-        else:
-            weights = padding_mask.to(states.dtype)[..., None]
-            pooled = (states * weights).sum(1) / weights.sum(1).clamp(min=1)
-        return self.out_proj(self.dropout(torch.tanh(self.dense(self.dropout(pooled)))))
-
-
 class RnaretForSequenceClassification(_RnaretWithHead):
     """One label per sequence (``config.num_labels``; ``problem_type`` regression,
     single_label_classification or multi_label_classification, inferred from ``labels`` as the
-    library does when not set). ``labels`` (B,) or (B, num_labels)."""
+    library does when not set). ``labels`` (B,) or (B, num_labels).
+
+    The head is ``rnaret``'s sequence head (``rnaret.heads.generic.SequenceHead``, what
+    ``rnaret finetune --task sequence-classification`` trains and the interaction head's
+    layout): the state pooled by ``config.classifier_pooling`` (mean over the real positions,
+    or position 0) -> dropout -> Linear(d, d) -> tanh -> dropout -> Linear(d, num_labels),
+    dropout ``config.classifier_dropout``."""
 
     output_class = SequenceClassifierOutput
 
     def __init__(self, config: RnaretConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
-        self.classifier = SequenceHead(config)
+        self.classifier = SequenceHead(config.retnet_embed_dim, config.num_labels, config.classifier_pooling,
+                                       config.classifier_dropout)
         self.post_init()
 
     def head_logits(self, out) -> Tensor:
@@ -218,23 +204,35 @@ class RnaretForSequenceClassification(_RnaretWithHead):
 
 
 class RnaretForTokenClassification(_RnaretWithHead):
-    """One label per token (per nucleotide: n nt give n tokens): dropout -> Linear(d,
-    num_labels) on each position. ``labels`` (B, L), -100 where no label (padding)."""
+    """One label per token (per nucleotide: n nt give n tokens), or one number per token when
+    ``problem_type`` is regression (``num_labels`` 1). ``labels`` (B, L): class ids, -100
+    where no label (padding); for a regression the values, NaN or -100 where no label.
+
+    The head is ``rnaret``'s per-position head (``rnaret.heads.generic.TokenHead``, what
+    ``rnaret finetune --task token-classification`` trains): Linear(d, classifier_hidden) ->
+    dropout -> zero at padding -> Conv1d(classifier_hidden, num_labels,
+    classifier_kernel_size), so each position also sees its neighbours; logits are 0 at padding."""
 
     output_class = TokenClassifierOutput
 
     def __init__(self, config: RnaretConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
-        self.dropout = nn.Dropout(config.classifier_dropout)
-        self.classifier = HeadLinear(config.retnet_embed_dim, config.num_labels)
+        self.classifier = TokenHead(config.retnet_embed_dim, config.num_labels, config.classifier_hidden,
+                                    config.classifier_kernel_size, config.classifier_dropout)
         self.post_init()
 
     def head_logits(self, out) -> Tensor:
-        logits = self.classifier(self.dropout(out.last_inner_state))
+        logits = self.classifier(out.last_inner_state, out.padding_mask)
         return logits.masked_fill(~out.padding_mask[..., None], 0)
 
     def head_loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        if self.config.problem_type == "regression":
+            values = labels.float().reshape(logits.shape[:2] + (-1,))
+            labelled = ~torch.isnan(values) & (values != IGNORE_INDEX)
+            if not labelled.any():
+                return logits.float().sum() * 0.0
+            return F.mse_loss(logits.float()[labelled], values[labelled])
         return _token_loss(logits, labels)
 
 

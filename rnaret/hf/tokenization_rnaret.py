@@ -3,8 +3,10 @@
 
 A sequence of n nt gives n ids exactly as ``rnaret.tokenize`` (U read as T, lower case
 accepted, k//2 FILL ids at each end, UNK for a k-mer holding a letter outside ACGTU); a single
-sequence gets no special tokens, as in pretraining, so ``add_special_tokens`` changes nothing
-for it. A pair gives ``CLS a SEP b`` (SEP is the CLS id, the interaction task's layout).
+sequence gets no special tokens, as in pretraining and the per-nucleotide tasks, so
+``add_special_tokens`` changes nothing for it; with ``cls_first`` (the tokenizer of a
+sequence-level model, whose task read ``CLS`` + the k-mer tokens) it gets ``CLS`` in front. A
+pair gives ``CLS a SEP b`` (SEP is the CLS id, the interaction task's layout).
 ``<mask>`` in the text stands for one unknown nucleotide: at k = 1 its token is MASK; at k > 1
 the k tokens whose k-mers hold that nucleotide become MASK (the span pretraining masks), the
 middle one being the k-mer centred on it (a masked nucleotide within k//2 of an end is covered
@@ -34,13 +36,15 @@ def vocabulary(k: int) -> dict[str, int]:
 
 
 class RnaretTokenizer(PreTrainedTokenizer):
-    """k-mer tokenizer with the published ids (see the module docstring); ``k`` is 1, 3 or 5."""
+    """k-mer tokenizer with the published ids (see the module docstring); ``k`` is 1, 3 or 5;
+    ``cls_first``: one sequence gets CLS in front (when special tokens are added)."""
 
     vocab_files_names = {"vocab_file": VOCAB_FILE}
     model_input_names = ["input_ids", "attention_mask"]
 
-    def __init__(self, k: int = 1, vocab_file: str | None = None, **kwargs):
+    def __init__(self, k: int = 1, vocab_file: str | None = None, cls_first: bool = False, **kwargs):
         self.k = int(k)
+        self.cls_first = bool(cls_first)
         self._vocab = vocabulary(self.k)
         self._ids = {i: token for token, i in self._vocab.items()}
         if vocab_file is not None:
@@ -51,7 +55,7 @@ class RnaretTokenizer(PreTrainedTokenizer):
         for name, token in (("pad_token", "<pad>"), ("unk_token", "<unk>"), ("cls_token", "<cls>"),
                             ("sep_token", "<cls>"), ("mask_token", "<mask>")):
             kwargs.setdefault(name, token)
-        super().__init__(k=self.k, **kwargs)  # k is kept in tokenizer_config.json
+        super().__init__(k=self.k, cls_first=self.cls_first, **kwargs)  # kept in tokenizer_config.json
 
     @property
     def vocab_size(self) -> int:
@@ -103,9 +107,9 @@ class RnaretTokenizer(PreTrainedTokenizer):
 
     def build_inputs_with_special_tokens(self, token_ids_0: list[int], token_ids_1: list[int] | None = None
                                          ) -> list[int]:
-        """One sequence: its ids unchanged; a pair: CLS a SEP b."""
+        """One sequence: its ids unchanged (CLS in front with ``cls_first``); a pair: CLS a SEP b."""
         if token_ids_1 is None:
-            return list(token_ids_0)
+            return [CLS, *token_ids_0] if self.cls_first else list(token_ids_0)
         return [CLS, *token_ids_0, CLS, *token_ids_1]
 
     def get_special_tokens_mask(self, token_ids_0: list[int], token_ids_1: list[int] | None = None,
@@ -114,7 +118,7 @@ class RnaretTokenizer(PreTrainedTokenizer):
         if already_has_special_tokens:
             return [int(i == CLS) for i in token_ids_0]
         if token_ids_1 is None:
-            return [0] * len(token_ids_0)
+            return [1] * self.cls_first + [0] * len(token_ids_0)
         return [1, *([0] * len(token_ids_0)), 1, *([0] * len(token_ids_1))]
 
     def create_token_type_ids_from_sequences(self, token_ids_0: list[int], token_ids_1: list[int] | None = None

@@ -6,13 +6,13 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import site
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from hf_site import site_without_rnaret
 from safetensors.torch import load_file, save_file
 
 pytest.importorskip("transformers")
@@ -67,13 +67,7 @@ def laptop_run(resources, tmp_path_factory):
 def clean_site_packages(tmp_path_factory):
     """A folder of links to every entry of this environment's site-packages except rnaret's own
     (its package, its metadata, its editable-install hooks): the packages a user without rnaret has."""
-    folder = tmp_path_factory.mktemp("site")
-    for base in site.getsitepackages():
-        for entry in Path(base).iterdir():
-            if "rnaret" in entry.name.lower() or entry.suffix == ".pth" or (folder / entry.name).exists():
-                continue
-            (folder / entry.name).symlink_to(entry)
-    return folder
+    return site_without_rnaret(tmp_path_factory.mktemp("site"))
 
 
 def _run_client(site_dir, model_dir, ids, mask, out_dir, train_table=None):
