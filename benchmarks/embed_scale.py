@@ -15,8 +15,8 @@ process, so its peak resident memory (``ru_maxrss`` from ``os.wait4``) is its ow
    ``--records`` records: the peak should stay flat;
 2. the same records to ``.safetensors --no-per-nucleotide`` (the whole output built in memory,
    rnaret.embed): the program the streaming path is set against;
-3. the HDF5 run on ``--records`` killed (SIGKILL) once it has flushed its first chunk of records
-   (2,048), then rerun: its summary line says how many records it found done and how many it
+3. the HDF5 run on ``--records`` killed (SIGKILL) 2 s after the file has grown past the bytes of
+   its first chunk of records (2,048 pooled rows), then rerun: its summary line says how many records it found done and how many it
    embedded.
 
 Prints every figure measured in this one run, with the machine's CPU and memory; each run's
@@ -56,16 +56,17 @@ def write_fasta(path: Path, n: int, max_nt: int | None = None) -> int:
     return total
 
 
-def run(args: list[str], kill_when: Path | None = None) -> dict:
+def run(args: list[str], kill_when: tuple[Path, int] | None = None) -> dict:
     """One `rnaret embed` process: wall and CPU seconds, peak RSS (MiB), return code, stderr. With
-    ``kill_when``, the process is killed (SIGKILL) 2 s after that file first grows past its
-    empty layout (the first chunk of records is being flushed), or at its end."""
+    ``kill_when`` (a file and a size in bytes), the process is killed (SIGKILL) 2 s after that
+    file first grows past that size, or at its end."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     start = time.perf_counter()
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen([sys.executable, "-m", "rnaret", "embed", *args], stderr=err, env=env, cwd=ROOT)
         if kill_when is not None:
-            while proc.poll() is None and not (kill_when.exists() and kill_when.stat().st_size > 4096):
+            path, size = kill_when
+            while proc.poll() is None and not (path.exists() and path.stat().st_size > size):
                 time.sleep(0.2)
             time.sleep(2)
             if proc.poll() is None:
@@ -143,7 +144,13 @@ def main() -> int:
     out = work / "killed.h5"
     full = next(r for n, _, name, r in rows if n == args.records and name.startswith("hdf5"))
     partial = out.with_name(out.name + ".partial")
-    killed = run([str(big), "--out", str(out), "--pool", "mean", *common], kill_when=partial)
+    # killed once the first chunk's rows are in the file (HDF5 writes them at the chunk's flush,
+    # after which the run marks those records done): its size passes their bytes
+    from rnaret.embed_hdf5 import CHUNK_RECORDS
+
+    d = preset("laptop", 1).encoder_config().retnet_embed_dim
+    killed = run([str(big), "--out", str(out), "--pool", "mean", *common],
+                 kill_when=(partial, CHUNK_RECORDS * d * 4))
     print(f"killed after {killed['seconds']:.1f} s wall, {killed['cpu']:.1f} s CPU (return code {killed['rc']}): "
           f"{partial.name} "
           f"{'exists' if partial.exists() else 'missing'}, {out.name} {'exists' if out.exists() else 'absent'}")

@@ -280,8 +280,8 @@ def figure(results: list[dict], path: Path, title: str) -> None:
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
     left.legend(fontsize=8)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.03 * (title.count("\n") + 1)))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -347,7 +347,9 @@ def main() -> None:
         return
     if args.from_json:
         results, titles = merge_runs(args.from_json)
-        title = " + ".join(dict.fromkeys(titles))
+        # numbered as the table's run column numbers them: in the order the rows first name them
+        runs = list(dict.fromkeys(r["run"] for r in results))
+        title = "\n".join(f"run {i + 1}: {t}" for i, t in enumerate(runs))
         print(f"rnaret peers benchmark, rows of {len(titles)} run(s): " + "; ".join(titles))
         print(f"    {'model':>16} {'prec':>4} {'length':>7} {'params M':>8} {'GFLOP/nt':>8} {'wall s':>8} "
               f"{'ms/nt':>7} {'cpu ms/nt':>9} {'peak GiB':>8} {'extra GiB':>9}   run")
@@ -377,7 +379,7 @@ def report(results: list[dict], title: str, args) -> None:
     ratios(results)
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(f"{title}\n\n{markdown(results)}")
+        args.markdown.write_text(f"{title}\n\n{markdown(results)}" if "\n" not in title else markdown(results))
         print(f"table: {args.markdown}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
