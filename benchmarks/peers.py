@@ -25,8 +25,14 @@ and warmed up (Linux ``VmHWM`` reset before the timed forward). Cases run in inc
 a case whose time, extrapolated from the model's previous length, would pass what is left of
 ``--max-seconds`` is skipped and said so.
 
+Runs can be split (``--models``, ``--lengths``, each with ``--json FILE``) and their rows put
+together afterwards: ``--from-json A.json,B.json`` measures nothing, reads the rows of those
+files (a case found in two files is taken from the later one; each row keeps the ``run`` line
+of the file it came from) and prints, tabulates and draws them as one set.
+
 Usage: python benchmarks/peers.py [--threads 1] [--published-repo PATH] [--max-seconds 1800] [--models ...]
-       [--lengths 256,512,1022,...] [--figure docs/performance-peers.png] [--markdown FILE]
+       [--lengths 256,512,1022,...] [--figure docs/performance-peers.png] [--markdown FILE] [--json FILE]
+       python benchmarks/peers.py --from-json A.json,B.json [--figure ...] [--markdown ...] [--json ...]
 """
 from __future__ import annotations
 
@@ -232,13 +238,20 @@ def ratios(results: list[dict]) -> None:
 
 
 def markdown(results: list[dict]) -> str:
-    """The table as Markdown: one row per model and precision, per-nt time and peak memory."""
+    """The table as Markdown: one row per model and precision, per-nt time and peak memory; with
+    rows of several runs (``--from-json``), a column numbering the run and the runs listed below."""
+    runs = list(dict.fromkeys(r["run"] for r in results if "run" in r))
+    several = len(runs) > 1
     lines = ["| model | precision | parameters | length (nt) | GFLOP per nt | ms per nt (wall) | "
-             "ms per nt (CPU) | peak memory GiB (extra) |", "|---|---|---|---|---|---|---|---|"]
+             "ms per nt (CPU) | peak memory GiB (extra) |" + (" run |" if several else ""),
+             "|---|---|---|---|---|---|---|---|" + ("---|" if several else "")]
     for r in sorted(results, key=lambda r: (list(MODELS).index(r["model"]), r["precision"], r["length"])):
         lines.append(f"| {r['model']} | {r['precision']} | {r['params'] / 1e6:.1f} M | {r['length']:,} | "
                      f"{r['flops_per_nt'] / 1e9:.2f} | {1e3 * r['wall'] / r['length']:.3f} | "
-                     f"{1e3 * r['cpu'] / r['length']:.3f} | {r['peak_gib']:.2f} ({r['extra_gib']:.3f}) |")
+                     f"{1e3 * r['cpu'] / r['length']:.3f} | {r['peak_gib']:.2f} ({r['extra_gib']:.3f}) |"
+                     + (f" {runs.index(r['run']) + 1} |" if several else ""))
+    if several:
+        lines += [""] + [f"Run {i + 1}: {run}" + ("" if i == len(runs) - 1 else "  ") for i, run in enumerate(runs)]
     return "\n".join(lines) + "\n"
 
 
@@ -267,11 +280,38 @@ def figure(results: list[dict], path: Path, title: str) -> None:
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
     left.legend(fontsize=8)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.03 * (title.count("\n") + 1)))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def print_rows(results: list[dict]) -> None:
+    """The measured rows, in the order ``run_all`` prints them, with the run each came from."""
+    for r in sorted(results, key=lambda r: (r["length"], list(MODELS).index(r["model"]), r["precision"])):
+        print(f"    {r['model']:>16} {r['precision']:>4} {r['length']:>7} {r['params'] / 1e6:8.1f} "
+              f"{r['flops_per_nt'] / 1e9:8.2f} {r['wall']:8.2f} {1e3 * r['wall'] / r['length']:7.3f} "
+              f"{1e3 * r['cpu'] / r['length']:9.3f} {r['peak_gib']:8.2f} {r['extra_gib']:9.3f}   {r.get('run', '')}")
+
+
+def merge_runs(paths: list[Path]) -> tuple[list[dict], list[str]]:
+    """The rows of several ``--json`` files as one set (a case in two files: the later file's
+    row), each row tagged ``run`` with its file's title; and the titles, in order."""
+    rows: dict[tuple, dict] = {}
+    titles = []
+    for path in paths:
+        try:
+            data = json.loads(Path(path).read_text())
+            title, results = data["title"], data["results"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SystemExit(f"--from-json {path}: not a peers.py --json file ({exc})") from None
+        titles.append(title)
+        for r in results:
+            if "error" in r:
+                continue
+            rows[(r["model"], r["precision"], r["length"])] = {**r, "run": r.get("run", title)}
+    return list(rows.values()), titles
 
 
 def main() -> None:
@@ -293,6 +333,8 @@ def main() -> None:
     parser.add_argument("--figure", type=Path, default=None, help="write the figure (PNG) here")
     parser.add_argument("--markdown", type=Path, default=None, help="write the table (Markdown) here")
     parser.add_argument("--json", type=Path, default=None, help="write every measured case (JSON) here")
+    parser.add_argument("--from-json", type=lambda s: [Path(x) for x in s.split(",")], default=None,
+                        help="measure nothing: put together the rows of these --json files (comma-separated)")
     add_published_arguments(parser)
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -302,6 +344,17 @@ def main() -> None:
     if args.measure:
         name, precision, length = json.loads(args.measure)
         print(json.dumps(measure(name, precision, length, args)))
+        return
+    if args.from_json:
+        results, titles = merge_runs(args.from_json)
+        # numbered as the table's run column numbers them: in the order the rows first name them
+        runs = list(dict.fromkeys(r["run"] for r in results))
+        title = "\n".join(f"run {i + 1}: {t}" for i, t in enumerate(runs))
+        print(f"rnaret peers benchmark, rows of {len(titles)} run(s): " + "; ".join(titles))
+        print(f"    {'model':>16} {'prec':>4} {'length':>7} {'params M':>8} {'GFLOP/nt':>8} {'wall s':>8} "
+              f"{'ms/nt':>7} {'cpu ms/nt':>9} {'peak GiB':>8} {'extra GiB':>9}   run")
+        print_rows(results)
+        report(results, title, args)
         return
     unknown = sorted(set(args.models) - set(MODELS))
     if unknown:
@@ -315,16 +368,22 @@ def main() -> None:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     title = (f"one sequence, {args.device}" + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else
                                                f" ({cpu}), {args.threads} thread(s)")
-             + f", torch {torch.__version__}, {time.strftime('%Y-%m-%d')}")
+             + f", torch {torch.__version__}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print(f"rnaret peers benchmark: {title}; budget {args.max_seconds:.0f} s")
     results = run_all(args, models)
+    report(results, title, args)
+
+
+def report(results: list[dict], title: str, args) -> None:
+    """The ratios printed; the table, the rows and the figure written where asked."""
     ratios(results)
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(f"{title}\n\n{markdown(results)}")
+        args.markdown.write_text(f"{title}\n\n{markdown(results)}" if "\n" not in title else markdown(results))
         print(f"table: {args.markdown}")
     if args.json:
-        args.json.write_text(json.dumps({"title": title, "results": results}, indent=1))
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"title": title, "results": results}, indent=1) + "\n")
     if args.figure:
         figure(results, args.figure, title)
         print(f"figure: {args.figure}")
