@@ -7,13 +7,17 @@
 # metrics.tsv: f1/precision/recall/f1_pk/... of the MFE structures, mea_* rows of the MEA ones.
 
 
+# ViennaRNA's evaluation folder of a structure dataset (rnaret.settings.stages.baselines)
+VIENNA = PLAN.baselines.DIR
+
+
 rule vienna:
     input:
-        PLAN.vienna_inputs,
+        PLAN.baselines.inputs,
     output:
-        metrics="results/structure/{dataset}/vienna/metrics.tsv",
-        predictions="results/structure/{dataset}/vienna/predictions.dbn",
-        per_sequence="results/structure/{dataset}/vienna/per_sequence.tsv",
+        metrics=f"{VIENNA}/metrics.tsv",
+        predictions=f"{VIENNA}/predictions.dbn",
+        per_sequence=f"{VIENNA}/per_sequence.tsv",
     log:
         "logs/structure/{dataset}/vienna.log",
     wildcard_constraints:
@@ -24,8 +28,10 @@ rule vienna:
     resources:
         **PLAN.resources("vienna"),
     params:
-        args=PLAN.vienna_args,
+        args=PLAN.baselines.args,
         code_version=PLAN.code_version,
     shell:
-        "python -m rnaret vienna {params.args} --output-dir results/structure/{wildcards.dataset}/vienna"
+        "python -m rnaret vienna {params.args} --output-dir "
+        + VIENNA.format(dataset="{wildcards.dataset}")
+        + 
         " --threads {threads} > {log:q} 2>&1"
