@@ -1,5 +1,5 @@
 # Command: `rnaret analyses structure|pca|cls-retention|transcripts`
-# Module:  rnaret/analyses.py, rnaret/commands/analyses.py, rnaret/model/scores.py
+# Module:  rnaret/settings/stages/analyses.py (jobs and paths), rnaret/analyses.py, rnaret/commands/analyses.py, rnaret/model/scores.py
 # Tests:   tests/test_analyses.py, tests/settings/test_plan_analyses.py
 #
 # The paper's analyses (the published analysis/*.ipynb) on this run's models, each figure with

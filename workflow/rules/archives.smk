@@ -1,5 +1,5 @@
 # Command: `rnaret unpack`
-# Module:  rnaret/data/archive.py
+# Module:  rnaret/settings/stages/archives.py (jobs and paths), rnaret/data/archive.py
 # Tests:   tests/data/test_archive.py, tests/pipeline/test_archive_pipeline.py
 #
 # Archives: each entry of the config's `archives:` block, {NAME: {url: URL-or-path, md5: hex or

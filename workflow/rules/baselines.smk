@@ -1,5 +1,5 @@
 # Command: `rnaret vienna`
-# Module:  rnaret/vienna.py
+# Module:  rnaret/settings/stages/baselines.py (jobs and paths), rnaret/vienna.py
 # Tests:   tests/test_vienna.py
 #
 # Baselines that need no training: ViennaRNA (model `vienna`) on every structure dataset's test

@@ -1,10 +1,11 @@
 # Command: none (shared by every stage: rnaret from this source tree, the settings resolver)
-# Module:  rnaret/settings/plan.py
+# Module:  rnaret/settings/plan.py, rnaret/settings/stages/ (one module per stage)
 # Tests:   tests/settings/test_settings.py, tests/pipeline/test_settings_workflow.py
 #
 # Shared by every stage: rnaret from this source tree, and the calls into its settings resolver.
 # Every dataset lookup, default and settings merge is rnaret.settings.Plan (built once, in the
-# Snakefile, from the validated config: PLAN); the rules only call its methods.
+# Snakefile, from the validated config: PLAN); the rules call its stage objects only
+# (PLAN.data, PLAN.finetune, ...: rnaret/settings/stages/, where every results/ path is defined).
 
 import os
 import sys

@@ -1,5 +1,5 @@
 # Command: `rnaret download|normalize|leakage|homology|filter|shard|corpus-summary`, two wrappers
-# Module:  rnaret/data/ (one module per stage), workflow/wrappers/seqkit/, workflow/wrappers/mmseqs2/
+# Module:  rnaret/settings/stages/data.py (jobs and paths), rnaret/data/ (one module per stage), workflow/wrappers/seqkit/, workflow/wrappers/mmseqs2/
 # Tests:   tests/data/, tests/pipeline/test_pipeline_data.py, tests/pipeline/test_leakage_workflow.py
 #
 # Data stages: download -> normalize (U->T) -> dedupe (seqkit) -> leakage (identity, then MMseqs2)

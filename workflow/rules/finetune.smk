@@ -1,5 +1,5 @@
 # Command: `rnaret finetune`, `rnaret evaluate`
-# Module:  rnaret/tasks/ (run.py, finetune.py, one module per task)
+# Module:  rnaret/settings/stages/finetune.py (jobs and paths), rnaret/tasks/ (run.py, finetune.py, one module per task)
 # Tests:   tests/tasks/, tests/pipeline/test_finetune_workflow.py
 #
 # Downstream tasks: fine-tune each configured model on each dataset (the finetune rule: the

@@ -1,5 +1,5 @@
 # Command: `rnaret launch -- pretrain`
-# Module:  rnaret/train/pretrain.py, rnaret/train/launch.py
+# Module:  rnaret/settings/stages/pretrain.py (jobs and paths), rnaret/train/pretrain.py, rnaret/train/launch.py
 # Tests:   tests/train/test_pretrain.py, tests/train/test_train_mechanics.py
 #
 # Pretraining: masked language modelling of each configured model (pretrain.models) on the token

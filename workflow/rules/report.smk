@@ -1,5 +1,5 @@
 # Command: `rnaret tables|scaling|structure-figures|leakage-report`
-# Module:  rnaret/tables.py, rnaret/scaling.py, rnaret/figures.py, rnaret/data/leakage_report.py
+# Module:  rnaret/settings/stages/report.py (jobs and paths), rnaret/tables.py, rnaret/scaling.py, rnaret/figures.py, rnaret/data/leakage_report.py
 # Tests:   tests/test_tables.py, tests/test_scaling.py, tests/pipeline/test_report.py
 #
 # Tables and the HTML report: one table per task from every evaluation's metrics.tsv plus the
