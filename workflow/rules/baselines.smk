@@ -33,5 +33,4 @@ rule vienna:
     shell:
         "python -m rnaret vienna {params.args} --output-dir "
         + VIENNA.format(dataset="{wildcards.dataset}")
-        + 
-        " --threads {threads} > {log:q} 2>&1"
+        + " --threads {threads} > {log:q} 2>&1"

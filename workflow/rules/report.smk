@@ -13,6 +13,7 @@ TABLE_TASKS = PLAN.report.tasks()
 TABLES = PLAN.report.TABLES_DIR
 # the figures of one structure evaluation (the F1 distribution; ViennaRNA's contact maps)
 FIGURES = PLAN.report.STRUCTURE_FIGURE_DIR
+VIENNA_FIGURES = FIGURES.format(dataset="{dataset}", model="vienna")
 
 
 report: "../report/workflow.rst"
@@ -136,7 +137,7 @@ rule vienna_contact_maps:
         predictions=f"{PLAN.baselines.DIR}/predictions.dbn",
     output:
         report(
-            FIGURES.format(dataset="{dataset}", model="vienna") + "/contact_maps.png",
+            f"{VIENNA_FIGURES}/contact_maps.png",
             caption="../report/contact_maps.rst",
             category="Secondary structure",
             subcategory="{dataset}",
