@@ -10,7 +10,8 @@
 # Every rule calls the `rnaret` command line; outputs are written atomically by rnaret. Options
 # come from rnaret.settings (PLAN): params taking only wildcards are rerun triggers.
 
-CORPUS = PLAN.data.CORPUS  # every corpus file is f"{CORPUS}/NAME" (rnaret.settings.stages.data)
+# every corpus file is f"{CORPUS}/NAME" (rnaret.settings.stages.data)
+CORPUS = PLAN.data.CORPUS
 
 
 # Downloads and the summary run on the machine that runs Snakemake (on a cluster, the login
