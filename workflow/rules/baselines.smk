@@ -9,6 +9,7 @@
 
 # ViennaRNA's evaluation folder of a structure dataset (rnaret.settings.stages.baselines)
 VIENNA = PLAN.baselines.DIR
+VIENNA_OUT = VIENNA.format(dataset="{wildcards.dataset}")  # --output-dir of the job
 
 
 rule vienna:
@@ -31,6 +32,5 @@ rule vienna:
         args=PLAN.baselines.args,
         code_version=PLAN.code_version,
     shell:
-        "python -m rnaret vienna {params.args} --output-dir "
-        + VIENNA.format(dataset="{wildcards.dataset}")
-        + " --threads {threads} > {log:q} 2>&1"
+        f"python -m rnaret vienna {{params.args}} --output-dir {VIENNA_OUT}"
+        " --threads {threads} > {log:q} 2>&1"

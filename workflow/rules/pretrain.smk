@@ -11,6 +11,7 @@
 
 # the run folder of a model: checkpoint/, metrics.tsv, loss_curve.png, summary.json, train/
 PRETRAIN = PLAN.pretrain.DIR
+PRETRAIN_OUT = PRETRAIN.format(model="{wildcards.model}")  # --out of the job
 
 
 rule pretrain:
@@ -45,7 +46,5 @@ rule pretrain:
     shell:
         "python -m rnaret launch --nproc {params.nproc} --nodes {params.nodes} --"
         " pretrain --shards {input.shards:q}"
-        " --out "
-        + PRETRAIN.format(model="{wildcards.model}")
-        + " {params.args} --threads {params.threads}"
+        f" --out {PRETRAIN_OUT} {{params.args}} --threads {{params.threads}}"
         " > {log:q} 2>&1"

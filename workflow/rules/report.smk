@@ -57,7 +57,7 @@ rule tables:
         code_version=PLAN.code_version,
     shell:
         "python -m rnaret tables {input.metrics:q} --published {input.published:q}"
-        " --output-dir " + TABLES + " {params.tasks} > {log:q} 2>&1"
+        f" --output-dir {TABLES} {{params.tasks}} > {{log:q}} 2>&1"
 
 
 rule length_scaling:
