@@ -8,8 +8,10 @@ HELP = "tokenize a FASTA corpus and write token shards (train/valid, length-sort
 
 
 def add_arguments(parser) -> None:
+    from rnaret.settings.stages.data import shard_dir
+
     parser.add_argument("input", help="FASTA (plain or gzip), already filtered")
-    parser.add_argument("-o", "--output", required=True, help="shard folder (e.g. results/shards/k3)")
+    parser.add_argument("-o", "--output", required=True, help=f"shard folder (the pipeline's: {shard_dir(3)} at k=3)")
     parser.add_argument("-k", "--k", type=int, required=True, choices=(1, 3, 5), help="k-mer size of the tokens")
     parser.add_argument("--tokens-per-shard", type=int, default=50_000_000,
                         help="tokens per shard file (default 50,000,000)")

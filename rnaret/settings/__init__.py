@@ -8,8 +8,10 @@ resolved settings out. The Snakefile's rules and the commands that read a pipeli
   (local path, download, archive member);
 - ``dataset_sources``: the downstream datasets (``datasets:`` and the optional dataset sheet) resolved to
   local files and row selections;
-- ``plan``: the jobs (``Plan``): per-job inputs, command options built from the resolved settings,
-  and the final targets.
+- ``plan``: the jobs (``Plan``): the config checks that span stages, and one object per stage;
+- ``stages``: one module per stage (archives, data, pretrain, finetune, baselines, report,
+  analyses), each with its ``results/`` path templates (the only place they are written), its
+  jobs' inputs and command options built from the resolved settings, and its targets.
 
 Free of torch and Snakemake: the Snakemake DAG is built on every ``snakemake`` call.
 """

@@ -332,7 +332,7 @@ def task_settings(task_name: str, settings_file=None, overrides: list[str] | tup
     if settings_file is not None:
         data, source = _mapping_argument(settings_file, "--settings")
         if is_pipeline_config(data):
-            settings.update(_pipeline_plan(data, source).finetune_layers(task_name, model))
+            settings.update(_pipeline_plan(data, source).finetune.layers(task_name, model))
         else:
             settings.update(data)
     if protocol is not None:

@@ -34,30 +34,30 @@ def test_the_default_config_plans_the_bundled_ncrna_families():
     models = ("rnaret-k5", "transformer-k5", "onehot")
     for model in models:
         assert f"results/{TASK}/mncr/{model}/metrics.tsv" in plan.targets()
-    assert f"results/tables/{TASK}.md" in plan.targets() and TASK in plan.report_tasks()
+    assert f"results/tables/{TASK}.md" in plan.targets() and TASK in plan.report.tasks()
     # a generic task without datasets gets no table
-    assert "token-regression" not in plan.report_tasks()
-    assert shlex.split(plan.tables_args())[1:] == ["structure", "interaction", "coding", TASK]
+    assert "token-regression" not in plan.report.tasks()
+    assert shlex.split(plan.report.tables_args())[1:] == ["structure", "interaction", "coding", TASK]
     wildcards = SimpleNamespace(task=TASK, dataset="mncr", model="onehot")
-    args = plan.finetune_args(wildcards)
+    args = plan.finetune.args(wildcards)
     assert option(args, "--task") == [TASK] and option(args, "--init") == ["onehot"]
     assert option(args, "--split") == [f"train={TABLE}#train", f"valid={TABLE}#valid"]
     settings = json.loads(option(args, "--settings")[0])
     assert settings["preset"] == "laptop" and settings["classes"] is None and settings["pooling"] == "mean"
     assert (settings["lr"], settings["head_lr"], settings["epochs"]) == (1e-3, 3e-3, 3)
-    assert plan.finetune_inputs(wildcards) == {"train": TABLE, "valid": TABLE}
-    evaluate = plan.evaluate_args(SimpleNamespace(task=TASK, dataset="mncr", model="rnaret-k5"))
+    assert plan.finetune.inputs(wildcards) == {"train": TABLE, "valid": TABLE}
+    evaluate = plan.finetune.evaluate_args(SimpleNamespace(task=TASK, dataset="mncr", model="rnaret-k5"))
     assert option(evaluate, "--checkpoint") == [f"results/{TASK}/mncr/rnaret-k5/checkpoint"]
     assert option(evaluate, "--split") == [f"test={TABLE}#test"]
     # the valid and test sequences are held out of the pretraining corpus like the paper tasks'
-    assert {f"{TASK}/mncr/valid", f"{TASK}/mncr/test"} <= {s.label for s in plan.leakage_sources()}
+    assert {f"{TASK}/mncr/valid", f"{TASK}/mncr/test"} <= {s.label for s in plan.data.leakage_sources()}
 
 
 def test_settings_and_models_of_a_generic_task():
     plan = plan_of({"finetune": {TASK: {"models": ["onehot"], "settings": {"pooling": "cls", "epochs": 5},
                                         "model_settings": {"onehot": {"lr": 0.01}}}}})
     assert [t for t in plan.targets() if t.startswith(f"results/{TASK}/")] == [f"results/{TASK}/mncr/onehot/metrics.tsv"]
-    resolved = plan.finetune_settings(TASK, "onehot")
+    resolved = plan.finetune.settings(TASK, "onehot")
     assert (resolved["pooling"], resolved["epochs"], resolved["lr"]) == ("cls", 5, 0.01)
     with pytest.raises(SettingsError, match=rf"finetune\.{TASK}\.settings\.pool: unknown key 'pool'; did you mean 'pooling'"):
         plan_of({"finetune": {TASK: {"settings": {"pool": "mean"}}}})
@@ -71,8 +71,8 @@ def test_a_generic_dataset_from_the_sheet(tmp_path):
         ("token-regression", "reactivity", "test", TABLE, "test", "")])
     plan = plan_of({"dataset_sheet": str(sheet), "finetune": {"token-regression": {"models": ["onehot"]}}})
     assert "results/token-regression/reactivity/onehot/metrics.tsv" in plan.targets()
-    assert "token-regression" in plan.report_tasks()
-    args = plan.finetune_args(SimpleNamespace(task="token-regression", dataset="reactivity", model="onehot"))
+    assert "token-regression" in plan.report.tasks()
+    args = plan.finetune.args(SimpleNamespace(task="token-regression", dataset="reactivity", model="onehot"))
     assert option(args, "--split") == [f"train={TABLE}#train"]  # valid: held out of train by the task
 
 
@@ -81,16 +81,16 @@ def test_a_fasta_split_with_its_side_table_of_labels():
     plan = plan_of({"datasets": {"token-classification": {"paired": fasta}},
                     "finetune": {"token-classification": {"models": ["onehot"]}}})
     job = SimpleNamespace(task="token-classification", dataset="paired", model="onehot")
-    args = plan.finetune_args(job)
+    args = plan.finetune.args(job)
     assert option(args, "--split") == ["train=data/train.fa", "valid=data/valid.fa"]
     assert option(args, "--labels") == ["train=data/train_labels.tsv", "valid=data/valid_labels.tsv"]
-    assert plan.finetune_inputs(job) == {"train": "data/train.fa", "valid": "data/valid.fa",
+    assert plan.finetune.inputs(job) == {"train": "data/train.fa", "valid": "data/valid.fa",
                                          "train_labels": "data/train_labels.tsv",
                                          "valid_labels": "data/valid_labels.tsv"}
-    assert option(plan.evaluate_args(job), "--labels") == ["test=data/test_labels.tsv"]
-    assert plan.evaluate_inputs(job)["test_labels"] == "data/test_labels.tsv"
+    assert option(plan.finetune.evaluate_args(job), "--labels") == ["test=data/test_labels.tsv"]
+    assert plan.finetune.evaluate_inputs(job)["test_labels"] == "data/test_labels.tsv"
     # the leakage stage gets the entry the task reads
-    leakage = json.loads(option(plan.leakage_args(), "--datasets")[0])
+    leakage = json.loads(option(plan.data.leakage_args(), "--datasets")[0])
     assert leakage["token-classification"]["paired"]["test"] == fasta["test"]
     with pytest.raises(SettingsError, match=r"datasets\.coding\.mouse\.train\.labels.*for the generic tasks"):
         plan_of({"datasets": {"coding": {"mouse": {"train": {"path": "a.fa", "labels": "a.tsv"}}}}})

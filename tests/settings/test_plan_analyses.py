@@ -9,7 +9,7 @@ import yaml
 
 from conftest import ROOT
 from rnaret.settings import Plan, validate_config
-from rnaret.settings.plan import ANALYSIS_FILES, analysis_dir
+from rnaret.settings.stages.analyses import ANALYSIS_FILES, analysis_dir
 
 
 def default_plan(changes: dict | None = None) -> Plan:
@@ -25,7 +25,7 @@ def option(args: str, name: str) -> str:
 
 def test_the_default_run_analyses_its_retnet_models_and_every_structure_evaluation():
     plan = default_plan()
-    targets = plan.analysis_targets()
+    targets = plan.analyses.targets()
     dirs = sorted({t.rsplit("/", 1)[0] for t in targets})
     assert dirs == sorted([
         analysis_dir("structure", "bprna", model) for model in ("rnaret-k1", "transformer-k1", "onehot", "vienna")
@@ -45,27 +45,27 @@ def test_the_default_run_analyses_its_retnet_models_and_every_structure_evaluati
 def test_analysis_inputs_and_options_name_the_evaluated_model():
     plan = default_plan({"report": {"analyses": {"codon_transcripts": 7, "layer": -2}}})
     pca = SimpleNamespace(task="interaction", dataset="mirtar_indtest", model="rnaret-k5")
-    inputs = plan.pca_inputs(pca)
+    inputs = plan.analyses.pca_inputs(pca)
     # the independent test set is scored by the model fine-tuned on mirtar
     assert inputs == {"checkpoint": "results/interaction/mirtar/rnaret-k5/checkpoint",
                       "test": "resources/mirna_target/mirtar_deepmirtar_indtest.tsv",
                       "pretrained": "results/pretrain/rnaret-k5/checkpoint"}
-    assert option(plan.pca_args(pca), "--pretrained") == inputs["pretrained"]
-    assert plan.analysis_inputs(pca) == {k: v for k, v in inputs.items() if k != "pretrained"}
-    args = plan.analysis_args(pca)
+    assert option(plan.analyses.pca_args(pca), "--pretrained") == inputs["pretrained"]
+    assert plan.analyses.inputs(pca) == {k: v for k, v in inputs.items() if k != "pretrained"}
+    args = plan.analyses.args(pca)
     assert option(args, "--layer") == "-2" and "--pretrained" not in args
     assert "--split" not in shlex.split(args)
     coding = SimpleNamespace(task="coding", dataset="mouse", model="rnaret-k5")
-    args = plan.analysis_args(coding)
-    assert option(args, "--predictions") == plan.analysis_inputs(coding)["predictions"] == \
+    args = plan.analyses.args(coding)
+    assert option(args, "--predictions") == plan.analyses.inputs(coding)["predictions"] == \
         "results/coding/mouse/rnaret-k5/predictions.tsv"
     assert option(args, "--max-transcripts") == "7" and option(args, "--device") == "cpu"
     mirtar = SimpleNamespace(task="interaction", dataset="mirtar", model="rnaret-k5")
-    assert option(plan.analysis_args(mirtar), "--split") == "test"
-    assert plan.analysis_f1_column(SimpleNamespace(model="vienna")) == "mfe_f1"
-    assert plan.analysis_f1_column(SimpleNamespace(model="rnaret-k1")) == "f1"
+    assert option(plan.analyses.args(mirtar), "--split") == "test"
+    assert plan.analyses.f1_column(SimpleNamespace(model="vienna")) == "mfe_f1"
+    assert plan.analyses.f1_column(SimpleNamespace(model="rnaret-k1")) == "f1"
 
 
 def test_without_a_retnet_model_only_the_structure_analyses_remain():
     plan = default_plan({"finetune": {"interaction": {"models": ["onehot"]}, "coding": {"models": ["onehot"]}}})
-    assert {t.split("/")[3] for t in plan.analysis_targets()} == {"structure"}
+    assert {t.split("/")[3] for t in plan.analyses.targets()} == {"structure"}

@@ -18,6 +18,7 @@ from dataset_sheets import DEFAULT_SHEET, write_sheet
 from rnaret.io.errors import InputError
 from rnaret.settings import Plan, SettingsError, load_config, read_config_file, validate_config
 from rnaret.settings.dataset_sources import read_dataset_sheet
+from rnaret.settings.stages import Finetune, Pretrain
 
 CONFIG = ROOT / "config.yaml"
 
@@ -86,8 +87,8 @@ def test_pretraining_is_the_preset_with_overrides_through_the_preset_machinery()
 
     plan = plan_of({"pretrain": {"overrides": {"max_steps": 7, "encoder": {"retnet_layers": 2}}}})
     want = preset("laptop", 5, max_steps=7, encoder={"retnet_layers": 2}, architecture="transformer").to_dict()
-    assert plan.pretrain_config("transformer-k5") == want
-    args = plan.pretrain_args(wildcards(model="transformer-k5"))
+    assert plan.pretrain.pretrain_config("transformer-k5") == want
+    args = plan.pretrain.args(wildcards(model="transformer-k5"))
     assert json.loads(option(args, "--overrides")) == want
     assert option(args, "--model") == "transformer-k5" and option(args, "--precision") == "auto"
 
@@ -97,10 +98,10 @@ def test_finetune_settings_are_what_the_task_resolves():
 
     plan = plan_of({"finetune": {"preset": "paper", "coding": {"settings": {"epochs": 3},
                                                                "model_settings": {"transformer-k5": {"lr": 0.01}}}}})
-    settings = plan.finetune_settings("coding", "transformer-k5")
+    settings = plan.finetune.settings("coding", "transformer-k5")
     assert settings == get_task("coding", {"preset": "paper", "epochs": 3, "lr": 0.01}).settings
-    assert plan.finetune_settings("coding", "rnaret-k5")["lr"] == get_task("coding", {"preset": "paper"}).settings["lr"]
-    args = plan.finetune_args(wildcards(task="coding", dataset="mouse", model="transformer-k5"))
+    assert plan.finetune.settings("coding", "rnaret-k5")["lr"] == get_task("coding", {"preset": "paper"}).settings["lr"]
+    args = plan.finetune.args(wildcards(task="coding", dataset="mouse", model="transformer-k5"))
     assert json.loads(option(args, "--settings")) == settings
     assert option(args, "--init") == "results/pretrain/transformer-k5/checkpoint"
     assert option(args, "--split") == "train=resources/mrna_lncrna/mouse_train.fa.gz"
@@ -115,15 +116,15 @@ def test_the_default_run_gets_the_settings_its_commands_resolved_before():
     plan = plan_of()
     for model in ("rnaret-k1", "rnaret-k5", "transformer-k1", "transformer-k5"):
         arch, k = parse_model_name(model)
-        assert plan.pretrain_config(model) == preset("laptop", k, architecture=arch).to_dict()
+        assert plan.pretrain.pretrain_config(model) == preset("laptop", k, architecture=arch).to_dict()
     for task in ("interaction", "coding", "structure"):
-        assert plan.finetune_settings(task, "onehot") == get_task(task, {"preset": "laptop"}).settings
+        assert plan.finetune.settings(task, "onehot") == get_task(task, {"preset": "laptop"}).settings
 
 
 def test_evaluations_follow_finetuned_on(tmp_path):
     plan = plan_of({"finetune": {"interaction": {"models": ["rnaret-k5"]}}})
     indtest = wildcards(task="interaction", dataset="mirtar_indtest", model="rnaret-k5")
-    assert plan.evaluate_inputs(indtest) == {"checkpoint": "results/interaction/mirtar/rnaret-k5/checkpoint",
+    assert plan.finetune.evaluate_inputs(indtest) == {"checkpoint": "results/interaction/mirtar/rnaret-k5/checkpoint",
                                              "test": "resources/mirna_target/mirtar_deepmirtar_indtest.tsv"}
 
 
@@ -148,16 +149,16 @@ def test_released_files_are_evaluated_on_their_own_datasets_only(tmp_path):
                        "results/interaction/mirtar_indtest/released-MirTar_5mer/metrics.tsv",
                        "results/interaction/mirtar_indtest/released-Indtest_5mer/metrics.tsv"]
     job = wildcards(task="interaction", dataset="mirtar", model="released-MirTar_5mer")
-    assert plan.evaluate_inputs(job) == {"checkpoint": str(miraw),
+    assert plan.finetune.evaluate_inputs(job) == {"checkpoint": str(miraw),
                                          "test": "resources/mirna_target/mirtar_deepmirtar_miraw.tsv"}
-    args = plan.evaluate_args(job)
+    args = plan.finetune.evaluate_args(job)
     assert option(args, "--checkpoint") == str(miraw)
     assert option(args, "--split") == "test=resources/mirna_target/mirtar_deepmirtar_miraw.tsv#test"
     settings = json.loads(option(args, "--settings"))
-    assert "k" not in settings and settings == {k: v for k, v in plan.finetune_settings("interaction", None).items()
+    assert "k" not in settings and settings == {k: v for k, v in plan.finetune.settings("interaction", None).items()
                                                 if k != "k"}  # the command reads k from the file
     assert option(args, "--protocol") == "rnaret"
-    own = plan.evaluate_args(wildcards(task="interaction", dataset="mirtar_indtest", model="released-Indtest_5mer"))
+    own = plan.finetune.evaluate_args(wildcards(task="interaction", dataset="mirtar_indtest", model="released-Indtest_5mer"))
     assert json.loads(option(own, "--settings"))["batch_size"] == 3
     # a released file is evaluated, never fine-tuned
     assert not any("released-" in key for key in plan.describe()["finetune"])
@@ -189,34 +190,34 @@ def test_every_finetune_and_evaluate_job_gets_its_protocol(tmp_path):
     coding = {"released": {"lnc_M_5mer": {"file": str(released), "datasets": ["mouse"]}}}
     default = plan_of({"finetune": {"coding": coding}})
     job = wildcards(task="coding", dataset="mouse", model="rnaret-k5")
-    assert option(default.finetune_args(job), "--protocol") == "rnaret"
-    assert option(default.evaluate_args(job), "--protocol") == "rnaret"
+    assert option(default.finetune.args(job), "--protocol") == "rnaret"
+    assert option(default.finetune.evaluate_args(job), "--protocol") == "rnaret"
     assert default.protocols() == ["rnaret"] and default.compared_protocols() == []
     assert not any("protocols/" in t for t in default.targets())
     # the run's protocol published: the same paths, --protocol published, fp32 (the published
     # scripts fine-tune and evaluate in float32 whatever `precision` says)
     published = plan_of({"protocol": "published", "precision": "bf16", "finetune": {"coding": coding}})
-    assert published.evaluation_targets() == default.evaluation_targets()
-    for args in (published.finetune_args(job), published.evaluate_args(job)):
+    assert published.finetune.targets() == default.finetune.targets()
+    for args in (published.finetune.args(job), published.finetune.evaluate_args(job)):
         assert option(args, "--protocol") == "published" and option(args, "--precision") == "fp32"
     # both: the other protocol's jobs in their own tree, fine-tuned under that protocol
     both = plan_of({"compare_protocols": ["published"], "finetune": {"coding": coding}})
-    compared = [t for t in both.evaluation_targets() if t not in default.evaluation_targets()]
+    compared = [t for t in both.finetune.targets() if t not in default.finetune.targets()]
     # the paper tasks' evaluations only: a generic task has no published protocol to compare with
     assert compared == [t.replace("results/", "results/protocols/published/", 1)
-                        for t in default.evaluation_targets() if not t.startswith("results/sequence-")]
+                        for t in default.finetune.targets() if not t.startswith("results/sequence-")]
     assert compared and not any("sequence-classification" in t for t in compared)
     other = wildcards(task="coding", dataset="mouse", model="rnaret-k5", protocol="published")
-    assert both.evaluate_inputs(other)["checkpoint"] == "results/protocols/published/coding/mouse/rnaret-k5/checkpoint"
-    assert option(both.finetune_args(other), "--protocol") == "published"
-    assert option(both.evaluate_args(other), "--protocol") == "published"
+    assert both.finetune.evaluate_inputs(other)["checkpoint"] == "results/protocols/published/coding/mouse/rnaret-k5/checkpoint"
+    assert option(both.finetune.args(other), "--protocol") == "published"
+    assert option(both.finetune.evaluate_args(other), "--protocol") == "published"
     released_job = wildcards(task="coding", dataset="mouse", model="released-lnc_M_5mer", protocol="published")
-    assert both.evaluate_inputs(released_job)["checkpoint"] == str(released)
+    assert both.finetune.evaluate_inputs(released_job)["checkpoint"] == str(released)
     assert both.protocol_pattern() == "published"
     # the tables read every protocol's evaluations; the report's figures those of the run's protocol
-    assert set(both.evaluation_targets()) <= set(both.evaluations())
-    assert ("mouse", "rnaret-k5") not in both.structure_evaluations()
-    assert both.structure_evaluations() == default.structure_evaluations()
+    assert set(both.finetune.targets()) <= set(both.report.evaluations())
+    assert ("mouse", "rnaret-k5") not in both.report.structure_evaluations()
+    assert both.report.structure_evaluations() == default.report.structure_evaluations()
 
 
 def test_released_weights_replace_pretraining_and_the_corpus(tmp_path):
@@ -228,35 +229,35 @@ def test_released_weights_replace_pretraining_and_the_corpus(tmp_path):
     base = default_config()
     del base["corpus"]
     plan = plan_of(only_released, base=base)
-    assert plan.pretrained_models() == [] and plan.data_targets() == [] and plan.pretrain_targets() == []
+    assert plan.pretrain.pretrained_models() == [] and plan.data.targets() == [] and plan.pretrain.targets() == []
     job = wildcards(task="interaction", dataset="mirtar", model="rnaret-k5")
-    assert plan.finetune_inputs(job)["init"] == str(released)
-    assert option(plan.finetune_args(job), "--init") == str(released)
+    assert plan.finetune.inputs(job)["init"] == str(released)
+    assert option(plan.finetune.args(job), "--init") == str(released)
     with pytest.raises(SettingsError, match="released weights: it is not pretrained"):
-        plan.pretrain_inputs(wildcards(model="rnaret-k5"))
+        plan.pretrain.inputs(wildcards(model="rnaret-k5"))
     # a model that is still pretrained needs the corpus
     with pytest.raises(SettingsError, match="corpus.*needed to pretrain transformer-k5"):
         plan_of({**only_released, "pretrain": {**only_released["pretrain"], "models": ["transformer-k5"]}},
-                base=base).corpus_download_inputs()
+                base=base).data.download_inputs()
 
 
 def test_devices_follow_the_gpu_count_and_allow_cpu():
     job = wildcards(task="coding", dataset="mouse", model="rnaret-k5")
-    assert option(plan_of().finetune_args(job), "--device") == "cpu"
+    assert option(plan_of().finetune.args(job), "--device") == "cpu"
     gpu = plan_of({"pretrain": {"gpus": 2}, "finetune": {"gpus": 1}, "precision": "bf16"})
-    assert option(gpu.finetune_args(job), "--device") == "cuda"
-    assert option(gpu.evaluate_args(job), "--device") == "cuda"
-    assert option(gpu.pretrain_args(wildcards(model="rnaret-k1")), "--device") == "cuda"
-    assert option(gpu.pretrain_args(wildcards(model="rnaret-k1")), "--precision") == "bf16"
-    assert gpu.pretrain_config("rnaret-k1")["precision"] == "bf16"
+    assert option(gpu.finetune.args(job), "--device") == "cuda"
+    assert option(gpu.finetune.evaluate_args(job), "--device") == "cuda"
+    assert option(gpu.pretrain.args(wildcards(model="rnaret-k1")), "--device") == "cuda"
+    assert option(gpu.pretrain.args(wildcards(model="rnaret-k1")), "--precision") == "bf16"
+    assert gpu.pretrain.pretrain_config("rnaret-k1")["precision"] == "bf16"
     lenient = plan_of({"finetune": {"gpus": 1}, "allow_cpu": True})
-    assert option(lenient.finetune_args(job), "--device") == "auto"
+    assert option(lenient.finetune.args(job), "--device") == "auto"
     resources = SimpleNamespace(gpu=2, get=lambda name, default=None: 2)
-    assert Plan.pretrain_nproc(None, resources) == 2 and Plan.worker_threads(None, 8, resources) == 4
+    assert Pretrain.nproc(None, resources) == 2 and Pretrain.worker_threads(None, 8, resources) == 4
 
 
 def test_scheduling_puts_the_gating_stages_and_the_long_fine_tunes_first():
-    by_task = {task: Plan.finetune_priority(wildcards(task=task)) for task in ("coding", "structure", "interaction")}
+    by_task = {task: Finetune.priority(wildcards(task=task)) for task in ("coding", "structure", "interaction")}
     assert Plan.priority("corpus") > Plan.priority("pretrain") > by_task["coding"] > by_task["structure"]
     assert by_task["structure"] == by_task["interaction"] > Plan.priority("evaluate") == 0
     # the model jobs take one thread each by default, so that --cores 2 runs two of them at once
@@ -274,7 +275,7 @@ def test_datasets_resolve_to_local_files_and_row_selections(tmp_path):
     web = plan.split("coding", "web", "test")
     assert web.path == web.input == "results/datasets/coding/web/test/web_test.fa"
     assert web.url.startswith("https://") and web.md5 == "0" * 32
-    args = plan.dataset_download_args(wildcards(task="coding", dataset="web", split="test", filename="web_test.fa"))
+    args = plan.data.dataset_download_args(wildcards(task="coding", dataset="web", split="test", filename="web_test.fa"))
     assert shlex.split(args) == ["https://example.org/x/web_test.fa?dl=1", f"--md5={'0' * 32}"]
     assert plan.dataset("interaction", "mirtar_indtest").entry()["finetuned_on"] == "mirtar"
 
@@ -286,11 +287,11 @@ def test_a_null_entry_removes_a_dataset_of_an_earlier_file():
 
 
 def test_only_trained_datasets_feed_the_leakage_removal_unless_asked():
-    labels = [s.label for s in plan_of().leakage_sources()]
+    labels = [s.label for s in plan_of().data.leakage_sources()]
     assert labels == ["interaction/mirtar/valid", "interaction/mirtar/test", "structure/bprna/valid",
                       "structure/bprna/test", "coding/mouse/test", "sequence-classification/mncr/valid",
                       "sequence-classification/mncr/test"]
-    labels = [s.label for s in plan_of({"dedupe": {"leakage_test_only": True}}).leakage_sources()]
+    labels = [s.label for s in plan_of({"dedupe": {"leakage_test_only": True}}).data.leakage_sources()]
     assert "interaction/mirtar_indtest/test" in labels
 
 
@@ -302,9 +303,9 @@ def test_a_dataset_sheet_resolves_as_the_datasets_block(tmp_path):
     from_block = plan_of()
     assert from_sheet.datasets == from_block.datasets
     assert from_sheet.targets() == from_block.targets()
-    assert from_sheet.leakage_args() == from_block.leakage_args()
+    assert from_sheet.data.leakage_args() == from_block.data.leakage_args()
     job = wildcards(task="interaction", dataset="mirtar", model="rnaret-k5")
-    assert from_sheet.finetune_args(job) == from_block.finetune_args(job)
+    assert from_sheet.finetune.args(job) == from_block.finetune.args(job)
     with pytest.raises(SettingsError, match="also defined in the dataset sheet"):
         plan_of({"dataset_sheet": str(sheet)})
 
@@ -336,14 +337,14 @@ def test_archive_members_resolve_into_the_unpacked_folder(tmp_path):
                     "datasets": {"coding": {"human": {"train": {"archive": "paper_data", "path": "data/lncRNA_H/train.fa"},
                                                       "test": {"archive": "paper_data", "path": "data/lncRNA_H/test.fa"}}}}})
     job = wildcards(task="coding", dataset="human", model="rnaret-k5")
-    assert plan.finetune_inputs(job) == {"train": "results/archives/paper_data",
+    assert plan.finetune.inputs(job) == {"train": "results/archives/paper_data",
                                          "init": "results/archives/paper_models"}
-    args = plan.finetune_args(job)
+    args = plan.finetune.args(job)
     assert option(args, "--init") == "results/archives/paper_models/model/pretrain_5mer.pth"
     assert option(args, "--split") == "train=results/archives/paper_data/data/lncRNA_H/train.fa"
-    assert plan.archive_source(wildcards(archive="paper_models")) == {"url": "https://example.org/model.tar.gz",
+    assert plan.archives.source(wildcards(archive="paper_models")) == {"url": "https://example.org/model.tar.gz",
                                                                       "md5": "a" * 32}
-    assert plan.archive_dirs() == ["results/archives/paper_models", "results/archives/paper_data"]
+    assert plan.archives.dirs() == ["results/archives/paper_models", "results/archives/paper_data"]
 
 
 @pytest.mark.parametrize("changes, words", [
@@ -478,14 +479,14 @@ def test_plans_do_not_share_state_with_the_config():
 
 
 def test_local_corpus_and_checksum_files_are_inputs_but_a_hex_md5_is_a_value():
-    assert plan_of().corpus_download_inputs() == ["resources/rnacentral/rnacentral_sample.fa.gz",
+    assert plan_of().data.download_inputs() == ["resources/rnacentral/rnacentral_sample.fa.gz",
                                                   "resources/rnacentral/md5.txt"]
-    assert plan_of({"corpus": {"md5": "A" * 32}}).corpus_download_inputs() == [
+    assert plan_of({"corpus": {"md5": "A" * 32}}).data.download_inputs() == [
         "resources/rnacentral/rnacentral_sample.fa.gz"]
     remote = plan_of({"corpus": {"url": "https://example.org/r/rnacentral_active.fasta.gz", "md5": ""}})
-    assert remote.corpus_download_inputs() == []
-    assert remote.corpus_download_path() == "results/corpus/download/rnacentral_active.fasta.gz"
-    assert "--release" not in remote.download_corpus_args()  # the label goes to the summary only
+    assert remote.data.download_inputs() == []
+    assert remote.data.download_path() == "results/corpus/download/rnacentral_active.fasta.gz"
+    assert "--release" not in remote.data.download_args()  # the label goes to the summary only
 
 
 def test_the_published_protocol_builds_the_published_corpus_with_the_same_rules():
@@ -495,22 +496,22 @@ def test_the_published_protocol_builds_the_published_corpus_with_the_same_rules(
     default = plan_of()
     published = plan_of({"protocol": "published", "dedupe": {"cluster_identity": 0.9},
                          "length_policy": {"max_length": 1000}})
-    assert published.filter_input() == "results/corpus/normalized.fa.gz"
-    assert default.filter_input() == "results/corpus/no_leakage.fa.gz"
-    assert shlex.split(published.filter_args()) == ["--min-length", "1", "--max-length", "1000", "--long", "cut",
+    assert published.data.filter_input() == "results/corpus/normalized.fa.gz"
+    assert default.data.filter_input() == "results/corpus/no_leakage.fa.gz"
+    assert shlex.split(published.data.filter_args()) == ["--min-length", "1", "--max-length", "1000", "--long", "cut",
                                                     "--window", "1000", "--overlap", "0"]
-    assert shlex.split(default.filter_args()) == ["--min-length", "10", "--max-length", "2000", "--long", "split",
+    assert shlex.split(default.data.filter_args()) == ["--min-length", "10", "--max-length", "2000", "--long", "split",
                                                   "--window", "2000", "--overlap", "200"]
-    assert shlex.split(published.shard_args())[-1] == "--valid-from-train"
-    assert "--valid-from-train" not in default.shard_args()
-    assert published.removal_counts() == [] and published.cluster_tables() == []
-    assert "--dup-num" not in published.summary_args() and "--leakage" not in published.summary_args()
-    assert default.removal_counts() == ["results/corpus/duplicates.txt", "results/corpus/leakage.json"]
-    assert option(default.summary_args(), "--dup-num") == "results/corpus/duplicates.txt"
-    assert not any("leakage" in t for t in published.data_targets())
-    assert "results/corpus/leakage.png" in default.data_targets()
-    assert published.pretrain_config("rnaret-k1")["precision"] == "fp16"
-    assert option(published.pretrain_args(wildcards(model="rnaret-k1")), "--precision") == "fp16"
-    assert option(default.pretrain_args(wildcards(model="rnaret-k1")), "--precision") == "auto"
+    assert shlex.split(published.data.shard_args())[-1] == "--valid-from-train"
+    assert "--valid-from-train" not in default.data.shard_args()
+    assert published.data.removal_counts() == [] and published.data.cluster_tables() == []
+    assert "--dup-num" not in published.data.summary_args() and "--leakage" not in published.data.summary_args()
+    assert default.data.removal_counts() == ["results/corpus/duplicates.txt", "results/corpus/leakage.json"]
+    assert option(default.data.summary_args(), "--dup-num") == "results/corpus/duplicates.txt"
+    assert not any("leakage" in t for t in published.data.targets())
+    assert "results/corpus/leakage.png" in default.data.targets()
+    assert published.pretrain.pretrain_config("rnaret-k1")["precision"] == "fp16"
+    assert option(published.pretrain.args(wildcards(model="rnaret-k1")), "--precision") == "fp16"
+    assert option(default.pretrain.args(wildcards(model="rnaret-k1")), "--precision") == "auto"
     # a compared protocol changes fine-tuning and evaluation only: the corpus follows `protocol`
-    assert plan_of({"compare_protocols": ["published"]}).data_targets() == default.data_targets()
+    assert plan_of({"compare_protocols": ["published"]}).data.targets() == default.data.targets()

@@ -1,19 +1,19 @@
 # Command: `rnaret analyses structure|pca|cls-retention|transcripts`
-# Module:  rnaret/analyses.py, rnaret/commands/analyses.py, rnaret/model/scores.py
+# Module:  rnaret/settings/stages/analyses.py (jobs and paths), rnaret/analyses.py, rnaret/commands/analyses.py, rnaret/model/scores.py
 # Tests:   tests/test_analyses.py, tests/settings/test_plan_analyses.py
 #
 # The paper's analyses (the published analysis/*.ipynb) on this run's models, each figure with
-# its data as TSV in results/report/analyses/{task}/{dataset}/{model}/ (docs/analyses.md):
+# its data as TSV in the analysis folder of its evaluation (docs/analyses.md):
 # per-family F1 and F1 against length of every structure evaluation; PCA of the CLS states of the
 # fine-tuned, pretrained and a random encoder, and the CLS token's retention, on each interaction
 # test split; retention maps of one mRNA and one lncRNA and the codons at high retention on each
-# coding test split (RetNet models only: retention scores). Targets: rnaret.settings.Plan.analysis_targets.
+# coding test split (RetNet models only: retention scores). Paths and targets: rnaret.settings.stages.analyses.
 
 
 rule analyses_structure:
     input:
-        truth=PLAN.structure_truth,
-        per_sequence=PLAN.structure_per_sequence,
+        truth=PLAN.report.structure_truth,
+        per_sequence=PLAN.report.structure_per_sequence,
     output:
         **analysis_outputs("structure", "analyses_structure.rst"),
     log:
@@ -28,8 +28,8 @@ rule analyses_structure:
     resources:
         **PLAN.resources(mem_mb=1000, runtime=10),
     params:
-        truth=PLAN.structure_truth_args,
-        column=PLAN.analysis_f1_column,
+        truth=PLAN.report.structure_truth_args,
+        column=PLAN.analyses.f1_column,
         code_version=PLAN.code_version,
     shell:
         "python -m rnaret analyses structure {params.truth} --predictions {input.per_sequence:q}"
@@ -40,7 +40,7 @@ rule analyses_structure:
 
 rule analyses_pca:
     input:
-        unpack(PLAN.pca_inputs),
+        unpack(PLAN.analyses.pca_inputs),
     output:
         **analysis_outputs("pca", "analyses_pca.rst"),
     log:
@@ -48,14 +48,14 @@ rule analyses_pca:
     wildcard_constraints:
         task="interaction",
         dataset="[^/]+",
-        model=rnaret_settings.plan.RETNET_MODEL,
+        model=PLAN.analyses.RETNET_MODEL,
     conda:
         conda_env(PLAN.model_env("finetune"))
     threads: PLAN.threads("finetune")
     resources:
         **PLAN.resources("finetune"),
     params:
-        args=PLAN.pca_args,
+        args=PLAN.analyses.pca_args,
         code_version=PLAN.code_version,
     shell:
         "python -m rnaret analyses pca {params.args} --threads {threads} "
@@ -65,7 +65,7 @@ rule analyses_pca:
 
 rule analyses_cls_retention:
     input:
-        unpack(PLAN.analysis_inputs),
+        unpack(PLAN.analyses.inputs),
     output:
         **analysis_outputs("cls-retention", "analyses_cls_retention.rst"),
     log:
@@ -73,14 +73,14 @@ rule analyses_cls_retention:
     wildcard_constraints:
         task="interaction",
         dataset="[^/]+",
-        model=rnaret_settings.plan.RETNET_MODEL,
+        model=PLAN.analyses.RETNET_MODEL,
     conda:
         conda_env(PLAN.model_env("finetune"))
     threads: PLAN.threads("finetune")
     resources:
         **PLAN.resources("finetune"),
     params:
-        args=PLAN.analysis_args,
+        args=PLAN.analyses.args,
         code_version=PLAN.code_version,
     shell:
         "python -m rnaret analyses cls-retention {params.args} --threads {threads} "
@@ -90,7 +90,7 @@ rule analyses_cls_retention:
 
 rule analyses_transcripts:
     input:
-        unpack(PLAN.analysis_inputs),
+        unpack(PLAN.analyses.inputs),
     output:
         **analysis_outputs("transcripts", "analyses_transcripts.rst"),
     log:
@@ -98,14 +98,14 @@ rule analyses_transcripts:
     wildcard_constraints:
         task="coding",
         dataset="[^/]+",
-        model=rnaret_settings.plan.RETNET_MODEL,
+        model=PLAN.analyses.RETNET_MODEL,
     conda:
         conda_env(PLAN.model_env("finetune"))
     threads: PLAN.threads("finetune")
     resources:
         **PLAN.resources("finetune"),
     params:
-        args=PLAN.analysis_args,
+        args=PLAN.analyses.args,
         code_version=PLAN.code_version,
     shell:
         "python -m rnaret analyses transcripts {params.args} --threads {threads} "

@@ -1,5 +1,5 @@
 # Command: `rnaret unpack`
-# Module:  rnaret/data/archive.py
+# Module:  rnaret/settings/stages/archives.py (jobs and paths), rnaret/data/archive.py
 # Tests:   tests/data/test_archive.py, tests/pipeline/test_archive_pipeline.py
 #
 # Archives: each entry of the config's `archives:` block, {NAME: {url: URL-or-path, md5: hex or
@@ -18,20 +18,20 @@ localrules:
 
 rule unpack_archive:
     input:
-        PLAN.archive_inputs,
+        PLAN.archives.inputs,
     output:
-        directory("results/archives/{archive}"),
+        directory(PLAN.archives.OUTPUT),
     log:
         "logs/archives/{archive}.log",
     wildcard_constraints:
-        archive=PLAN.archive_pattern(),
+        archive=PLAN.archives.pattern(),
     conda:
         conda_env("data")
     threads: 1
     resources:
         **PLAN.resources(mem_mb=1000, runtime=240),
     params:
-        source=PLAN.archive_source,
+        source=PLAN.archives.source,
     shell:
         "python -m rnaret unpack {params.source[url]:q} --output-dir {output:q}"
         " --md5={params.source[md5]:q} > {log:q} 2>&1"

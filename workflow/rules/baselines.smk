@@ -1,5 +1,5 @@
 # Command: `rnaret vienna`
-# Module:  rnaret/vienna.py
+# Module:  rnaret/settings/stages/baselines.py (jobs and paths), rnaret/vienna.py
 # Tests:   tests/test_vienna.py
 #
 # Baselines that need no training: ViennaRNA (model `vienna`) on every structure dataset's test
@@ -7,13 +7,18 @@
 # metrics.tsv: f1/precision/recall/f1_pk/... of the MFE structures, mea_* rows of the MEA ones.
 
 
+# ViennaRNA's evaluation folder of a structure dataset (rnaret.settings.stages.baselines)
+VIENNA = PLAN.baselines.DIR
+VIENNA_OUT = VIENNA.format(dataset="{wildcards.dataset}")  # --output-dir of the job
+
+
 rule vienna:
     input:
-        PLAN.vienna_inputs,
+        PLAN.baselines.inputs,
     output:
-        metrics="results/structure/{dataset}/vienna/metrics.tsv",
-        predictions="results/structure/{dataset}/vienna/predictions.dbn",
-        per_sequence="results/structure/{dataset}/vienna/per_sequence.tsv",
+        metrics=f"{VIENNA}/metrics.tsv",
+        predictions=f"{VIENNA}/predictions.dbn",
+        per_sequence=f"{VIENNA}/per_sequence.tsv",
     log:
         "logs/structure/{dataset}/vienna.log",
     wildcard_constraints:
@@ -24,8 +29,8 @@ rule vienna:
     resources:
         **PLAN.resources("vienna"),
     params:
-        args=PLAN.vienna_args,
+        args=PLAN.baselines.args,
         code_version=PLAN.code_version,
     shell:
-        "python -m rnaret vienna {params.args} --output-dir results/structure/{wildcards.dataset}/vienna"
+        f"python -m rnaret vienna {{params.args}} --output-dir {VIENNA_OUT}"
         " --threads {threads} > {log:q} 2>&1"

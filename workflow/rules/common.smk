@@ -1,10 +1,11 @@
 # Command: none (shared by every stage: rnaret from this source tree, the settings resolver)
-# Module:  rnaret/settings/plan.py
+# Module:  rnaret/settings/plan.py, rnaret/settings/stages/ (one module per stage)
 # Tests:   tests/settings/test_settings.py, tests/pipeline/test_settings_workflow.py
 #
 # Shared by every stage: rnaret from this source tree, and the calls into its settings resolver.
 # Every dataset lookup, default and settings merge is rnaret.settings.Plan (built once, in the
-# Snakefile, from the validated config: PLAN); the rules only call its methods.
+# Snakefile, from the validated config: PLAN); the rules call its stage objects only
+# (PLAN.data, PLAN.finetune, ...: rnaret/settings/stages/, where every results/ path is defined).
 
 import os
 import sys
@@ -48,22 +49,20 @@ def conda_env(name):
     return os.path.join(workflow.basedir, "envs", f"{name}.yaml")
 
 
-# the paper's analyses (analyses.smk): their output files and the options naming them
-ANALYSIS_DIR = rnaret_settings.plan.analysis_dir("{task}", "{dataset}", "{model}")
-ANALYSIS_FILES = rnaret_settings.plan.ANALYSIS_FILES
+# the paper's analyses (analyses.smk): their output files (PLAN.analyses) and the options naming them
 
 
 def analysis_outputs(kind, caption):
     """The rule's outputs: every file of the kind, in the report (category "Paper analyses")."""
     return {
         name.replace(".", "_"): report(
-            f"{ANALYSIS_DIR}/{name}",
+            f"{PLAN.analyses.DIR}/{name}",
             caption=f"../report/{caption}",
             category="Paper analyses",
             subcategory="{task}",
             labels={"dataset": "{dataset}", "model": "{model}", "file": name},
         )
-        for name in ANALYSIS_FILES[kind]
+        for name in PLAN.analyses.FILES[kind]
     }
 
 
@@ -89,5 +88,5 @@ def analysis_options(kind):
             "codons-png",
         ),
     }[kind]
-    names = [n.replace(".", "_") for n in ANALYSIS_FILES[kind]]
+    names = [n.replace(".", "_") for n in PLAN.analyses.FILES[kind]]
     return " ".join(f"--{o} {{output.{n}:q}}" for o, n in zip(options, names))

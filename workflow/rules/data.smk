@@ -1,16 +1,17 @@
 # Command: `rnaret download|normalize|leakage|homology|filter|shard|corpus-summary`, two wrappers
-# Module:  rnaret/data/ (one module per stage), workflow/wrappers/seqkit/, workflow/wrappers/mmseqs2/
+# Module:  rnaret/settings/stages/data.py (jobs and paths), rnaret/data/ (one module per stage), workflow/wrappers/seqkit/, workflow/wrappers/mmseqs2/
 # Tests:   tests/data/, tests/pipeline/test_pipeline_data.py, tests/pipeline/test_leakage_workflow.py
 #
 # Data stages: download -> normalize (U->T) -> dedupe (seqkit) -> leakage (identity, then MMseqs2)
 # -> [cluster, optional] -> filter -> shard per k; besides, the homology within each dataset.
 # Under `protocol: published` the corpus is the published one: normalize -> filter (each record
 # cut to its first length_policy.max_length nt, nothing dropped) -> shard (nothing held out);
-# the same rules with other options (rnaret.settings.Plan.published_corpus).
+# the same rules with other options (rnaret.settings.stages.data: Data.published_corpus).
 # Every rule calls the `rnaret` command line; outputs are written atomically by rnaret. Options
 # come from rnaret.settings (PLAN): params taking only wildcards are rerun triggers.
 
-CORPUS = "results/corpus"
+# every corpus file is f"{CORPUS}/NAME" (rnaret.settings.stages.data)
+CORPUS = PLAN.data.CORPUS
 
 
 # Downloads and the summary run on the machine that runs Snakemake (on a cluster, the login
@@ -23,9 +24,9 @@ localrules:
 
 rule download_corpus:
     input:
-        PLAN.corpus_download_inputs,
+        PLAN.data.download_inputs,
     output:
-        fasta=PLAN.corpus_download_path(),
+        fasta=PLAN.data.download_path(),
         info=f"{CORPUS}/download.json",
     log:
         "logs/data/download_corpus.log",
@@ -36,7 +37,7 @@ rule download_corpus:
     resources:
         **PLAN.resources(mem_mb=500, runtime=600),
     params:
-        args=PLAN.download_corpus_args,
+        args=PLAN.data.download_args,
     shell:
         "python -m rnaret download {params.args} --output {output.fasta:q} --info {output.info:q}"
         " > {log:q} 2>&1"
@@ -44,7 +45,7 @@ rule download_corpus:
 
 rule download_dataset:
     output:
-        "results/datasets/{task}/{dataset}/{split}/{filename}",
+        PLAN.data.DATASET_DOWNLOAD,
     log:
         "logs/data/download_dataset/{task}/{dataset}/{split}/{filename}.log",
     wildcard_constraints:
@@ -55,14 +56,14 @@ rule download_dataset:
     resources:
         **PLAN.resources(mem_mb=500, runtime=60),
     params:
-        args=PLAN.dataset_download_args,
+        args=PLAN.data.dataset_download_args,
     shell:
         "python -m rnaret download {params.args} --output {output:q} > {log:q} 2>&1"
 
 
 rule normalize_corpus:
     input:
-        PLAN.corpus_download_path(),
+        PLAN.data.download_path(),
     output:
         fasta=temp(f"{CORPUS}/normalized.fa.gz"),
         counts=f"{CORPUS}/normalize.json",
@@ -104,7 +105,7 @@ rule dedupe_corpus:
 rule remove_leakage:
     input:
         fasta=f"{CORPUS}/deduplicated.fa.gz",
-        datasets=PLAN.leakage_inputs,
+        datasets=PLAN.data.leakage_inputs,
     output:
         fasta=temp(f"{CORPUS}/no_leakage.fa.gz"),
         table=report(
@@ -125,7 +126,7 @@ rule remove_leakage:
     resources:
         **PLAN.resources("leakage"),
     params:
-        args=PLAN.leakage_args,
+        args=PLAN.data.leakage_args,
         code_version=PLAN.code_version,
     shell:
         "python -m rnaret leakage {input.fasta:q} --output {output.fasta:q} {params.args}"
@@ -149,7 +150,7 @@ rule cluster_corpus:
         **PLAN.resources("leakage"),
     params:
         command="easy-linclust",
-        extra=PLAN.cluster_extra,
+        extra=PLAN.data.cluster_extra,
     wrapper:
         MMSEQS2_WRAPPER
 
@@ -157,10 +158,10 @@ rule cluster_corpus:
 # within each dataset: test against train and valid, valid against train (reported only)
 rule homology:
     input:
-        PLAN.homology_inputs,
+        PLAN.data.homology_inputs,
     output:
-        table="results/homology/{task}/{dataset}.tsv",
-        hits="results/homology/{task}/{dataset}_hits.tsv",
+        table=PLAN.data.HOMOLOGY_TABLE,
+        hits=PLAN.data.HOMOLOGY_HITS,
     log:
         "logs/data/homology/{task}/{dataset}.log",
     wildcard_constraints:
@@ -171,7 +172,7 @@ rule homology:
     resources:
         **PLAN.resources(mem_mb=2000, runtime=120),
     params:
-        args=PLAN.homology_args,
+        args=PLAN.data.homology_args,
         code_version=PLAN.code_version,
     shell:
         "python -m rnaret homology {params.args} --table {output.table:q} --hits {output.hits:q}"
@@ -181,7 +182,7 @@ rule homology:
 
 rule filter_lengths:
     input:
-        PLAN.filter_input(),
+        PLAN.data.filter_input(),
     output:
         fasta=f"{CORPUS}/filtered.fa.gz",
         counts=f"{CORPUS}/filter.json",
@@ -194,7 +195,7 @@ rule filter_lengths:
     resources:
         **PLAN.resources(mem_mb=1000, runtime=600),
     params:
-        args=PLAN.filter_args,
+        args=PLAN.data.filter_args,
         code_version=PLAN.code_version,
     shell:
         "python -m rnaret filter {input:q} --output {output.fasta:q} --counts {output.counts:q}"
@@ -207,7 +208,7 @@ rule shard_tokens:
         download=f"{CORPUS}/download.json",
         policy=f"{CORPUS}/filter.json",
     output:
-        directory("results/shards/k{k}"),
+        directory(PLAN.data.SHARDS),
     log:
         "logs/data/shard_tokens/k{k}.log",
     wildcard_constraints:
@@ -217,9 +218,9 @@ rule shard_tokens:
         conda_env("data")
     threads: 1
     resources:
-        **PLAN.resources(mem_mb=PLAN.shard_mem_mb(), runtime=1440),
+        **PLAN.resources(mem_mb=PLAN.data.shard_mem_mb(), runtime=1440),
     params:
-        args=PLAN.shard_args,
+        args=PLAN.data.shard_args,
         code_version=PLAN.code_version,
     shell:
         "python -m rnaret shard {input.fasta:q} --output {output:q} --k {wildcards.k} {params.args}"
@@ -230,10 +231,10 @@ rule corpus_summary:
     input:
         download=f"{CORPUS}/download.json",
         normalize=f"{CORPUS}/normalize.json",
-        removals=PLAN.removal_counts,
-        clusters=PLAN.cluster_tables,
+        removals=PLAN.data.removal_counts,
+        clusters=PLAN.data.cluster_tables,
         filter=f"{CORPUS}/filter.json",
-        shards=expand("results/shards/k{k}", k=PLAN.shard_ks()),
+        shards=PLAN.data.shard_dirs(),
     output:
         report(
             f"{CORPUS}/summary.tsv",
@@ -249,7 +250,7 @@ rule corpus_summary:
     resources:
         **PLAN.resources(mem_mb=200, runtime=10),
     params:
-        args=PLAN.summary_args,
+        args=PLAN.data.summary_args,
         code_version=PLAN.code_version,
     shell:
         "python -m rnaret corpus-summary --download {input.download:q} --normalize {input.normalize:q}"

@@ -1,5 +1,5 @@
 # Command: `rnaret finetune`, `rnaret evaluate`
-# Module:  rnaret/tasks/ (run.py, finetune.py, one module per task)
+# Module:  rnaret/settings/stages/finetune.py (jobs and paths), rnaret/tasks/ (run.py, finetune.py, one module per task)
 # Tests:   tests/tasks/, tests/pipeline/test_finetune_workflow.py
 #
 # Downstream tasks: fine-tune each configured model on each dataset (the finetune rule: the
@@ -11,21 +11,21 @@
 # Each job runs under a protocol (--protocol): the run's `protocol` writes the contract paths
 # EVALUATION_DIR = results/{task}/{dataset}/{model}; each protocol of `compare_protocols` writes
 # the same jobs under PROTOCOL_EVALUATION_DIR (the *_compared rules, which differ only in where
-# they write). Both templates are rnaret.settings.plan's, used here and by the targets.
-# `snakemake results/{task}/{dataset}/{model}/metrics.tsv` reruns only what is missing or stale:
+# they write). Both templates are rnaret.settings.stages.finetune's, used here and by the targets.
+# `snakemake EVALUATION_DIR/metrics.tsv` (a path of it) reruns only what is missing or stale:
 # deleting metrics.tsv reruns the evaluation alone. Settings: `finetune:` (rnaret.settings).
 
-TRAINED_MODEL = rnaret_settings.plan.TRAINED_MODEL
-EVALUATED_MODEL = f"{TRAINED_MODEL}|{rnaret_settings.plan.RELEASED_MODEL}"
-EVALUATION = rnaret_settings.plan.EVALUATION_DIR
-COMPARED = rnaret_settings.plan.PROTOCOL_EVALUATION_DIR
-EVALUATION_LOG = rnaret_settings.plan.EVALUATION_LOG_DIR
-COMPARED_LOG = rnaret_settings.plan.PROTOCOL_EVALUATION_LOG_DIR
+TRAINED_MODEL = PLAN.finetune.TRAINED_MODEL
+EVALUATED_MODEL = PLAN.finetune.EVALUATED_MODEL
+EVALUATION = PLAN.finetune.EVALUATION_DIR
+COMPARED = PLAN.finetune.PROTOCOL_EVALUATION_DIR
+EVALUATION_LOG = PLAN.finetune.EVALUATION_LOG_DIR
+COMPARED_LOG = PLAN.finetune.PROTOCOL_EVALUATION_LOG_DIR
 
 
 rule finetune:
     input:
-        unpack(PLAN.finetune_inputs),
+        unpack(PLAN.finetune.inputs),
     output:
         checkpoint=directory(f"{EVALUATION}/checkpoint"),
     log:
@@ -34,14 +34,14 @@ rule finetune:
         task="interaction|coding|structure|sequence-classification|sequence-regression|token-classification|token-regression",
         dataset="[^/]+",
         model=TRAINED_MODEL,
-    priority: PLAN.finetune_priority
+    priority: PLAN.finetune.priority
     conda:
         conda_env(PLAN.model_env("finetune"))
     threads: PLAN.threads("finetune")
     resources:
         **PLAN.resources("finetune"),
     params:
-        args=PLAN.finetune_args,
+        args=PLAN.finetune.args,
         code_version=PLAN.code_version,
     shell:
         "python -m rnaret finetune --out {output.checkpoint:q} {params.args} --threads {threads}"
@@ -50,7 +50,7 @@ rule finetune:
 
 rule evaluate_classifier:
     input:
-        unpack(PLAN.evaluate_inputs),
+        unpack(PLAN.finetune.evaluate_inputs),
     output:
         metrics=f"{EVALUATION}/metrics.tsv",
         predictions=f"{EVALUATION}/predictions.tsv",
@@ -78,8 +78,8 @@ rule evaluate_classifier:
     resources:
         **PLAN.resources("finetune"),
     params:
-        args=PLAN.evaluate_args,
-        out=PLAN.evaluation_out,
+        args=PLAN.finetune.evaluate_args,
+        out=PLAN.finetune.evaluation_out,
         code_version=PLAN.code_version,
     shell:
         "python -m rnaret evaluate --out {params.out:q} {params.args} --threads {threads} > {log:q} 2>&1"
@@ -87,7 +87,7 @@ rule evaluate_classifier:
 
 rule evaluate_structure:
     input:
-        unpack(PLAN.evaluate_inputs),
+        unpack(PLAN.finetune.evaluate_inputs),
     output:
         metrics=f"{EVALUATION}/metrics.tsv",
         predictions=f"{EVALUATION}/predictions.tsv",
@@ -117,8 +117,8 @@ rule evaluate_structure:
     resources:
         **PLAN.resources("finetune"),
     params:
-        args=PLAN.evaluate_args,
-        out=PLAN.evaluation_out,
+        args=PLAN.finetune.evaluate_args,
+        out=PLAN.finetune.evaluation_out,
         code_version=PLAN.code_version,
     shell:
         "python -m rnaret evaluate --out {params.out:q} {params.args} --threads {threads} > {log:q} 2>&1"
@@ -192,7 +192,7 @@ use rule evaluate_structure as evaluate_structure_compared with:
 # The generic tasks (any labelled table: rnaret.tasks.generic): metrics.tsv and predictions.tsv.
 rule evaluate_generic:
     input:
-        unpack(PLAN.evaluate_inputs),
+        unpack(PLAN.finetune.evaluate_inputs),
     output:
         metrics=f"{EVALUATION}/metrics.tsv",
         predictions=f"{EVALUATION}/predictions.tsv",
@@ -208,8 +208,8 @@ rule evaluate_generic:
     resources:
         **PLAN.resources("finetune"),
     params:
-        args=PLAN.evaluate_args,
-        out=PLAN.evaluation_out,
+        args=PLAN.finetune.evaluate_args,
+        out=PLAN.finetune.evaluation_out,
         code_version=PLAN.code_version,
     shell:
         "python -m rnaret evaluate --out {params.out:q} {params.args} --threads {threads} > {log:q} 2>&1"

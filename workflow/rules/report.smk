@@ -1,5 +1,5 @@
 # Command: `rnaret tables|scaling|structure-figures|leakage-report`
-# Module:  rnaret/tables.py, rnaret/scaling.py, rnaret/figures.py, rnaret/data/leakage_report.py
+# Module:  rnaret/settings/stages/report.py (jobs and paths), rnaret/tables.py, rnaret/scaling.py, rnaret/figures.py, rnaret/data/leakage_report.py
 # Tests:   tests/test_tables.py, tests/test_scaling.py, tests/pipeline/test_report.py
 #
 # Tables and the HTML report: one table per task from every evaluation's metrics.tsv plus the
@@ -7,9 +7,13 @@
 # per-sequence F1 distribution of every structure evaluation and ViennaRNA's example contact maps
 # (rnaret structure-figures; the fine-tuned models' contact maps come from their evaluations).
 # `snakemake --report report.html` collects them with their captions.
-# The evaluations are the plan's (rnaret.settings.Plan.evaluations), never a glob of results/.
+# The evaluations are the plan's (rnaret.settings.stages.report: Report.evaluations), never a glob.
 
-TABLE_TASKS = PLAN.report_tasks()
+TABLE_TASKS = PLAN.report.tasks()
+TABLES = PLAN.report.TABLES_DIR
+# the figures of one structure evaluation (the F1 distribution; ViennaRNA's contact maps)
+FIGURES = PLAN.report.STRUCTURE_FIGURE_DIR
+VIENNA_FIGURES = FIGURES.format(dataset="{dataset}", model="vienna")
 
 
 report: "../report/workflow.rst"
@@ -17,12 +21,12 @@ report: "../report/workflow.rst"
 
 rule tables:
     input:
-        metrics=PLAN.evaluations,
-        published=PLAN.published_results(),
+        metrics=PLAN.report.evaluations,
+        published=PLAN.report.published_results(),
     output:
         **{
             f"{task}_html": report(
-                f"results/tables/{task}.html",
+                f"{TABLES}/{task}.html",
                 caption="../report/tables.rst",
                 category="Tables",
                 subcategory=task,
@@ -32,7 +36,7 @@ rule tables:
         },
         **{
             f"{task}_tsv": report(
-                f"results/tables/{task}.tsv",
+                f"{TABLES}/{task}.tsv",
                 caption="../report/tables.rst",
                 category="Tables",
                 subcategory=task,
@@ -40,7 +44,7 @@ rule tables:
             )
             for task in TABLE_TASKS
         },
-        **{f"{task}_md": f"results/tables/{task}.md" for task in TABLE_TASKS},
+        **{f"{task}_md": f"{TABLES}/{task}.md" for task in TABLE_TASKS},
     log:
         "logs/report/tables.log",
     conda:
@@ -49,44 +53,44 @@ rule tables:
     resources:
         **PLAN.resources(mem_mb=500, runtime=10),
     params:
-        tasks=PLAN.tables_args,
+        tasks=PLAN.report.tables_args,
         code_version=PLAN.code_version,
     shell:
         "python -m rnaret tables {input.metrics:q} --published {input.published:q}"
-        " --output-dir results/tables {params.tasks} > {log:q} 2>&1"
+        f" --output-dir {TABLES} {{params.tasks}} > {{log:q}} 2>&1"
 
 
 rule length_scaling:
     output:
         tsv=report(
-            "results/tables/length_scaling.tsv",
+            f"{TABLES}/length_scaling.tsv",
             caption="../report/length_scaling.rst",
             category="Long sequences",
             labels={"item": "measurements (TSV)"},
         ),
         html=report(
-            "results/tables/length_scaling.html",
+            f"{TABLES}/length_scaling.html",
             caption="../report/length_scaling.rst",
             category="Long sequences",
             labels={"item": "table"},
         ),
         png=report(
-            "results/tables/length_scaling.png",
+            f"{TABLES}/length_scaling.png",
             caption="../report/length_scaling.rst",
             category="Long sequences",
             labels={"item": "plot"},
         ),
-        md="results/tables/length_scaling.md",
+        md=f"{TABLES}/length_scaling.md",
     log:
         "logs/report/length_scaling.log",
     conda:
         conda_env("model")
-    threads: PLAN.length_scaling_threads()
+    threads: PLAN.report.length_scaling_threads()
     resources:
         **PLAN.resources(mem_mb=6000, runtime=30),
     params:
         # the thread count is a condition of the measurement: an option (tracked), not {threads}
-        args=PLAN.length_scaling_args,
+        args=PLAN.report.length_scaling_args,
         code_version=PLAN.code_version,
     shell:
         "python -m rnaret scaling {params.args} --output-tsv {output.tsv:q} --output-md {output.md:q}"
@@ -95,11 +99,11 @@ rule length_scaling:
 
 rule f1_distribution:
     input:
-        truth=PLAN.structure_truth,
-        per_sequence=PLAN.structure_per_sequence,
+        truth=PLAN.report.structure_truth,
+        per_sequence=PLAN.report.structure_per_sequence,
     output:
         report(
-            "results/report/structure/{dataset}/{model}/f1_distribution.png",
+            f"{FIGURES}/f1_distribution.png",
             caption="../report/f1_distribution.rst",
             category="Secondary structure",
             subcategory="{dataset}",
@@ -116,7 +120,7 @@ rule f1_distribution:
     resources:
         **PLAN.resources(mem_mb=1000, runtime=10),
     params:
-        truth=PLAN.structure_truth_args,
+        truth=PLAN.report.structure_truth_args,
         code_version=PLAN.code_version,
     shell:
         "python -m rnaret structure-figures {params.truth}"
@@ -127,11 +131,11 @@ rule f1_distribution:
 # the fine-tuned models' evaluations draw their own contact maps; ViennaRNA's are drawn here
 rule vienna_contact_maps:
     input:
-        truth=PLAN.structure_truth,
-        predictions="results/structure/{dataset}/vienna/predictions.dbn",
+        truth=PLAN.report.structure_truth,
+        predictions=f"{PLAN.baselines.DIR}/predictions.dbn",
     output:
         report(
-            "results/report/structure/{dataset}/vienna/contact_maps.png",
+            f"{VIENNA_FIGURES}/contact_maps.png",
             caption="../report/contact_maps.rst",
             category="Secondary structure",
             subcategory="{dataset}",
@@ -147,8 +151,8 @@ rule vienna_contact_maps:
     resources:
         **PLAN.resources(mem_mb=1000, runtime=10),
     params:
-        truth=PLAN.structure_truth_args,
-        examples=PLAN.contact_map_examples(),
+        truth=PLAN.report.structure_truth_args,
+        examples=PLAN.report.contact_map_examples(),
         code_version=PLAN.code_version,
     shell:
         "python -m rnaret structure-figures {params.truth}"
@@ -158,9 +162,9 @@ rule vienna_contact_maps:
 
 rule structure_figures_index:
     input:
-        PLAN.structure_figure_targets,
+        PLAN.report.structure_figure_targets,
     output:
-        rnaret_settings.plan.STRUCTURE_FIGURE_INDEX,
+        PLAN.report.STRUCTURE_FIGURE_INDEX,
     log:
         "logs/report/structure_figures_index.log",
     conda:
@@ -174,19 +178,19 @@ rule structure_figures_index:
 
 rule leakage_report:
     input:
-        hits="results/corpus/leakage_hits.tsv.gz",
-        table="results/corpus/leakage.tsv",
-        counts="results/corpus/leakage.json",
+        hits=f"{CORPUS}/leakage_hits.tsv.gz",
+        table=f"{CORPUS}/leakage.tsv",
+        counts=f"{CORPUS}/leakage.json",
     output:
         figure=report(
-            "results/corpus/leakage.png",
+            f"{CORPUS}/leakage.png",
             caption="../report/leakage_figure.rst",
             category="Data",
             subcategory="leakage",
             labels={"table": "hits and removals (figure)"},
         ),
         closest=report(
-            "results/corpus/leakage_closest.tsv",
+            f"{CORPUS}/leakage_closest.tsv",
             caption="../report/leakage_closest.rst",
             category="Data",
             subcategory="leakage",
@@ -209,10 +213,10 @@ rule leakage_report:
 
 rule homology_summary:
     input:
-        PLAN.homology_tables,
+        PLAN.data.homology_tables,
     output:
         report(
-            "results/homology/summary.tsv",
+            PLAN.data.HOMOLOGY_SUMMARY,
             caption="../report/leakage_homology.rst",
             category="Data",
             subcategory="leakage",
