@@ -24,7 +24,7 @@ TARGETS = ["results/tables/structure.tsv", "results/report/structure/figures.txt
 N_STRUCTURES = 6
 
 
-def _snakemake(workdir, *args, timeout=300):
+def _snakemake(workdir, *args, timeout=1200):
     return snakemake(workdir, *args, timeout=timeout)
 
 
