@@ -118,7 +118,8 @@ class RnaretModel(RnaretPreTrainedModel):
 class _RnaretWithHead(RnaretPreTrainedModel):
     """The models that put a head on the encoder (``self.rnaret``) and compare its logits with
     ``labels``: one ``forward``; each subclass builds its head after calling this ``__init__``
-    and says which logits it gives (``head_logits``), its loss (``head_loss``) and its output class."""
+    and defines ``head_logits(out)`` (the head's logits from the encoder's ``EncoderOutput``),
+    ``head_loss(logits, labels)`` (on the logits' device) and ``output_class``."""
 
     return_logits = False  # whether the encoder's MLM logits are needed
     output_class = None
@@ -126,14 +127,6 @@ class _RnaretWithHead(RnaretPreTrainedModel):
     def __init__(self, config: RnaretConfig):
         super().__init__(config)
         self.rnaret = RnaretModel(config)
-
-    def head_logits(self, out) -> Tensor:
-        """The head's logits from the encoder's output (``rnaret.model.encoder.EncoderOutput``)."""
-        raise NotImplementedError
-
-    def head_loss(self, logits: Tensor, labels: Tensor) -> Tensor:
-        """The loss of ``logits`` against ``labels`` (on the logits' device)."""
-        raise NotImplementedError
 
     def forward(self, input_ids: Tensor | None = None, attention_mask: Tensor | None = None,
                 labels: Tensor | None = None, output_hidden_states: bool | None = None,
