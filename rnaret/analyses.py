@@ -229,11 +229,14 @@ def cls_retention(encoder, task, examples, *, layer: int | None = None, example_
 
     profile: token_index, n_pairs, head_mean, head_1 .. head_H: the CLS row averaged position-wise
     over the pairs long enough to have that token (the published mean is over token indices too,
-    across pairs of different lengths; it also averaged padding, which here has no scores).
+    across pairs of different lengths; it also averaged the PAD keys, which are left out here
+    under either protocol).
     example: token_index, token (``example_labels``, e.g. ``pair_token_labels``; default the
     index), head_mean, head_1 .. head_H of
     ``examples[example_index]`` alone. example map: query, key, score (the head mean, long form)."""
     import torch
+
+    from rnaret.tasks.base import real_positions
 
     if not examples:
         raise InputError(None, "no interaction pairs to average")
@@ -244,7 +247,10 @@ def cls_retention(encoder, task, examples, *, layer: int | None = None, example_
         chunk = examples[start:start + batch_size]
         batch = task.collate(chunk)
         maps = retention_maps(encoder, batch.tokens, batch.padding_mask, layer, device)  # (B, H, L, L)
-        rows = maps[:, :, 0, :].double()  # (B, H, L): the CLS query
+        # each pair's own tokens: where the model was shown its padding (the published
+        # protocol's fixed length, no mask) the PAD keys have scores, but they are not the pair's
+        real = real_positions(batch)  # (B, L)
+        rows = maps[:, :, 0, :].double() * real[:, None, :]  # (B, H, L): the CLS query
         if total is None:
             heads = rows.shape[1]
             total, count = torch.zeros(heads, 0, dtype=torch.float64), torch.zeros(0, dtype=torch.float64)
@@ -253,13 +259,15 @@ def cls_retention(encoder, task, examples, *, layer: int | None = None, example_
             total = torch.nn.functional.pad(total, (0, width - total.shape[1]))
             count = torch.nn.functional.pad(count, (0, width - count.shape[0]))
         total[:, :width] += rows.sum(0)
-        count[:width] += batch.padding_mask.double().sum(0)
+        count[:width] += real.double().sum(0)
         if start <= example_index < start + len(chunk):
             i = example_index - start
-            n = int(batch.padding_mask[i].sum())
+            n = int(real[i].sum())
             example_map = maps[i, :, :n, :n]
     if example_map is None:
         raise InputError(None, f"example index {example_index} out of range: {len(examples)} pairs")
+    width = int((count > 0).sum())  # positions no pair reaches (a fixed padded length) are left out
+    total, count = total[:, :width], count[:width]
     head_names = [f"head_{h + 1}" for h in range(heads)]
     mean = (total / count.clamp(min=1)).numpy()
     profile = pd.DataFrame({"token_index": np.arange(mean.shape[1]), "n_pairs": count.numpy().astype(int),
@@ -369,14 +377,20 @@ def block_mean(matrix: np.ndarray, size: int) -> np.ndarray:
     return np.add.reduceat(rows, edges, axis=1) / np.diff(np.append(edges, n))[None, :]
 
 
-def transcript_retention(encoder, tokens: np.ndarray, *, layer: int | None = None, device="cpu") -> np.ndarray:
-    """The head-mean retention map (L, L) float64 of ``layer`` for one transcript's tokens (L,)."""
-    import torch
+def transcript_retention(encoder, tokens: np.ndarray, *, layer: int | None = None, padded_length: int | None = None,
+                         device="cpu") -> np.ndarray:
+    """The head-mean retention map (L, L) float64 of ``layer`` for one transcript's tokens (L,).
+
+    ``padded_length``: the task's fixed input length where its model was shown padding
+    (``Task.padded_length``, the published protocol): the transcript is read so padded, as in
+    evaluation, and the map is cut back to its own L tokens."""
+    from rnaret.tasks.base import pad_tokens
 
     layer = last_layer(encoder, layer)
-    batch = torch.as_tensor(np.asarray(tokens, dtype=np.int64))[None]
-    maps = retention_maps(encoder, batch, torch.ones_like(batch, dtype=torch.bool), layer, device)
-    return maps[0].double().mean(0).numpy()
+    tokens = np.asarray(tokens, dtype=np.int64)
+    batch, visible = pad_tokens([tokens], padded_length, masked=False)
+    maps = retention_maps(encoder, batch, visible, layer, device)
+    return maps[0, :, :len(tokens), :len(tokens)].double().mean(0).numpy()
 
 
 def retention_profile(matrix: np.ndarray) -> np.ndarray:

@@ -163,6 +163,45 @@ def test_cls_retention_matches_the_retention_scores(tmp_path, pair_subset, inter
         analyses.last_layer(model.encoder, 5)
 
 
+def test_cls_retention_under_the_published_protocol(tmp_path, pair_subset):
+    """Published-protocol pairs are padded to 81 tokens and the model sees the padding: the
+    profile and the example still cover the pairs' own tokens only."""
+    torch.manual_seed(2)
+    task = get_task("interaction", {"k": 5, "protocol": "published"})
+    encoder = build_encoder(tiny_config(5))
+    model = TaskModel(encoder, task.build_head(encoder.config.retnet_embed_dim)).eval()
+    checkpoint = save_finetuned(model, task, tmp_path / "ft", encoder_kind="retnet", init="tiny")
+    examples = task.read_split(str(pair_subset), None)
+    assert task.collate(examples[:2]).tokens.shape[1] == 81  # padded, unmasked
+    profile, example, long_map = analyses.cls_retention(
+        encoder, task, examples, example_index=0, example_labels=analyses.pair_token_labels(
+            *pd.read_csv(pair_subset, sep="\t", dtype=str).iloc[0][["mirna_seq", "target_seq"]]))
+    lengths = [len(e.tokens) for e in examples]
+    assert len(profile) == max(lengths) < 81 and profile["n_pairs"].iloc[0] == 40
+    assert len(example) == lengths[0] and len(long_map) == lengths[0] ** 2
+    assert example["head_mean"].abs().max() > 1e-4
+    # the model saw the padding: the scores differ from those of the pair alone
+    alone = retention_scores(encoder, torch.from_numpy(examples[0].tokens)[None], layer=1, head=0)[0, 0].numpy()
+    assert not np.allclose(example["head_1"], alone, atol=1e-5)
+    out = tmp_path / "cls"
+    assert main(["analyses", "cls-retention", "--checkpoint", str(checkpoint), "--test", str(pair_subset),
+                 "--profile-tsv", str(out / "p.tsv"), "--example-tsv", str(out / "e.tsv"), "--map-tsv",
+                 str(out / "m.tsv"), "--bars-png", str(out / "b.png"), "--map-png", str(out / "m.png")]) == 0
+    assert len(pd.read_csv(out / "p.tsv", sep="\t")) == max(lengths)
+
+
+def test_transcript_retention_reads_a_transcript_as_its_task_pads_it():
+    torch.manual_seed(4)
+    encoder = build_encoder(tiny_config(5)).eval()
+    tokens = np.random.default_rng(0).integers(6, 6 + 4 ** 5, size=120)
+    alone = analyses.transcript_retention(encoder, tokens)
+    padded = analyses.transcript_retention(encoder, tokens, padded_length=200)
+    assert alone.shape == padded.shape == (120, 120) and np.abs(alone).max() > 1e-4
+    # the published model saw its padding: the transcript's own map changes with it
+    assert not np.allclose(alone, padded, atol=1e-6)
+    assert np.allclose(padded, analyses.transcript_retention(encoder, tokens, padded_length=200))
+
+
 def test_transcript_retention_and_codon_counts(resources, tmp_path):
     # 12 mouse test transcripts of 300-1200 nt, both classes
     records, kept = [], {0: 0, 1: 0}

@@ -232,6 +232,7 @@ def run_transcripts(args) -> int:
     transcripts = {t.id: t for t in read_dataset(args.test, "coding", args.split)}
     by_id = {e.id: e for e in examples}
     layer = analyses.last_layer(encoder, args.layer)
+    padded = task.padded_length()  # the published protocol's fixed length: read as in evaluation
     profiles, maps = [], []
     for name in ("mRNA", "lncRNA"):
         if name not in chosen:  # said in the figure and the log, and no rows in the TSVs
@@ -241,7 +242,8 @@ def run_transcripts(args) -> int:
         if tid not in by_id:
             raise InputError(args.predictions, "a predicted transcript is not in the test file", record=tid)
         sequence = transcripts[tid].sequence
-        matrix = analyses.transcript_retention(encoder, by_id[tid].tokens, layer=layer, device=device)
+        matrix = analyses.transcript_retention(encoder, by_id[tid].tokens, layer=layer, padded_length=padded,
+                                               device=device)
         profile = analyses.retention_profile(matrix)
         profiles.append(pd.DataFrame({"transcript": tid, "class": name, "position": range(1, len(profile) + 1),
                                       "base": list(sequence.upper().replace("T", "U")), "retention": profile}))
@@ -259,7 +261,8 @@ def run_transcripts(args) -> int:
     for example in counted:
         tokens = example.tokens[:args.max_nt]
         sequence = transcripts[example.id].sequence[:args.max_nt]
-        profile = analyses.retention_profile(analyses.transcript_retention(encoder, tokens, layer=layer, device=device))
+        profile = analyses.retention_profile(analyses.transcript_retention(encoder, tokens, layer=layer, padded_length=padded,
+                                                                            device=device))
         found_codons, found_nines = analyses.centred_kmers(sequence, profile)
         cls = "pc" if example.info["label"] == 1 else "lnc"
         codons[cls].update(found_codons)
