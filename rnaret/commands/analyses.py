@@ -261,8 +261,8 @@ def run_transcripts(args) -> int:
     for example in counted:
         tokens = example.tokens[:args.max_nt]
         sequence = transcripts[example.id].sequence[:args.max_nt]
-        profile = analyses.retention_profile(analyses.transcript_retention(encoder, tokens, layer=layer, padded_length=padded,
-                                                                            device=device))
+        matrix = analyses.transcript_retention(encoder, tokens, layer=layer, padded_length=padded, device=device)
+        profile = analyses.retention_profile(matrix)
         found_codons, found_nines = analyses.centred_kmers(sequence, profile)
         cls = "pc" if example.info["label"] == 1 else "lnc"
         codons[cls].update(found_codons)
