@@ -91,6 +91,15 @@ def bundled(resources):
     return next(iter(read_structures(resources / "structure" / "bprna_test.csv")))
 
 
+def limits_shown(page) -> None:
+    """Wait for the page to show the server's limits (fetched after load). A locator assertion
+    rather than a string expression: the page's CSP (script-src 'self') forbids eval, and
+    Playwright polls a string expression with eval once the first check fails."""
+    from playwright.sync_api import expect
+
+    expect(page.locator("#limits")).to_contain_text("sequences", timeout=30_000)
+
+
 def images_loaded(page, selector: str) -> None:
     page.wait_for_function(
         "s => { const i = document.querySelector(s); return i && i.complete && i.naturalWidth > 0; }",
@@ -103,7 +112,7 @@ def test_paste_predict_see_drawings_and_download_bpseq(server, browser_page, bun
     failed = []
     page.on("requestfailed", lambda request: failed.append(request.url))
     page.goto(f"{base}/")
-    page.wait_for_function("document.getElementById('limits').textContent.includes('sequences')")
+    limits_shown(page)
     page.fill("#sequence-input", f">{bundled.id}\n{bundled.sequence}\n")
     page.click("#submit-button")
     page.wait_for_selector("article.result", timeout=120_000)
@@ -148,7 +157,7 @@ def test_every_layer_and_a_retention_map_from_the_page(server, browser_page):
     base, _, _ = server
     page = browser_page
     page.goto(f"{base}/")
-    page.wait_for_function("document.getElementById('limits').textContent.includes('sequences')")
+    limits_shown(page)
     page.fill("#sequence-input", ">hairpin\nGGGAAAUCCCAGCUUCGGCUGGGAUUUCCC\n")
     page.fill("#opt-layers", "9")
     page.click("#submit-button")
