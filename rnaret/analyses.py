@@ -11,8 +11,9 @@ its TSV does not hold.
 - ``cls_retention``: retention of the CLS query on every key position, per head, averaged over
   the pairs of an interaction test split by token index, and one example pair's retention map
   (``rri_rttn.ipynb`` cells 2-4).
-- ``transcript_retention`` and ``codon_counts``: the head-mean retention map of one transcript,
-  its column-mean profile, and the codons / 9-mers centred on the top 1 % of profile positions
+- ``transcript_retention``, ``centred_kmers`` and ``count_table``: the head-mean retention map of
+  one transcript, its column-mean profile, and the codons / 9-mers centred on the top 1 % of
+  profile positions
   (``lnc.ipynb`` cells 1-7).
 
 Retention scores are ``rnaret.model.scores.layer_retention_scores`` (the published normalised
@@ -412,6 +413,21 @@ def centred_kmers(sequence: str, profile: np.ndarray, *, percentile: float = 99.
             codons.append(sequence[i - 1:i + 2])
             nines.append(sequence[i - 4:i + 5])
     return codons, nines
+
+
+def first_of_each_class(examples: Sequence, limit: int) -> list:
+    """The first ``limit`` examples of each label, in file order (all when ``limit`` is 0): a
+    test file that lists its coding transcripts first still gives both classes' counts."""
+    if limit <= 0:
+        return list(examples)
+    taken: Counter = Counter()
+    chosen = []
+    for example in examples:
+        label = example.info["label"]
+        if taken[label] < limit:
+            taken[label] += 1
+            chosen.append(example)
+    return chosen
 
 
 def count_table(counts: dict[str, Counter], key: str) -> pd.DataFrame:

@@ -63,7 +63,8 @@ def add_arguments(parser) -> None:
     t.add_argument("--max-nt", type=int, default=3000,
                    help="transcripts are cut to their first N nt for the codon counts, as published (default 3000)")
     t.add_argument("--max-transcripts", type=int, default=0,
-                   help="count codons on the first N test transcripts (file order; default 0 = all)")
+                   help="count codons on the first N test transcripts of each class (file order; default 0 = "
+                        "all): a test file that lists one class first still gives both columns")
     t.add_argument("--map-size", type=int, default=300, help="rows/columns of the TSV heat map (block means)")
     for option in ("--profile-tsv", "--map-tsv", "--mrna-png", "--lncrna-png", "--codons-tsv", "--kmers-tsv",
                    "--codons-png"):
@@ -257,7 +258,7 @@ def run_transcripts(args) -> int:
                                     profile=profile, extent=len(sequence))
     codons = {"pc": Counter(), "lnc": Counter()}
     nines = {"pc": Counter(), "lnc": Counter()}
-    counted = examples[:args.max_transcripts] if args.max_transcripts > 0 else examples
+    counted = analyses.first_of_each_class(examples, args.max_transcripts)
     for example in counted:
         tokens = example.tokens[:args.max_nt]
         sequence = transcripts[example.id].sequence[:args.max_nt]
@@ -272,8 +273,9 @@ def run_transcripts(args) -> int:
     codon_table = analyses.count_table(codons, "codon")
     write_tsv(codon_table, args.codons_tsv)
     write_tsv(analyses.count_table(nines, "kmer"), args.kmers_tsv)
-    analyses.plot_codons(codon_table, args.codons_png,
-                         f"Codons at the top 1 % retention, {len(counted)} transcripts")
+    per_class = Counter("coding" if e.info["label"] == 1 else "noncoding" for e in counted)
+    described = f"{per_class['coding']} coding and {per_class['noncoding']} noncoding transcripts"
+    analyses.plot_codons(codon_table, args.codons_png, f"Codons at the top 1 % retention\n{described}")
     _log(f"transcripts: {', '.join(f'{k} {v}' for k, v in chosen.items())}; {int(codon_table['count_all'].sum())} "
-         f"codons from {len(counted)} transcripts")
+         f"codons from {described}")
     return 0

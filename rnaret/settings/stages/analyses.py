@@ -73,7 +73,7 @@ class Analyses(Stage):
         args += ["--device", self.plan.device("finetune")]
         if task == "coding":
             args += ["--predictions", f"{evaluation_dir(task, dataset, model)}/predictions.tsv",
-                     "--max-transcripts", int(settings.get("codon_transcripts", 100))]
+                     "--max-transcripts", int(settings.get("codon_transcripts", 50))]
         if settings.get("layer") is not None:
             args += ["--layer", int(settings["layer"])]
         return join(args)
