@@ -47,13 +47,6 @@ else
   PY=$venv/bin/python
 fi
 
-# Debian 12's `python3 -m venv` bootstraps pip 23.0.1, which cannot resolve the project's
-# requirements beside the CPU torch: it backtracks through CUDA torch builds for half an hour and
-# stops with ResolutionImpossible (torch, asked for by accelerate). pip 23.2.1 and 25.3 resolve
-# them at once, so an older pip is upgraded first.
-if ! "$PY" -c 'import sys, pip; sys.exit(tuple(int(x) for x in pip.__version__.split(".")[:2]) < (23, 2))'; then
-  "$PY" -m pip install -q --disable-pip-version-check "pip==25.3"
-fi
 "$PY" -m pip install -q --disable-pip-version-check "torch==2.13.0"
 # the versions the conda environments pin (envs/*.yaml), so both ways of running agree
 "$PY" -m pip install -q --disable-pip-version-check -c "$here/constraints.txt" -e "$here[all]"
