@@ -150,6 +150,32 @@ def test_installed_packages_satisfy_the_pins(dist, version, where):
     assert installed.split("+")[0] == version, f"{where}: {dist} pinned {version}, {installed} installed"
 
 
+# Debian 12's own python3, on which the README's set-up must work (install.sh makes its venv)
+DEBIAN_PYTHON = "3.11.2"
+
+
+def test_every_constraint_installs_on_debians_python():
+    """A pinned release that requires a newer Python than Debian 12's fails the README's first
+    command there (pymdown-extensions 13 requires >= 3.11.5), whatever Python runs the suite: the
+    installed distributions' metadata says what each pin requires."""
+    from packaging.specifiers import SpecifierSet
+
+    checked, refused = 0, []
+    for dist, version in constraints().items():
+        try:
+            meta = importlib.metadata.metadata(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        if meta["Version"].split("+")[0] != version:
+            continue  # test_installed_packages_satisfy_the_pins reports it
+        checked += 1
+        requires = meta.get("Requires-Python")
+        if requires and DEBIAN_PYTHON not in SpecifierSet(requires):
+            refused.append(f"{dist}=={version} requires Python {requires}")
+    assert checked >= 20, f"only {checked} pins of constraints.txt are installed here"
+    assert not refused, f"constraints.txt pins releases that Python {DEBIAN_PYTHON} cannot install: {refused}"
+
+
 def test_python_pins_name_the_running_minor_version():
     pins = {version for _, name, version in all_pins() if name == "python"}
     assert len(pins) == 1
